@@ -1,0 +1,23 @@
+"""The bundled Guided Filter Network: pure torch, no napari, no Qt."""
+
+from .backbones import BACKBONES, build_backbone, pretrained_efficientnet_lite0
+from .gfn import GFN, GFNConfig, boundary_map
+from .guided_filter import GuidedFilter, box_mean, guided_filter, guided_upsample
+from .model_file import ModelFileError, load_model, read_model_card, save_model
+
+__all__ = [
+    "BACKBONES",
+    "GFN",
+    "GFNConfig",
+    "GuidedFilter",
+    "ModelFileError",
+    "boundary_map",
+    "box_mean",
+    "build_backbone",
+    "guided_filter",
+    "guided_upsample",
+    "load_model",
+    "pretrained_efficientnet_lite0",
+    "read_model_card",
+    "save_model",
+]

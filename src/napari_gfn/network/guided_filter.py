@@ -1,0 +1,175 @@
+"""Differentiable guided filter (He et al. 2013) and fast guided upsampling, in pure torch.
+
+Box means use clipped windows: a border pixel averages only the pixels that
+exist, divided by their true count. Every box sum is a pair of 1-D prefix sums
+over zero-padded data, so the cost is O(H*W) whatever the radius. Guides and sources are centred
+before the moments are taken, which keeps the variance exact in float32 even
+for guides with a large offset.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["GuidedFilter", "box_mean", "guided_filter", "guided_upsample"]
+
+
+_PREFIX_BLOCK = 32
+
+
+def _box_sum(x: Tensor, radius: int) -> Tensor:
+    """Sums over the clipped (2r+1)x(2r+1) window around every pixel of (..., H, W).
+
+    One zero-padding copy serves both axes. Along rows the prefix sum is a
+    cumsum over contiguous memory; across rows torch's cumsum strides through
+    memory and is ~15x slower, so that prefix sum is one small triangular
+    matmul per block of rows plus a cumsum over the block totals.
+    """
+    height = x.shape[-2]
+    width = 2 * radius + 1
+    tail = radius + (-(height + width)) % _PREFIX_BLOCK
+    prefix = F.pad(x, (radius + 1, radius, radius + 1, tail)).cumsum(-1)
+    row_sums = prefix[..., width:] - prefix[..., :-width]
+    blocks = row_sums.unflatten(-2, (-1, _PREFIX_BLOCK))
+    lower = torch.ones(_PREFIX_BLOCK, _PREFIX_BLOCK, dtype=x.dtype, device=x.device).tril()
+    within = lower @ blocks
+    totals = within[..., -1, :]
+    # In place: matmul's backward needs its inputs, not its output.
+    prefix = within.add_((totals.cumsum(-2) - totals).unsqueeze(-2)).flatten(-3, -2)
+    return prefix[..., width : width + height, :] - prefix[..., :height, :]
+
+
+def _window_counts(height: int, width: int, radius: int, like: Tensor) -> Tensor:
+    """Number of pixels in each clipped (2r+1)x(2r+1) window of an H x W image."""
+
+    def counts(n: int) -> Tensor:
+        index = torch.arange(n, device=like.device)
+        return (torch.clamp(index + radius, max=n - 1) - torch.clamp(index - radius, min=0) + 1).to(
+            like.dtype
+        )
+
+    return counts(height)[:, None] * counts(width)[None, :]
+
+
+def box_mean(x: Tensor, radius: int) -> Tensor:
+    """Mean over the clipped (2r+1)x(2r+1) window around every pixel of (..., H, W)."""
+    return _box_sum(x, radius).div_(_window_counts(*x.shape[-2:], radius, x))
+
+
+def _check_inputs(guide: Tensor, src: Tensor, radius: int, eps: float) -> None:
+    if guide.dim() != 4 or src.dim() != 4:
+        raise ValueError(
+            f"guide and src must be B x C x H x W, got {tuple(guide.shape)} and {tuple(src.shape)}"
+        )
+    if guide.shape[0] != src.shape[0] or guide.shape[-2:] != src.shape[-2:]:
+        raise ValueError(f"guide {tuple(guide.shape)} and src {tuple(src.shape)} differ in batch or size")
+    if radius < 0 or int(radius) != radius:
+        raise ValueError(f"radius must be a non-negative integer, got {radius}")
+    if eps < 0:
+        raise ValueError(f"eps must be non-negative, got {eps}")
+
+
+def _working_dtype(*tensors: Tensor) -> torch.dtype:
+    # Half precision loses the moments entirely; float64 is kept for oracles and gradcheck.
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def _centred(x: Tensor) -> Tensor:
+    return x - x.mean(dim=(-2, -1), keepdim=True).detach()
+
+
+def _per_channel_coefficients(guide: Tensor, src: Tensor, radius: int, eps: float) -> tuple[Tensor, Tensor]:
+    """Linear coefficients A, b with each src channel guided by its own guide channel."""
+    mean_i, mean_ii, mean_p, mean_ip = (
+        box_mean(moment, radius) for moment in (guide, guide * guide, src, guide * src)
+    )
+    variance = torch.clamp(mean_ii - mean_i * mean_i, min=0.0)
+    slope = (mean_ip - mean_i * mean_p) / (variance + eps)
+    return slope, mean_p - slope * mean_i
+
+
+def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor:
+    """Edge-preserving filter of ``src`` (B x C x H x W) steered by ``guide``.
+
+    ``guide`` has one channel (shared by all of ``src``'s channels) or C
+    channels (channel c guides channel c). ``eps`` is in squared guide units.
+    """
+    _check_inputs(guide, src, radius, eps)
+    if guide.shape[1] not in (1, src.shape[1]):
+        raise ValueError(f"guide must have 1 or {src.shape[1]} channels, got {guide.shape[1]}")
+    dtype = _working_dtype(guide, src)
+    with torch.autocast(device_type=src.device.type, enabled=False):
+        guide = _centred(guide.to(dtype))
+        src_mean = src.to(dtype).mean(dim=(-2, -1), keepdim=True)
+        slope, offset = _per_channel_coefficients(guide, src.to(dtype) - src_mean, radius, eps)
+        return box_mean(slope, radius) * guide + box_mean(offset, radius) + src_mean
+
+
+def _joint_coefficients(guide: Tensor, src: Tensor, radius: int, eps: float) -> tuple[Tensor, Tensor]:
+    """A (B x C x K x H x W) and b (B x C x H x W) with the K guide channels taken jointly."""
+    batch, guide_channels = guide.shape[:2]
+    src_channels = src.shape[1]
+    mean_i = box_mean(guide, radius)
+    mean_p = box_mean(src, radius)
+    products = (guide[:, :, None] * guide[:, None, :]).flatten(1, 2)
+    cross = (src[:, :, None] * guide[:, None, :]).flatten(1, 2)
+    shape = (batch, guide_channels, guide_channels, *guide.shape[-2:])
+    sigma = box_mean(products, radius).view(shape) - mean_i[:, :, None] * mean_i[:, None, :]
+    cov = box_mean(cross, radius).view(batch, src_channels, guide_channels, *guide.shape[-2:])
+    cov = cov - mean_p[:, :, None] * mean_i[:, None, :]
+    identity = torch.eye(guide_channels, dtype=guide.dtype, device=guide.device)
+    # Pixels last so linalg.solve batches one small K x K system per pixel.
+    system = sigma.permute(0, 3, 4, 1, 2) + eps * identity
+    rhs = cov.permute(0, 3, 4, 2, 1)
+    slope = torch.linalg.solve(system, rhs).permute(0, 4, 3, 1, 2)
+    offset = mean_p - (slope * mean_i[:, None]).sum(dim=2)
+    return slope, offset
+
+
+def guided_upsample(
+    guide_lowres: Tensor, src_lowres: Tensor, guide_fullres: Tensor, radius: int, eps: float
+) -> Tensor:
+    """Fast guided upsampling: fit A, b at low resolution, apply them to the full-resolution guide.
+
+    The guide's channels are filtered jointly (a colour guide uses the full
+    3x3 covariance), so a mask predicted at low resolution snaps to the
+    edges of the full-resolution photo.
+    """
+    _check_inputs(guide_lowres, src_lowres, radius, eps)
+    if guide_fullres.dim() != 4 or guide_fullres.shape[:2] != guide_lowres.shape[:2]:
+        raise ValueError(
+            f"guide_fullres {tuple(guide_fullres.shape)} must match guide_lowres {tuple(guide_lowres.shape)} "
+            "in batch and channels"
+        )
+    dtype = _working_dtype(guide_lowres, src_lowres, guide_fullres)
+    with torch.autocast(device_type=src_lowres.device.type, enabled=False):
+        guide_offset = guide_lowres.to(dtype).mean(dim=(-2, -1), keepdim=True)
+        src_offset = src_lowres.to(dtype).mean(dim=(-2, -1), keepdim=True)
+        slope, offset = _joint_coefficients(
+            guide_lowres.to(dtype) - guide_offset, src_lowres.to(dtype) - src_offset, radius, eps
+        )
+        mean_slope = box_mean(slope.flatten(1, 2), radius)
+        mean_offset = box_mean(offset, radius)
+        size = guide_fullres.shape[-2:]
+        mean_slope = F.interpolate(mean_slope, size=size, mode="bilinear", align_corners=False)
+        mean_offset = F.interpolate(mean_offset, size=size, mode="bilinear", align_corners=False)
+        mean_slope = mean_slope.view(slope.shape[0], slope.shape[1], slope.shape[2], *size)
+        centred_guide = guide_fullres.to(dtype) - guide_offset
+        return (mean_slope * centred_guide[:, None]).sum(dim=2) + mean_offset + src_offset
+
+
+class GuidedFilter(nn.Module):
+    """Module form of :func:`guided_filter` with a fixed radius and eps."""
+
+    def __init__(self, radius: int, eps: float) -> None:
+        super().__init__()
+        self.radius = radius
+        self.eps = eps
+
+    def forward(self, guide: Tensor, src: Tensor) -> Tensor:
+        return guided_filter(guide, src, self.radius, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}, eps={self.eps}"

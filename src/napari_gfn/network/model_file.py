@@ -1,0 +1,104 @@
+"""Model files: a GFN's weights plus everything needed to rebuild and use it."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torchvision
+
+from .gfn import GFN, GFNConfig
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_model", "read_model_card", "save_model"]
+
+FORMAT = "napari-gfn/model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be read or does not fit this version of napari-gfn."""
+
+    def __init__(self, path: os.PathLike | str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+
+
+def _versions() -> dict[str, str]:
+    from napari_gfn import __version__
+
+    return {
+        "napari_gfn": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_model(model: GFN, path: os.PathLike | str, **meta) -> Path:
+    """Write ``model`` and ``meta`` (class names, image size, source set, ...) atomically to ``path``."""
+    path = Path(path)
+    meta.setdefault("class_names", ["background", "object"][: model.config.num_classes])
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": model.config.to_dict(),
+        "normalisation": {"mean": list(model.backbone.mean), "std": list(model.backbone.std)},
+        "meta": meta,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_payload(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelFileError(path, "no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise ModelFileError(
+            path, f"not a readable napari-gfn model file (truncated or corrupt?): {error}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(path, "not a napari-gfn model file (no napari-gfn model header)")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(
+            path, f"written by a newer napari-gfn (format {payload['format_version']}); please upgrade"
+        )
+    return payload
+
+
+def read_model_card(path: os.PathLike | str) -> dict:
+    """The model's description (architecture, meta, versions, date) without building it."""
+    payload = _read_payload(Path(path))
+    return {key: value for key, value in payload.items() if key != "state_dict"}
+
+
+def load_model(path: os.PathLike | str, map_location: str | torch.device = "cpu") -> GFN:
+    """Rebuild the GFN saved at ``path``, in eval mode, with its card in ``model.card``."""
+    path = Path(path)
+    payload = _read_payload(path)
+    try:
+        config = GFNConfig(**payload["config"])
+        model = GFN(pretrained=False, **config.to_dict())
+        model.load_state_dict(payload["state_dict"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as error:
+        raise ModelFileError(path, f"does not fit this version of napari-gfn: {error}") from None
+    model.card = {key: value for key, value in payload.items() if key != "state_dict"}
+    return model.to(map_location).eval()
