@@ -59,18 +59,14 @@ def test_guided_filter_matches_explicit_weights(guide_channels, src_channels, he
     src = rng.random((src_channels, height, width))
     expected = oracle_per_channel(guide, src, radius, eps)
     got = (
-        guided_filter(
-            torch.from_numpy(guide[None]).float(), torch.from_numpy(src[None]).float(), radius, eps
-        )[0]
+        guided_filter(torch.from_numpy(guide[None]).float(), torch.from_numpy(src[None]).float(), radius, eps)[0]
         .double()
         .numpy()
     )
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(
-    ("height", "width", "radius", "eps"), [(7, 8, 1, 1e-3), (9, 9, 3, 1e-2), (8, 11, 2, 1.0)]
-)
+@pytest.mark.parametrize(("height", "width", "radius", "eps"), [(7, 8, 1, 1e-3), (9, 9, 3, 1e-2), (8, 11, 2, 1.0)])
 def test_guided_upsample_at_same_size_is_the_colour_guided_filter(height, width, radius, eps):
     rng = np.random.default_rng(height * width)
     guide = rng.random((3, height, width))
@@ -98,9 +94,7 @@ def test_gradcheck_guided_upsample():
     guide_low = torch.rand(1, 3, 5, 6, dtype=torch.float64, requires_grad=True)
     src_low = torch.rand(1, 1, 5, 6, dtype=torch.float64, requires_grad=True)
     guide_full = torch.rand(1, 3, 10, 12, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(
-        lambda a, b, c: guided_upsample(a, b, c, 1, 1e-1), (guide_low, src_low, guide_full)
-    )
+    assert torch.autograd.gradcheck(lambda a, b, c: guided_upsample(a, b, c, 1, 1e-1), (guide_low, src_low, guide_full))
 
 
 def _naive_guided_filter(guide, src, radius, eps):
@@ -142,9 +136,7 @@ def test_guided_upsample_snaps_to_fullres_edges():
     photo_low = torch.nn.functional.interpolate(photo, size=(low, low), mode="area")
     mask_low = torch.nn.functional.interpolate(truth, size=(low, low), mode="area")
     sharp = guided_upsample(photo_low, mask_low, photo, radius=2, eps=1e-4)
-    blurry = torch.nn.functional.interpolate(
-        mask_low, size=(size, size), mode="bilinear", align_corners=False
-    )
+    blurry = torch.nn.functional.interpolate(mask_low, size=(size, size), mode="bilinear", align_corners=False)
     sharp_errors = ((sharp > 0.5) != (truth > 0.5)).sum()
     blurry_errors = ((blurry > 0.5) != (truth > 0.5)).sum()
     assert sharp_errors == 0

@@ -22,7 +22,7 @@ def test_shapes_and_types(sample):
     _, s = sample
     assert len(s.images) == len(s.masks) == len(s.simple) == 16
     assert sum(s.simple) == 8
-    for image, mask in zip(s.images, s.masks, strict=False):
+    for image, mask in zip(s.images, s.masks, strict=True):
         assert image.dtype == np.uint8
         assert image.shape == (160, 160, 3)
         assert mask.dtype == bool
@@ -38,7 +38,7 @@ def test_masks_are_exactly_the_painted_object(sample):
     on their own side. A mask shifted by a single pixel fails this.
     """
     _, s = sample
-    for image, mask, simple in zip(s.images, s.masks, s.simple, strict=False):
+    for image, mask, simple in zip(s.images, s.masks, s.simple, strict=True):
         if not simple:
             continue
         grey = rgb2gray(image)
@@ -55,10 +55,8 @@ def test_masks_are_exactly_the_painted_object(sample):
 
 def test_otsu_separates_simple_but_not_complex_images(sample):
     _, s = sample
-    simple = [iou(otsu_mask(i).mask, m) for i, m, f in zip(s.images, s.masks, s.simple, strict=False) if f]
-    complex_ = [
-        iou(otsu_mask(i).mask, m) for i, m, f in zip(s.images, s.masks, s.simple, strict=False) if not f
-    ]
+    simple = [iou(otsu_mask(i).mask, m) for i, m, f in zip(s.images, s.masks, s.simple, strict=True) if f]
+    complex_ = [iou(otsu_mask(i).mask, m) for i, m, f in zip(s.images, s.masks, s.simple, strict=True) if not f]
     assert np.mean(simple) >= 0.9
     assert min(simple) >= 0.85
     assert np.mean(complex_) < np.mean(simple) - 0.25
@@ -76,10 +74,10 @@ def test_same_seed_same_output_and_different_seed_differs():
     a = make_sample_set("flower", 4, 64, 0.5, seed=11)
     b = make_sample_set("flower", 4, 64, 0.5, seed=11)
     c = make_sample_set("flower", 4, 64, 0.5, seed=12)
-    for x, y in zip(a.images + a.masks, b.images + b.masks, strict=False):
+    for x, y in zip(a.images + a.masks, b.images + b.masks, strict=True):
         np.testing.assert_array_equal(x, y)
     assert a.simple == b.simple
-    assert any(not np.array_equal(x, y) for x, y in zip(a.images, c.images, strict=False))
+    assert any(not np.array_equal(x, y) for x, y in zip(a.images, c.images, strict=True))
 
 
 def test_rectangular_size():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def _has_display() -> bool:
@@ -17,33 +18,175 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+class _TerminalReport:
+    """Renders engine events: one progress bar (with ETA) per phase, notices and iteration lines."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.phase = None
+
+    def __call__(self, events: Iterable) -> list:
+        from tqdm import tqdm
+
+        from napari_gfn.engine import IterationResult, Notice, Progress
+
+        results = []
+        for event in events:
+            if isinstance(event, Progress):
+                if event.phase != self.phase:
+                    self.close()
+                    self.phase = event.phase
+                    self.bar = tqdm(total=event.total, desc=event.phase, unit="step", leave=False, file=sys.stderr)
+                self.bar.total = event.total
+                self.bar.update(event.done - self.bar.n)
+            elif isinstance(event, Notice):
+                tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
+            elif isinstance(event, IterationResult):
+                self.close()
+                results.append(event)
+                print(_iteration_line(event), flush=True)
+        self.close()
+        return results
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.phase = None, None
+
+
+def _iteration_line(result) -> str:
+    metrics = result.metrics
+    parts = [f"iteration {result.iteration}: {metrics['images']} masks", f"{metrics['trusted']} trusted"]
+    if metrics.get("change_iou") is not None:
+        parts.append(f"change IoU {metrics['change_iou']:.3f}")
+    if metrics.get("fg_iou") is not None:
+        parts.append(f"fg IoU {metrics['fg_iou']:.3f}, mIoU {metrics['miou']:.3f}")
+    parts.append(f"{result.elapsed_s:.0f} s")
+    return ", ".join(parts) + (" (best so far)" if result.is_best else "")
+
+
+def _label(args: argparse.Namespace) -> int:
+    from napari_gfn.config import RunConfig
+    from napari_gfn.engine import run_labelling
+
+    config = RunConfig(
+        images=args.images,
+        out=args.out,
+        seed=args.seed,
+        simple=args.simple,
+        simple_threshold=args.simple_threshold,
+        iterations=args.iterations,
+        gt=args.gt,
+        ignore=args.ignore,
+        backbone=args.backbone,
+        device=args.device,
+        image_size=args.image_size,
+        area_min=args.area_min,
+        area_max=args.area_max,
+        epochs=args.epochs,
+        seed_epochs=args.seed_epochs,
+        random_seed=args.random_seed,
+    )
+    results = _TerminalReport()(run_labelling(config, resume=args.resume))
+    print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({len(results)} iteration(s) this run)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from napari_gfn.engine import GroundTruth, evaluate_run
+
+    rows, problems = evaluate_run(args.run, GroundTruth(args.gt, args.ignore))
+    for problem in problems:
+        print(f"warning: not scored: {problem}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"iterations": rows}))
+        return 0
+    print("iteration  fg IoU   mIoU    photos")
+    for row in rows:
+        fg = "-" if row["fg_iou"] is None else f"{row['fg_iou']:.4f}"
+        miou = "-" if row["miou"] is None else f"{row['miou']:.4f}"
+        print(f"{row['iteration']:>9}  {fg:>6}  {miou:>6}  {row['images']:>6}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from napari_gfn.demo import run_demo, show_demo
 
     headless = args.headless or not _has_display()
-    result = run_demo(Path(args.out), quiet=False)
+    run_dir = run_demo(Path(args.out), report=_TerminalReport())
     if headless:
-        print(f"Wrote the demo run to {result.out.resolve()}")
+        print(f"Wrote the demo run to {run_dir.resolve()}")
         return 0
-    show_demo(result)
+    show_demo(run_dir)
     return 0
+
+
+def _add_label_parser(commands) -> None:
+    from napari_gfn.config import SEED_METHODS, RunConfig
+    from napari_gfn.network import BACKBONES
+
+    defaults = RunConfig()
+    label = commands.add_parser("label", help="label a folder of photos (seed, then iterative refinement)")
+    label.add_argument("images", help="folder of photos (PNG, JPEG, TIFF)")
+    label.add_argument("--out", required=True, help="run folder (created; or resumed with --resume)")
+    label.add_argument("--seed", choices=SEED_METHODS, default=defaults.seed, help="how iteration 0 is made")
+    label.add_argument("--simple", default=defaults.simple, help="folder of plain-background photos, or 'auto'")
+    label.add_argument(
+        "--simple-threshold",
+        type=float,
+        default=defaults.simple_threshold,
+        help="Otsu separability a photo needs to count as simple with --simple auto",
+    )
+    label.add_argument("--iterations", type=int, default=defaults.iterations, help="refinement rounds after the seed")
+    label.add_argument("--gt", help="folder of true 0/255 masks (same stems): scores every iteration")
+    label.add_argument("--ignore", help="folder of ignore masks (255 = leave the pixel out of the score)")
+    label.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone)
+    label.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
+    label.add_argument("--image-size", type=int, default=defaults.image_size, help="long side the network sees")
+    label.add_argument("--area-min", type=float, default=defaults.area_min)
+    label.add_argument("--area-max", type=float, default=defaults.area_max)
+    label.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs per refinement round")
+    label.add_argument("--seed-epochs", type=int, default=defaults.seed_epochs)
+    label.add_argument("--random-seed", type=int, default=defaults.random_seed)
+    label.add_argument(
+        "--resume", action="store_true", help="continue the run in --out after its last finished iteration"
+    )
+    label.set_defaults(handler=_label)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-gfn", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_label_parser(commands)
+
+    evaluate = commands.add_parser("evaluate", help="score every iteration of a run against true masks")
+    evaluate.add_argument("run", help="run folder")
+    evaluate.add_argument("--gt", required=True, help="folder of true 0/255 masks")
+    evaluate.add_argument("--ignore", help="folder of ignore masks (255 = leave out)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.set_defaults(handler=_evaluate)
+
     demo = commands.add_parser("demo", help="run the main job on built-in synthetic sample data")
     demo.add_argument("--headless", action="store_true", help="no window, even when a display is present")
-    demo.add_argument(
-        "--out", default="demo-output", help="folder for the demo's output (default: %(default)s)"
-    )
+    demo.add_argument("--out", default="demo-output", help="folder for the demo's output (default: %(default)s)")
     demo.set_defaults(handler=_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from napari_gfn.engine import ImageReadError, LabellingError
+    from napari_gfn.network import ModelFileError
+    from napari_gfn.store import RunFolderError
+
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except (LabellingError, ImageReadError, ModelFileError, RunFolderError, ValueError) as error:
+        print(f"napari-gfn: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("napari-gfn: interrupted; finished iterations are kept (continue with --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

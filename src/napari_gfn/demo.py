@@ -1,64 +1,57 @@
-"""The demo: the main labelling job on synthetic sample data, with or without a window."""
+"""The demo: the whole labelling path on synthetic sample data, with or without a window."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 
+from napari_gfn.config import RunConfig
+from napari_gfn.engine import run_labelling
 from napari_gfn.sample_data import make_sample_set
-from napari_gfn.seeds import otsu_mask
+from napari_gfn.store import RunFolder
 
-DEMO_KIND = "branch"
-DEMO_COUNT = 12
-DEMO_SIZE = 256
+__all__ = ["DEMO_CONFIG", "run_demo", "show_demo", "write_sample_folder"]
 
-
-@dataclass
-class DemoResult:
-    out: Path
-    images: list[np.ndarray]
-    truth: list[np.ndarray]
-    seeds: list[np.ndarray]
+# Small enough to finish in a couple of minutes on two CPU cores.
+DEMO_CONFIG = RunConfig(iterations=2, image_size=192, seed_epochs=8, epochs=3, min_steps=40)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+def write_sample_folder(folder: Path, kind: str = "branch", n: int = 16, size: int = 192, seed: int = 0) -> Path:
+    """Write a synthetic set as ``folder/images`` and ``folder/masks`` (0/255 PNG, same stems)."""
+    sample = make_sample_set(kind, n, size, simple_fraction=0.5, seed=seed)
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for index, (image, mask) in enumerate(zip(sample.images, sample.masks, strict=True)):
+        stem = f"{kind}_{index:03d}"
+        iio.imwrite(folder / "images" / f"{stem}.png", image)
+        iio.imwrite(folder / "masks" / f"{stem}.png", np.where(mask, 255, 0).astype(np.uint8))
+    return folder
 
 
-def run_demo(out: Path, quiet: bool = True) -> DemoResult:
-    """Write the sample photos, their true masks and Otsu seed masks under ``out``."""
-    sample = make_sample_set(DEMO_KIND, DEMO_COUNT, DEMO_SIZE, simple_fraction=0.5, seed=0)
-    for folder in ("images", "masks", "seed"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
-    seeds = []
-    for index, (image, mask) in enumerate(zip(sample.images, sample.masks, strict=False)):
-        stem = f"{DEMO_KIND}_{index:03d}"
-        seed = otsu_mask(image).mask
-        seeds.append(seed)
-        iio.imwrite(out / "images" / f"{stem}.png", image)
-        iio.imwrite(out / "masks" / f"{stem}.png", mask.astype(np.uint8) * 255)
-        iio.imwrite(out / "seed" / f"{stem}.png", seed.astype(np.uint8) * 255)
-    if not quiet:
-        for label, wanted in (("simple", True), ("complex", False)):
-            scores = [
-                _iou(s, m)
-                for s, m, simple in zip(seeds, sample.masks, sample.simple, strict=False)
-                if simple == wanted
-            ]
-            print(f"Otsu seed foreground IoU on {label} images: {np.mean(scores):.3f}")
-    return DemoResult(out, sample.images, sample.masks, seeds)
+def run_demo(out: Path, report: Callable[[Iterable], object] = list) -> Path:
+    """Label a fresh synthetic branch set under ``out``; returns the run folder."""
+    data = write_sample_folder(out / "sample")
+    run_dir = out / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    config = DEMO_CONFIG.updated(images=str(data / "images"), out=str(run_dir), gt=str(data / "masks"))
+    report(run_labelling(config))
+    return run_dir
 
 
-def show_demo(result: DemoResult) -> None:
-    """Open napari on the demo's photos, truth and seeds (blocks until the window closes)."""
+def show_demo(run_dir: Path) -> None:
+    """Open napari on the demo's photos and every iteration's masks (blocks until the window closes)."""
     import napari
 
+    store = RunFolder(run_dir)
+    config = store.read_config()
+    photos = sorted(Path(config.images).glob("*.png"))
     viewer = napari.Viewer(title="napari-gfn demo")
-    viewer.add_image(np.stack(result.images), name="photos", rgb=True)
-    viewer.add_labels(np.stack(result.truth).astype(np.uint8), name="ground truth", visible=False)
-    viewer.add_labels(np.stack(result.seeds).astype(np.uint8), name="seed · iter 0", opacity=0.5)
+    viewer.add_image(np.stack([iio.imread(p) for p in photos]), name="photos", rgb=True)
+    for iteration in store.finished_iterations():
+        masks = np.stack([store.read_mask(iteration, p.stem) for p in photos]).astype(np.uint8)
+        viewer.add_labels(masks, name=f"photos · iter {iteration}", opacity=0.5)
     napari.run()

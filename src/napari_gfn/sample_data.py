@@ -58,7 +58,7 @@ def make_sample_set(
     simple = rng.permutation([True] * n_simple + [False] * (n - n_simple)).tolist()
     painter = _paint_branch if kind == "branch" else _paint_flower
     result = SampleSet()
-    for is_simple, child in zip(simple, rng.spawn(n), strict=False):
+    for is_simple, child in zip(simple, rng.spawn(n), strict=True):
         image, mask = painter(shape, bool(is_simple), child)
         result.images.append(image)
         result.masks.append(mask)
@@ -148,9 +148,7 @@ def _branch_mask(shape, rng) -> np.ndarray:
     mask = np.zeros(shape, dtype=bool)
     start = (height - 1.0, width * rng.uniform(0.35, 0.65))
     angle = -np.pi / 2 + rng.uniform(-0.25, 0.25)
-    _grow_branch(
-        mask, start, angle, height * rng.uniform(0.3, 0.4), min(shape) * rng.uniform(0.045, 0.065), 4, rng
-    )
+    _grow_branch(mask, start, angle, height * rng.uniform(0.3, 0.4), min(shape) * rng.uniform(0.085, 0.11), 4, rng)
     return mask
 
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from .backbones import build_backbone
-from .guided_filter import guided_filter
+from .guided_filter import guided_upsample
 
 __all__ = ["GFN", "GFNConfig", "boundary_map"]
 
@@ -93,9 +93,7 @@ class GFN(nn.Module):
         self.config = GFNConfig(backbone, num_classes, use_bg, use_hgl, use_gf, **options)
         cfg = self.config
         self.backbone = build_backbone(backbone, pretrained=pretrained, output_stride=cfg.output_stride)
-        self.register_buffer(
-            "input_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False
-        )
+        self.register_buffer("input_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
         self.aspp = _aspp(self.backbone.high_channels, cfg.aspp_channels, cfg.output_stride)
         self.low_proj = _conv_bn_relu(self.backbone.low_channels, cfg.low_channels)
@@ -106,19 +104,23 @@ class GFN(nn.Module):
             )
         if use_hgl:
             self.hgl_high = nn.Conv2d(cfg.aspp_channels, cfg.low_channels, 1)
-        decoder_in = cfg.aspp_channels + cfg.low_channels * (2 if use_hgl else 1)
         self.decoder = nn.Sequential(
-            _separable(decoder_in, cfg.aspp_channels), _separable(cfg.aspp_channels, cfg.aspp_channels)
+            _separable(cfg.aspp_channels + cfg.low_channels, cfg.aspp_channels),
+            _separable(cfg.aspp_channels, cfg.aspp_channels),
         )
         self.classifier = nn.Conv2d(cfg.aspp_channels, num_classes, 1)
         if use_gf:
-            guidance_channels = cfg.low_channels
             # BatchNorm keeps the guide near unit variance, so eps means the same throughout training.
-            self.guide = nn.Sequential(nn.Conv2d(guidance_channels, 1, 1, bias=False), nn.BatchNorm2d(1))
+            self.guide = nn.Sequential(nn.Conv2d(cfg.low_channels, 1, 1, bias=False), nn.BatchNorm2d(1))
+            # A per-pixel colour transform of the photo lets the guide carry edges finer than stride 4.
+            self.image_guide = nn.Sequential(
+                nn.Conv2d(3, 8, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.Conv2d(8, 1, 1)
+            )
 
     def forward(self, images: Tensor) -> Tensor:
         size = images.shape[-2:]
-        low, high = self.backbone((images - self.input_mean) / self.input_std)
+        images = (images - self.input_mean) / self.input_std
+        low, high = self.backbone(images)
         high = self.aspp(high)
         low = self.low_proj(low)
         low_size = low.shape[-2:]
@@ -128,8 +130,13 @@ class GFN(nn.Module):
             low = low * (1 + _resize(gate, low_size))
         high = _resize(high, low_size)
         guidance = self.hgl_high(high) * low if self.config.use_hgl else low
-        parts = [high, low, guidance] if self.config.use_hgl else [high, low]
-        logits = self.classifier(self.decoder(torch.cat(parts, dim=1)))
-        if self.config.use_gf:
-            logits = guided_filter(self.guide(guidance), logits, self.config.gf_radius, self.config.gf_eps)
-        return _resize(logits, size)
+        # HGL's guidance also feeds the decoder (residually), so +HGL alone is a real ablation step.
+        decoder_low = low + guidance if self.config.use_hgl else low
+        logits = self.classifier(self.decoder(torch.cat([high, decoder_low], dim=1)))
+        if not self.config.use_gf:
+            return _resize(logits, size)
+        # GF: fit the filter at stride 4 on the HGL guidance, apply it at the input's resolution
+        # (fast guided upsampling), so the mask takes the guidance's edges at full detail.
+        guide_full = _resize(self.guide(guidance), size) + self.image_guide(images)
+        guide_low = F.interpolate(guide_full, size=low_size, mode="area")
+        return guided_upsample(guide_low, logits, guide_full, self.config.gf_radius, self.config.gf_eps)

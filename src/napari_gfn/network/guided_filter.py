@@ -46,9 +46,7 @@ def _window_counts(height: int, width: int, radius: int, like: Tensor) -> Tensor
 
     def counts(n: int) -> Tensor:
         index = torch.arange(n, device=like.device)
-        return (torch.clamp(index + radius, max=n - 1) - torch.clamp(index - radius, min=0) + 1).to(
-            like.dtype
-        )
+        return (torch.clamp(index + radius, max=n - 1) - torch.clamp(index - radius, min=0) + 1).to(like.dtype)
 
     return counts(height)[:, None] * counts(width)[None, :]
 
@@ -60,9 +58,7 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
 
 def _check_inputs(guide: Tensor, src: Tensor, radius: int, eps: float) -> None:
     if guide.dim() != 4 or src.dim() != 4:
-        raise ValueError(
-            f"guide and src must be B x C x H x W, got {tuple(guide.shape)} and {tuple(src.shape)}"
-        )
+        raise ValueError(f"guide and src must be B x C x H x W, got {tuple(guide.shape)} and {tuple(src.shape)}")
     if guide.shape[0] != src.shape[0] or guide.shape[-2:] != src.shape[-2:]:
         raise ValueError(f"guide {tuple(guide.shape)} and src {tuple(src.shape)} differ in batch or size")
     if radius < 0 or int(radius) != radius:
@@ -82,9 +78,7 @@ def _centred(x: Tensor) -> Tensor:
 
 def _per_channel_coefficients(guide: Tensor, src: Tensor, radius: int, eps: float) -> tuple[Tensor, Tensor]:
     """Linear coefficients A, b with each src channel guided by its own guide channel."""
-    mean_i, mean_ii, mean_p, mean_ip = (
-        box_mean(moment, radius) for moment in (guide, guide * guide, src, guide * src)
-    )
+    mean_i, mean_ii, mean_p, mean_ip = (box_mean(moment, radius) for moment in (guide, guide * guide, src, guide * src))
     variance = torch.clamp(mean_ii - mean_i * mean_i, min=0.0)
     slope = (mean_ip - mean_i * mean_p) / (variance + eps)
     return slope, mean_p - slope * mean_i
@@ -128,9 +122,7 @@ def _joint_coefficients(guide: Tensor, src: Tensor, radius: int, eps: float) -> 
     return slope, offset
 
 
-def guided_upsample(
-    guide_lowres: Tensor, src_lowres: Tensor, guide_fullres: Tensor, radius: int, eps: float
-) -> Tensor:
+def guided_upsample(guide_lowres: Tensor, src_lowres: Tensor, guide_fullres: Tensor, radius: int, eps: float) -> Tensor:
     """Fast guided upsampling: fit A, b at low resolution, apply them to the full-resolution guide.
 
     The guide's channels are filtered jointly (a colour guide uses the full
@@ -147,17 +139,26 @@ def guided_upsample(
     with torch.autocast(device_type=src_lowres.device.type, enabled=False):
         guide_offset = guide_lowres.to(dtype).mean(dim=(-2, -1), keepdim=True)
         src_offset = src_lowres.to(dtype).mean(dim=(-2, -1), keepdim=True)
-        slope, offset = _joint_coefficients(
-            guide_lowres.to(dtype) - guide_offset, src_lowres.to(dtype) - src_offset, radius, eps
-        )
-        mean_slope = box_mean(slope.flatten(1, 2), radius)
-        mean_offset = box_mean(offset, radius)
+        guide_lowres = guide_lowres.to(dtype) - guide_offset
+        src_lowres = src_lowres.to(dtype) - src_offset
         size = guide_fullres.shape[-2:]
-        mean_slope = F.interpolate(mean_slope, size=size, mode="bilinear", align_corners=False)
-        mean_offset = F.interpolate(mean_offset, size=size, mode="bilinear", align_corners=False)
-        mean_slope = mean_slope.view(slope.shape[0], slope.shape[1], slope.shape[2], *size)
         centred_guide = guide_fullres.to(dtype) - guide_offset
+        if guide_lowres.shape[1] == 1:
+            # One guide channel: the joint solve is a division, so skip the per-pixel linear systems.
+            slope, offset = _per_channel_coefficients(guide_lowres, src_lowres, radius, eps)
+            smoothed = _upsample(box_mean(torch.cat([slope, offset], dim=1), radius), size)
+            mean_slope, mean_offset = smoothed.chunk(2, dim=1)
+            return mean_slope * centred_guide + mean_offset + src_offset
+        slope, offset = _joint_coefficients(guide_lowres, src_lowres, radius, eps)
+        mean_slope = _upsample(box_mean(slope.flatten(1, 2), radius), size).unflatten(1, slope.shape[1:3])
+        mean_offset = _upsample(box_mean(offset, radius), size)
         return (mean_slope * centred_guide[:, None]).sum(dim=2) + mean_offset + src_offset
+
+
+def _upsample(x: Tensor, size) -> Tensor:
+    if x.shape[-2:] == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class GuidedFilter(nn.Module):

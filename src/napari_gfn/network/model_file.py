@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 import torchvision
+
+from napari_gfn._atomic import atomic_write
 
 from .gfn import GFN, GFNConfig
 
@@ -32,8 +33,8 @@ def _versions() -> dict[str, str]:
 
     return {
         "napari_gfn": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
         "python": platform.python_version(),
     }
 
@@ -52,18 +53,7 @@ def save_model(model: GFN, path: os.PathLike | str, **meta) -> Path:
         "versions": _versions(),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda stream: torch.save(payload, stream))
 
 
 def _read_payload(path: Path) -> dict:
@@ -72,9 +62,7 @@ def _read_payload(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
-        raise ModelFileError(
-            path, f"not a readable napari-gfn model file (truncated or corrupt?): {error}"
-        ) from None
+        raise ModelFileError(path, f"not a readable napari-gfn model file (truncated or corrupt?): {error}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(path, "not a napari-gfn model file (no napari-gfn model header)")
     if payload.get("format_version", 0) > FORMAT_VERSION:

@@ -42,3 +42,59 @@ def otsu_mask(image: np.ndarray) -> OtsuResult:
     dark_share = (~border).sum() / max((~bright).sum(), 1)
     mask = bright if bright_share <= dark_share else ~bright
     return OtsuResult(mask, float(between / total_variance))
+
+
+def _score_photos(working, cancel, phase: str):
+    """Otsu result for every photo of a working set, skipping (and naming) photos that fail to load."""
+    from napari_gfn.engine.events import Notice, Progress
+    from napari_gfn.engine.images import ImageReadError
+
+    results = {}
+    for index, stem in enumerate(working.stems):
+        cancel.check()
+        try:
+            results[stem] = otsu_mask(working.get(stem))
+        except ImageReadError as error:
+            yield Notice(f"skipped {error}")
+        yield Progress(phase, index + 1, len(working.stems))
+    return results
+
+
+def otsu_seed(context):
+    """Simple-to-complex seed: Otsu masks of the simple photos train the first GFN (iteration 0).
+
+    Simple photos come from ``config.simple``: a folder, or "auto" to take
+    every photo whose Otsu separability reaches ``config.simple_threshold``.
+    """
+    from napari_gfn.engine.events import LabellingError, Notice
+    from napari_gfn.engine.images import ImageReadError, ImageSet
+    from napari_gfn.engine.refine import SeedOutput
+    from napari_gfn.engine.working import WorkingImages
+
+    config = context.config
+    if config.simple == "auto":
+        working = context.working
+        scored = yield from _score_photos(working, context.cancel, "seed: rank photos")
+        simple = {stem: r.mask for stem, r in scored.items() if r.separability >= config.simple_threshold}
+        if not simple:
+            best = max(scored.items(), key=lambda item: item[1].separability, default=None)
+            detail = f" (the best is {best[0]} at {best[1].separability:.2f})" if best else ""
+            raise LabellingError(
+                f"no photo qualifies as simple: none reaches Otsu separability {config.simple_threshold:.2f}"
+                f"{detail}. Lower --simple-threshold, give a folder of plain-background photos with --simple DIR, "
+                "or use the transfer or CAM seed."
+            )
+    else:
+        try:
+            simple_set = ImageSet.from_folder(config.simple)
+        except ImageReadError as error:
+            raise LabellingError(f"simple photos: {error}") from None
+        working = WorkingImages(simple_set, config.image_size, context.store.cache_dir / "simple")
+        scored = yield from _score_photos(working, context.cancel, "seed: threshold simple photos")
+        simple = {stem: r.mask for stem, r in scored.items()}
+        if not simple:
+            raise LabellingError(f"simple photos: none of the photos in {config.simple} could be read")
+    yield Notice(f"Otsu seed: training on {len(simple)} simple photos", level="info")
+    model = context.new_model()
+    yield from context.train(model, working, simple, "seed: train", config.seed_epochs)
+    return SeedOutput(model=model)

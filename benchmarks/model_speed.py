@@ -1,0 +1,126 @@
+"""GFN speed on the CPU (and GPU when present): images/s for inference and training, and peak memory.
+
+Each configuration runs in a fresh process so its peak resident memory is its own.
+Inference uses the deployment path (``inference_copy``: batch norm folded,
+channels-last); training is one SGD step on a batch with cross-entropy.
+
+    python benchmarks/model_speed.py [--sizes 256 512] [--backbones efficientnet_lite0 resnet18]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from napari_gfn.network import GFN
+from napari_gfn.network.inference import inference_copy
+
+MODULE_SETS = {"baseline": (False, False, False), "gfn": (True, True, True)}
+
+
+def _median_seconds(function, repeats: int) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _measure(backbone: str, variant: str, size: int, batch: int, threads: int, repeats: int, device: str) -> dict:
+    torch.set_num_threads(threads)
+    use_bg, use_hgl, use_gf = MODULE_SETS[variant]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision weights may be absent: speed does not depend on them
+        model = GFN(backbone=backbone, use_bg=use_bg, use_hgl=use_hgl, use_gf=use_gf).to(device)
+    images = torch.rand(batch, 3, size, size, device=device)
+    labels = torch.randint(0, 2, (batch, size, size), device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    fast = inference_copy(model)
+    fast_images = images.contiguous(memory_format=torch.channels_last)
+
+    def infer():
+        with torch.inference_mode():
+            fast(fast_images)
+        sync()
+
+    optimiser = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model.train()
+
+    def train_step():
+        loss = F.cross_entropy(model(images), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        sync()
+
+    inference_seconds = _median_seconds(infer, repeats)
+    train_seconds = _median_seconds(train_step, repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "backbone": backbone,
+        "variant": variant,
+        "size": size,
+        "batch": batch,
+        "device": device,
+        "inference_images_per_s": batch / inference_seconds,
+        "train_images_per_s": batch / train_seconds,
+        "inference_ms_per_batch": inference_seconds * 1000,
+        "peak_rss_mib": peak,
+        "peak_cuda_mib": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
+    }
+
+
+def _run_isolated(*args) -> dict:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_measure, args)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--backbones", nargs="+", default=["efficientnet_lite0", "resnet18"])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="also write the rows as JSON here")
+    args = parser.parse_args()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    print(f"{args.threads} CPU threads, batch {args.batch}, median of {args.repeats}")
+    print("| device | backbone | size | variant | inference img/s | train img/s | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for device in devices:
+        for backbone in args.backbones:
+            for size in args.sizes:
+                pair = {}
+                for variant in MODULE_SETS:
+                    row = _run_isolated(backbone, variant, size, args.batch, args.threads, args.repeats, device)
+                    rows.append(row)
+                    pair[variant] = row
+                    print(
+                        f"| {device} | {backbone} | {size} | {variant} | {row['inference_images_per_s']:.1f} "
+                        f"| {row['train_images_per_s']:.1f} | {row['peak_rss_mib']:.0f} |",
+                        flush=True,
+                    )
+                ratio = pair["gfn"]["inference_ms_per_batch"] / pair["baseline"]["inference_ms_per_batch"]
+                pair["gfn"]["forward_time_vs_baseline"] = ratio
+                print(f"|  |  |  | GFN forward time / baseline | {ratio:.3f} |  |  |", flush=True)
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump(rows, stream, indent=2)
+
+
+if __name__ == "__main__":
+    main()

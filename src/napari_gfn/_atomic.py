@@ -1,0 +1,36 @@
+"""Atomic file writes: write a temporary file beside the target, flush it to disk, then rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["atomic_write", "atomic_write_text"]
+
+
+def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -> Path:
+    """Call ``write(stream)`` on a temporary file and move it over ``path`` only once it is complete.
+
+    A reader, or a run killed mid-write, sees either the old file or the new
+    one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
+    return atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))

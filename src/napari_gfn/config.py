@@ -1,0 +1,86 @@
+"""The run configuration: one dataclass shared by the command line, the widgets and the run folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+
+__all__ = ["SEED_METHODS", "RunConfig"]
+
+SEED_METHODS = ("otsu", "transfer", "cam")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what a labelling run computes.
+
+    Paths are strings so the configuration round-trips through JSON unchanged.
+    ``simple`` is "auto" (rank photos by Otsu separability), a folder of
+    photos, or a comma-free list of stems joined by "," when chosen in the GUI.
+    """
+
+    images: str | None = None
+    out: str | None = None
+    seed: str = "otsu"
+    simple: str = "auto"
+    simple_threshold: float = 0.8
+    source_model: str | None = None
+    labels: str | None = None
+    iterations: int = 3
+    converge_iou: float = 0.98
+    area_min: float = 0.1
+    area_max: float = 0.9
+    backbone: str = "efficientnet_lite0"
+    pretrained: bool = True
+    device: str = "auto"
+    image_size: int = 320
+    seed_epochs: int = 12
+    epochs: int = 4
+    min_steps: int = 60
+    batch_size: int = 8
+    learning_rate: float = 0.007
+    momentum: float = 0.9
+    weight_decay: float = 2e-4
+    gf_radius: int = 2
+    gf_eps: float = 1e-2
+    upsample_radius: int = 2
+    upsample_eps: float = 1e-3
+    gt: str | None = None
+    ignore: str | None = None
+    random_seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.seed not in SEED_METHODS:
+            problems.append(f"seed must be one of {', '.join(SEED_METHODS)}, not {self.seed!r}")
+        if not 0.0 <= self.area_min < self.area_max <= 1.0:
+            problems.append(f"need 0 <= area_min < area_max <= 1, got {self.area_min} and {self.area_max}")
+        if self.iterations < 0:
+            problems.append(f"iterations must be >= 0, got {self.iterations}")
+        if self.image_size < 32:
+            problems.append(f"image_size must be at least 32, got {self.image_size}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            problems.append(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown run settings: {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        return cls.from_dict(json.loads(text))
+
+    def updated(self, **changes) -> RunConfig:
+        return replace(self, **changes)

@@ -1,0 +1,24 @@
+"""The labelling engine: image sets, training, prediction, iterative refinement and metrics. No Qt, no napari."""
+
+from .events import CancelToken, IterationResult, LabellingError, Notice, Progress, RunCancelled
+from .images import ImageReadError, ImageRecord, ImageSet
+from .metrics import GroundTruth, evaluate_run, score_mask
+from .refine import resolve_device, run_labelling, trusted_masks
+
+__all__ = [
+    "CancelToken",
+    "GroundTruth",
+    "ImageReadError",
+    "ImageRecord",
+    "ImageSet",
+    "IterationResult",
+    "LabellingError",
+    "Notice",
+    "Progress",
+    "RunCancelled",
+    "evaluate_run",
+    "resolve_device",
+    "run_labelling",
+    "score_mask",
+    "trusted_masks",
+]

@@ -1,0 +1,72 @@
+"""What a labelling run reports while it works: progress, notices, finished iterations; and how to stop it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "CancelToken",
+    "IterationResult",
+    "LabellingError",
+    "Notice",
+    "Progress",
+    "RunCancelled",
+]
+
+
+class LabellingError(RuntimeError):
+    """A run cannot go on (no simple photos, no trusted masks, ...); the message says why and what to do."""
+
+
+class RunCancelled(Exception):
+    """Raised inside a run when its cancel token is set; finished iterations stay on disk."""
+
+
+class CancelToken:
+    """Thread-safe flag a GUI or signal handler sets and the run checks at least once per batch."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise RunCancelled
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` steps of one phase ("seed: train", "iter 2: predict", ...)."""
+
+    phase: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should read: a skipped file, a fallback, a stop."""
+
+    message: str
+    level: str = "warning"
+
+
+@dataclass(frozen=True)
+class IterationResult:
+    """One finished iteration; its masks are on disk at ``mask_paths`` (stem -> PNG)."""
+
+    iteration: int
+    mask_paths: dict[str, Path]
+    metrics: dict
+    checkpoint: Path | None
+    elapsed_s: float
+    is_best: bool = False
+    stems: list[str] = field(default_factory=list)

@@ -1,0 +1,156 @@
+"""Image sets: folders or arrays of photos, read lazily and converted to 8-bit RGB.
+
+A photo is only decoded when it is used. Grayscale, RGBA, 16-bit and float
+photos are converted to uint8 RGB; a file that cannot be read raises
+:class:`ImageReadError` naming it, so a caller can skip it and go on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageReadError",
+    "ImageRecord",
+    "ImageSet",
+    "read_mask",
+    "to_rgb8",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+class ImageReadError(ValueError):
+    """A photo or mask file that cannot be used, with the file named in the message."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+def _rescale_to_uint8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == bool:
+        return image.astype(np.uint8) * 255
+    if np.issubdtype(image.dtype, np.integer):
+        # 16-bit photos rarely use the full range: scale by what the type can hold.
+        top = 255 if image.max(initial=0) <= 255 else np.iinfo(image.dtype).max
+        return np.round(image.astype(np.float64) * (255.0 / top)).astype(np.uint8)
+    finite = np.nan_to_num(image.astype(np.float64))
+    top = 1.0 if finite.max(initial=0) <= 1.0 else finite.max()
+    return np.round(np.clip(finite / top, 0, 1) * 255).astype(np.uint8)
+
+
+def to_rgb8(image: np.ndarray, source: str = "array") -> np.ndarray:
+    """Any 2-D grey, grey+alpha, RGB or RGBA photo as H x W x 3 uint8."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] in (2, 4):
+        image = image[..., :-1]  # drop alpha: the photo's colours are what the network sees
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3) or min(image.shape[:2]) < 2:
+        raise ImageReadError(source, f"not a 2-D grey or colour photo (array shape {image.shape})")
+    image = _rescale_to_uint8(image)
+    if image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return np.ascontiguousarray(image)
+
+
+def _read_file(path: Path) -> np.ndarray:
+    try:
+        image = iio.imread(path)
+    except Exception as error:  # decoders raise many types for corrupt or truncated files
+        raise ImageReadError(str(path), f"cannot be read as an image (corrupt or truncated?): {error}") from None
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    return image
+
+
+def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A mask file as a uint8 array (0/255 object masks, or 255 = ignore); checks its size."""
+    path = Path(path)
+    mask = _read_file(path)
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    if shape is not None and mask.shape != tuple(shape):
+        raise ImageReadError(
+            str(path), f"mask is {mask.shape[1]}x{mask.shape[0]} but its photo is {shape[1]}x{shape[0]}"
+        )
+    return _rescale_to_uint8(mask) if mask.dtype != np.uint8 else mask
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One photo: a stable stem (used for every file written about it) and where its pixels are."""
+
+    stem: str
+    path: Path | None = None
+    array: np.ndarray | None = None
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path is not None else f"image {self.stem!r}"
+
+    def load(self) -> np.ndarray:
+        raw = _read_file(self.path) if self.path is not None else self.array
+        return to_rgb8(raw, self.source)
+
+
+class ImageSet(Sequence):
+    """An ordered set of photos with unique stems; nothing is decoded until ``load``."""
+
+    def __init__(self, records: Sequence[ImageRecord], skipped: Sequence[str] = ()) -> None:
+        stems = [record.stem for record in records]
+        duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
+        if duplicates:
+            raise ValueError(f"photos must have unique names; repeated: {', '.join(duplicates)}")
+        self.records = list(records)
+        self.skipped = list(skipped)
+
+    @classmethod
+    def from_folder(cls, folder: os.PathLike | str) -> ImageSet:
+        """Every photo in ``folder`` (not recursive), sorted by name; other files are listed in ``skipped``."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ImageReadError(str(folder), "no such folder")
+        records, skipped = [], []
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or path.is_dir():
+                continue
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                records.append(ImageRecord(path.stem, path=path))
+            else:
+                skipped.append(f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+        if not records:
+            raise ImageReadError(str(folder), "the folder holds no photos (" + ", ".join(IMAGE_SUFFIXES) + ")")
+        return cls(records, skipped)
+
+    @classmethod
+    def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> ImageSet:
+        if len(arrays) == 0:
+            raise ValueError("no images given")
+        names = names or [f"image_{index:04d}" for index in range(len(arrays))]
+        return cls([ImageRecord(str(name), array=np.asarray(a)) for name, a in zip(names, arrays, strict=True)])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index):
+        return self.records[index]
+
+    @property
+    def stems(self) -> list[str]:
+        return [record.stem for record in self.records]
+
+    def subset(self, stems: Sequence[str]) -> ImageSet:
+        wanted = set(stems)
+        return ImageSet([record for record in self.records if record.stem in wanted])

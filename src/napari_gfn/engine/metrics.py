@@ -1,0 +1,105 @@
+"""Mask quality: foreground IoU and mIoU per photo, and across a run's iterations.
+
+Conventions (the same as the anchor figures in the project notes): per photo,
+pixels whose ignore mask is 255 are left out; IoU is 1 when the union is
+empty; mIoU is the mean of the foreground and background IoU; a set's score
+is the mean over its photos.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, read_mask
+from napari_gfn.store import RunFolder
+
+__all__ = ["GroundTruth", "MaskScore", "evaluate_run", "iou", "mean_scores", "score_mask"]
+
+
+def iou(predicted: np.ndarray, truth: np.ndarray, keep: np.ndarray | None = None) -> float:
+    if keep is not None:
+        predicted, truth = predicted[keep], truth[keep]
+    union = np.logical_or(predicted, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(predicted, truth).sum() / union)
+
+
+@dataclass(frozen=True)
+class MaskScore:
+    fg_iou: float
+    miou: float
+
+
+def score_mask(predicted: np.ndarray, truth: np.ndarray, keep: np.ndarray | None = None) -> MaskScore:
+    foreground = iou(predicted, truth, keep)
+    background = iou(~predicted, ~truth, keep)
+    return MaskScore(foreground, (foreground + background) / 2)
+
+
+def mean_scores(scores: Iterable[MaskScore]) -> dict[str, float] | None:
+    scores = list(scores)
+    if not scores:
+        return None
+    return {
+        "fg_iou": float(np.mean([s.fg_iou for s in scores])),
+        "miou": float(np.mean([s.miou for s in scores])),
+    }
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class GroundTruth:
+    """True masks (and optional ignore masks) by photo stem, read on demand and checked for size."""
+
+    def __init__(self, masks: os.PathLike | str, ignore: os.PathLike | str | None = None) -> None:
+        self.masks = Path(masks)
+        self.ignore = Path(ignore) if ignore else None
+        for folder in (self.masks, self.ignore):
+            if folder is not None and not folder.is_dir():
+                raise ImageReadError(str(folder), "no such folder")
+
+    def load(self, stem: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(truth, keep) for ``stem``; raises ImageReadError naming a missing or wrong-sized file."""
+        path = _find(self.masks, stem)
+        if path is None:
+            raise ImageReadError(str(self.masks / f"{stem}.png"), "no ground-truth mask for this photo")
+        truth = read_mask(path, shape) > 127
+        keep = None
+        if self.ignore is not None:
+            ignore_path = _find(self.ignore, stem)
+            if ignore_path is not None:
+                keep = read_mask(ignore_path, shape) != 255
+        return truth, keep
+
+    def score(self, stem: str, predicted: np.ndarray) -> MaskScore:
+        truth, keep = self.load(stem, predicted.shape)
+        return score_mask(predicted, truth, keep)
+
+
+def evaluate_run(run: os.PathLike | str, truth: GroundTruth) -> tuple[list[dict], list[str]]:
+    """Per finished iteration: mean fg IoU and mIoU over the photos with ground truth; plus problems met."""
+    folder = RunFolder(run)
+    folder.read_config()
+    rows, problems = [], []
+    for iteration in folder.finished_iterations():
+        scores = []
+        for path in sorted((folder.iteration_dir(iteration) / "masks").glob("*.png")):
+            predicted = folder.read_mask(iteration, path.stem)
+            try:
+                scores.append(truth.score(path.stem, predicted))
+            except ImageReadError as error:
+                if iteration == folder.finished_iterations()[0]:
+                    problems.append(str(error))
+        summary = mean_scores(scores) or {"fg_iou": None, "miou": None}
+        rows.append({"iteration": iteration, **summary, "images": len(scores)})
+    return rows, problems

@@ -1,0 +1,59 @@
+"""Prediction: the network at working resolution, then guided upsampling to the photo's full resolution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_gfn.network import guided_upsample
+from napari_gfn.network.inference import inference_copy
+
+__all__ = ["MaskPredictor", "sharpen_to_full_resolution"]
+
+
+def _as_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 255
+
+
+def sharpen_to_full_resolution(
+    probability: torch.Tensor, small: np.ndarray, full: np.ndarray, radius: int, eps: float
+) -> np.ndarray:
+    """Object probability at working resolution (H x W) to a full-resolution boolean mask.
+
+    The photo is the colour guide, so the mask's edges follow the photo's edges.
+    """
+    device = probability.device
+    if small.shape[:2] == full.shape[:2]:
+        return (probability >= 0.5).cpu().numpy()
+    sharp = guided_upsample(_as_tensor(small, device), probability[None, None], _as_tensor(full, device), radius, eps)
+    return (sharp[0, 0] >= 0.5).cpu().numpy()
+
+
+@dataclass
+class MaskPredictor:
+    """Predicts object masks with a frozen, inference-optimised copy of a model."""
+
+    model: torch.nn.Module
+    device: torch.device
+    upsample_radius: int
+    upsample_eps: float
+
+    def __post_init__(self) -> None:
+        self.model = inference_copy(self.model).to(self.device)
+
+    @torch.inference_mode()
+    def probability(self, small: np.ndarray) -> torch.Tensor:
+        """Object probability (H x W tensor) for a working-resolution photo, averaged with its mirror image."""
+        batch = _as_tensor(small, self.device)
+        batch = torch.cat([batch, batch.flip(-1)]).contiguous(memory_format=torch.channels_last)
+        probabilities = self.model(batch).softmax(1)[:, 1]
+        return (probabilities[0] + probabilities[1].flip(-1)) / 2
+
+    @torch.inference_mode()
+    def predict(self, small: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(full-resolution mask, working-resolution mask) for one photo."""
+        probability = self.probability(small)
+        full_mask = sharpen_to_full_resolution(probability, small, full, self.upsample_radius, self.upsample_eps)
+        return full_mask, (probability >= 0.5).cpu().numpy()

@@ -1,0 +1,337 @@
+"""Iterative refinement: seed masks, then train-predict-filter rounds, each one saved as it finishes.
+
+:func:`run_labelling` is a generator. It yields :class:`Progress` and
+:class:`Notice` events while it works and one :class:`IterationResult` per
+finished iteration. The command line iterates it; the napari widget runs it
+in a worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from napari_gfn._atomic import atomic_write_text
+from napari_gfn.config import RunConfig
+from napari_gfn.engine.events import (
+    CancelToken,
+    IterationResult,
+    LabellingError,
+    Notice,
+    Progress,
+    RunCancelled,
+)
+from napari_gfn.engine.images import ImageReadError, ImageSet
+from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores
+from napari_gfn.engine.predict import MaskPredictor
+from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
+from napari_gfn.engine.working import WorkingImages, resize_mask, working_shape
+from napari_gfn.network import GFN, load_model, save_model
+from napari_gfn.store import RunFolder
+
+__all__ = ["Event", "SeedContext", "SeedOutput", "resolve_device", "run_labelling", "trusted_masks"]
+
+Event = Progress | Notice | IterationResult
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise LabellingError(f"device {name!r} was requested but this machine has no usable CUDA GPU; use --device cpu")
+    return torch.device(name)
+
+
+def trusted_masks(masks: Mapping[str, np.ndarray], area_min: float, area_max: float) -> dict[str, np.ndarray]:
+    """The masks whose object covers between ``area_min`` and ``area_max`` of the photo (inclusive)."""
+    return {stem: mask for stem, mask in masks.items() if area_min <= float(np.mean(mask)) <= area_max}
+
+
+@dataclass(frozen=True)
+class SeedOutput:
+    """Iteration 0 comes either from a model that predicts every photo or from masks at working resolution."""
+
+    model: torch.nn.Module | None = None
+    masks: dict[str, np.ndarray] | None = None
+
+
+@dataclass
+class SeedContext:
+    """What a seed method may use: the settings, the photos, and the engine's training loop."""
+
+    config: RunConfig
+    working: WorkingImages
+    device: torch.device
+    cancel: CancelToken
+    store: RunFolder
+
+    def new_model(self) -> GFN:
+        cfg = self.config
+        return GFN(backbone=cfg.backbone, pretrained=cfg.pretrained, gf_radius=cfg.gf_radius, gf_eps=cfg.gf_eps).to(
+            self.device
+        )
+
+    def train(
+        self,
+        model: torch.nn.Module,
+        working: WorkingImages,
+        targets: Mapping[str, np.ndarray],
+        phase: str,
+        epochs: int,
+    ) -> Iterator[Progress]:
+        cfg = self.config
+        settings = TrainingSettings(
+            epochs=epochs,
+            min_steps=cfg.min_steps,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            crop_size=cfg.image_size,
+        )
+        dataset = PseudoLabelDataset(working, targets, cfg.image_size, seed=cfg.random_seed)
+        yield from train_model(model, dataset, settings, self.device, self.cancel, phase)
+
+
+SeedMethod = Callable[[SeedContext], Generator[Event, None, SeedOutput]]
+
+
+def _seed_methods() -> dict[str, SeedMethod]:
+    from napari_gfn.seeds.otsu import otsu_seed
+
+    return {"otsu": otsu_seed}
+
+
+class _Run:
+    """The state of one run between iterations: photos still usable and their latest masks."""
+
+    def __init__(self, config: RunConfig, store: RunFolder, images: ImageSet, cancel: CancelToken) -> None:
+        self.config = config
+        self.store = store
+        self.cancel = cancel
+        self.device = resolve_device(config.device)
+        self.working = WorkingImages(images, config.image_size, store.cache_dir / "images")
+        self.truth = GroundTruth(config.gt, config.ignore) if config.gt else None
+        self.active = list(images.stems)
+        self.masks: dict[str, np.ndarray] = {}
+        self.started = time.perf_counter()
+
+    def context(self) -> SeedContext:
+        return SeedContext(self.config, self.working, self.device, self.cancel, self.store)
+
+    def predict_iteration(self, iteration: int, model: torch.nn.Module) -> Iterator[Event]:
+        """Predict, sharpen and write every photo's mask; photos that fail to load are named and dropped."""
+        predictor = MaskPredictor(model, self.device, self.config.upsample_radius, self.config.upsample_eps)
+        phase = f"iter {iteration}: predict"
+        new_masks = {}
+        for index, stem in enumerate(list(self.active)):
+            self.cancel.check()
+            try:
+                full = self.working.full(stem)
+            except ImageReadError as error:
+                self.active.remove(stem)
+                yield Notice(f"skipped {error}")
+                continue
+            full_mask, small_mask = predictor.predict(self.working.get(stem, full), full)
+            self.store.write_mask(iteration, stem, full_mask)
+            new_masks[stem] = small_mask
+            yield Progress(phase, index + 1, len(self.active))
+        return new_masks
+
+    def write_masks(self, iteration: int, small_masks: Mapping[str, np.ndarray]) -> Iterator[Event]:
+        """Write seed masks given at working resolution, sharpened to full resolution on the photo."""
+        from napari_gfn.engine.predict import sharpen_to_full_resolution
+
+        for index, stem in enumerate(list(small_masks)):
+            self.cancel.check()
+            full = self.working.full(stem)
+            probability = torch.from_numpy(small_masks[stem].astype(np.float32))
+            full_mask = sharpen_to_full_resolution(
+                probability,
+                self.working.get(stem, full),
+                full,
+                self.config.upsample_radius,
+                self.config.upsample_eps,
+            )
+            self.store.write_mask(iteration, stem, full_mask)
+            yield Progress(f"iter {iteration}: write", index + 1, len(small_masks))
+
+    def finish(
+        self, iteration: int, new_masks: dict[str, np.ndarray], model, started: float, trusted: int
+    ) -> IterationResult:
+        previous = self.masks
+        changes = [iou(new_masks[s], previous[s]) for s in new_masks if s in previous]
+        metrics = {
+            "iteration": iteration,
+            "images": len(new_masks),
+            "trusted": trusted,
+            "change_iou": float(np.mean(changes)) if changes else None,
+            "elapsed_s": round(time.perf_counter() - started, 3),
+        }
+        metrics.update(self._truth_scores(iteration, new_masks) or {})
+        checkpoint = None
+        if model is not None:
+            checkpoint = save_model(
+                model,
+                self.store.model_path(iteration),
+                image_size=self.config.image_size,
+                iteration=iteration,
+            )
+        self.store.finish_iteration(metrics)
+        self.masks = new_masks
+        best = self._mark_best()
+        return IterationResult(
+            iteration=iteration,
+            mask_paths={stem: self.store.mask_path(iteration, stem) for stem in new_masks},
+            metrics=metrics,
+            checkpoint=checkpoint,
+            elapsed_s=metrics["elapsed_s"],
+            is_best=best == iteration,
+            stems=list(new_masks),
+        )
+
+    def _truth_scores(self, iteration: int, masks: Mapping[str, np.ndarray]) -> dict | None:
+        if self.truth is None:
+            return None
+        scores = []
+        for stem in masks:
+            try:
+                scores.append(self.truth.score(stem, self.store.read_mask(iteration, stem)))
+            except ImageReadError:
+                continue  # named once, when the run starts
+        return mean_scores(scores)
+
+    def _mark_best(self) -> int | None:
+        scored = [entry for entry in self.store.metrics() if entry.get("miou") is not None]
+        if not scored:
+            return None
+        best = max(scored, key=lambda entry: entry["miou"])["iteration"]
+        atomic_write_text(self.store.root / "summary.json", json.dumps({"best_iteration": best}, indent=2))
+        return best
+
+    def check_truth(self) -> Iterator[Notice]:
+        if self.truth is None:
+            return
+        for stem in self.active:
+            try:
+                full = self.working.full(stem)
+                self.truth.load(stem, full.shape[:2])
+            except ImageReadError as error:
+                yield Notice(f"not scored: {error}")
+
+    def reload_masks(self, iteration: int) -> None:
+        """Working-resolution masks of a finished iteration, read back from disk (for --resume)."""
+        self.masks = {}
+        for stem in list(self.active):
+            if not self.store.has_mask(iteration, stem):
+                self.active.remove(stem)
+                continue
+            mask = self.store.read_mask(iteration, stem)
+            self.masks[stem] = resize_mask(mask, working_shape(mask.shape, self.config.image_size))
+
+
+def _open_images(config: RunConfig, images: ImageSet | None) -> ImageSet:
+    if images is not None:
+        return images
+    if not config.images:
+        raise LabellingError("no photos given: pass a folder of photos")
+    try:
+        return ImageSet.from_folder(config.images)
+    except ImageReadError as error:
+        raise LabellingError(str(error)) from None
+
+
+def _start_store(config: RunConfig, resume: bool) -> tuple[RunConfig, RunFolder]:
+    if not config.out:
+        raise LabellingError("no run folder given (--out RUN)")
+    store = RunFolder(config.out)
+    if resume:
+        saved = store.read_config()
+        config = saved.updated(iterations=max(saved.iterations, config.iterations))
+        store.discard_unfinished()
+    else:
+        store.create(config)
+    return config, store
+
+
+def run_labelling(
+    config: RunConfig,
+    images: ImageSet | None = None,
+    *,
+    resume: bool = False,
+    cancel: CancelToken | None = None,
+) -> Iterator[Event]:
+    """Label every photo: seed (iteration 0), then up to ``config.iterations`` refinement rounds.
+
+    Every finished iteration is on disk before it is yielded; a cancel (or a
+    kill) loses at most the iteration in progress, and ``resume=True``
+    continues from the last finished one.
+    """
+    cancel = cancel or CancelToken()
+    config, store = _start_store(config, resume)
+    images = _open_images(config, images)
+    for message in images.skipped:
+        yield Notice(f"skipped {message}")
+    run = _Run(config, store, images, cancel)
+    yield from run.check_truth()
+    finished = store.finished_iterations()
+    try:
+        if finished:
+            run.reload_masks(finished[-1])
+            yield Notice(f"resuming after iteration {finished[-1]}", level="info")
+        else:
+            yield from _seed_iteration(run)
+        first = (finished[-1] + 1) if finished else 1
+        for iteration in range(first, config.iterations + 1):
+            result = yield from _refine_iteration(run, iteration)
+            yield result
+            change = result.metrics["change_iou"]
+            if run.truth is None and change is not None and change >= config.converge_iou:
+                yield Notice(
+                    f"stopped after iteration {iteration}: masks changed little (mean IoU with the previous "
+                    f"iteration {change:.3f} >= {config.converge_iou})",
+                    level="info",
+                )
+                break
+    except RunCancelled:
+        kept = store.finished_iterations()
+        yield Notice(f"cancelled; finished iterations {kept} are kept in {store.root}", level="info")
+
+
+def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
+    started = time.perf_counter()
+    methods = _seed_methods()
+    if run.config.seed not in methods:
+        raise LabellingError(f"the {run.config.seed!r} seed is not available in this version")
+    output = yield from methods[run.config.seed](run.context())
+    if output.model is not None:
+        masks = yield from run.predict_iteration(0, output.model)
+    else:
+        yield from run.write_masks(0, output.masks)
+        masks = output.masks
+    trusted = len(trusted_masks(masks, run.config.area_min, run.config.area_max))
+    yield run.finish(0, masks, output.model, started, trusted)
+
+
+def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
+    started = time.perf_counter()
+    config = run.config
+    trusted = trusted_masks(run.masks, config.area_min, config.area_max)
+    if not trusted:
+        raise LabellingError(
+            f"iteration {iteration}: no mask of iteration {iteration - 1} covers {config.area_min:.0%}-"
+            f"{config.area_max:.0%} of its photo, so there is nothing to train on. Widen the area range "
+            "(--area-min/--area-max) or try another seed."
+        )
+    yield Notice(f"iteration {iteration}: training on {len(trusted)} of {len(run.masks)} masks", level="info")
+    previous = run.store.model_path(iteration - 1)
+    model = load_model(previous, map_location=run.device) if previous.is_file() else run.context().new_model()
+    yield from run.context().train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
+    masks = yield from run.predict_iteration(iteration, model)
+    return run.finish(iteration, masks, model, started, len(trusted))

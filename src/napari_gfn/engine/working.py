@@ -1,0 +1,86 @@
+"""Photos at the network's working resolution, cached on disk so a large set never sits in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_gfn._atomic import atomic_write
+from napari_gfn.engine.images import ImageRecord, ImageSet
+
+__all__ = ["WorkingImages", "resize_image", "resize_mask", "working_shape"]
+
+
+def working_shape(shape: tuple[int, int], image_size: int) -> tuple[int, int]:
+    """Scale (H, W) so the long side is ``image_size`` (aspect kept, never upscaled past it)."""
+    height, width = shape[:2]
+    scale = image_size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Anti-aliased bilinear resize of an H x W x 3 uint8 photo."""
+    tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    resized = F.interpolate(tensor, size=shape, mode="bilinear", antialias=True, align_corners=False)
+    return resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Area-weighted resize of a boolean mask, thresholded at one half."""
+    tensor = torch.from_numpy(np.asarray(mask, dtype=np.float32))[None, None]
+    resized = F.interpolate(tensor, size=shape, mode="area" if shape[0] <= mask.shape[0] else "nearest")
+    return resized[0, 0].numpy() >= 0.5
+
+
+class WorkingImages:
+    """Lazily resized copies of an image set's photos (long side = ``image_size``)."""
+
+    def __init__(self, images: ImageSet, image_size: int, cache_dir: Path | None = None) -> None:
+        self.images = images
+        self.image_size = image_size
+        self.cache_dir = cache_dir
+        self._by_stem = {record.stem: record for record in images}
+        self._memory: dict[str, np.ndarray] = {}
+
+    @property
+    def stems(self) -> list[str]:
+        return self.images.stems
+
+    def record(self, stem: str) -> ImageRecord:
+        return self._by_stem[stem]
+
+    def full(self, stem: str) -> np.ndarray:
+        return self._by_stem[stem].load()
+
+    def _cache_path(self, stem: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / f"{self.image_size}" / f"{stem}.png"
+
+    def get(self, stem: str, full: np.ndarray | None = None) -> np.ndarray:
+        """The working-resolution photo; ``full`` saves a decode when the caller has it already."""
+        path = self._cache_path(stem)
+        if path is None:
+            if stem not in self._memory:
+                self._memory[stem] = self._resize(stem, full)
+            return self._memory[stem]
+        if path.is_file():
+            return iio.imread(path)
+        small = self._resize(stem, full)
+        data = _encode_png(small)
+        atomic_write(path, lambda stream: stream.write(data))
+        return small
+
+    def _resize(self, stem: str, full: np.ndarray | None) -> np.ndarray:
+        full = self.full(stem) if full is None else full
+        return resize_image(full, working_shape(full.shape, self.image_size))
+
+
+def _encode_png(image: np.ndarray) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, image, extension=".png")
+    return buffer.getvalue()

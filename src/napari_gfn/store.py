@@ -1,0 +1,142 @@
+"""The run folder, the source of truth of a labelling run.
+
+Layout::
+
+    RUN/run.json                 configuration and versions
+    RUN/iter_NN/masks/<stem>.png 0/255 masks at each photo's full resolution
+    RUN/iter_NN/model.pt         the network that produced iteration NN
+    RUN/metrics.jsonl            one line per finished iteration
+    RUN/cache/                   resized photos, safe to delete
+
+An iteration is finished once its line is in ``metrics.jsonl``, which is
+written last and atomically. Anything of a later iteration is a leftover of
+an interrupted run and is discarded on resume.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from napari_gfn._atomic import atomic_write, atomic_write_text
+from napari_gfn.config import RunConfig
+
+__all__ = ["RunFolder", "RunFolderError"]
+
+
+class RunFolderError(ValueError):
+    """A run folder that is missing, foreign, or in the way of a new run."""
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import torchvision
+
+    from napari_gfn import __version__
+
+    return {
+        "napari_gfn": __version__,
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, array, extension=".png")
+    return buffer.getvalue()
+
+
+class RunFolder:
+    """Reads and writes one run folder; every write is atomic."""
+
+    def __init__(self, root: os.PathLike | str) -> None:
+        self.root = Path(root)
+
+    # ---------------------------------------------------------------- layout
+    @property
+    def config_path(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def iteration_dir(self, iteration: int) -> Path:
+        return self.root / f"iter_{iteration:02d}"
+
+    def mask_path(self, iteration: int, stem: str) -> Path:
+        return self.iteration_dir(iteration) / "masks" / f"{stem}.png"
+
+    def model_path(self, iteration: int) -> Path:
+        return self.iteration_dir(iteration) / "model.pt"
+
+    # ---------------------------------------------------------------- run lifecycle
+    def create(self, config: RunConfig) -> None:
+        """Start a new run here; refuses a folder that already holds a run."""
+        if self.config_path.exists():
+            raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
+        if self.root.exists() and any(self.root.iterdir()):
+            raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
+        self.root.mkdir(parents=True, exist_ok=True)
+        record = {"config": config.to_dict(), "versions": _versions()}
+        atomic_write_text(self.config_path, json.dumps(record, indent=2, sort_keys=True))
+
+    def read_config(self) -> RunConfig:
+        if not self.config_path.is_file():
+            raise RunFolderError(f"{self.root} is not a napari-gfn run folder (no run.json)")
+        try:
+            record = json.loads(self.config_path.read_text())
+            return RunConfig.from_dict(record["config"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}") from None
+
+    def discard_unfinished(self) -> None:
+        """Remove iteration folders that have no metrics line (the iteration a kill interrupted)."""
+        finished = set(self.finished_iterations())
+        for folder in self.root.glob("iter_*"):
+            suffix = folder.name.removeprefix("iter_")
+            if suffix.isdigit() and int(suffix) not in finished:
+                shutil.rmtree(folder)
+        for leftover in self.root.rglob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- per-iteration data
+    def write_mask(self, iteration: int, stem: str, mask: np.ndarray) -> Path:
+        data = _png_bytes(np.where(mask, 255, 0).astype(np.uint8))
+        return atomic_write(self.mask_path(iteration, stem), lambda stream: stream.write(data))
+
+    def read_mask(self, iteration: int, stem: str) -> np.ndarray:
+        return iio.imread(self.mask_path(iteration, stem)) > 127
+
+    def has_mask(self, iteration: int, stem: str) -> bool:
+        return self.mask_path(iteration, stem).is_file()
+
+    def metrics(self) -> list[dict]:
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def finished_iterations(self) -> list[int]:
+        return [entry["iteration"] for entry in self.metrics()]
+
+    def finish_iteration(self, metrics: dict) -> None:
+        """Record an iteration as finished: rewrite metrics.jsonl atomically with one more line."""
+        lines = [
+            json.dumps(entry, sort_keys=True) for entry in self.metrics() if entry["iteration"] != metrics["iteration"]
+        ]
+        lines.append(json.dumps(metrics, sort_keys=True))
+        atomic_write_text(self.metrics_path, "\n".join(lines) + "\n")
