@@ -33,12 +33,7 @@ class _TerminalReport:
         results = []
         for event in events:
             if isinstance(event, Progress):
-                if event.phase != self.phase:
-                    self.close()
-                    self.phase = event.phase
-                    self.bar = tqdm(total=event.total, desc=event.phase, unit="step", leave=False, file=sys.stderr)
-                self.bar.total = event.total
-                self.bar.update(event.done - self.bar.n)
+                self.show_progress(event)
             elif isinstance(event, Notice):
                 tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
             elif isinstance(event, IterationResult):
@@ -47,6 +42,16 @@ class _TerminalReport:
                 print(_iteration_line(event), flush=True)
         self.close()
         return results
+
+    def show_progress(self, event) -> None:
+        from tqdm import tqdm
+
+        if event.phase != self.phase:
+            self.close()
+            self.phase = event.phase
+            self.bar = tqdm(total=event.total, desc=event.phase, unit="step", leave=False, file=sys.stderr)
+        self.bar.total = event.total
+        self.bar.update(event.done - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -75,6 +80,7 @@ def _label(args: argparse.Namespace) -> int:
         seed=args.seed,
         simple=args.simple,
         simple_threshold=args.simple_threshold,
+        simple_max_border=args.simple_max_border,
         iterations=args.iterations,
         gt=args.gt,
         ignore=args.ignore,
@@ -85,6 +91,7 @@ def _label(args: argparse.Namespace) -> int:
         area_max=args.area_max,
         epochs=args.epochs,
         seed_epochs=args.seed_epochs,
+        min_steps=args.min_steps,
         random_seed=args.random_seed,
     )
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
@@ -95,7 +102,9 @@ def _label(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from napari_gfn.engine import GroundTruth, evaluate_run
 
-    rows, problems = evaluate_run(args.run, GroundTruth(args.gt, args.ignore))
+    report = _TerminalReport()
+    rows, problems = evaluate_run(args.run, GroundTruth(args.gt, args.ignore), on_progress=report.show_progress)
+    report.close()
     for problem in problems:
         print(f"warning: not scored: {problem}", file=sys.stderr)
     if args.json:
@@ -137,6 +146,12 @@ def _add_label_parser(commands) -> None:
         default=defaults.simple_threshold,
         help="Otsu separability a photo needs to count as simple with --simple auto",
     )
+    label.add_argument(
+        "--simple-max-border",
+        type=float,
+        default=defaults.simple_max_border,
+        help="largest share of the image border a simple photo's object may cover (1 = no limit)",
+    )
     label.add_argument("--iterations", type=int, default=defaults.iterations, help="refinement rounds after the seed")
     label.add_argument("--gt", help="folder of true 0/255 masks (same stems): scores every iteration")
     label.add_argument("--ignore", help="folder of ignore masks (255 = leave the pixel out of the score)")
@@ -147,6 +162,7 @@ def _add_label_parser(commands) -> None:
     label.add_argument("--area-max", type=float, default=defaults.area_max)
     label.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs per refinement round")
     label.add_argument("--seed-epochs", type=int, default=defaults.seed_epochs)
+    label.add_argument("--min-steps", type=int, default=defaults.min_steps, help="fewest training steps per round")
     label.add_argument("--random-seed", type=int, default=defaults.random_seed)
     label.add_argument(
         "--resume", action="store_true", help="continue the run in --out after its last finished iteration"

@@ -24,6 +24,7 @@ class RunConfig:
     seed: str = "otsu"
     simple: str = "auto"
     simple_threshold: float = 0.8
+    simple_max_border: float = 0.15
     source_model: str | None = None
     labels: str | None = None
     iterations: int = 3
@@ -59,6 +60,10 @@ class RunConfig:
             problems.append(f"iterations must be >= 0, got {self.iterations}")
         if self.image_size < 32:
             problems.append(f"image_size must be at least 32, got {self.image_size}")
+        from napari_gfn.network.backbones import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            problems.append(f"unknown backbone {self.backbone!r}; valid names: {', '.join(BACKBONES)}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             problems.append(f"device must be auto, cpu or cuda, not {self.device!r}")
         if problems:

@@ -17,10 +17,10 @@ from napari_gfn.store import RunFolder
 __all__ = ["DEMO_CONFIG", "run_demo", "show_demo", "write_sample_folder"]
 
 # Small enough to finish in a couple of minutes on two CPU cores.
-DEMO_CONFIG = RunConfig(iterations=2, image_size=192, seed_epochs=8, epochs=3, min_steps=40)
+DEMO_CONFIG = RunConfig(iterations=2, image_size=160, seed_epochs=8, epochs=4, min_steps=60, area_min=0.05)
 
 
-def write_sample_folder(folder: Path, kind: str = "branch", n: int = 16, size: int = 192, seed: int = 0) -> Path:
+def write_sample_folder(folder: Path, kind: str = "branch", n: int = 16, size: int = 160, seed: int = 0) -> Path:
     """Write a synthetic set as ``folder/images`` and ``folder/masks`` (0/255 PNG, same stems)."""
     sample = make_sample_set(kind, n, size, simple_fraction=0.5, seed=seed)
     for sub in ("images", "masks"):

@@ -9,12 +9,13 @@ is the mean over its photos.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from napari_gfn.engine.events import Progress
 from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, read_mask
 from napari_gfn.store import RunFolder
 
@@ -86,19 +87,27 @@ class GroundTruth:
         return score_mask(predicted, truth, keep)
 
 
-def evaluate_run(run: os.PathLike | str, truth: GroundTruth) -> tuple[list[dict], list[str]]:
+def evaluate_run(
+    run: os.PathLike | str, truth: GroundTruth, on_progress: Callable[[Progress], object] | None = None
+) -> tuple[list[dict], list[str]]:
     """Per finished iteration: mean fg IoU and mIoU over the photos with ground truth; plus problems met."""
     folder = RunFolder(run)
     folder.read_config()
     rows, problems = [], []
-    for iteration in folder.finished_iterations():
+    iterations = folder.finished_iterations()
+    paths = {k: sorted((folder.iteration_dir(k) / "masks").glob("*.png")) for k in iterations}
+    total, done = sum(len(p) for p in paths.values()), 0
+    for iteration in iterations:
         scores = []
-        for path in sorted((folder.iteration_dir(iteration) / "masks").glob("*.png")):
+        for path in paths[iteration]:
+            done += 1
+            if on_progress is not None:
+                on_progress(Progress("evaluate", done, total))
             predicted = folder.read_mask(iteration, path.stem)
             try:
                 scores.append(truth.score(path.stem, predicted))
             except ImageReadError as error:
-                if iteration == folder.finished_iterations()[0]:
+                if iteration == iterations[0]:
                     problems.append(str(error))
         summary = mean_scores(scores) or {"fg_iou": None, "miou": None}
         rows.append({"iteration": iteration, **summary, "images": len(scores)})

@@ -118,9 +118,14 @@ class _Run:
         self.device = resolve_device(config.device)
         self.working = WorkingImages(images, config.image_size, store.cache_dir / "images")
         self.truth = GroundTruth(config.gt, config.ignore) if config.gt else None
-        self.active = list(images.stems)
         self.masks: dict[str, np.ndarray] = {}
-        self.started = time.perf_counter()
+        self.notices: list[Notice] = []
+        self.truth_checked = False
+
+    @property
+    def active(self) -> list[str]:
+        """Photos still in the run: those that have not failed to load."""
+        return [stem for stem in self.working.stems if stem not in self.working.failed]
 
     def context(self) -> SeedContext:
         return SeedContext(self.config, self.working, self.device, self.cancel, self.store)
@@ -130,18 +135,18 @@ class _Run:
         predictor = MaskPredictor(model, self.device, self.config.upsample_radius, self.config.upsample_eps)
         phase = f"iter {iteration}: predict"
         new_masks = {}
-        for index, stem in enumerate(list(self.active)):
+        stems = self.active
+        for index, stem in enumerate(stems):
             self.cancel.check()
             try:
                 full = self.working.full(stem)
             except ImageReadError as error:
-                self.active.remove(stem)
                 yield Notice(f"skipped {error}")
                 continue
             full_mask, small_mask = predictor.predict(self.working.get(stem, full), full)
             self.store.write_mask(iteration, stem, full_mask)
             new_masks[stem] = small_mask
-            yield Progress(phase, index + 1, len(self.active))
+            yield Progress(phase, index + 1, len(stems))
         return new_masks
 
     def write_masks(self, iteration: int, small_masks: Mapping[str, np.ndarray]) -> Iterator[Event]:
@@ -203,9 +208,15 @@ class _Run:
         for stem in masks:
             try:
                 scores.append(self.truth.score(stem, self.store.read_mask(iteration, stem)))
-            except ImageReadError:
-                continue  # named once, when the run starts
+            except ImageReadError as error:
+                if not self.truth_checked:
+                    self.notices.append(Notice(f"not scored: {error}"))
+        self.truth_checked = True
         return mean_scores(scores)
+
+    def drain_notices(self) -> Iterator[Notice]:
+        notices, self.notices = self.notices, []
+        yield from notices
 
     def _mark_best(self) -> int | None:
         scored = [entry for entry in self.store.metrics() if entry.get("miou") is not None]
@@ -215,22 +226,11 @@ class _Run:
         atomic_write_text(self.store.root / "summary.json", json.dumps({"best_iteration": best}, indent=2))
         return best
 
-    def check_truth(self) -> Iterator[Notice]:
-        if self.truth is None:
-            return
-        for stem in self.active:
-            try:
-                full = self.working.full(stem)
-                self.truth.load(stem, full.shape[:2])
-            except ImageReadError as error:
-                yield Notice(f"not scored: {error}")
-
     def reload_masks(self, iteration: int) -> None:
         """Working-resolution masks of a finished iteration, read back from disk (for --resume)."""
         self.masks = {}
-        for stem in list(self.active):
+        for stem in self.active:
             if not self.store.has_mask(iteration, stem):
-                self.active.remove(stem)
                 continue
             mask = self.store.read_mask(iteration, stem)
             self.masks[stem] = resize_mask(mask, working_shape(mask.shape, self.config.image_size))
@@ -279,7 +279,6 @@ def run_labelling(
     for message in images.skipped:
         yield Notice(f"skipped {message}")
     run = _Run(config, store, images, cancel)
-    yield from run.check_truth()
     finished = store.finished_iterations()
     try:
         if finished:
@@ -316,7 +315,9 @@ def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
         yield from run.write_masks(0, output.masks)
         masks = output.masks
     trusted = len(trusted_masks(masks, run.config.area_min, run.config.area_max))
-    yield run.finish(0, masks, output.model, started, trusted)
+    result = run.finish(0, masks, output.model, started, trusted)
+    yield from run.drain_notices()
+    yield result
 
 
 def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
@@ -334,4 +335,6 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
     model = load_model(previous, map_location=run.device) if previous.is_file() else run.context().new_model()
     yield from run.context().train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
     masks = yield from run.predict_iteration(iteration, model)
-    return run.finish(iteration, masks, model, started, len(trusted))
+    result = run.finish(iteration, masks, model, started, len(trusted))
+    yield from run.drain_notices()
+    return result

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_gfn._atomic import atomic_write
-from napari_gfn.engine.images import ImageRecord, ImageSet
+from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet
 
 __all__ = ["WorkingImages", "resize_image", "resize_mask", "working_shape"]
 
@@ -45,6 +45,7 @@ class WorkingImages:
         self.cache_dir = cache_dir
         self._by_stem = {record.stem: record for record in images}
         self._memory: dict[str, np.ndarray] = {}
+        self.failed: dict[str, ImageReadError] = {}
 
     @property
     def stems(self) -> list[str]:
@@ -54,7 +55,14 @@ class WorkingImages:
         return self._by_stem[stem]
 
     def full(self, stem: str) -> np.ndarray:
-        return self._by_stem[stem].load()
+        """The photo at full resolution; a photo that fails once is remembered in ``failed``."""
+        if stem in self.failed:
+            raise self.failed[stem]
+        try:
+            return self._by_stem[stem].load()
+        except ImageReadError as error:
+            self.failed[stem] = error
+            raise
 
     def _cache_path(self, stem: str) -> Path | None:
         return None if self.cache_dir is None else self.cache_dir / f"{self.image_size}" / f"{stem}.png"

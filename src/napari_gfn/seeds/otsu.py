@@ -13,10 +13,15 @@ __all__ = ["OtsuResult", "otsu_mask"]
 
 @dataclass(frozen=True)
 class OtsuResult:
-    """The object mask and Otsu's separability (between-class over total variance, 0..1)."""
+    """The object mask, Otsu's separability (between-class over total variance, 0..1), and the
+    fraction of the image border the object covers (a plain-background photo's object barely touches it)."""
 
     mask: np.ndarray
     separability: float
+    border_contact: float
+
+    def is_simple(self, min_separability: float, max_border_contact: float) -> bool:
+        return self.separability >= min_separability and self.border_contact <= max_border_contact
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -32,7 +37,7 @@ def otsu_mask(image: np.ndarray) -> OtsuResult:
     grey = _grey(image)
     total_variance = grey.var()
     if total_variance == 0:
-        return OtsuResult(np.zeros(grey.shape, dtype=bool), 0.0)
+        return OtsuResult(np.zeros(grey.shape, dtype=bool), 0.0, 0.0)
     bright = grey > threshold_otsu(grey)
     weight = bright.mean()
     between = weight * (1 - weight) * (grey[bright].mean() - grey[~bright].mean()) ** 2
@@ -41,7 +46,7 @@ def otsu_mask(image: np.ndarray) -> OtsuResult:
     bright_share = border.sum() / max(bright.sum(), 1)
     dark_share = (~border).sum() / max((~bright).sum(), 1)
     mask = bright if bright_share <= dark_share else ~bright
-    return OtsuResult(mask, float(between / total_variance))
+    return OtsuResult(mask, float(between / total_variance), float(_border(mask).mean()))
 
 
 def _score_photos(working, cancel, phase: str):
@@ -75,14 +80,17 @@ def otsu_seed(context):
     if config.simple == "auto":
         working = context.working
         scored = yield from _score_photos(working, context.cancel, "seed: rank photos")
-        simple = {stem: r.mask for stem, r in scored.items() if r.separability >= config.simple_threshold}
+        simple = {
+            stem: r.mask for stem, r in scored.items() if r.is_simple(config.simple_threshold, config.simple_max_border)
+        }
         if not simple:
             best = max(scored.items(), key=lambda item: item[1].separability, default=None)
             detail = f" (the best is {best[0]} at {best[1].separability:.2f})" if best else ""
             raise LabellingError(
-                f"no photo qualifies as simple: none reaches Otsu separability {config.simple_threshold:.2f}"
-                f"{detail}. Lower --simple-threshold, give a folder of plain-background photos with --simple DIR, "
-                "or use the transfer or CAM seed."
+                f"no photo qualifies as simple: none reaches Otsu separability {config.simple_threshold:.2f} "
+                f"with its object covering at most {config.simple_max_border:.0%} of the border{detail}. "
+                "Lower --simple-threshold, raise --simple-max-border, give a folder of plain-background photos "
+                "with --simple DIR, or use the transfer or CAM seed."
             )
     else:
         try:

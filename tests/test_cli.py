@@ -1,0 +1,131 @@
+"""The `napari-gfn` command line: evaluate, resume after a kill, clear errors, the demo."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from napari_gfn.cli import main
+from napari_gfn.config import RunConfig
+from napari_gfn.store import RunFolder
+
+FAST = ["--image-size", "64", "--epochs", "1", "--seed-epochs", "2", "--min-steps", "8", "--area-min", "0"]
+
+
+def test_evaluate_matches_a_hand_computation(tmp_path, capsys):
+    store = RunFolder(tmp_path / "run")
+    store.create(RunConfig())
+    gt, ignore = tmp_path / "gt", tmp_path / "ignore"
+    gt.mkdir()
+    ignore.mkdir()
+    truth_a = np.array([[1, 1, 0, 0]] * 4, dtype=bool)  # 8 object pixels
+    truth_b = np.zeros((4, 4), dtype=bool)
+    iio.imwrite(gt / "a.png", np.where(truth_a, 255, 0).astype(np.uint8))
+    iio.imwrite(gt / "b.png", np.where(truth_b, 255, 0).astype(np.uint8))
+    left_out = np.zeros((4, 4), np.uint8)
+    left_out[3] = 255  # the last row of photo a is not scored
+    iio.imwrite(ignore / "a.png", left_out)
+    # Iteration 0: a is predicted as its first column only; b gets 2 false object pixels.
+    pred_a0 = np.zeros((4, 4), dtype=bool)
+    pred_a0[:, 0] = True
+    pred_b0 = np.zeros((4, 4), dtype=bool)
+    pred_b0[0, :2] = True
+    store.write_mask(0, "a", pred_a0)
+    store.write_mask(0, "b", pred_b0)
+    store.finish_iteration({"iteration": 0})
+    store.write_mask(1, "a", truth_a)
+    store.write_mask(1, "b", truth_b)
+    store.finish_iteration({"iteration": 1})
+
+    # By hand, rows 0-2 of a only: fg 3/6, bg 6/9; b: fg union 2, intersection 0 -> 0; bg 14/16.
+    fg_0 = (3 / 6 + 0.0) / 2
+    miou_0 = ((3 / 6 + 6 / 9) / 2 + (0.0 + 14 / 16) / 2) / 2
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(gt), "--ignore", str(ignore), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["iterations"]
+    assert [row["iteration"] for row in rows] == [0, 1]
+    assert rows[0]["fg_iou"] == pytest.approx(fg_0)
+    assert rows[0]["miou"] == pytest.approx(miou_0)
+    # Iteration 1 is perfect; b has no object, so its fg IoU is 1 by convention (empty union).
+    assert rows[1]["fg_iou"] == pytest.approx(1.0)
+    assert rows[1]["miou"] == pytest.approx(1.0)
+
+
+def _label_command(images, out, *extra):
+    return [sys.executable, "-m", "napari_gfn", "label", str(images), "--out", str(out), *FAST, *extra]
+
+
+def _wait_for_iterations(store, count, process, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(store.finished_iterations()) >= count:
+            return
+        if process.poll() is not None:
+            raise AssertionError(f"run ended early: {process.stderr.read()}")
+        time.sleep(0.2)
+    raise AssertionError("run too slow")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folder, tmp_path):
+    out = tmp_path / "run"
+    store = RunFolder(out)
+    process = subprocess.Popen(
+        _label_command(tiny_folder / "images", out, "--iterations", "3"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for_iterations(store, 2, process)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    finished = store.finished_iterations()
+    assert finished[:2] == [0, 1]
+    kept = {p: p.read_bytes() for k in finished for p in (out / f"iter_{k:02d}" / "masks").glob("*.png")}
+
+    resumed = subprocess.run(
+        _label_command(tiny_folder / "images", out, "--iterations", "3", "--resume"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert store.finished_iterations() == [0, 1, 2, 3]
+    stems = sorted(p.stem for p in (tiny_folder / "images").glob("*.png"))
+    for k in range(4):
+        assert sorted(p.stem for p in (out / f"iter_{k:02d}" / "masks").glob("*.png")) == stems
+        assert all(store.read_mask(k, stem).shape == (64, 64) for stem in stems)
+    assert all(store.model_path(k).is_file() for k in (1, 2, 3))
+    assert all(path.read_bytes() == data for path, data in kept.items())
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["label", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 1
+    assert "empty: the folder holds no photos" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone", "vgg"])
+    assert "invalid choice: 'vgg'" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
+    assert "not a napari-gfn run folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_headless_demo_runs_and_says_where_it_wrote(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "napari_gfn", "demo", "--headless", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Wrote the demo run to {tmp_path / 'demo' / 'run'}" in result.stdout
+    assert RunFolder(tmp_path / "demo" / "run").finished_iterations()[0] == 0

@@ -1,0 +1,230 @@
+"""The labelling engine end to end: seeding, refinement, the run folder, cancelling and bad input."""
+
+import json
+import shutil
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from napari_gfn.config import RunConfig
+from napari_gfn.engine import (
+    CancelToken,
+    ImageSet,
+    IterationResult,
+    LabellingError,
+    Notice,
+    run_labelling,
+    score_mask,
+    trusted_masks,
+)
+from napari_gfn.engine.images import to_rgb8
+from napari_gfn.sample_data import make_sample_set
+from napari_gfn.store import RunFolder, RunFolderError
+
+# Plumbing runs: a few steps teach the network little, so every mask is trusted (the filter has its own test).
+TINY = RunConfig(
+    image_size=64, seed_epochs=2, epochs=1, min_steps=8, batch_size=4, area_min=0.0, area_max=1.0, iterations=2
+)
+
+
+def run_to_end(config, **kwargs):
+    events = list(run_labelling(config, **kwargs))
+    return [e for e in events if isinstance(e, IterationResult)], [e.message for e in events if isinstance(e, Notice)]
+
+
+def test_area_filter_keeps_and_drops_the_right_images():
+    def covering(fraction):
+        mask = np.zeros((10, 10), dtype=bool)
+        mask.flat[: round(fraction * 100)] = True
+        return mask
+
+    masks = {f"c{int(f * 100):02d}": covering(f) for f in (0.0, 0.05, 0.09, 0.1, 0.5, 0.9, 0.91, 1.0)}
+    assert sorted(trusted_masks(masks, 0.1, 0.9)) == ["c10", "c50", "c90"]
+    assert sorted(trusted_masks(masks, 0.0, 1.0)) == sorted(masks)
+
+
+@pytest.fixture(scope="module")
+def branch_run(branch_folder, tmp_path_factory):
+    """One real run on synthetic branches: Otsu seed, then two refinement rounds."""
+    out = tmp_path_factory.mktemp("runs") / "branch"
+    config = RunConfig(
+        images=str(branch_folder / "images"),
+        out=str(out),
+        gt=str(branch_folder / "masks"),
+        iterations=2,
+        image_size=160,
+        seed_epochs=8,
+        epochs=4,
+        min_steps=60,
+    )
+    results, notices = run_to_end(config)
+    return out, results, notices
+
+
+def complex_stems(seed=2, n=16, size=160):
+    sample = make_sample_set("branch", n, size, simple_fraction=0.5, seed=seed)
+    return [f"branch_{i:03d}" for i, simple in enumerate(sample.simple) if not simple]
+
+
+@pytest.mark.slow
+def test_refinement_beats_the_seed_on_complex_images(branch_run, branch_folder):
+    out, results, _ = branch_run
+    store = RunFolder(out)
+    assert [r.iteration for r in results] == [0, 1, 2]
+
+    def complex_iou(iteration):
+        scores = []
+        for stem in complex_stems():
+            truth = iio.imread(branch_folder / "masks" / f"{stem}.png") > 127
+            scores.append(score_mask(store.read_mask(iteration, stem), truth).fg_iou)
+        return np.mean(scores)
+
+    assert complex_iou(2) > complex_iou(0)
+
+
+@pytest.mark.slow
+def test_run_folder_layout_and_metrics(branch_run, branch_folder):
+    out, results, _ = branch_run
+    store = RunFolder(out)
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["iterations"] == 2
+    assert {"torch", "napari_gfn"} <= set(record["versions"])
+    stems = sorted(p.stem for p in (branch_folder / "images").glob("*.png"))
+    for iteration in (0, 1, 2):
+        written = sorted(p.stem for p in (out / f"iter_{iteration:02d}" / "masks").glob("*.png"))
+        assert written == stems
+        mask = iio.imread(store.mask_path(iteration, stems[0]))
+        assert mask.shape == (160, 160)
+        assert set(np.unique(mask)) <= {0, 255}
+    assert all((out / f"iter_{k:02d}" / "model.pt").is_file() for k in (1, 2))
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == [0, 1, 2]
+    assert all(result.metrics["fg_iou"] is not None for result in results)
+    best = json.loads((out / "summary.json").read_text())["best_iteration"]
+    assert best == max(results, key=lambda r: r.metrics["miou"]).iteration
+    assert [r.is_best for r in results][best] or results[-1].iteration != best
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path):
+    sample = make_sample_set("flower", 6, 64, simple_fraction=0.5, seed=1)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    grey = (sample.images[0].mean(-1)).astype(np.uint8)
+    rgba = np.dstack([sample.images[1], np.full((64, 64), 200, np.uint8)])
+    sixteen = sample.images[2].astype(np.uint16) * 257
+    big = np.kron(sample.images[3], np.ones((2, 3, 1), np.uint8))
+    iio.imwrite(folder / "grey.png", grey)
+    iio.imwrite(folder / "rgba.png", rgba)
+    iio.imwrite(folder / "sixteen.tif", sixteen)
+    iio.imwrite(folder / "big.jpg", big)
+    iio.imwrite(folder / "plain_a.png", sample.images[4])
+    iio.imwrite(folder / "plain_b.png", sample.images[5])
+    config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), iterations=1, simple_threshold=0.5)
+    results, _ = run_to_end(config)
+    store = RunFolder(tmp_path / "run")
+    assert results[-1].iteration == 1
+    for stem, shape in [("grey", (64, 64)), ("rgba", (64, 64)), ("sixteen", (64, 64)), ("big", (128, 192))]:
+        assert store.read_mask(1, stem).shape == shape
+
+
+def test_conversions_to_rgb8():
+    grey16 = np.array([[0, 65535], [32768, 1000]], dtype=np.uint16)
+    converted = to_rgb8(grey16)
+    assert converted.shape == (2, 2, 3)
+    assert converted.dtype == np.uint8
+    assert converted[0, 1, 0] == 255
+    assert converted[1, 0, 2] == 128
+    rgba = np.zeros((3, 3, 4), np.uint8)
+    rgba[..., 0] = 10
+    assert to_rgb8(rgba).shape == (3, 3, 3)
+    assert to_rgb8(np.full((2, 2), 0.5)).max() == 128
+    with pytest.raises(ValueError, match="not a 2-D"):
+        to_rgb8(np.zeros((2, 2, 2, 2)))
+
+
+def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(tiny_folder / "images", folder)
+    good = (folder / "flower_000.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 3])
+    (folder / "notes.txt").write_text("field notes")
+    gt = tmp_path / "gt"
+    shutil.copytree(tiny_folder / "masks", gt)
+    iio.imwrite(gt / "flower_001.png", np.zeros((10, 12), np.uint8))
+    (gt / "flower_002.png").unlink()
+    config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), gt=str(gt), iterations=1)
+    results, notices = run_to_end(config)
+    text = "\n".join(notices)
+    assert "notes.txt: not an image file" in text
+    assert "truncated.png: cannot be read as an image" in text
+    assert "flower_001.png: mask is 12x10 but its photo is 64x64" in text
+    assert "flower_002.png: no ground-truth mask" in text
+    assert results[-1].iteration == 1
+    assert len(results[-1].mask_paths) == 8
+    assert results[-1].metrics["fg_iou"] is not None
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").write_text("nothing here")
+    config = TINY.updated(images=str(tmp_path / "empty"), out=str(tmp_path / "run"))
+    with pytest.raises(LabellingError, match=r"empty: the folder holds no photos"):
+        run_to_end(config)
+
+
+def test_no_simple_photo_is_a_clear_error(tiny_folder, tmp_path):
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), simple_threshold=0.999)
+    with pytest.raises(LabellingError, match="no photo qualifies as simple"):
+        run_to_end(config)
+
+
+def test_all_masks_rejected_by_the_area_filter_stops_clearly(tiny_folder, tmp_path):
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), area_min=0.97)
+    events = []
+    with pytest.raises(LabellingError, match="nothing to train on"):
+        events.extend(run_labelling(config))
+    assert [e.iteration for e in events if isinstance(e, IterationResult)] == [0]
+    assert RunFolder(tmp_path / "run").finished_iterations() == [0]
+
+
+def test_unknown_backbone_and_missing_cuda_are_clear(tiny_folder, tmp_path):
+    with pytest.raises(ValueError, match="valid names: efficientnet_lite0"):
+        RunConfig(backbone="vgg")
+    if not torch.cuda.is_available():
+        config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), device="cuda")
+        with pytest.raises(LabellingError, match="no usable CUDA GPU"):
+            run_to_end(config)
+
+
+def test_cancel_keeps_finished_iterations(tiny_folder, tmp_path):
+    cancel = CancelToken()
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=3)
+    finished = []
+    for event in run_labelling(config, cancel=cancel):
+        if isinstance(event, IterationResult):
+            finished.append(event.iteration)
+            cancel.cancel()
+        last = event
+    assert finished == [0]
+    assert isinstance(last, Notice)
+    assert "cancelled" in last.message
+    store = RunFolder(tmp_path / "run")
+    assert store.finished_iterations() == [0]
+    assert len(list((tmp_path / "run" / "iter_00" / "masks").glob("*.png"))) == 8
+
+
+def test_existing_run_is_not_overwritten(tiny_folder, tmp_path):
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=0)
+    run_to_end(config)
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        run_to_end(config)
+
+
+def test_arrays_work_like_a_folder(tmp_path):
+    sample = make_sample_set("flower", 6, 64, simple_fraction=0.5, seed=9)
+    images = ImageSet.from_arrays(sample.images, [f"a{i}" for i in range(6)])
+    results, _ = run_to_end(TINY.updated(out=str(tmp_path / "run"), iterations=0), images=images)
+    assert sorted(results[0].mask_paths) == [f"a{i}" for i in range(6)]
