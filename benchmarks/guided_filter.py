@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
+from _timing import median_seconds
 from napari_gfn.network import guided_filter
 
 
@@ -48,16 +47,6 @@ def plain_cumsum_guided_filter(guide, src, radius, eps):
     a = cov / (var + eps)
     b = mean_p - a * mean_i
     return integral_box_mean(a, radius) * guide + integral_box_mean(b, radius)
-
-
-def median_seconds(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_torch(filter_function, guide, src, radius, repeats, backward):

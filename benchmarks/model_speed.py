@@ -13,27 +13,16 @@ import argparse
 import json
 import multiprocessing
 import resource
-import statistics
-import time
 import warnings
 
 import torch
 import torch.nn.functional as F
 
+from _timing import median_seconds
 from napari_gfn.network import GFN
 from napari_gfn.network.inference import inference_copy
 
 MODULE_SETS = {"baseline": (False, False, False), "gfn": (True, True, True)}
-
-
-def _median_seconds(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _measure(backbone: str, variant: str, size: int, batch: int, threads: int, repeats: int, device: str) -> dict:
@@ -64,8 +53,8 @@ def _measure(backbone: str, variant: str, size: int, batch: int, threads: int, r
         optimiser.step()
         sync()
 
-    inference_seconds = _median_seconds(infer, repeats)
-    train_seconds = _median_seconds(train_step, repeats)
+    inference_seconds = median_seconds(infer, repeats)
+    train_seconds = median_seconds(train_step, repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "backbone": backbone,

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_png", "atomic_write_text"]
 
 
 def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -> Path:
@@ -34,3 +34,15 @@ def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -
 
 def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
     return atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
+
+
+def atomic_write_png(path: os.PathLike | str, image) -> Path:
+    """Encode ``image`` (uint8 array) as PNG in memory, then write it atomically."""
+    import io
+
+    import imageio.v3 as iio
+
+    buffer = io.BytesIO()
+    iio.imwrite(buffer, image, extension=".png")
+    data = buffer.getvalue()
+    return atomic_write(path, lambda stream: stream.write(data))

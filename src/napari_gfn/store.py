@@ -15,7 +15,6 @@ an interrupted run and is discarded on resume.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -25,7 +24,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from napari_gfn._atomic import atomic_write, atomic_write_text
+from napari_gfn._atomic import atomic_write_png, atomic_write_text
 from napari_gfn.config import RunConfig
 
 __all__ = ["RunFolder", "RunFolderError"]
@@ -48,12 +47,6 @@ def _versions() -> dict[str, str]:
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
-
-
-def _png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    iio.imwrite(buffer, array, extension=".png")
-    return buffer.getvalue()
 
 
 class RunFolder:
@@ -116,8 +109,7 @@ class RunFolder:
 
     # ---------------------------------------------------------------- per-iteration data
     def write_mask(self, iteration: int, stem: str, mask: np.ndarray) -> Path:
-        data = _png_bytes(np.where(mask, 255, 0).astype(np.uint8))
-        return atomic_write(self.mask_path(iteration, stem), lambda stream: stream.write(data))
+        return atomic_write_png(self.mask_path(iteration, stem), np.where(mask, 255, 0).astype(np.uint8))
 
     def read_mask(self, iteration: int, stem: str) -> np.ndarray:
         return iio.imread(self.mask_path(iteration, stem)) > 127

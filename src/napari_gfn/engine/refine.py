@@ -28,7 +28,7 @@ from napari_gfn.engine.events import (
 )
 from napari_gfn.engine.images import ImageReadError, ImageSet
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores
-from napari_gfn.engine.predict import MaskPredictor
+from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
 from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
 from napari_gfn.engine.working import WorkingImages, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
@@ -151,8 +151,6 @@ class _Run:
 
     def write_masks(self, iteration: int, small_masks: Mapping[str, np.ndarray]) -> Iterator[Event]:
         """Write seed masks given at working resolution, sharpened to full resolution on the photo."""
-        from napari_gfn.engine.predict import sharpen_to_full_resolution
-
         for index, stem in enumerate(list(small_masks)):
             self.cancel.check()
             full = self.working.full(stem)

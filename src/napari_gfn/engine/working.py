@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_gfn._atomic import atomic_write
+from napari_gfn._atomic import atomic_write_png
 from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet
 
 __all__ = ["WorkingImages", "resize_image", "resize_mask", "working_shape"]
@@ -77,18 +77,9 @@ class WorkingImages:
         if path.is_file():
             return iio.imread(path)
         small = self._resize(stem, full)
-        data = _encode_png(small)
-        atomic_write(path, lambda stream: stream.write(data))
+        atomic_write_png(path, small)
         return small
 
     def _resize(self, stem: str, full: np.ndarray | None) -> np.ndarray:
         full = self.full(stem) if full is None else full
         return resize_image(full, working_shape(full.shape, self.image_size))
-
-
-def _encode_png(image: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    iio.imwrite(buffer, image, extension=".png")
-    return buffer.getvalue()
