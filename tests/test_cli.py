@@ -76,7 +76,8 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     out = tmp_path / "run"
     store = RunFolder(out)
     process = subprocess.Popen(
-        _label_command(tiny_folder / "images", out, "--iterations", "3"),
+        # Ground truth only scores here; it also turns off the early stop on converged masks.
+        _label_command(tiny_folder / "images", out, "--iterations", "3", "--gt", str(tiny_folder / "masks")),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +92,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     kept = {p: p.read_bytes() for k in finished for p in (out / f"iter_{k:02d}" / "masks").glob("*.png")}
 
     resumed = subprocess.run(
-        _label_command(tiny_folder / "images", out, "--iterations", "3", "--resume"),
+        _label_command(tiny_folder / "images", out, "--iterations", "3", "--resume"),  # settings come from run.json
         capture_output=True,
         text=True,
         timeout=600,
