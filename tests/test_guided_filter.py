@@ -1,5 +1,7 @@
 """The guided filter against an explicit-weight float64 oracle (Eq. 2-3 of He et al.)."""
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +163,13 @@ def test_boundary_map_is_max_minus_min_filter():
             ndimage.minimum_filter(x.numpy(), size=(1, 1, kernel, kernel), mode="nearest")
         )
         np.testing.assert_allclose(boundary_map(x, kernel).numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("guide_channels", [1, 5])
+def test_channel_chunks_give_the_same_result(monkeypatch, guide_channels):
+    module = importlib.import_module("napari_gfn.network.guided_filter")
+
+    guide, src = torch.rand(2, guide_channels, 20, 24), torch.rand(2, 5, 20, 24)
+    whole = guided_filter(guide, src, 3, 1e-2)
+    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 2 * 20 * 24 * 2)  # two channels per chunk
+    torch.testing.assert_close(guided_filter(guide, src, 3, 1e-2), whole)

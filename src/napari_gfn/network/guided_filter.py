@@ -84,6 +84,11 @@ def _per_channel_coefficients(guide: Tensor, src: Tensor, radius: int, eps: floa
     return slope, mean_p - slope * mean_i
 
 
+# Tensors above glibc's largest mmap threshold (32 MiB) are mapped fresh, and page faults then
+# cost more than the arithmetic: large inputs are filtered in channel chunks below that size.
+_CHUNK_ELEMENTS = 4 * 1024 * 1024
+
+
 def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor:
     """Edge-preserving filter of ``src`` (B x C x H x W) steered by ``guide``.
 
@@ -93,6 +98,17 @@ def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor
     _check_inputs(guide, src, radius, eps)
     if guide.shape[1] not in (1, src.shape[1]):
         raise ValueError(f"guide must have 1 or {src.shape[1]} channels, got {guide.shape[1]}")
+    channels_per_chunk = max(1, _CHUNK_ELEMENTS // (src.shape[0] * src.shape[-2] * src.shape[-1]))
+    if src.shape[1] <= channels_per_chunk:
+        return _guided_filter(guide, src, radius, eps)
+    chunks = []
+    for start in range(0, src.shape[1], channels_per_chunk):
+        part = slice(start, start + channels_per_chunk)
+        chunks.append(_guided_filter(guide if guide.shape[1] == 1 else guide[:, part], src[:, part], radius, eps))
+    return torch.cat(chunks, dim=1)
+
+
+def _guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor:
     dtype = _working_dtype(guide, src)
     with torch.autocast(device_type=src.device.type, enabled=False):
         guide = _centred(guide.to(dtype))
