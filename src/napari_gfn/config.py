@@ -15,8 +15,8 @@ class RunConfig:
     """Everything that decides what a labelling run computes.
 
     Paths are strings so the configuration round-trips through JSON unchanged.
-    ``simple`` is "auto" (rank photos by Otsu separability), a folder of
-    photos, or a comma-free list of stems joined by "," when chosen in the GUI.
+    ``simple`` is "auto" (photos chosen by Otsu separability and border
+    contact) or a folder of plain-background photos.
     """
 
     images: str | None = None
