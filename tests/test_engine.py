@@ -228,3 +228,12 @@ def test_arrays_work_like_a_folder(tmp_path):
     images = ImageSet.from_arrays(sample.images, [f"a{i}" for i in range(6)])
     results, _ = run_to_end(TINY.updated(out=str(tmp_path / "run"), iterations=0), images=images)
     assert sorted(results[0].mask_paths) == [f"a{i}" for i in range(6)]
+
+
+def test_run_config_round_trips_through_json_and_rejects_nonsense():
+    config = RunConfig(images="photos", out="run", iterations=5, area_min=0.2, backbone="resnet50")
+    assert RunConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match="unknown run settings: colour"):
+        RunConfig.from_dict({"colour": "green"})
+    with pytest.raises(ValueError, match="area_min < area_max"):
+        RunConfig(area_min=0.9, area_max=0.1)
