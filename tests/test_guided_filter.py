@@ -173,3 +173,15 @@ def test_channel_chunks_give_the_same_result(monkeypatch, guide_channels):
     whole = guided_filter(guide, src, 3, 1e-2)
     monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 2 * 20 * 24 * 2)  # two channels per chunk
     torch.testing.assert_close(guided_filter(guide, src, 3, 1e-2), whole)
+
+
+def test_chunked_gradients_match_and_pass_gradcheck(monkeypatch):
+    module = importlib.import_module("napari_gfn.network.guided_filter")
+    guide = torch.rand(1, 1, 7, 6, dtype=torch.float64, requires_grad=True)
+    src = torch.rand(1, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    expected = torch.autograd.grad(guided_filter(guide, src, 2, 1e-2).square().sum(), (guide, src))
+    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 7 * 6)  # one channel per chunk, recomputed in backward
+    got = torch.autograd.grad(guided_filter(guide, src, 2, 1e-2).square().sum(), (guide, src))
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.autograd.gradcheck(lambda g, p: guided_filter(g, p, 2, 1e-2), (guide, src))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ["GuidedFilter", "box_mean", "guided_filter", "guided_upsample"]
 
@@ -86,6 +87,8 @@ def _per_channel_coefficients(guide: Tensor, src: Tensor, radius: int, eps: floa
 
 # Tensors above glibc's largest mmap threshold (32 MiB) are mapped fresh, and page faults then
 # cost more than the arithmetic: large inputs are filtered in channel chunks below that size.
+# When gradients are needed each chunk is recomputed in the backward pass instead of keeping its
+# ~20 intermediates, so 64 channels at 2048^2 fit in memory.
 _CHUNK_ELEMENTS = 4 * 1024 * 1024
 
 
@@ -101,10 +104,15 @@ def guided_filter(guide: Tensor, src: Tensor, radius: int, eps: float) -> Tensor
     channels_per_chunk = max(1, _CHUNK_ELEMENTS // (src.shape[0] * src.shape[-2] * src.shape[-1]))
     if src.shape[1] <= channels_per_chunk:
         return _guided_filter(guide, src, radius, eps)
+    recompute = torch.is_grad_enabled() and (guide.requires_grad or src.requires_grad)
     chunks = []
     for start in range(0, src.shape[1], channels_per_chunk):
         part = slice(start, start + channels_per_chunk)
-        chunks.append(_guided_filter(guide if guide.shape[1] == 1 else guide[:, part], src[:, part], radius, eps))
+        arguments = (guide if guide.shape[1] == 1 else guide[:, part], src[:, part], radius, eps)
+        if recompute:
+            chunks.append(checkpoint(_guided_filter, *arguments, use_reentrant=False))
+        else:
+            chunks.append(_guided_filter(*arguments))
     return torch.cat(chunks, dim=1)
 
 
