@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from napari_gfn._atomic import atomic_write_png, atomic_write_text
+from napari_gfn._versions import library_versions
 from napari_gfn.config import RunConfig
 
 __all__ = ["RunFolder", "RunFolderError"]
@@ -32,21 +32,6 @@ __all__ = ["RunFolder", "RunFolderError"]
 
 class RunFolderError(ValueError):
     """A run folder that is missing, foreign, or in the way of a new run."""
-
-
-def _versions() -> dict[str, str]:
-    import torch
-    import torchvision
-
-    from napari_gfn import __version__
-
-    return {
-        "napari_gfn": __version__,
-        "torch": str(torch.__version__),
-        "torchvision": str(torchvision.__version__),
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 class RunFolder:
@@ -85,7 +70,7 @@ class RunFolder:
         if self.root.exists() and any(self.root.iterdir()):
             raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
         self.root.mkdir(parents=True, exist_ok=True)
-        record = {"config": config.to_dict(), "versions": _versions()}
+        record = {"config": config.to_dict(), "versions": library_versions()}
         atomic_write_text(self.config_path, json.dumps(record, indent=2, sort_keys=True))
 
     def read_config(self) -> RunConfig:

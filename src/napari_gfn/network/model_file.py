@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torchvision
 
 from napari_gfn._atomic import atomic_write
+from napari_gfn._versions import library_versions
 
 from .gfn import GFN, GFNConfig
 
@@ -28,17 +27,6 @@ class ModelFileError(ValueError):
         self.path = Path(path)
 
 
-def _versions() -> dict[str, str]:
-    from napari_gfn import __version__
-
-    return {
-        "napari_gfn": __version__,
-        "torch": str(torch.__version__),
-        "torchvision": str(torchvision.__version__),
-        "python": platform.python_version(),
-    }
-
-
 def save_model(model: GFN, path: os.PathLike | str, **meta) -> Path:
     """Write ``model`` and ``meta`` (class names, image size, source set, ...) atomically to ``path``."""
     path = Path(path)
@@ -50,7 +38,7 @@ def save_model(model: GFN, path: os.PathLike | str, **meta) -> Path:
         "normalisation": {"mean": list(model.backbone.mean), "std": list(model.backbone.std)},
         "meta": meta,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": library_versions(),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
     return atomic_write(path, lambda stream: torch.save(payload, stream))
