@@ -68,10 +68,11 @@ def test_guided_filter_matches_explicit_weights(guide_channels, src_channels, he
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("guide_channels", [1, 3])
 @pytest.mark.parametrize(("height", "width", "radius", "eps"), [(7, 8, 1, 1e-3), (9, 9, 3, 1e-2), (8, 11, 2, 1.0)])
-def test_guided_upsample_at_same_size_is_the_colour_guided_filter(height, width, radius, eps):
+def test_guided_upsample_at_same_size_is_the_joint_guided_filter(guide_channels, height, width, radius, eps):
     rng = np.random.default_rng(height * width)
-    guide = rng.random((3, height, width))
+    guide = rng.random((guide_channels, height, width)) + 5.0  # an offset the centring must undo exactly
     src = rng.random((2, height, width))
     expected = np.stack(
         [(explicit_weights(guide, radius, eps) @ channel.ravel()).reshape(height, width) for channel in src]
@@ -79,6 +80,46 @@ def test_guided_upsample_at_same_size_is_the_colour_guided_filter(height, width,
     guide_t = torch.from_numpy(guide[None]).float()
     got = guided_upsample(guide_t, torch.from_numpy(src[None]).float(), guide_t, radius, eps)
     np.testing.assert_allclose(got[0].double().numpy(), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("guide_channels", [1, 3])
+def test_guided_upsample_applies_smoothed_oracle_coefficients_at_full_size(guide_channels):
+    """Reference: A, b from the explicit float64 normal equations, box-averaged, bilinearly upsampled."""
+    rng = np.random.default_rng(guide_channels)
+    radius, eps, low, full = 2, 1e-2, (9, 10), (23, 31)
+    guide_low = rng.random((guide_channels, *low))
+    src_low = rng.random((2, *low))
+    guide_full = rng.random((guide_channels, *full))
+    slopes = np.zeros((2, guide_channels, *low))
+    offsets = np.zeros((2, *low))
+    for centre, members in _windows(*low, radius):
+        y, x = divmod(centre, low[1])
+        window = guide_low.reshape(guide_channels, -1)[:, members]
+        sigma = np.cov(window, bias=True).reshape(guide_channels, guide_channels)
+        for c in range(2):
+            values = src_low[c].ravel()[members]
+            cov = (window * values).mean(axis=1) - window.mean(axis=1) * values.mean()
+            slopes[c, :, y, x] = np.linalg.solve(sigma + eps * np.eye(guide_channels), cov)
+            offsets[c, y, x] = values.mean() - slopes[c, :, y, x] @ window.mean(axis=1)
+    pool = torch.nn.AvgPool2d(2 * radius + 1, stride=1, padding=radius, count_include_pad=False)
+
+    def smoothed_full(x):
+        return torch.nn.functional.interpolate(pool(torch.from_numpy(x)), size=full, mode="bilinear")
+
+    mean_slopes = smoothed_full(slopes).numpy()
+    expected = (mean_slopes * guide_full[None]).sum(axis=1) + smoothed_full(offsets[None])[0].numpy()
+    as_tensor = [torch.from_numpy(x[None]).float() for x in (guide_low, src_low, guide_full)]
+    got = guided_upsample(*as_tensor, radius, eps)[0].double().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_guided_upsample_is_linear_in_its_source():
+    """GFN filters only the two-class logit margin; that is exact because of this."""
+    guide_low, guide_full = torch.rand(2, 1, 12, 14), torch.rand(2, 1, 48, 56)
+    src = torch.randn(2, 2, 12, 14)
+    margin = guided_upsample(guide_low, src[:, 1:] - src[:, :1], guide_full, 2, 1e-2)
+    per_class = guided_upsample(guide_low, src, guide_full, 2, 1e-2)
+    torch.testing.assert_close(margin, per_class[:, 1:] - per_class[:, :1], atol=1e-5, rtol=0)
 
 
 def test_module_form_matches_function():

@@ -110,6 +110,7 @@ class GFN(nn.Module):
         )
         self.classifier = nn.Conv2d(cfg.aspp_channels, num_classes, 1)
         if use_gf:
+            self.register_buffer("margin_signs", torch.tensor([-1.0, 1.0]).view(1, 2, 1, 1), persistent=False)
             # BatchNorm keeps the guide near unit variance, so eps means the same throughout training.
             self.guide = nn.Sequential(nn.Conv2d(cfg.low_channels, 1, 1, bias=False), nn.BatchNorm2d(1))
             # A per-pixel colour transform of the photo lets the guide carry edges finer than stride 4.
@@ -128,8 +129,9 @@ class GFN(nn.Module):
             # BG: the high-level boundary map, brought to the low level, gates its features.
             gate = torch.sigmoid(self.boundary_gate(boundary_map(high)))
             low = low * (1 + _resize(gate, low_size))
+        # hgl_high is a 1x1 conv, which commutes with bilinear resizing: applied at stride 16 it costs 1/16.
+        guidance = _resize(self.hgl_high(high), low_size) * low if self.config.use_hgl else low
         high = _resize(high, low_size)
-        guidance = self.hgl_high(high) * low if self.config.use_hgl else low
         # HGL's guidance also feeds the decoder (residually), so +HGL alone is a real ablation step.
         decoder_low = low + guidance if self.config.use_hgl else low
         logits = self.classifier(self.decoder(torch.cat([high, decoder_low], dim=1)))
@@ -139,4 +141,10 @@ class GFN(nn.Module):
         # (fast guided upsampling), so the mask takes the guidance's edges at full detail.
         guide_full = _resize(self.guide(guidance), size) + self.image_guide(images)
         guide_low = F.interpolate(guide_full, size=low_size, mode="area")
-        return guided_upsample(guide_low, logits, guide_full, self.config.gf_radius, self.config.gf_eps)
+        radius, eps = self.config.gf_radius, self.config.gf_eps
+        if self.config.num_classes != 2:
+            return guided_upsample(guide_low, logits, guide_full, radius, eps)
+        # Two-class softmax sees only the logit margin and the filter is linear in its source,
+        # so filtering the margin alone gives the same probabilities for half the full-size work.
+        half_margin = guided_upsample(guide_low, 0.5 * (logits[:, 1:] - logits[:, :1]), guide_full, radius, eps)
+        return half_margin * self.margin_signs

@@ -166,17 +166,20 @@ def guided_upsample(guide_lowres: Tensor, src_lowres: Tensor, guide_fullres: Ten
         guide_lowres = guide_lowres.to(dtype) - guide_offset
         src_lowres = src_lowres.to(dtype) - src_offset
         size = guide_fullres.shape[-2:]
-        centred_guide = guide_fullres.to(dtype) - guide_offset
+        guide_fullres = guide_fullres.to(dtype)
         if guide_lowres.shape[1] == 1:
             # One guide channel: the joint solve is a division, so skip the per-pixel linear systems.
             slope, offset = _per_channel_coefficients(guide_lowres, src_lowres, radius, eps)
-            smoothed = _upsample(box_mean(torch.cat([slope, offset], dim=1), radius), size)
-            mean_slope, mean_offset = smoothed.chunk(2, dim=1)
-            return mean_slope * centred_guide + mean_offset + src_offset
+            mean_slope, mean_offset = box_mean(torch.cat([slope, offset], dim=1), radius).chunk(2, dim=1)
+            # Undo the centring at low resolution (upsampling is linear): full-size work is one multiply-add.
+            mean_offset = mean_offset + src_offset - mean_slope * guide_offset
+            full_slope, full_offset = _upsample(torch.cat([mean_slope, mean_offset], dim=1), size).chunk(2, dim=1)
+            return torch.addcmul(full_offset, full_slope, guide_fullres)
         slope, offset = _joint_coefficients(guide_lowres, src_lowres, radius, eps)
-        mean_slope = _upsample(box_mean(slope.flatten(1, 2), radius), size).unflatten(1, slope.shape[1:3])
-        mean_offset = _upsample(box_mean(offset, radius), size)
-        return (mean_slope * centred_guide[:, None]).sum(dim=2) + mean_offset + src_offset
+        mean_slope = box_mean(slope.flatten(1, 2), radius).unflatten(1, slope.shape[1:3])
+        mean_offset = box_mean(offset, radius) + src_offset - (mean_slope * guide_offset[:, None]).sum(dim=2)
+        mean_slope = _upsample(mean_slope.flatten(1, 2), size).unflatten(1, slope.shape[1:3])
+        return (mean_slope * guide_fullres[:, None]).sum(dim=2) + _upsample(mean_offset, size)
 
 
 def _upsample(x: Tensor, size) -> Tensor:
