@@ -1,4 +1,4 @@
-"""Label quality on real photographs: Otsu seed (auto-selected simple photos), then GFN refinement.
+"""Label quality on real photographs: a seed (Otsu, CAM or transfer), then GFN refinement.
 
 For each dataset folder (``images/``, ``masks/``, optional ``ignore/``) it runs
 the whole labelling path and reports, per iteration, foreground IoU and mIoU
@@ -8,7 +8,15 @@ in the project's anchor figures) and the time per iteration.
     python benchmarks/quality.py ../shared/datasets/flowers17 ../shared/datasets/horses \\
         [--iterations 3] [--image-size 320] [--out benchmarks/results/quality] [--SETTING VALUE ...]
 
-No ground truth is used to train or to choose anything: masks are read only to score.
+Seeds:
+    --seed otsu                       simple photos chosen automatically (default)
+    --seed cam [--labels CSV]         image-level classes; default DATASET/labels.csv
+    --seed transfer --source half     a source model trained on the masks of every other photo
+                                      labels the remaining half (only that half is scored)
+    --seed transfer --source DIR      a source model trained on another labelled set (images/, masks/)
+
+No ground truth of the labelled photos is used to train or to choose anything:
+their masks are read only to score.
 """
 
 from __future__ import annotations
@@ -23,10 +31,13 @@ import numpy as np
 from skimage.color import rgb2gray
 from skimage.filters import threshold_otsu
 
-from napari_gfn.config import RunConfig
-from napari_gfn.engine import GroundTruth, ImageSet, IterationResult, Notice
+from napari_gfn.config import CAM_REFINERS, SEED_METHODS, RunConfig
+from napari_gfn.engine import GroundTruth, ImageSet, IterationResult, Notice, resolve_device
 from napari_gfn.engine.metrics import mean_scores
 from napari_gfn.engine.refine import run_labelling
+from napari_gfn.engine.source import LabelledSet, train_source_model
+from napari_gfn.network import save_model
+from napari_gfn.seeds.cam import crf_available
 
 
 def plain_otsu(image: np.ndarray) -> np.ndarray:
@@ -35,46 +46,96 @@ def plain_otsu(image: np.ndarray) -> np.ndarray:
     return ~bright if bright.mean() > 0.5 else bright
 
 
-def plain_otsu_scores(dataset: Path, truth: GroundTruth) -> dict:
-    scores = []
-    for record in ImageSet.from_folder(dataset / "images"):
-        image = record.load()
-        scores.append(truth.score(record.stem, plain_otsu(image)))
-    return mean_scores(scores)
+def plain_otsu_scores(images: ImageSet, truth: GroundTruth) -> dict:
+    return mean_scores([truth.score(record.stem, plain_otsu(record.load())) for record in images])
 
 
-def run_dataset(dataset: Path, out: Path, overrides: dict) -> dict:
+def _report(events, rows: list | None = None):
+    """Print notices and iteration rows (collected in ``rows``); return the generator's return value."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, Notice):
+            print(f"  {event.level}: {event.message}", flush=True)
+        elif isinstance(event, IterationResult) and rows is not None:
+            row = {k: event.metrics.get(k) for k in ("iteration", "fg_iou", "miou", "trusted", "elapsed_s")}
+            rows.append(row)
+            print(f"  {row}", flush=True)
+
+
+def _train_source(labelled: LabelledSet, path: Path, overrides: dict, epochs: int) -> tuple[str, float]:
+    config = RunConfig(**{**overrides, "epochs": epochs})
+    started = time.perf_counter()
+    model = _report(train_source_model(labelled, config, resolve_device(config.device)))
+    save_model(model, path, image_size=config.image_size, source=labelled.name)
+    return str(path), time.perf_counter() - started
+
+
+def _photos_and_source(dataset: Path, out: Path, args, overrides: dict) -> tuple[ImageSet, dict]:
+    """The photos to label and, for the transfer seed, a freshly trained source model."""
+    photos = ImageSet.from_folder(dataset / "images")
+    if args.seed != "transfer":
+        return photos, {}
+    if args.source == "half":
+        source_stems, photos = photos.stems[0::2], photos.subset(photos.stems[1::2])
+        whole = LabelledSet.from_folders(dataset / "images", dataset / "masks")
+        labelled = LabelledSet(
+            f"{dataset.name} (every other photo)",
+            whole.images.subset(source_stems),
+            {stem: whole.label_paths[stem] for stem in source_stems},
+            whole.read_target,
+        )
+    else:
+        labelled = LabelledSet.from_folders(Path(args.source) / "images", Path(args.source) / "masks")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model, seconds = _train_source(labelled, out.parent / f"{out.name}.source.pt", overrides, args.source_epochs)
+    print(f"  source model: {seconds:.0f} s on {len(labelled.images)} photos of {labelled.name}", flush=True)
+    return photos, {"source_model": model, "source_seconds": seconds}
+
+
+def run_dataset(dataset: Path, out: Path, args, overrides: dict) -> dict:
     ignore = dataset / "ignore"
     truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
     shutil.rmtree(out, ignore_errors=True)
+    started = time.perf_counter()
+    photos, source = _photos_and_source(dataset, out, args, overrides)
+    labels = args.labels or (str(dataset / "labels.csv") if args.seed == "cam" else None)
     config = RunConfig(
         images=str(dataset / "images"),
         out=str(out),
         gt=str(dataset / "masks"),
         ignore=str(ignore) if ignore.is_dir() else None,
+        seed=args.seed,
+        labels=labels,
+        source_model=source.get("source_model"),
         **overrides,
     )
-    started = time.perf_counter()
-    iterations = []
-    for event in run_labelling(config):
-        if isinstance(event, Notice):
-            print(f"  {event.level}: {event.message}", flush=True)
-        elif isinstance(event, IterationResult):
-            row = {k: event.metrics.get(k) for k in ("iteration", "fg_iou", "miou", "trusted", "elapsed_s")}
-            iterations.append(row)
-            print(f"  {row}", flush=True)
+    rows = []
+    _report(run_labelling(config, images=photos), rows)
     return {
         "dataset": dataset.name,
+        "seed": args.seed,
+        "source": args.source,
+        "crf": args.seed == "cam" and args.cam_refiner != "guided" and crf_available(),
+        "photos": len(photos),
         "config": config.to_dict(),
-        "plain_otsu": plain_otsu_scores(dataset, truth),
-        "iterations": iterations,
+        "plain_otsu": plain_otsu_scores(photos, truth),
+        "iterations": rows,
+        "source_seconds": source.get("source_seconds"),
         "total_s": time.perf_counter() - started,
     }
 
 
 def print_table(result: dict) -> None:
     otsu = result["plain_otsu"]
-    print(f"\n### {result['dataset']}  (plain Otsu: fg IoU {otsu['fg_iou']:.3f}, mIoU {otsu['miou']:.3f})")
+    title = f"{result['dataset']}, {result['seed']} seed" + (f" from {result['source']}" if result["source"] else "")
+    if result["crf"]:
+        title += " (dense CRF)"
+    print(
+        f"\n### {title}, {result['photos']} photos  (plain Otsu: fg IoU {otsu['fg_iou']:.3f}, mIoU {otsu['miou']:.3f})"
+    )
     print("| iteration | fg IoU | mIoU | trusted | seconds |")
     print("|---|---|---|---|---|")
     for row in result["iterations"]:
@@ -96,7 +157,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=RunConfig.epochs)
     parser.add_argument("--seed-epochs", type=int, default=RunConfig.seed_epochs)
     parser.add_argument("--random-seed", type=int, default=0)
+    parser.add_argument("--seed", choices=SEED_METHODS, default="otsu")
+    parser.add_argument("--labels", help="--seed cam: image-level labels (default DATASET/labels.csv)")
+    parser.add_argument("--cam-threshold", type=float, default=RunConfig.cam_threshold)
+    parser.add_argument("--cam-refiner", choices=CAM_REFINERS, default=RunConfig.cam_refiner)
+    parser.add_argument("--source", help="--seed transfer: 'half' or a labelled dataset folder")
+    parser.add_argument("--source-epochs", type=int, default=8, help="epochs for the transfer source model")
+    parser.add_argument("--tag", default="", help="suffix for the result names (to keep several runs)")
     args = parser.parse_args()
+    if args.seed == "transfer" and not args.source:
+        parser.error("--seed transfer needs --source half or --source DATASET_DIR")
     overrides = {
         "iterations": args.iterations,
         "image_size": args.image_size,
@@ -105,13 +175,16 @@ def main() -> None:
         "epochs": args.epochs,
         "seed_epochs": args.seed_epochs,
         "random_seed": args.random_seed,
+        "cam_threshold": args.cam_threshold,
+        "cam_refiner": args.cam_refiner,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     for dataset in args.datasets:
         print(f"== {dataset}", flush=True)
-        result = run_dataset(dataset, args.out / dataset.name, overrides)
+        name = f"{dataset.name}-{args.seed}{args.tag}"
+        result = run_dataset(dataset, args.out / name, args, overrides)
         print_table(result)
-        (args.out / f"{dataset.name}.json").write_text(json.dumps(result, indent=2))
+        (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

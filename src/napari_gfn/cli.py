@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 
 __all__ = ["build_parser", "main"]
@@ -42,6 +42,16 @@ class _TerminalReport:
                 print(_iteration_line(event), flush=True)
         self.close()
         return results
+
+    def run(self, events: Generator):
+        """Render a generator's events and return what it returns (a trained model, say)."""
+        returned = []
+
+        def capture():
+            returned.append((yield from events))
+
+        self(capture())
+        return returned[0]
 
     def show_progress(self, event) -> None:
         from tqdm import tqdm
@@ -81,6 +91,10 @@ def _label(args: argparse.Namespace) -> int:
         simple=args.simple,
         simple_threshold=args.simple_threshold,
         simple_max_border=args.simple_max_border,
+        source_model=args.source_model,
+        labels=args.labels,
+        cam_threshold=args.cam_threshold,
+        cam_refiner=args.cam_refiner,
         iterations=args.iterations,
         gt=args.gt,
         ignore=args.ignore,
@@ -96,6 +110,35 @@ def _label(args: argparse.Namespace) -> int:
     )
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
     print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({len(results)} iteration(s) this run)")
+    return 0
+
+
+def _train_source(args: argparse.Namespace) -> int:
+    from napari_gfn.config import RunConfig
+    from napari_gfn.engine import resolve_device
+    from napari_gfn.engine.source import LabelledSet, train_source_model
+    from napari_gfn.network import save_model
+
+    if args.voc:
+        if args.images or args.masks or not args.voc_class:
+            raise ValueError("with --voc ROOT give --class NAME and no IMAGES or MASKS folders")
+        labelled = LabelledSet.from_voc(args.voc, args.voc_class, split=args.split)
+    elif args.images and args.masks:
+        labelled = LabelledSet.from_folders(args.images, args.masks)
+    else:
+        raise ValueError("give IMAGES and MASKS folders, or --voc ROOT --class NAME")
+    config = RunConfig(
+        backbone=args.backbone,
+        device=args.device,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        min_steps=args.min_steps,
+        random_seed=args.random_seed,
+    )
+    events = train_source_model(labelled, config, resolve_device(args.device))
+    model = _TerminalReport().run(events)
+    path = save_model(model, args.out, image_size=args.image_size, source=labelled.name, photos=len(labelled.images))
+    print(f"Saved the source model to {path.resolve()}")
     return 0
 
 
@@ -131,7 +174,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_label_parser(commands) -> None:
-    from napari_gfn.config import SEED_METHODS, RunConfig
+    from napari_gfn.config import CAM_REFINERS, SEED_METHODS, RunConfig
     from napari_gfn.network import BACKBONES
 
     defaults = RunConfig()
@@ -152,6 +195,20 @@ def _add_label_parser(commands) -> None:
         default=defaults.simple_max_border,
         help="largest share of the image border a simple photo's object may cover (1 = no limit)",
     )
+    label.add_argument("--source-model", help="model file for --seed transfer (from `napari-gfn train-source`)")
+    label.add_argument("--labels", help="for --seed cam: CSV with columns image,class, or a folder of class folders")
+    label.add_argument(
+        "--cam-threshold",
+        type=float,
+        default=defaults.cam_threshold,
+        help="share of a photo's peak class activation above which a pixel leans to the object",
+    )
+    label.add_argument(
+        "--cam-refiner",
+        choices=CAM_REFINERS,
+        default=defaults.cam_refiner,
+        help="how CAMs become masks: dense CRF (needs the crf extra), guided filter, or auto",
+    )
     label.add_argument("--iterations", type=int, default=defaults.iterations, help="refinement rounds after the seed")
     label.add_argument("--gt", help="folder of true 0/255 masks (same stems): scores every iteration")
     label.add_argument("--ignore", help="folder of ignore masks (255 = leave the pixel out of the score)")
@@ -170,6 +227,28 @@ def _add_label_parser(commands) -> None:
     label.set_defaults(handler=_label)
 
 
+def _add_train_source_parser(commands) -> None:
+    from napari_gfn.config import RunConfig
+    from napari_gfn.engine.source import VOC_CLASSES
+    from napari_gfn.network import BACKBONES
+
+    defaults = RunConfig()
+    train = commands.add_parser("train-source", help="train a source model for --seed transfer on labelled photos")
+    train.add_argument("images", nargs="?", help="folder of photos")
+    train.add_argument("masks", nargs="?", help="folder of 0/255 masks with the photos' stems")
+    train.add_argument("--out", required=True, help="model file to write (MODEL.pt)")
+    train.add_argument("--voc", metavar="ROOT", help="a PASCAL VOC 2012 root instead of IMAGES and MASKS")
+    train.add_argument("--class", dest="voc_class", choices=VOC_CLASSES, help="the VOC class that is the object")
+    train.add_argument("--split", default="train", help="VOC split listed in ImageSets/Segmentation (default: train)")
+    train.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone)
+    train.add_argument("--epochs", type=int, default=8, help="training epochs (default: %(default)s)")
+    train.add_argument("--image-size", type=int, default=defaults.image_size, help="long side the network sees")
+    train.add_argument("--min-steps", type=int, default=defaults.min_steps, help="fewest training steps")
+    train.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
+    train.add_argument("--random-seed", type=int, default=defaults.random_seed)
+    train.set_defaults(handler=_train_source)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-gfn", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--ignore", help="folder of ignore masks (255 = leave out)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(handler=_evaluate)
+
+    _add_train_source_parser(commands)
 
     demo = commands.add_parser("demo", help="run the main job on built-in synthetic sample data")
     demo.add_argument("--headless", action="store_true", help="no window, even when a display is present")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["SEED_METHODS", "RunConfig"]
+__all__ = ["CAM_REFINERS", "SEED_METHODS", "RunConfig"]
 
 SEED_METHODS = ("otsu", "transfer", "cam")
+# "auto" uses the dense CRF when pydensecrf is installed and the guided filter otherwise.
+CAM_REFINERS = ("auto", "crf", "guided")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class RunConfig:
     simple_max_border: float = 0.15
     source_model: str | None = None
     labels: str | None = None
+    cam_threshold: float = 0.5
+    cam_refiner: str = "auto"
     iterations: int = 3
     converge_iou: float = 0.98
     area_min: float = 0.1
@@ -56,6 +60,10 @@ class RunConfig:
             problems.append(f"seed must be one of {', '.join(SEED_METHODS)}, not {self.seed!r}")
         if not 0.0 <= self.area_min < self.area_max <= 1.0:
             problems.append(f"need 0 <= area_min < area_max <= 1, got {self.area_min} and {self.area_max}")
+        if not 0.0 < self.cam_threshold < 1.0:
+            problems.append(f"cam_threshold must be between 0 and 1, got {self.cam_threshold}")
+        if self.cam_refiner not in CAM_REFINERS:
+            problems.append(f"cam_refiner must be one of {', '.join(CAM_REFINERS)}, not {self.cam_refiner!r}")
         if self.iterations < 0:
             problems.append(f"iterations must be >= 0, got {self.iterations}")
         if self.image_size < 32:

@@ -20,9 +20,17 @@ __all__ = ["DEMO_CONFIG", "run_demo", "show_demo", "write_sample_folder"]
 DEMO_CONFIG = RunConfig(iterations=2, image_size=160, seed_epochs=8, epochs=4, min_steps=60, area_min=0.05)
 
 
-def write_sample_folder(folder: Path, kind: str = "branch", n: int = 16, size: int = 160, seed: int = 0) -> Path:
+def write_sample_folder(
+    folder: Path,
+    kind: str = "branch",
+    n: int = 16,
+    size: int = 160,
+    seed: int = 0,
+    simple_fraction: float = 0.5,
+    style: int = 0,
+) -> Path:
     """Write a synthetic set as ``folder/images`` and ``folder/masks`` (0/255 PNG, same stems)."""
-    sample = make_sample_set(kind, n, size, simple_fraction=0.5, seed=seed)
+    sample = make_sample_set(kind, n, size, simple_fraction=simple_fraction, seed=seed, style=style)
     for sub in ("images", "masks"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     for index, (image, mask) in enumerate(zip(sample.images, sample.masks, strict=True)):

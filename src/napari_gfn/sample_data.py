@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import draw
 
-__all__ = ["KINDS", "SampleSet", "branch_sample", "flower_sample", "make_sample_set"]
+__all__ = ["KINDS", "STYLES", "SampleSet", "branch_sample", "flower_sample", "make_sample_set"]
 
 KINDS = ("branch", "flower")
 MIN_SIZE = 32
@@ -39,12 +39,47 @@ def _shape(size) -> tuple[int, int]:
     return int(height), int(width)
 
 
+@dataclass(frozen=True)
+class _Palette:
+    """The colours of one drawing style; a second style tests whether a model transfers."""
+
+    bark: tuple[int, int, int]
+    branch_clutter: tuple[tuple[int, int, int], ...]
+    petals: tuple[tuple[int, int, int], ...]
+    flower_clutter: tuple[tuple[int, int, int], ...]
+
+
+_GARDEN = ((110, 90, 60), (80, 115, 55), (45, 38, 30), (175, 150, 110))
+
+STYLES = (
+    _Palette(
+        bark=(75, 55, 40),
+        branch_clutter=((95, 120, 70), (140, 150, 110), (170, 180, 190)),
+        petals=((235, 120, 170), (245, 215, 70), (240, 240, 235), (250, 150, 60)),
+        flower_clutter=((60, 95, 50), (120, 110, 80), (30, 45, 30), (150, 160, 120)),
+    ),
+    # One garden background for both kinds, so only the objects tell the kinds apart (the CAM tests need that).
+    _Palette(
+        bark=(105, 98, 92),
+        branch_clutter=_GARDEN,
+        petals=((175, 90, 215), (225, 60, 60), (130, 150, 245)),
+        flower_clutter=_GARDEN,
+    ),
+)
+
+
 def make_sample_set(
-    kind: str, n: int, size: int | tuple[int, int] = 256, simple_fraction: float = 0.5, seed: int = 0
+    kind: str,
+    n: int,
+    size: int | tuple[int, int] = 256,
+    simple_fraction: float = 0.5,
+    seed: int = 0,
+    style: int = 0,
 ) -> SampleSet:
     """Draw ``n`` images of ``kind`` ("branch" or "flower"), about ``simple_fraction`` of them simple.
 
-    The same arguments always give the same images.
+    ``style`` picks one of the colour palettes in ``STYLES``. The same
+    arguments always give the same images.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -52,6 +87,8 @@ def make_sample_set(
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if not 0.0 <= simple_fraction <= 1.0:
         raise ValueError(f"simple_fraction must be between 0 and 1, got {simple_fraction!r}")
+    if style not in range(len(STYLES)):
+        raise ValueError(f"style must be one of 0..{len(STYLES) - 1}, got {style!r}")
     shape = _shape(size)
     rng = np.random.default_rng(seed)
     n_simple = round(n * simple_fraction)
@@ -59,7 +96,7 @@ def make_sample_set(
     painter = _paint_branch if kind == "branch" else _paint_flower
     result = SampleSet()
     for is_simple, child in zip(simple, rng.spawn(n), strict=True):
-        image, mask = painter(shape, bool(is_simple), child)
+        image, mask = painter(shape, bool(is_simple), child, STYLES[style])
         result.images.append(image)
         result.masks.append(mask)
         result.simple.append(bool(is_simple))
@@ -152,14 +189,14 @@ def _branch_mask(shape, rng) -> np.ndarray:
     return mask
 
 
-def _paint_branch(shape, simple: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _paint_branch(shape, simple: bool, rng: np.random.Generator, palette: _Palette) -> tuple[np.ndarray, np.ndarray]:
     mask = _branch_mask(shape, rng)
-    bark = np.array([75, 55, 40]) + rng.uniform(-15, 15, 3)
+    bark = np.array(palette.bark) + rng.uniform(-15, 15, 3)
     if simple:
         canvas = _sky(shape, rng)
     else:
-        palette = [[95, 120, 70], [140, 150, 110], [bark[0] + 10, bark[1] + 8, bark[2] + 5], [170, 180, 190]]
-        canvas = _clutter(shape, rng, palette)
+        colours = [*palette.branch_clutter[:2], [bark[0] + 10, bark[1] + 8, bark[2] + 5], *palette.branch_clutter[2:]]
+        canvas = _clutter(shape, rng, colours)
         distractors = np.zeros(shape, dtype=bool)
         for _ in range(rng.integers(3, 6)):
             y, x = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
@@ -174,7 +211,6 @@ def _paint_branch(shape, simple: bool, rng: np.random.Generator) -> tuple[np.nda
 
 # ---------------------------------------------------------------- flowers
 
-_PETAL_COLOURS = ([235, 120, 170], [245, 215, 70], [240, 240, 235], [250, 150, 60])
 _LEAF = [35, 80, 30]
 
 
@@ -210,16 +246,16 @@ def _flower_mask(shape, rng, centre, radius) -> tuple[np.ndarray, np.ndarray]:
     return petals | disc, disc
 
 
-def _paint_flower(shape, simple: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _paint_flower(shape, simple: bool, rng: np.random.Generator, palette: _Palette) -> tuple[np.ndarray, np.ndarray]:
     height, width = shape
     centre = (height * rng.uniform(0.4, 0.6), width * rng.uniform(0.4, 0.6))
     radius = min(shape) * rng.uniform(0.22, 0.3)
     mask, disc = _flower_mask(shape, rng, centre, radius)
-    petal = np.asarray(_PETAL_COLOURS[rng.integers(len(_PETAL_COLOURS))]) + rng.uniform(-10, 10, 3)
+    petal = np.asarray(palette.petals[rng.integers(len(palette.petals))]) + rng.uniform(-10, 10, 3)
     if simple:
         canvas = np.broadcast_to(np.array([35, 40, 45]) + rng.uniform(-10, 10, 3), (*shape, 3)).astype(float)
     else:
-        canvas = _clutter(shape, rng, [[60, 95, 50], [120, 110, 80], [30, 45, 30], [150, 160, 120]])
+        canvas = _clutter(shape, rng, palette.flower_clutter)
         decoys = np.zeros(shape, dtype=bool)
         for _ in range(rng.integers(3, 7)):
             decoy_centre = (rng.uniform(0, height), rng.uniform(0, width))

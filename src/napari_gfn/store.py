@@ -64,10 +64,16 @@ class RunFolder:
 
     # ---------------------------------------------------------------- run lifecycle
     def create(self, config: RunConfig) -> None:
-        """Start a new run here; refuses a folder that already holds a run."""
+        """Start a new run here; refuses a folder that holds a run with a finished iteration.
+
+        A run that stopped before finishing any iteration (a bad seed input,
+        say) holds nothing worth keeping, so its folder can be reused at once.
+        """
         if self.config_path.exists():
-            raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
-        if self.root.exists() and any(self.root.iterdir()):
+            if self.finished_iterations():
+                raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
+            self.discard_unfinished()
+        elif self.root.exists() and any(self.root.iterdir()):
             raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
         self.root.mkdir(parents=True, exist_ok=True)
         record = {"config": config.to_dict(), "versions": library_versions()}

@@ -29,7 +29,7 @@ from napari_gfn.engine.events import (
 from napari_gfn.engine.images import ImageReadError, ImageSet
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores
 from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
-from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
+from napari_gfn.engine.training import new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
 from napari_gfn.store import RunFolder
@@ -72,10 +72,7 @@ class SeedContext:
     store: RunFolder
 
     def new_model(self) -> GFN:
-        cfg = self.config
-        return GFN(backbone=cfg.backbone, pretrained=cfg.pretrained, gf_radius=cfg.gf_radius, gf_eps=cfg.gf_eps).to(
-            self.device
-        )
+        return new_model(self.config, self.device)
 
     def train(
         self,
@@ -85,27 +82,20 @@ class SeedContext:
         phase: str,
         epochs: int,
     ) -> Iterator[Progress]:
-        cfg = self.config
-        settings = TrainingSettings(
-            epochs=epochs,
-            min_steps=cfg.min_steps,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
-            crop_size=cfg.image_size,
+        yield from train_on_targets(
+            self.config, model, working, targets, phase=phase, epochs=epochs, device=self.device, cancel=self.cancel
         )
-        dataset = PseudoLabelDataset(working, targets, cfg.image_size, seed=cfg.random_seed)
-        yield from train_model(model, dataset, settings, self.device, self.cancel, phase)
 
 
 SeedMethod = Callable[[SeedContext], Generator[Event, None, SeedOutput]]
 
 
 def _seed_methods() -> dict[str, SeedMethod]:
+    from napari_gfn.seeds.cam import cam_seed
     from napari_gfn.seeds.otsu import otsu_seed
+    from napari_gfn.seeds.transfer import transfer_seed
 
-    return {"otsu": otsu_seed}
+    return {"otsu": otsu_seed, "transfer": transfer_seed, "cam": cam_seed}
 
 
 class _Run:

@@ -15,10 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import CancelToken, Progress
 from napari_gfn.engine.working import WorkingImages
+from napari_gfn.network import GFN
 
-__all__ = ["IGNORE", "PseudoLabelDataset", "TrainingSettings", "train_model"]
+__all__ = ["IGNORE", "PseudoLabelDataset", "TrainingSettings", "new_model", "train_model", "train_on_targets"]
 
 IGNORE = 255
 
@@ -35,6 +37,18 @@ class TrainingSettings:
     # New layers learn 10x faster than the ImageNet backbone (DeepLab practice): a CPU run has few steps.
     head_lr_multiplier: float = 10.0
     scale_range: tuple[float, float] = (0.75, 1.25)
+
+    @classmethod
+    def from_config(cls, config: RunConfig, epochs: int) -> TrainingSettings:
+        return cls(
+            epochs=epochs,
+            min_steps=config.min_steps,
+            batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            crop_size=config.image_size,
+        )
 
 
 class PseudoLabelDataset(Dataset):
@@ -58,9 +72,13 @@ class PseudoLabelDataset(Dataset):
     def __len__(self) -> int:
         return len(self.stems)
 
+    def image(self, stem: str) -> torch.Tensor:
+        """The working-resolution photo as a 3 x H x W float tensor in [0, 1]."""
+        return torch.from_numpy(self.working.get(stem)).permute(2, 0, 1).float() / 255
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         stem = self.stems[index]
-        image = torch.from_numpy(self.working.get(stem)).permute(2, 0, 1).float() / 255
+        image = self.image(stem)
         target = torch.from_numpy(np.asarray(self.targets[stem], dtype=np.uint8))
         if target.shape != image.shape[1:]:
             target = F.interpolate(target[None, None].float(), size=image.shape[1:], mode="nearest")[0, 0].byte()
@@ -128,3 +146,25 @@ def train_model(
         schedule.step()
         yield Progress(phase, step + 1, steps)
     model.eval()
+
+
+def new_model(config: RunConfig, device: torch.device) -> GFN:
+    """A fresh GFN with the run's architecture settings."""
+    cfg = config
+    return GFN(backbone=cfg.backbone, pretrained=cfg.pretrained, gf_radius=cfg.gf_radius, gf_eps=cfg.gf_eps).to(device)
+
+
+def train_on_targets(
+    config: RunConfig,
+    model: torch.nn.Module,
+    working: WorkingImages,
+    targets: Mapping[str, np.ndarray],
+    *,
+    phase: str,
+    epochs: int,
+    device: torch.device,
+    cancel: CancelToken,
+) -> Iterator[Progress]:
+    """Train ``model`` on working-resolution ``targets`` (0, 1, 255 = ignore) with the run's recipe."""
+    dataset = PseudoLabelDataset(working, targets, config.image_size, seed=config.random_seed)
+    yield from train_model(model, dataset, TrainingSettings.from_config(config, epochs), device, cancel, phase)

@@ -1,0 +1,234 @@
+"""CAM seed: class activation maps (Zhou et al. 2016) from image-level labels, refined by a dense CRF.
+
+A classifier (the run's backbone, global average pooling, a 1x1 classifier)
+learns the photos' classes. Each photo's map for its class, averaged over
+scales and flips, is thresholded into a soft object probability and refined
+on the photo's colours: by ``pydensecrf`` when the optional ``crf`` extra is
+installed, otherwise by a colour guided filter, which needs no compiler.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Generator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from napari_gfn.engine.events import LabellingError, Notice, Progress
+from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError
+from napari_gfn.engine.refine import SeedContext, SeedOutput
+from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
+from napari_gfn.network import build_backbone, guided_upsample
+
+__all__ = [
+    "CamClassifier",
+    "class_activation_map",
+    "crf_available",
+    "object_probability",
+    "read_image_labels",
+    "refine_object_mask",
+]
+
+CAM_SCALES = (0.75, 1.0, 1.25)
+EMBED_CHANNELS = 256
+GUIDED_RADIUS_FRACTION = 0.03  # of the long side: about 10 px at 320 px
+GUIDED_EPS = 1e-2
+
+
+def read_image_labels(path: os.PathLike | str) -> dict[str, str]:
+    """Image-level classes by photo stem, from an ``image,class`` CSV or a folder of class folders."""
+    path = Path(path)
+    if path.is_dir():
+        return _labels_from_class_folders(path)
+    if not path.is_file():
+        raise LabellingError(f"{path}: no such labels file or folder")
+    with path.open(newline="") as stream:
+        reader = csv.DictReader(stream)
+        if not reader.fieldnames or not {"image", "class"} <= set(reader.fieldnames):
+            raise LabellingError(f"{path}: a labels CSV needs the columns image,class (found {reader.fieldnames})")
+        labels = {Path(row["image"]).stem: row["class"].strip() for row in reader if row["image"] and row["class"]}
+    if not labels:
+        raise LabellingError(f"{path}: the labels file lists no image with a class")
+    return labels
+
+
+def _labels_from_class_folders(folder: Path) -> dict[str, str]:
+    labels = {}
+    for class_folder in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for photo in class_folder.iterdir():
+            if photo.suffix.lower() in IMAGE_SUFFIXES:
+                labels[photo.stem] = class_folder.name
+    if not labels:
+        raise LabellingError(f"{folder}: no class folder holds a photo; expected {folder}/<class>/<photo>")
+    return labels
+
+
+class CamClassifier(nn.Module):
+    """Backbone, global average pooling, 1x1 classifier; ``class_maps`` gives the CAMs before pooling."""
+
+    def __init__(self, backbone: str, num_classes: int, pretrained: bool = True) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone, pretrained=pretrained, output_stride=16)
+        self.register_buffer("input_mean", torch.tensor(self.backbone.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("input_std", torch.tensor(self.backbone.std).view(1, 3, 1, 1), persistent=False)
+        # Lite0's last block is a linear bottleneck (signed features); a ReLU layer makes the evidence
+        # non-negative, as CAM assumes, so a class map only lights up where its features are present.
+        self.embed = nn.Sequential(
+            nn.Conv2d(self.backbone.high_channels, EMBED_CHANNELS, 1, bias=False),
+            nn.BatchNorm2d(EMBED_CHANNELS),
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Conv2d(EMBED_CHANNELS, num_classes, 1)
+
+    def class_maps(self, images: Tensor) -> Tensor:
+        """B x classes x h x w evidence without the bias: its spatial mean plus the bias is the logit."""
+        _, high = self.backbone((images - self.input_mean) / self.input_std)
+        # The bias is the same at every pixel: it says nothing about where the object is.
+        return F.conv2d(self.embed(high), self.classifier.weight)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.class_maps(images).mean(dim=(-2, -1)) + self.classifier.bias
+
+
+class _ClassLabelDataset(PseudoLabelDataset):
+    """Augmented photos with their class index (the pixel target is a placeholder for the shared augmentation)."""
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        stem = self.stems[index]
+        image = self.image(stem)
+        image, _ = self._augment(image, torch.zeros(image.shape[1:], dtype=torch.uint8))
+        return image, self.targets[stem]
+
+
+@torch.inference_mode()
+def class_activation_map(model: CamClassifier, image: Tensor, class_index: int | None = None) -> tuple[Tensor, int]:
+    """The normalised (max 1) CAM of ``class_index`` for a 3 x H x W image in [0, 1], averaged over scales
+    and flips, at the image's size; with no class given, the classifier's top class is used."""
+    size = image.shape[-2:]
+    total = torch.zeros(model.classifier.out_channels, *size, device=image.device)
+    evidence = torch.zeros(model.classifier.out_channels, device=image.device)
+    for scale in CAM_SCALES:
+        scaled = F.interpolate(image[None], scale_factor=scale, mode="bilinear", align_corners=False)
+        maps = model.class_maps(torch.cat([scaled, scaled.flip(-1)]))
+        evidence += maps.mean(dim=(-2, -1)).sum(dim=0)
+        maps = F.interpolate(F.relu(maps), size=size, mode="bilinear", align_corners=False)
+        total += maps[0] + maps[1].flip(-1)
+    if class_index is None:
+        class_index = int((evidence / (2 * len(CAM_SCALES)) + model.classifier.bias).argmax())
+    cam = total[class_index]
+    return cam / cam.max().clamp_min(1e-6), class_index
+
+
+def object_probability(cam: Tensor, threshold: float) -> Tensor:
+    """Piecewise-linear map of a CAM to P(object): 0.5 at ``threshold``, kept within [0.05, 0.95]."""
+    below = 0.5 * cam / threshold
+    above = 0.5 + 0.5 * (cam - threshold) / (1 - threshold)
+    return torch.where(cam < threshold, below, above).clamp(0.05, 0.95)
+
+
+def crf_available() -> bool:
+    try:
+        import pydensecrf.densecrf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _crf_refine(image: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_softmax
+
+    height, width = probability.shape
+    crf = dcrf.DenseCRF2D(width, height, 2)
+    crf.setUnaryEnergy(unary_from_softmax(np.stack([1 - probability, probability]).astype(np.float32)))
+    crf.addPairwiseGaussian(sxy=3, compat=3)
+    crf.addPairwiseBilateral(sxy=50, srgb=13, rgbim=np.ascontiguousarray(image), compat=10)
+    posterior = np.asarray(crf.inference(10)).reshape(2, height, width)
+    return posterior[1] > posterior[0]
+
+
+def _guided_refine(image: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    guide = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    source = torch.from_numpy(probability)[None, None].float()
+    radius = max(2, round(GUIDED_RADIUS_FRACTION * max(probability.shape)))
+    return (guided_upsample(guide, source, guide, radius, GUIDED_EPS)[0, 0] >= 0.5).numpy()
+
+
+def refine_object_mask(image: np.ndarray, probability: np.ndarray, use_crf: bool) -> np.ndarray:
+    """A boolean mask from P(object) that follows ``image``'s colour edges."""
+    return _crf_refine(image, probability) if use_crf else _guided_refine(image, probability)
+
+
+def _class_indices(context: SeedContext, labels: Mapping[str, str]) -> tuple[dict[str, int], list[str]]:
+    stems = set(context.working.stems)
+    known = {stem: name for stem, name in labels.items() if stem in stems}
+    classes = sorted(set(known.values()))
+    if len(classes) < 2:
+        found = f"only {classes[0]!r}" if classes else "no labelled photo"
+        raise LabellingError(
+            f"the CAM seed needs photos of at least two classes to learn what tells them apart, but "
+            f"{context.config.labels} has {found} among these photos. Use --seed otsu or --seed transfer instead."
+        )
+    return {stem: classes.index(name) for stem, name in known.items()}, classes
+
+
+def _choose_refiner(name: str) -> Generator[Notice, None, bool]:
+    """True for the dense CRF, False for the guided filter."""
+    if name == "guided":
+        return False
+    if crf_available():
+        return True
+    if name == "crf":
+        raise LabellingError("--cam-refiner crf needs pydensecrf: pip install 'napari-gfn[crf]' (needs a C++ compiler)")
+    yield Notice("pydensecrf is not installed: refining CAMs with the guided filter", level="info")
+    return False
+
+
+def _read_photos(context: SeedContext) -> Generator[Progress | Notice, None, list[str]]:
+    """Decode (and cache) every photo once up front, so a bad file is named before training, not during it."""
+    readable, stems = [], context.working.stems
+    for index, stem in enumerate(stems):
+        context.cancel.check()
+        try:
+            context.working.get(stem)
+            readable.append(stem)
+        except ImageReadError as error:
+            yield Notice(f"skipped {error}")
+        yield Progress("seed: read photos", index + 1, len(stems))
+    return readable
+
+
+def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOutput]:
+    """Train the classifier on image-level labels, then turn each photo's CAM into a refined mask."""
+    config = context.config
+    if not config.labels:
+        raise LabellingError("the CAM seed needs image-level labels: pass --labels LABELS.csv or a class folder")
+    class_of, classes = _class_indices(context, read_image_labels(config.labels))
+    unlabelled = [stem for stem in context.working.stems if stem not in class_of]
+    yield Notice(
+        f"CAM seed: {len(class_of)} labelled photos in {len(classes)} classes"
+        + (f"; {len(unlabelled)} unlabelled photos use the predicted class" if unlabelled else ""),
+        level="info",
+    )
+    readable = yield from _read_photos(context)
+    class_of = {stem: index for stem, index in class_of.items() if stem in readable}
+    model = CamClassifier(config.backbone, len(classes), config.pretrained).to(context.device)
+    dataset = _ClassLabelDataset(context.working, class_of, config.image_size, seed=config.random_seed)
+    settings = TrainingSettings.from_config(config, config.seed_epochs)
+    yield from train_model(model, dataset, settings, context.device, context.cancel, "seed: train classifier")
+    use_crf = yield from _choose_refiner(config.cam_refiner)
+    masks = {}
+    for index, stem in enumerate(readable):
+        context.cancel.check()
+        small = context.working.get(stem)
+        image = torch.from_numpy(small).permute(2, 0, 1).float().to(context.device) / 255
+        cam, _ = class_activation_map(model, image, class_of.get(stem))
+        probability = object_probability(cam, config.cam_threshold).cpu().numpy()
+        masks[stem] = refine_object_mask(small, probability, use_crf)
+        yield Progress("seed: class activation maps", index + 1, len(readable))
+    return SeedOutput(masks=masks)

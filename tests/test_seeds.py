@@ -1,0 +1,300 @@
+"""Transfer and CAM seeds: source models, VOC parsing, class activation maps, and their clear errors."""
+
+import shutil
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from napari_gfn.cli import main
+from napari_gfn.config import RunConfig
+from napari_gfn.demo import write_sample_folder
+from napari_gfn.engine import IterationResult, LabellingError, score_mask
+from napari_gfn.engine.source import VOC_CLASSES, LabelledSet
+from napari_gfn.engine.working import WorkingImages
+from napari_gfn.network import GFN, save_model
+from napari_gfn.seeds import otsu_mask
+from napari_gfn.seeds.cam import (
+    CAM_SCALES,
+    CamClassifier,
+    class_activation_map,
+    crf_available,
+    object_probability,
+    read_image_labels,
+    refine_object_mask,
+)
+from napari_gfn.store import RunFolder
+
+SOURCE_FAST = ["--image-size", "64", "--epochs", "1", "--min-steps", "80"]
+
+
+def mean_fg_iou(store: RunFolder, iteration: int, folder) -> float:
+    scores = []
+    for truth_path in sorted((folder / "masks").glob("*.png")):
+        truth = iio.imread(truth_path) > 127
+        scores.append(score_mask(store.read_mask(iteration, truth_path.stem), truth).fg_iou)
+    return float(np.mean(scores))
+
+
+@pytest.fixture(scope="module")
+def source_model(tmp_path_factory):
+    """A source model trained through the CLI on synthetic flowers (default style)."""
+    root = tmp_path_factory.mktemp("source")
+    data = write_sample_folder(root / "data", kind="flower", n=16, size=64, seed=11)
+    model = root / "flowers.pt"
+    assert main(["train-source", str(data / "images"), str(data / "masks"), "--out", str(model), *SOURCE_FAST]) == 0
+    return model
+
+
+def test_transfer_seed_beats_otsu_on_flowers_of_another_seed_and_style(source_model, tmp_path):
+    target = write_sample_folder(
+        tmp_path / "target", kind="flower", n=8, size=64, seed=12, simple_fraction=0.0, style=1
+    )
+    out = tmp_path / "run"
+    argv = [
+        "label",
+        str(target / "images"),
+        "--out",
+        str(out),
+        "--seed",
+        "transfer",
+        "--source-model",
+        str(source_model),
+    ]
+    assert main([*argv, "--iterations", "0", "--image-size", "64"]) == 0
+    transfer = mean_fg_iou(RunFolder(out), 0, target)
+    otsu = np.mean(
+        [
+            score_mask(otsu_mask(iio.imread(path)).mask, iio.imread(target / "masks" / path.name) > 127).fg_iou
+            for path in sorted((target / "images").glob("*.png"))
+        ]
+    )
+    assert transfer > otsu + 0.2, (transfer, otsu)
+
+
+def test_model_card_names_the_source_set(source_model):
+    from napari_gfn.network import read_model_card
+
+    meta = read_model_card(source_model)["meta"]
+    assert meta["source"].endswith("images")
+    assert meta["photos"] == 16
+    assert meta["image_size"] == 64
+
+
+def _write_voc(root):
+    """Two listed photos (one more listed but absent): cat = VOC index 8, dog = 12, outlines 255."""
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / sub).mkdir(parents=True)
+    indices = np.zeros((20, 30), np.uint8)
+    indices[2:10, 3:12] = VOC_CLASSES.index("cat") + 1
+    indices[12:18, 15:25] = VOC_CLASSES.index("dog") + 1
+    indices[1, :] = 255
+    palette = Image.fromarray(indices, mode="P")
+    palette.putpalette([value for index in range(256) for value in (index, 255 - index, (7 * index) % 256)])
+    for stem in ("2007_000001", "2007_000002"):
+        iio.imwrite(root / "JPEGImages" / f"{stem}.jpg", np.full((20, 30, 3), 128, np.uint8))
+        palette.save(root / "SegmentationClass" / f"{stem}.png")
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("2007_000001\n2007_000002\n2007_000404\n")
+    return indices
+
+
+def test_voc_layout_selects_the_class_and_ignores_255(tmp_path):
+    indices = _write_voc(tmp_path / "VOC2012")
+    labelled = LabelledSet.from_voc(tmp_path / "VOC2012", "cat")
+    assert labelled.images.stems == ["2007_000001", "2007_000002"]
+    assert len(labelled.missing) == 1
+    assert "2007_000404" in labelled.missing[0]
+    target = labelled.read_target(labelled.label_paths["2007_000001"])
+    expected = np.zeros_like(indices)
+    expected[indices == VOC_CLASSES.index("cat") + 1] = 1
+    expected[indices == 255] = 255
+    np.testing.assert_array_equal(target, expected)
+    assert target[14, 20] == 0, "the dog is background when the cat is the object"
+
+
+def test_voc_errors_are_clear(tmp_path):
+    _write_voc(tmp_path / "VOC2012")
+    with pytest.raises(LabellingError, match=r"unknown VOC class 'kitten'.*aeroplane"):
+        LabelledSet.from_voc(tmp_path / "VOC2012", "kitten")
+    with pytest.raises(LabellingError, match="not a VOC 2012 root"):
+        LabelledSet.from_voc(tmp_path, "cat")
+
+
+def test_train_source_from_voc_through_the_cli(tmp_path, capsys):
+    _write_voc(tmp_path / "VOC2012")
+    model = tmp_path / "cat.pt"
+    argv = ["train-source", "--voc", str(tmp_path / "VOC2012"), "--class", "cat", "--out", str(model)]
+    assert main([*argv, "--image-size", "32", "--epochs", "1", "--min-steps", "2"]) == 0
+    assert model.is_file()
+    assert "2007_000404" in capsys.readouterr().err
+
+
+def test_source_masks_of_the_wrong_size_are_named_and_skipped(tmp_path):
+    data = write_sample_folder(tmp_path / "data", kind="flower", n=3, size=48, seed=1)
+    bad = data / "masks" / "flower_001.png"
+    iio.imwrite(bad, np.zeros((10, 10), np.uint8))
+    labelled = LabelledSet.from_folders(data / "images", data / "masks")
+    working = WorkingImages(labelled.images, 32)
+    from napari_gfn.engine import CancelToken, Notice
+
+    events = labelled.working_targets(working, CancelToken(), "read")
+    notices = []
+    try:
+        while True:
+            event = next(events)
+            if isinstance(event, Notice):
+                notices.append(event.message)
+    except StopIteration as stop:
+        targets = stop.value
+    assert sorted(targets) == ["flower_000", "flower_002"]
+    assert any(str(bad) in message and "10x10" in message for message in notices)
+    assert set(np.unique(targets["flower_000"])) == {0, 1}
+
+
+def _label_error(argv, capsys) -> str:
+    assert main(argv) == 1
+    return capsys.readouterr().err
+
+
+def test_bad_source_models_get_clear_errors(tiny_folder, tmp_path, capsys):
+    images = str(tiny_folder / "images")
+
+    # One run folder for every attempt: a run that failed before finishing an iteration can be restarted there.
+    def label(*extra):
+        return _label_error(["label", images, "--out", str(tmp_path / "run"), *extra], capsys)
+
+    assert "--source-model" in label("--seed", "transfer")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a model at all")
+    message = label("--seed", "transfer", "--source-model", str(corrupt))
+    assert str(corrupt) in message
+    assert "corrupt" in message
+    three = save_model(GFN(num_classes=3, pretrained=False), tmp_path / "three.pt")
+    assert "3 classes" in label("--seed", "transfer", "--source-model", str(three))
+    resnet = save_model(GFN(backbone="resnet18", pretrained=False), tmp_path / "resnet.pt")
+    assert "--backbone resnet18" in label("--seed", "transfer", "--source-model", str(resnet))
+
+
+def test_cam_label_problems_get_clear_errors(tiny_folder, tmp_path, capsys):
+    images = str(tiny_folder / "images")
+    stems = sorted(p.stem for p in (tiny_folder / "images").glob("*.png"))
+
+    def label(labels, name):
+        return _label_error(
+            ["label", images, "--out", str(tmp_path / name), "--seed", "cam", "--labels", labels], capsys
+        )
+
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("image,class\n" + "".join(f"{stem},rose\n" for stem in stems))
+    message = label(str(one_class), "one")
+    assert "at least two classes" in message
+    assert "--seed otsu" in message
+    assert "--seed transfer" in message
+    no_columns = tmp_path / "bad.csv"
+    no_columns.write_text("file,species\na,b\n")
+    assert "image,class" in label(str(no_columns), "bad")
+    assert "--labels" in _label_error(["label", images, "--out", str(tmp_path / "x"), "--seed", "cam"], capsys)
+
+
+def test_labels_from_csv_and_class_folders_agree(tmp_path):
+    (tmp_path / "labels.csv").write_text("image,class\nrose_1.jpg,rose\ntulip_1,tulip\n")
+    for name, stem in (("rose", "rose_1"), ("tulip", "tulip_1")):
+        (tmp_path / "folders" / name).mkdir(parents=True)
+        iio.imwrite(tmp_path / "folders" / name / f"{stem}.png", np.zeros((4, 4, 3), np.uint8))
+    expected = {"rose_1": "rose", "tulip_1": "tulip"}
+    assert read_image_labels(tmp_path / "labels.csv") == expected
+    assert read_image_labels(tmp_path / "folders") == expected
+
+
+def test_class_maps_average_to_the_classifier_logits():
+    """CAM's identity (Zhou et al.): global pooling of the bias-free class maps, plus the bias, is the logit."""
+    torch.manual_seed(0)
+    model = CamClassifier("efficientnet_lite0", 3).eval()
+    images = torch.rand(2, 3, 64, 80)
+    with torch.no_grad():
+        maps = model.class_maps(images)
+        torch.testing.assert_close(maps.mean(dim=(-2, -1)) + model.classifier.bias, model(images))
+        cam, chosen = class_activation_map(model, images[0])
+        views = [F.interpolate(images[:1], scale_factor=s, mode="bilinear") for s in CAM_SCALES]
+        logits = sum(model(view) + model(view.flip(-1)) for view in views)
+        assert chosen == int(logits.argmax())
+        cams = [class_activation_map(model, images[0], index)[0] for index in range(3)]
+    torch.testing.assert_close(cam, cams[chosen])
+    lit = [cam for cam in cams if float(cam.max()) > 1e-3]
+    assert lit, "random class weights have mixed signs, so some class must light up"
+    for cam in cams:
+        assert cam.shape == (64, 80)
+        assert float(cam.min()) >= 0.0
+    for cam in lit:
+        assert float(cam.max()) == pytest.approx(1.0)
+
+
+def test_object_probability_is_one_half_at_the_threshold_and_monotone():
+    cam = torch.linspace(0, 1, 101)
+    probability = object_probability(cam, 0.4)
+    assert float(probability[40]) == pytest.approx(0.5)
+    assert torch.all(probability[1:] >= probability[:-1])
+    assert float(probability.min()) == pytest.approx(0.05)
+    assert float(probability.max()) == pytest.approx(0.95)
+
+
+@pytest.mark.parametrize(
+    "use_crf", [False, pytest.param(True, marks=pytest.mark.skipif(not crf_available(), reason="no pydensecrf"))]
+)
+def test_refinement_snaps_a_blurred_probability_to_the_photo_edge(use_crf):
+    """A disc photographed sharply, its probability blurred and shifted: refinement recovers the disc."""
+    from scipy import ndimage
+
+    yy, xx = np.mgrid[:96, :96]
+    disc = (yy - 48) ** 2 + (xx - 44) ** 2 < 25**2
+    photo = np.where(disc[..., None], [200, 60, 90], [40, 120, 50]).astype(np.uint8)
+    blurred = ndimage.gaussian_filter(np.roll(disc, 2, axis=1).astype(float), 6)
+    probability = np.clip(0.1 + 0.8 * blurred, 0.05, 0.95)
+    refined = refine_object_mask(photo, probability, use_crf)
+    thresholded = probability >= 0.5
+    assert score_mask(refined, disc).fg_iou > 0.95
+    assert score_mask(refined, disc).fg_iou > score_mask(thresholded, disc).fg_iou + 0.05
+
+
+@pytest.fixture(scope="module")
+def two_kinds(tmp_path_factory):
+    """Branches and flowers on the same garden clutter, with a labels CSV of their kinds."""
+    root = tmp_path_factory.mktemp("kinds")
+    rows = ["image,class"]
+    for kind in ("branch", "flower"):
+        data = write_sample_folder(root / kind, kind=kind, n=8, size=192, seed=21, simple_fraction=0.0, style=1)
+        for sub in ("images", "masks"):
+            (root / sub).mkdir(exist_ok=True)
+            for path in (data / sub).glob("*.png"):
+                shutil.copy(path, root / sub / path.name)
+        rows += [f"{path.stem},{kind}" for path in (data / "images").glob("*.png")]
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_cam_seed_is_clearly_positive_and_refinement_beats_it(two_kinds, tmp_path):
+    config = RunConfig(
+        images=str(two_kinds / "images"),
+        out=str(tmp_path / "run"),
+        seed="cam",
+        labels=str(two_kinds / "labels.csv"),
+        cam_threshold=0.7,
+        iterations=2,
+        image_size=192,
+        seed_epochs=8,
+        min_steps=100,
+        epochs=4,
+        area_min=0.03,
+    )
+    from napari_gfn.engine import run_labelling
+
+    results = [event for event in run_labelling(config) if isinstance(event, IterationResult)]
+    assert [result.iteration for result in results] == [0, 1, 2]
+    store = RunFolder(tmp_path / "run")
+    seed, last = mean_fg_iou(store, 0, two_kinds), mean_fg_iou(store, 2, two_kinds)
+    assert seed > 0.2, seed
+    assert last > seed, (seed, last)
