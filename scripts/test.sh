@@ -18,7 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-NAPARI_GFN_EXTRAS=testing source "$ROOT/scripts/setup-env.sh"
+# crf: the CAM seed's dense CRF (pydensecrf2 compiles with gcc), so its code path is tested too.
+NAPARI_GFN_EXTRAS=testing,crf source "$ROOT/scripts/setup-env.sh"
 cd "$ROOT"
 exec xvfb-run --auto-servernum --server-args="-screen 0 1600x1200x24" \
   "$ROOT/.venv/bin/python" -m pytest "$@"

@@ -100,3 +100,18 @@ def test_rectangular_size():
 def test_bad_arguments_raise_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_sample_set(**kwargs)
+
+
+@pytest.mark.parametrize("kind", ["branch", "flower"])
+def test_styles_repaint_the_same_objects(kind):
+    plain, garden, bare = (make_sample_set(kind, 3, 64, simple_fraction=0.0, seed=5, style=s) for s in (0, 1, 2))
+    for index in range(3):
+        np.testing.assert_array_equal(plain.masks[index], garden.masks[index])
+        np.testing.assert_array_equal(garden.masks[index], bare.masks[index])
+        assert np.abs(plain.images[index].astype(int) - garden.images[index]).mean() > 10
+        # Style 2 is style 1 without decoys: the object itself is painted identically.
+        object_pixels = garden.masks[index]
+        np.testing.assert_array_equal(garden.images[index][object_pixels], bare.images[index][object_pixels])
+        assert (garden.images[index] != bare.images[index]).any()
+    with pytest.raises(ValueError, match="style"):
+        make_sample_set(kind, 1, 64, style=3)

@@ -137,7 +137,14 @@ def _train_source(args: argparse.Namespace) -> int:
     )
     events = train_source_model(labelled, config, resolve_device(args.device))
     model = _TerminalReport().run(events)
-    path = save_model(model, args.out, image_size=args.image_size, source=labelled.name, photos=len(labelled.images))
+    path = save_model(
+        model,
+        args.out,
+        class_names=["background", args.voc_class or "object"],
+        image_size=args.image_size,
+        source=labelled.name,
+        photos=len(labelled.images),
+    )
     print(f"Saved the source model to {path.resolve()}")
     return 0
 
@@ -282,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-gfn: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("napari-gfn: interrupted; finished iterations are kept (continue with --resume)", file=sys.stderr)
+        kept = "; finished iterations are kept (continue with --resume)" if args.command == "label" else ""
+        print(f"napari-gfn: interrupted{kept}", file=sys.stderr)
         return 130
 
 

@@ -8,7 +8,7 @@ of the object's own colour, which is where a learned model has to help.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -47,6 +47,8 @@ class _Palette:
     branch_clutter: tuple[tuple[int, int, int], ...]
     petals: tuple[tuple[int, int, int], ...]
     flower_clutter: tuple[tuple[int, int, int], ...]
+    # Object-coloured decoys on complex images: what defeats Otsu, and what a class map cannot tell apart.
+    distractors: bool = True
 
 
 _GARDEN = ((110, 90, 60), (80, 115, 55), (45, 38, 30), (175, 150, 110))
@@ -66,6 +68,8 @@ STYLES = (
         flower_clutter=_GARDEN,
     ),
 )
+# The garden without decoys: clutter only, for tests of what refinement adds to class activation maps.
+STYLES = (*STYLES, replace(STYLES[1], distractors=False))
 
 
 def make_sample_set(
@@ -204,7 +208,9 @@ def _paint_branch(shape, simple: bool, rng: np.random.Generator, palette: _Palet
             end = (y + length * np.sin(angle), x + length * np.cos(angle))
             thickness = min(shape) * rng.uniform(0.02, 0.05)
             _tapered_segment(distractors, (y, x), end, thickness, thickness * 0.7)
-        _paint(canvas, distractors & ~mask, bark * rng.uniform(0.9, 1.15), rng, 0.15)
+        # Painting nothing (rather than skipping the call) keeps the random stream, so the object is identical.
+        shown = distractors & ~mask if palette.distractors else np.zeros(shape, dtype=bool)
+        _paint(canvas, shown, bark * rng.uniform(0.9, 1.15), rng, 0.15)
     _paint(canvas, mask, bark, rng, 0.15)
     return _finish(canvas, rng), mask
 
@@ -266,7 +272,8 @@ def _paint_flower(shape, simple: bool, rng: np.random.Generator, palette: _Palet
                 (decoy_radius, decoy_radius * rng.uniform(0.4, 1.0)),
                 rng.uniform(0, np.pi),
             )
-        _paint(canvas, decoys, petal * rng.uniform(0.85, 1.05), rng, 0.08)
+        shown = decoys if palette.distractors else np.zeros(shape, dtype=bool)
+        _paint(canvas, shown, petal * rng.uniform(0.85, 1.05), rng, 0.08)
         _paint(canvas, _leaves(shape, rng, rng.integers(3, 7)), _LEAF, rng, 0.12)
     stem = np.zeros(shape, dtype=bool)
     _tapered_segment(stem, centre, (height - 1.0, centre[1] + rng.uniform(-0.1, 0.1) * width), 4.0, 4.0)
