@@ -215,13 +215,14 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
         + (f"; {len(unlabelled)} unlabelled photos use the predicted class" if unlabelled else ""),
         level="info",
     )
+    use_crf = yield from _choose_refiner(config.cam_refiner)  # before training: a missing CRF fails fast
     readable = yield from _read_photos(context)
-    class_of = {stem: index for stem, index in class_of.items() if stem in readable}
+    usable = set(readable)
+    class_of = {stem: index for stem, index in class_of.items() if stem in usable}
     model = CamClassifier(config.backbone, len(classes), config.pretrained).to(context.device)
     dataset = _ClassLabelDataset(context.working, class_of, config.image_size, seed=config.random_seed)
     settings = TrainingSettings.from_config(config, config.seed_epochs)
     yield from train_model(model, dataset, settings, context.device, context.cancel, "seed: train classifier")
-    use_crf = yield from _choose_refiner(config.cam_refiner)
     masks = {}
     for index, stem in enumerate(readable):
         context.cancel.check()
