@@ -20,6 +20,7 @@ __all__ = [
     "ImageReadError",
     "ImageRecord",
     "ImageSet",
+    "find_image",
     "read_mask",
     "to_rgb8",
 ]
@@ -73,6 +74,15 @@ def _read_file(path: Path) -> np.ndarray:
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     return image
+
+
+def find_image(folder: Path, stem: str) -> Path | None:
+    """The file in ``folder`` named ``stem`` with an image suffix, if there is one."""
+    for suffix in IMAGE_SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_gfn.engine.events import Progress
-from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, read_mask
+from napari_gfn.engine.images import ImageReadError, find_image, read_mask
 from napari_gfn.store import RunFolder
 
 __all__ = ["GroundTruth", "MaskScore", "evaluate_run", "iou", "mean_scores", "score_mask"]
@@ -51,14 +51,6 @@ def mean_scores(scores: Iterable[MaskScore]) -> dict[str, float] | None:
     }
 
 
-def _find(folder: Path, stem: str) -> Path | None:
-    for suffix in IMAGE_SUFFIXES:
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 class GroundTruth:
     """True masks (and optional ignore masks) by photo stem, read on demand and checked for size."""
 
@@ -71,13 +63,13 @@ class GroundTruth:
 
     def load(self, stem: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         """(truth, keep) for ``stem``; raises ImageReadError naming a missing or wrong-sized file."""
-        path = _find(self.masks, stem)
+        path = find_image(self.masks, stem)
         if path is None:
             raise ImageReadError(str(self.masks / f"{stem}.png"), "no ground-truth mask for this photo")
         truth = read_mask(path, shape) > 127
         keep = None
         if self.ignore is not None:
-            ignore_path = _find(self.ignore, stem)
+            ignore_path = find_image(self.ignore, stem)
             if ignore_path is not None:
                 keep = read_mask(ignore_path, shape) != 255
         return truth, keep

@@ -14,7 +14,7 @@ from PIL import Image
 
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
-from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, ImageRecord, ImageSet, read_mask
+from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet, find_image, read_mask
 from napari_gfn.engine.training import IGNORE, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN
@@ -67,14 +67,6 @@ def _voc_target(class_index: int) -> TargetReader:
     return read
 
 
-def _find_mask(folder: Path, stem: str) -> Path | None:
-    for suffix in IMAGE_SUFFIXES:
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 @dataclass(frozen=True)
 class LabelledSet:
     """Photos with pixel labels; ``read_target`` turns a label file into 0/1 targets with 255 = ignore."""
@@ -95,7 +87,7 @@ class LabelledSet:
             photos = ImageSet.from_folder(images)
         except ImageReadError as error:
             raise LabellingError(str(error)) from None
-        found = {stem: _find_mask(masks, stem) for stem in photos.stems}
+        found = {stem: find_image(masks, stem) for stem in photos.stems}
         paired = {stem: path for stem, path in found.items() if path is not None}
         if not paired:
             raise LabellingError(f"{masks}: no mask has the stem of a photo in {images}")
