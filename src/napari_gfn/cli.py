@@ -116,8 +116,7 @@ def _label(args: argparse.Namespace) -> int:
 def _train_source(args: argparse.Namespace) -> int:
     from napari_gfn.config import RunConfig
     from napari_gfn.engine import resolve_device
-    from napari_gfn.engine.source import LabelledSet, train_source_model
-    from napari_gfn.network import save_model
+    from napari_gfn.engine.source import LabelledSet, save_source_model, train_source_model
 
     if args.voc:
         if args.images or args.masks or not args.voc_class:
@@ -137,14 +136,7 @@ def _train_source(args: argparse.Namespace) -> int:
     )
     events = train_source_model(labelled, config, resolve_device(args.device))
     model = _TerminalReport().run(events)
-    path = save_model(
-        model,
-        args.out,
-        class_names=["background", args.voc_class or "object"],
-        image_size=args.image_size,
-        source=labelled.name,
-        photos=len(labelled.images),
-    )
+    path = save_source_model(model, labelled, args.out, args.voc_class, args.image_size)
     print(f"Saved the source model to {path.resolve()}")
     return 0
 

@@ -6,7 +6,10 @@ Layout::
     RUN/iter_NN/masks/<stem>.png 0/255 masks at each photo's full resolution
     RUN/iter_NN/model.pt         the network that produced iteration NN
     RUN/metrics.jsonl            one line per finished iteration
+    RUN/summary.json             the best iteration, when ground truth scored the run
+    RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
     RUN/cache/                   resized photos, safe to delete
+    RUN/inputs/<kind>/<stem>.png photos, simple photos or ground truth copied from napari layers
 
 An iteration is finished once its line is in ``metrics.jsonl``, which is
 written last and atomically. Anything of a later iteration is a leftover of
@@ -50,8 +53,19 @@ class RunFolder:
         return self.root / "metrics.jsonl"
 
     @property
+    def summary_path(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
+
+    @property
+    def fixed_dir(self) -> Path:
+        return self.root / "fixed"
+
+    def input_dir(self, kind: str) -> Path:
+        return self.root / "inputs" / kind
 
     def iteration_dir(self, iteration: int) -> Path:
         return self.root / f"iter_{iteration:02d}"
@@ -73,7 +87,7 @@ class RunFolder:
             if self.finished_iterations():
                 raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
             self.discard_unfinished()
-        elif self.root.exists() and any(self.root.iterdir()):
+        elif self.root.exists() and any(entry.name != "inputs" for entry in self.root.iterdir()):
             raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
         self.root.mkdir(parents=True, exist_ok=True)
         record = {"config": config.to_dict(), "versions": library_versions()}
@@ -107,6 +121,29 @@ class RunFolder:
 
     def has_mask(self, iteration: int, stem: str) -> bool:
         return self.mask_path(iteration, stem).is_file()
+
+    def write_input(self, kind: str, stem: str, image: np.ndarray) -> Path:
+        """Keep a copy of an in-memory input, so the run folder alone can be resumed and reopened."""
+        return atomic_write_png(self.input_dir(kind) / f"{stem}.png", image)
+
+    def write_fixed_mask(self, stem: str, mask: np.ndarray) -> Path:
+        """Trust a corrected mask: every later iteration trains on it and writes it unchanged."""
+        return atomic_write_png(self.fixed_dir / f"{stem}.png", np.where(mask, 255, 0).astype(np.uint8))
+
+    def fixed_masks(self) -> dict[str, Path]:
+        if not self.fixed_dir.is_dir():
+            return {}
+        return {path.stem: path for path in sorted(self.fixed_dir.glob("*.png")) if not path.name.startswith(".")}
+
+    def best_iteration(self) -> int | None:
+        """The iteration with the highest mIoU against ground truth, or the last one when unscored."""
+        if self.summary_path.is_file():
+            return json.loads(self.summary_path.read_text())["best_iteration"]
+        finished = self.finished_iterations()
+        return finished[-1] if finished else None
+
+    def mark_best(self, iteration: int) -> None:
+        atomic_write_text(self.summary_path, json.dumps({"best_iteration": iteration}, indent=2))
 
     def metrics(self) -> list[dict]:
         if not self.metrics_path.is_file():

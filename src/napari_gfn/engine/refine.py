@@ -8,7 +8,6 @@ in a worker thread.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_gfn._atomic import atomic_write_text
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import (
     CancelToken,
@@ -26,7 +24,7 @@ from napari_gfn.engine.events import (
     Progress,
     RunCancelled,
 )
-from napari_gfn.engine.images import ImageReadError, ImageSet
+from napari_gfn.engine.images import ImageReadError, ImageSet, read_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores
 from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
 from napari_gfn.engine.training import new_model, train_on_targets
@@ -120,8 +118,26 @@ class _Run:
     def context(self) -> SeedContext:
         return SeedContext(self.config, self.working, self.device, self.cancel, self.store)
 
-    def predict_iteration(self, iteration: int, model: torch.nn.Module) -> Iterator[Event]:
-        """Predict, sharpen and write every photo's mask; photos that fail to load are named and dropped."""
+    def load_fixed(self) -> dict[str, np.ndarray]:
+        """The user's trusted corrections at full resolution, re-read each iteration so one made mid-run counts."""
+        fixed = {}
+        for stem, path in self.store.fixed_masks().items():
+            if stem not in self.active:
+                continue
+            try:
+                fixed[stem] = read_mask(path, self.working.full(stem).shape[:2]) > 127
+            except ImageReadError as error:
+                self.notices.append(Notice(f"corrected mask not used: {error}"))
+        return fixed
+
+    def predict_iteration(
+        self, iteration: int, model: torch.nn.Module, fixed: Mapping[str, np.ndarray] | None = None
+    ) -> Iterator[Event]:
+        """Predict, sharpen and write every photo's mask; photos that fail to load are named and dropped.
+
+        A photo with a trusted correction in ``fixed`` gets that mask, never a prediction.
+        """
+        fixed = fixed or {}
         predictor = MaskPredictor(model, self.device, self.config.upsample_radius, self.config.upsample_eps)
         phase = f"iter {iteration}: predict"
         new_masks = {}
@@ -133,7 +149,11 @@ class _Run:
             except ImageReadError as error:
                 yield Notice(f"skipped {error}")
                 continue
-            full_mask, small_mask = predictor.predict(self.working.get(stem, full), full)
+            if stem in fixed:
+                full_mask = fixed[stem]
+                small_mask = resize_mask(full_mask, working_shape(full_mask.shape, self.config.image_size))
+            else:
+                full_mask, small_mask = predictor.predict(self.working.get(stem, full), full)
             self.store.write_mask(iteration, stem, full_mask)
             new_masks[stem] = small_mask
             yield Progress(phase, index + 1, len(stems))
@@ -211,7 +231,7 @@ class _Run:
         if not scored:
             return None
         best = max(scored, key=lambda entry: entry["miou"])["iteration"]
-        atomic_write_text(self.store.root / "summary.json", json.dumps({"best_iteration": best}, indent=2))
+        self.store.mark_best(best)
         return best
 
     def reload_masks(self, iteration: int) -> None:
@@ -311,18 +331,22 @@ def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
 def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
     started = time.perf_counter()
     config = run.config
-    trusted = trusted_masks(run.masks, config.area_min, config.area_max)
+    fixed = run.load_fixed()
+    trusted = trusted_masks({s: m for s, m in run.masks.items() if s not in fixed}, config.area_min, config.area_max)
+    trusted.update({s: resize_mask(m, working_shape(m.shape, config.image_size)) for s, m in fixed.items()})
     if not trusted:
         raise LabellingError(
             f"iteration {iteration}: no mask of iteration {iteration - 1} covers {config.area_min:.0%}-"
             f"{config.area_max:.0%} of its photo, so there is nothing to train on. Widen the area range "
             "(--area-min/--area-max) or try another seed."
         )
-    yield Notice(f"iteration {iteration}: training on {len(trusted)} of {len(run.masks)} masks", level="info")
+    yield from run.drain_notices()
+    corrected = f" ({len(fixed)} corrected by hand)" if fixed else ""
+    yield Notice(f"iteration {iteration}: training on {len(trusted)} of {len(run.masks)} masks{corrected}", "info")
     previous = run.store.model_path(iteration - 1)
     model = load_model(previous, map_location=run.device) if previous.is_file() else run.context().new_model()
     yield from run.context().train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
-    masks = yield from run.predict_iteration(iteration, model)
+    masks = yield from run.predict_iteration(iteration, model, fixed)
     result = run.finish(iteration, masks, model, started, len(trusted))
     yield from run.drain_notices()
     return result

@@ -17,9 +17,9 @@ from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progre
 from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet, find_image, read_mask
 from napari_gfn.engine.training import IGNORE, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages
-from napari_gfn.network import GFN
+from napari_gfn.network import GFN, save_model
 
-__all__ = ["VOC_CLASSES", "LabelledSet", "train_source_model"]
+__all__ = ["VOC_CLASSES", "LabelledSet", "save_source_model", "train_source_model"]
 
 VOC_CLASSES = (
     "aeroplane",
@@ -166,3 +166,17 @@ def train_source_model(
             config, model, working, targets, phase="source: train", epochs=config.epochs, device=device, cancel=cancel
         )
     return model.eval()
+
+
+def save_source_model(
+    model: GFN, labelled: LabelledSet, path: os.PathLike | str, object_name: str | None, image_size: int
+) -> Path:
+    """Write the model with its card: what the object is, which set taught it, at what size."""
+    return save_model(
+        model,
+        path,
+        class_names=["background", object_name or "object"],
+        image_size=image_size,
+        source=labelled.name,
+        photos=len(labelled.images),
+    )

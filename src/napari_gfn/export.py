@@ -1,0 +1,68 @@
+"""Exporting a run's labels: one file per photo, named after it, at the photo's full resolution."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import tifffile
+
+from napari_gfn._atomic import atomic_write, atomic_write_png
+from napari_gfn.engine.events import CancelToken, LabellingError, Progress
+from napari_gfn.store import RunFolder
+
+__all__ = ["EXPORT_FORMATS", "export_labels", "resolve_iteration"]
+
+EXPORT_FORMATS = ("png", "tif")
+
+
+def resolve_iteration(store: RunFolder, iteration: int | str) -> int:
+    """An iteration number from ``"best"``, ``"last"`` or a number, checked to be finished."""
+    finished = store.finished_iterations()
+    if not finished:
+        raise LabellingError(f"{store.root}: the run has no finished iteration to export")
+    if iteration == "best":
+        return store.best_iteration()
+    if iteration == "last":
+        return finished[-1]
+    if int(iteration) not in finished:
+        raise LabellingError(f"{store.root}: iteration {iteration} is not finished; finished: {finished}")
+    return int(iteration)
+
+
+def export_labels(
+    run_dir: os.PathLike | str,
+    out_dir: os.PathLike | str,
+    iteration: int | str = "best",
+    fmt: str = "png",
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, list[Path]]:
+    """Write every photo's mask of one iteration to ``out_dir/<stem>.<fmt>``; returns the files.
+
+    PNG files hold 0/255; TIFF files are label images (0 background, 1 object).
+    A mask the user corrected and trusted replaces the iteration's mask.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+    cancel = cancel or CancelToken()
+    store = RunFolder(run_dir)
+    chosen = resolve_iteration(store, iteration)
+    masks = {path.stem: path for path in sorted((store.iteration_dir(chosen) / "masks").glob("*.png"))}
+    masks.update(store.fixed_masks())
+    out_dir = Path(out_dir)
+    written = []
+    for index, (stem, path) in enumerate(masks.items()):
+        cancel.check()
+        labels = (iio.imread(path) > 127).astype(np.uint8)
+        written.append(_write(out_dir / f"{stem}.{fmt}", labels, fmt))
+        yield Progress(f"export iteration {chosen}", index + 1, len(masks))
+    return written
+
+
+def _write(path: Path, labels: np.ndarray, fmt: str) -> Path:
+    if fmt == "png":
+        return atomic_write_png(path, labels * 255)
+    return atomic_write(path, lambda stream: tifffile.imwrite(stream, labels))

@@ -1,0 +1,382 @@
+"""The "Auto-label" dock: choose photos and a seed, run refinement in the background, browse and trust masks."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    Select,
+    SpinBox,
+)
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error, show_info
+from superqt import QCollapsible
+
+from napari_gfn.config import SEED_METHODS, RunConfig
+from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress, run_labelling
+from napari_gfn.engine.images import to_rgb8
+from napari_gfn.network import BACKBONES
+from napari_gfn.store import RunFolder, RunFolderError
+
+from .engine_task import EngineTask
+from .metrics_plot import MetricsPlot
+from .run_layers import METADATA_KEY, RunLayers
+from .shared_state import shared_state
+
+__all__ = ["AutoLabelWidget", "photo_stem"]
+
+IMAGE_LAYERS, FOLDER = "Image layers", "Folder"
+SIMPLE_CHOICES = {"automatic": "auto", "folder": "folder", "chosen layers": "layers"}
+NO_TRUTH, TRUTH_FOLDER = "none", "folder"
+
+
+def photo_stem(layer_name: str) -> str:
+    """A file name for a layer's photo: the layer's name without path separators or a leading dot."""
+    return re.sub(r"[/\\:\x00]", "_", layer_name).lstrip(".") or "photo"
+
+
+def _default_run_folder() -> Path:
+    return Path.home() / "napari-gfn-runs" / datetime.now().strftime("run-%Y%m%d-%H%M%S")
+
+
+class AutoLabelWidget(Container):
+    """Label photos with a seed plus iterative GFN refinement; every iteration appears as Labels layers."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self.viewer = viewer
+        self.task = EngineTask("auto-label")
+        self.shared = shared_state(viewer)
+        self.run_layers: RunLayers | None = None
+        self.store: RunFolder | None = None
+        self._base_config = RunConfig()  # settings without a field in the form (kept from load_settings)
+        defaults = RunConfig()
+        self._build_input()
+        self._build_seed()
+        self._build_settings(defaults)
+        self.start_button = PushButton(text="Start")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.open_run_folder = FileEdit(label="Open run folder", mode="d")
+        self.open_button = PushButton(text="Open run")
+        self.status = Label(value="idle")
+        self.photo = ComboBox(label="Photo", choices=[])
+        self.previous_button = PushButton(text="◀ Previous")
+        self.next_button = PushButton(text="Next ▶")
+        self.trust_button = PushButton(text="Trust selected Labels layer")
+        self.plot = MetricsPlot()
+        super().__init__(
+            widgets=[
+                self.input_kind,
+                self.image_layers,
+                self.images_folder,
+                self.run_folder,
+                self.seed,
+                self.simple,
+                self.simple_folder,
+                self.simple_layers,
+                self.source_model,
+                self.image_labels,
+                self.truth,
+                self.truth_folder,
+                self.iterations,
+                self.area_min,
+                self.area_max,
+                self.start_button,
+                self.cancel_button,
+                self.status,
+                self.open_run_folder,
+                self.open_button,
+                self.photo,
+                Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False),
+                self.trust_button,
+            ]
+        )
+        self.native.layout().insertWidget(15, self.advanced)
+        self.native.layout().addWidget(self.plot)
+        self._connect()
+        self._show_relevant_fields()
+
+    # ------------------------------------------------------------------ form
+    def _build_input(self) -> None:
+        self.input_kind = ComboBox(label="Photos from", choices=[IMAGE_LAYERS, FOLDER])
+        self.image_layers = Select(label="Image layers (none = all)", choices=self._image_layer_names)
+        self.images_folder = FileEdit(label="Photo folder", mode="d")
+        self.run_folder = FileEdit(label="Run folder", mode="d", value=_default_run_folder())
+
+    def _build_seed(self) -> None:
+        self.seed = ComboBox(label="Seed", choices=list(SEED_METHODS))
+        self.simple = ComboBox(label="Simple photos", choices=list(SIMPLE_CHOICES))
+        self.simple_folder = FileEdit(label="Simple photo folder", mode="d")
+        self.simple_layers = Select(label="Simple photo layers", choices=self._image_layer_names)
+        self.source_model = FileEdit(label="Source model", mode="r", filter="*.pt")
+        self.image_labels = FileEdit(label="Image labels (CSV or class folders)", mode="r")
+        self.truth = ComboBox(label="Ground truth", choices=self._truth_choices)
+        self.truth_folder = FileEdit(label="Ground-truth folder", mode="d")
+
+    def _build_settings(self, defaults: RunConfig) -> None:
+        self.iterations = SpinBox(label="Iterations", value=defaults.iterations, min=0, max=50)
+        self.area_min = FloatSpinBox(label="Area min", value=defaults.area_min, min=0, max=1, step=0.05)
+        self.area_max = FloatSpinBox(label="Area max", value=defaults.area_max, min=0, max=1, step=0.05)
+        self.backbone = ComboBox(label="Backbone", choices=list(BACKBONES), value=defaults.backbone)
+        self.image_size = SpinBox(label="Image size", value=defaults.image_size, min=32, max=2048, step=32)
+        self.gf_radius = SpinBox(label="Guided filter r", value=defaults.gf_radius, min=1, max=32)
+        self.gf_eps = FloatSpinBox(label="Guided filter eps", value=defaults.gf_eps, min=1e-6, max=1, step=1e-3)
+        self.learning_rate = FloatSpinBox(
+            label="Learning rate", value=defaults.learning_rate, min=1e-6, max=1, step=1e-3
+        )
+        self.epochs = SpinBox(label="Epochs per iteration", value=defaults.epochs, min=1, max=500)
+        self.seed_epochs = SpinBox(label="Seed epochs", value=defaults.seed_epochs, min=1, max=500)
+        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value=defaults.device)
+        self.gf_eps.native.setDecimals(6)
+        self.learning_rate.native.setDecimals(6)
+        advanced = Container(
+            widgets=[
+                self.backbone,
+                self.image_size,
+                self.gf_radius,
+                self.gf_eps,
+                self.learning_rate,
+                self.epochs,
+                self.seed_epochs,
+                self.device,
+            ]
+        )
+        self.advanced = QCollapsible("Advanced settings")
+        self.advanced.addWidget(advanced.native)
+        self._advanced_form = advanced  # keeps the magicgui container alive with its native widget
+
+    def _connect(self) -> None:
+        for widget in (self.input_kind, self.seed, self.simple, self.truth):
+            widget.changed.connect(self._show_relevant_fields)
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(self._refresh_layer_choices)
+        self.shared.source_model_changed.connect(self._use_source_model)
+        if self.shared.source_model is not None:
+            self._use_source_model(self.shared.source_model)
+        self.start_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.task.cancel)
+        self.open_button.changed.connect(lambda: self.open_run(Path(self.open_run_folder.value)))
+        self.photo.changed.connect(self._show_photo)
+        self.previous_button.changed.connect(lambda: self.step_photo(-1))
+        self.next_button.changed.connect(lambda: self.step_photo(+1))
+        self.trust_button.changed.connect(self.trust_selected)
+        self.task.status_changed.connect(self._on_status)
+        self.native.destroyed.connect(self.task.cancel)
+
+    def _image_layer_names(self, *_) -> list[str]:
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _truth_choices(self, *_) -> list[str]:
+        labels = [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer, Labels) and METADATA_KEY not in layer.metadata
+        ]
+        return [NO_TRUTH, TRUTH_FOLDER, *labels]
+
+    def _refresh_layer_choices(self, *_) -> None:
+        for widget in (self.image_layers, self.simple_layers, self.truth):
+            widget.reset_choices()
+
+    def _show_relevant_fields(self, *_) -> None:
+        from_layers = self.input_kind.value == IMAGE_LAYERS
+        self.image_layers.visible = from_layers
+        self.images_folder.visible = not from_layers
+        otsu = self.seed.value == "otsu"
+        self.simple.visible = otsu
+        self.simple_folder.visible = otsu and self.simple.value == "folder"
+        self.simple_layers.visible = otsu and self.simple.value == "chosen layers"
+        self.source_model.visible = self.seed.value == "transfer"
+        self.image_labels.visible = self.seed.value == "cam"
+        self.truth_folder.visible = self.truth.value == TRUTH_FOLDER
+
+    def _use_source_model(self, path: Path | None) -> None:
+        if path is not None:
+            self.source_model.value = path
+            self.seed.value = "transfer"
+
+    def load_settings(self, config: RunConfig) -> None:
+        """Fill the form from a run configuration (a reopened run, or the demo's settings)."""
+        self._base_config = config
+        if config.images:
+            self.input_kind.value = FOLDER
+            self.images_folder.value = config.images
+        if config.out:
+            self.run_folder.value = config.out
+        self.seed.value = config.seed
+        if config.simple != "auto":
+            self.simple.value, self.simple_folder.value = "folder", config.simple
+        if config.source_model:
+            self.source_model.value = config.source_model
+        if config.labels:
+            self.image_labels.value = config.labels
+        if config.gt:
+            self.truth.value, self.truth_folder.value = TRUTH_FOLDER, config.gt
+        for name in _FORM_SETTINGS:
+            getattr(self, name).value = getattr(config, name)
+        self._show_relevant_fields()
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> None:
+        """Start labelling, or continue the run in the run folder when it has finished iterations."""
+        try:
+            config, inputs, photo_layers = self._run_config()
+            store = RunFolder(config.out)
+            resume = bool(store.finished_iterations())
+            photos = self._photos(config, inputs)
+        except (ValueError, RunFolderError, ImageReadError) as error:
+            show_error(str(error))
+            return
+        self.store = store
+        self.run_layers = RunLayers(self.viewer, store, photos, photo_layers)
+        self.photo.choices = photos.stems
+        self.plot.show_metrics(store.metrics())
+        self.shared.show_run(store.root)
+
+        def job(cancel: CancelToken):
+            if not resume:
+                yield from _write_inputs(store, inputs, cancel)
+            yield from run_labelling(config, resume=resume, cancel=cancel)
+
+        self.task.start(job, on_result=self._on_result)
+
+    def _run_config(self) -> tuple[RunConfig, dict[str, dict[str, np.ndarray]], dict[str, str]]:
+        """The configuration from the form, the layer arrays the run folder keeps a copy of, and photo layers."""
+        run_dir = Path(self.run_folder.value).expanduser()
+        inputs: dict[str, dict[str, np.ndarray]] = {}
+        photo_layers: dict[str, str] = {}
+        if self.input_kind.value == IMAGE_LAYERS:
+            names = self.image_layers.value or self._image_layer_names()
+            if not names:
+                raise ValueError("no Image layer is open: open photos, or choose a folder of photos")
+            photo_layers = {photo_stem(name): name for name in names}
+            inputs["photos"] = {stem: self.viewer.layers[name].data for stem, name in photo_layers.items()}
+            images = RunFolder(run_dir).input_dir("photos")
+        else:
+            images = Path(self.images_folder.value)
+        simple = SIMPLE_CHOICES[self.simple.value]
+        if simple == "folder":
+            simple = str(self.simple_folder.value)
+        elif simple == "layers":
+            if not self.simple_layers.value:
+                raise ValueError("choose the simple (plain-background) photo layers, or pick another option")
+            inputs["simple"] = {photo_stem(n): self.viewer.layers[n].data for n in self.simple_layers.value}
+            simple = str(RunFolder(run_dir).input_dir("simple"))
+        config = self._base_config.updated(
+            images=str(images),
+            out=str(run_dir),
+            seed=self.seed.value,
+            simple=simple,
+            source_model=str(self.source_model.value) if self.seed.value == "transfer" else None,
+            labels=str(self.image_labels.value) if self.seed.value == "cam" else None,
+            gt=self._truth_folder(run_dir, inputs),
+            **{name: getattr(self, name).value for name in _FORM_SETTINGS},
+        )
+        return config, inputs, photo_layers
+
+    def _truth_folder(self, run_dir: Path, inputs: dict) -> str | None:
+        """Ground truth from a folder, or from a Labels layer matched to the one photo of its size."""
+        if self.truth.value == NO_TRUTH:
+            return None
+        if self.truth.value == TRUTH_FOLDER:
+            return str(self.truth_folder.value)
+        truth = self.viewer.layers[self.truth.value].data
+        same_size = [stem for stem, data in inputs.get("photos", {}).items() if data.shape[:2] == truth.shape]
+        if len(same_size) != 1:
+            raise ValueError(
+                f"ground-truth layer {self.truth.value!r} ({truth.shape[1]}x{truth.shape[0]}) must match the size "
+                f"of exactly one photo layer, but matches {len(same_size)}; use a ground-truth folder instead"
+            )
+        inputs["gt"] = {same_size[0]: np.where(np.asarray(truth) > 0, 255, 0).astype(np.uint8)}
+        return str(RunFolder(run_dir).input_dir("gt"))
+
+    def _photos(self, config: RunConfig, inputs: dict) -> ImageSet:
+        if "photos" in inputs:
+            stems, arrays = zip(*inputs["photos"].items(), strict=True)
+            return ImageSet.from_arrays(arrays, names=stems)
+        return ImageSet.from_folder(config.images)
+
+    def _on_result(self, result: object) -> None:
+        if isinstance(result, IterationResult) and self.run_layers is not None:
+            self.run_layers.add_iteration(result.iteration, result.stems)
+            self.plot.show_metrics(self.store.metrics())
+            self.shared.show_run(self.store.root)
+
+    def _on_status(self, status: str) -> None:
+        self.status.value = status
+        for widget in (self.start_button, self.open_button):
+            widget.enabled = not self.task.running
+        self.cancel_button.enabled = self.task.running
+
+    # ------------------------------------------------------------------ inspecting
+    def open_run(self, folder: Path) -> None:
+        """Show a run folder (from the command line or a GPU server, say): its settings, metrics and masks."""
+        try:
+            store = RunFolder(folder)
+            config = store.read_config()
+            photos = ImageSet.from_folder(config.images)
+        except (RunFolderError, ImageReadError) as error:
+            show_error(f"cannot open run {folder}: {error}")
+            return
+        self.load_settings(config)
+        self.store = store
+        self.run_layers = RunLayers(self.viewer, store, photos)
+        self.plot.show_metrics(store.metrics())
+        self.shared.show_run(store.root)
+        self.photo.choices = photos.stems
+        self._show_photo(photos.stems[0])
+
+    def step_photo(self, step: int) -> None:
+        stems = list(self.photo.choices)
+        if stems:
+            self.photo.value = stems[(stems.index(self.photo.value) + step) % len(stems)]
+
+    def _show_photo(self, stem: str | None) -> None:
+        if stem is not None and self.run_layers is not None:
+            self.run_layers.show(stem)
+
+    def trust_selected(self) -> None:
+        """Keep the selected Labels layer as this photo's mask: later iterations train on it and never change it."""
+        layer = self.viewer.layers.selection.active
+        stem = self.run_layers.stem_of(layer) if isinstance(layer, Labels) and self.run_layers else None
+        if stem is None:
+            show_error("select a Labels layer of a photo in the run (its mask, corrected) to trust it")
+            return
+        self.store.write_fixed_mask(stem, np.asarray(layer.data) > 0)
+        if METADATA_KEY in layer.metadata:
+            layer.name = f"{self.run_layers.photo_name(stem)} · trusted"
+        show_info(f"{stem}: the corrected mask is trusted; later iterations keep it")
+
+
+_FORM_SETTINGS = (
+    "iterations",
+    "area_min",
+    "area_max",
+    "backbone",
+    "image_size",
+    "gf_radius",
+    "gf_eps",
+    "learning_rate",
+    "epochs",
+    "seed_epochs",
+    "device",
+)
+
+
+def _write_inputs(store: RunFolder, inputs: dict[str, dict[str, np.ndarray]], cancel: CancelToken):
+    """Copy layer photos (as 8-bit RGB) and ground truth into the run folder, in the worker thread."""
+    for kind, arrays in inputs.items():
+        for index, (stem, data) in enumerate(arrays.items()):
+            cancel.check()
+            image = data if kind == "gt" else to_rgb8(np.asarray(data), f"layer {stem!r}")
+            store.write_input(kind, stem, image)
+            yield Progress(f"copy {kind} layers", index + 1, len(arrays))

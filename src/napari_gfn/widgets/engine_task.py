@@ -1,0 +1,132 @@
+"""One engine job in napari's worker thread, with an evented status, progress bars and notifications."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Callable, Generator, Iterator
+
+import torch
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+from psygnal import Signal
+
+from napari_gfn.engine.events import CancelToken, Notice, Progress, RunCancelled
+
+__all__ = ["EngineTask", "Job"]
+
+# A job turns a cancel token into the engine's event generator (which may return a value).
+Job = Callable[[CancelToken], Generator]
+
+# Errors whose message is written for the user; anything else is a bug and shows its type too.
+_EXPECTED_ERRORS = (ValueError, RuntimeError, OSError)
+
+
+_ALL_THREADS = torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def _leave_a_core_for_the_gui() -> Iterator[None]:
+    """Train on all cores but one, so Qt's event loop is never starved on a small machine."""
+    torch.set_num_threads(max(1, _ALL_THREADS - 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(_ALL_THREADS)
+
+
+def _drive(job: Job, cancel: CancelToken) -> Generator:
+    try:
+        with _leave_a_core_for_the_gui():
+            return (yield from job(cancel))
+    except RunCancelled:
+        return None
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # hand the GPU memory of the finished run back to other programs
+
+
+class EngineTask:
+    """Runs one job at a time; ``status`` is idle, running, cancelling, finished, cancelled or failed.
+
+    Events reach the GUI thread through the worker's ``yielded`` signal:
+    :class:`Progress` drives a bar (with ETA) in napari's activity dock,
+    :class:`Notice` becomes a notification, anything else goes to ``on_result``.
+    """
+
+    status_changed = Signal(str)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.status = "idle"
+        self.worker = None
+        self._cancel = CancelToken()
+        self._bar: progress | None = None
+        self._bar_phase: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("running", "cancelling")
+
+    def start(
+        self,
+        job: Job,
+        on_result: Callable[[object], None] | None = None,
+        on_returned: Callable[[object], None] | None = None,
+    ) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        self._cancel = CancelToken()
+        worker = create_worker(_drive, job, self._cancel, _start_thread=False)
+        worker.yielded.connect(lambda event: self._on_event(event, on_result))
+        if on_returned is not None:
+            worker.returned.connect(on_returned)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_finished)
+        self.worker = worker
+        self._set_status("running")
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the job to stop; the engine checks at least once per batch, and finished work stays."""
+        if self.running:
+            self._cancel.cancel()
+            self._set_status("cancelling")
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        self.status_changed.emit(status)
+
+    def _on_event(self, event: object, on_result: Callable[[object], None] | None) -> None:
+        if isinstance(event, Progress):
+            self._show_progress(event)
+        elif isinstance(event, Notice):
+            (show_info if event.level == "info" else show_warning)(event.message)
+        elif on_result is not None:
+            on_result(event)
+
+    def _show_progress(self, event: Progress) -> None:
+        if event.phase != self._bar_phase:
+            self._close_bar()
+            self._bar = progress(total=event.total, desc=f"{self.name}: {event.phase}")
+            self._bar_phase = event.phase
+        self._bar.total = event.total
+        self._bar.update(event.done - self._bar.n)
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar, self._bar_phase = None, None
+
+    def _on_error(self, error: Exception) -> None:
+        detail = str(error) if isinstance(error, _EXPECTED_ERRORS) else f"{type(error).__name__}: {error}"
+        show_error(f"{self.name} stopped: {detail}")
+        self._set_status("failed")
+
+    def _on_finished(self) -> None:
+        self._close_bar()
+        if self.status == "failed":
+            return
+        self._set_status("cancelled" if self._cancel.cancelled else "finished")

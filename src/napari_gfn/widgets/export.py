@@ -1,0 +1,68 @@
+"""The "Export labels" dock: write one iteration's masks, or the best, for every photo of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from napari.utils.notifications import show_info
+
+from napari_gfn.engine import CancelToken
+from napari_gfn.export import export_labels
+from napari_gfn.store import RunFolder
+
+from .engine_task import EngineTask
+from .shared_state import shared_state
+
+__all__ = ["ExportWidget"]
+
+FORMAT_NAMES = {"PNG (0/255)": "png", "label TIFF (0/1)": "tif"}
+
+
+class ExportWidget(Container):
+    """Masks at full resolution, named after their photos; trusted corrections replace the iteration's mask."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self.viewer = viewer
+        self.task = EngineTask("export")
+        self.run_folder = FileEdit(label="Run folder", mode="d")
+        self.iteration = ComboBox(label="Iteration", choices=self._iteration_choices)
+        self.format = ComboBox(label="Format", choices=list(FORMAT_NAMES))
+        self.out_folder = FileEdit(label="Export to", mode="d")
+        self.export_button = PushButton(text="Export")
+        self.status = Label(value="")
+        super().__init__(
+            widgets=[self.run_folder, self.iteration, self.format, self.out_folder, self.export_button, self.status]
+        )
+        self.run_folder.changed.connect(self.iteration.reset_choices)
+        state = shared_state(viewer)
+        state.run_changed.connect(self._follow_run)
+        if state.run is not None:
+            self._follow_run(state.run)
+        self.export_button.changed.connect(self.export)
+        self.native.destroyed.connect(self.task.cancel)
+
+    def _iteration_choices(self, *_) -> list:
+        finished = RunFolder(Path(self.run_folder.value)).finished_iterations() if self.run_folder.value else []
+        return ["best", "last", *finished]
+
+    def _follow_run(self, run: Path | None) -> None:
+        """Offer the run on screen (and its newest iterations) for export."""
+        if run is not None:
+            self.run_folder.value = run
+            self.iteration.reset_choices()
+
+    def export(self) -> None:
+        run_dir, out_dir = Path(self.run_folder.value), Path(self.out_folder.value)
+        iteration, fmt = self.iteration.value, FORMAT_NAMES[self.format.value]
+
+        def job(cancel: CancelToken):
+            return (yield from export_labels(run_dir, out_dir, iteration, fmt, cancel))
+
+        self.task.start(job, on_returned=self._on_written)
+
+    def _on_written(self, written: list[Path] | None) -> None:
+        if written:
+            self.status.value = f"wrote {len(written)} files to {written[0].parent}"
+            show_info(self.status.value)

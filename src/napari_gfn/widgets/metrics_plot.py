@@ -1,0 +1,45 @@
+"""The per-iteration metrics plot inside the Auto-label dock."""
+
+from __future__ import annotations
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+
+__all__ = ["MetricsPlot"]
+
+# metrics.jsonl key -> legend label; IoU lines appear only when the run has ground truth.
+CURVES = {
+    "change_iou": "mask change (IoU with previous)",
+    "fg_iou": "foreground IoU",
+    "miou": "mIoU",
+}
+
+
+class MetricsPlot(FigureCanvasQTAgg):
+    """One line per metric against the iteration number; redrawn from the run's metrics rows."""
+
+    def __init__(self) -> None:
+        figure = Figure(figsize=(3.2, 2.2), layout="constrained")
+        super().__init__(figure)
+        self.axes = figure.add_subplot()
+        self.setMinimumHeight(180)
+        self.show_metrics([])
+
+    def show_metrics(self, rows: list[dict]) -> None:
+        self.axes.clear()
+        for key, label in CURVES.items():
+            points = [(row["iteration"], row[key]) for row in rows if row.get(key) is not None]
+            if points:
+                iterations, values = zip(*points, strict=True)
+                self.axes.plot(iterations, values, marker="o", label=label)
+        self.axes.set_xlabel("iteration")
+        self.axes.set_ylim(0, 1.02)
+        self.axes.grid(alpha=0.3)
+        if self.axes.lines:
+            self.axes.legend(fontsize="small", loc="lower right")
+            self.axes.xaxis.get_major_locator().set_params(integer=True)
+        self.draw_idle()
+
+    def plotted(self) -> dict[str, list[float]]:
+        """What the plot shows, by legend label (for tests and screenshots' captions)."""
+        return {line.get_label(): list(line.get_ydata()) for line in self.axes.lines}

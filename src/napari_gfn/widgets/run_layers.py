@@ -1,0 +1,109 @@
+"""A run folder as napari layers: each photo with one Labels layer per iteration, shown a photo at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import napari
+import numpy as np
+
+from napari_gfn.engine import ImageReadError, ImageSet
+from napari_gfn.store import RunFolder
+
+__all__ = ["METADATA_KEY", "RunLayers", "iteration_layer_name"]
+
+METADATA_KEY = "napari_gfn"
+
+
+def iteration_layer_name(photo: str, iteration: int) -> str:
+    return f"{photo} · iter {iteration}"
+
+
+class RunLayers:
+    """Keeps the viewer's layers of one run: photos, iteration masks, and which photo is shown.
+
+    ``photo_layers`` maps stems to the user's own Image layers (a run started
+    from layers): every photo then gets its iteration layers at once. A run
+    over a folder shows one photo at a time and reads a photo's masks only
+    when it is shown, so hundreds of photos never load together.
+    """
+
+    def __init__(
+        self,
+        viewer: napari.Viewer,
+        store: RunFolder,
+        photos: ImageSet,
+        photo_layers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.viewer = viewer
+        self.store = store
+        self.photos = photos
+        self.photo_layers = dict(photo_layers or {})
+        self.current = self.stems[0]
+        self._layers: dict[str, list] = {}
+
+    @property
+    def stems(self) -> list[str]:
+        return self.photos.stems
+
+    def photo_name(self, stem: str) -> str:
+        return self.photo_layers.get(stem, stem)
+
+    def add_iteration(self, iteration: int, stems: list[str]) -> None:
+        """Show a just-finished iteration: for every photo of a layer run, else for the photo on screen."""
+        shown = stems if self.photo_layers else [s for s in stems if s == self.current]
+        for stem in shown:
+            self._add_mask(stem, iteration)
+
+    def show(self, stem: str) -> None:
+        """Make ``stem`` the photo on screen, with all its finished iterations; other photos are hidden."""
+        self.current = stem
+        self._photo_layer(stem)
+        for iteration in self.store.finished_iterations():
+            if not self._has_mask_layer(stem, iteration) and self.store.has_mask(iteration, stem):
+                self._add_mask(stem, iteration)
+        for layer_stem, layers in self._layers.items():
+            for layer in layers:
+                layer.visible = layer_stem == stem
+
+    def stem_of(self, layer) -> str | None:
+        """The photo a Labels layer belongs to: one of ours by its metadata, a user's by the photo on screen."""
+        meta = layer.metadata.get(METADATA_KEY)
+        if meta is not None:
+            return meta["stem"]
+        photo = self._photo_layer(self.current)
+        return self.current if photo is not None and layer.data.shape == photo.data.shape[:2] else None
+
+    def _photo_layer(self, stem: str):
+        name = self.photo_name(stem)
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+        else:
+            try:
+                pixels = self.photos[self.stems.index(stem)].load()
+            except ImageReadError:
+                return None  # the run already reported this photo as unreadable
+            layer = self.viewer.add_image(pixels, name=name, rgb=True)
+        self._remember(stem, layer)
+        return layer
+
+    def _has_mask_layer(self, stem: str, iteration: int) -> bool:
+        return any(
+            layer in self.viewer.layers and layer.metadata.get(METADATA_KEY, {}).get("iteration") == iteration
+            for layer in self._layers.get(stem, [])
+        )
+
+    def _add_mask(self, stem: str, iteration: int) -> None:
+        mask = self.store.read_mask(iteration, stem).astype(np.uint8)
+        layer = self.viewer.add_labels(
+            mask,
+            name=iteration_layer_name(self.photo_name(stem), iteration),
+            opacity=0.5,
+            metadata={METADATA_KEY: {"stem": stem, "iteration": iteration, "run": str(self.store.root)}},
+        )
+        self._remember(stem, layer)
+
+    def _remember(self, stem: str, layer) -> None:
+        layers = self._layers.setdefault(stem, [])
+        if layer not in layers:
+            layers.append(layer)

@@ -1,0 +1,120 @@
+"""The "Source model" dock: open a model file and read its card, or train one on a labelled set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+
+from napari_gfn.config import RunConfig
+from napari_gfn.engine import CancelToken, resolve_device
+from napari_gfn.engine.source import VOC_CLASSES, LabelledSet, save_source_model, train_source_model
+from napari_gfn.network import BACKBONES, read_model_card
+
+from .engine_task import EngineTask
+from .shared_state import shared_state
+
+__all__ = ["SourceModelWidget", "describe_card"]
+
+
+def describe_card(card: dict) -> str:
+    """The lines of a model card a user needs to judge a source model."""
+    meta = card.get("meta", {})
+    return "\n".join(
+        [
+            f"backbone: {card['config']['backbone']}",
+            f"classes: {', '.join(meta.get('class_names', []))}",
+            f"training size: {meta.get('image_size', '?')} px",
+            f"date: {card.get('created', '?')}",
+            f"source set: {meta.get('source', 'not recorded')} ({meta.get('photos', '?')} photos)",
+        ]
+    )
+
+
+class SourceModelWidget(Container):
+    """Choose the model whose predictions seed a transfer run."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self.shared = shared_state(viewer)
+        self.task = EngineTask("source model training")
+        self.model_file = FileEdit(label="Model file", mode="r", filter="*.pt")
+        self.open_button = PushButton(text="Use this model")
+        self.card = Label(value="No model chosen.")
+        self.source_kind = ComboBox(label="Train from", choices=["mask folders", "VOC root"])
+        self.images = FileEdit(label="Photos", mode="d")
+        self.masks = FileEdit(label="Masks (0/255)", mode="d")
+        self.voc_root = FileEdit(label="VOC root", mode="d", visible=False)
+        self.voc_class = ComboBox(label="VOC class", choices=list(VOC_CLASSES), visible=False)
+        self.backbone = ComboBox(label="Backbone", choices=list(BACKBONES), value=RunConfig.backbone)
+        self.epochs = SpinBox(label="Epochs", value=8, min=1, max=500)
+        self.image_size = SpinBox(label="Image size", value=RunConfig.image_size, min=64, max=2048, step=32)
+        self.out_file = FileEdit(label="Save as", mode="w", filter="*.pt", value=Path.home() / "source-model.pt")
+        self.train_button = PushButton(text="Train source model")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = LineEdit(value="idle", enabled=False)
+        super().__init__(
+            widgets=[
+                self.model_file,
+                self.open_button,
+                self.card,
+                self.source_kind,
+                self.images,
+                self.masks,
+                self.voc_root,
+                self.voc_class,
+                self.backbone,
+                self.epochs,
+                self.image_size,
+                self.out_file,
+                self.train_button,
+                self.cancel_button,
+                self.status,
+            ]
+        )
+        self.open_button.changed.connect(lambda: self.open_model(Path(self.model_file.value)))
+        self.source_kind.changed.connect(self._show_source_fields)
+        self.train_button.changed.connect(self.train)
+        self.cancel_button.changed.connect(self.task.cancel)
+        self.task.status_changed.connect(self._on_status)
+        self.native.destroyed.connect(self.task.cancel)
+
+    def open_model(self, path: Path) -> None:
+        """Read the card of the model at ``path`` and offer the model to the Auto-label dock."""
+        try:
+            card = read_model_card(path)
+        except ValueError as error:
+            napari.utils.notifications.show_error(str(error))
+            return
+        self.model_file.value = path
+        self.card.value = describe_card(card)
+        self.shared.choose_source_model(Path(path))
+
+    def train(self) -> None:
+        config = RunConfig(
+            backbone=self.backbone.value, epochs=self.epochs.value, image_size=self.image_size.value, device="auto"
+        )
+        from_voc = self.source_kind.value == "VOC root"
+        voc_root, voc_class = Path(self.voc_root.value), self.voc_class.value
+        images, masks, out = Path(self.images.value), Path(self.masks.value), Path(self.out_file.value)
+
+        def job(cancel: CancelToken):
+            labelled = (
+                LabelledSet.from_voc(voc_root, voc_class) if from_voc else LabelledSet.from_folders(images, masks)
+            )
+            model = yield from train_source_model(labelled, config, resolve_device(config.device), cancel)
+            return save_source_model(model, labelled, out, voc_class if from_voc else None, config.image_size)
+
+        self.task.start(job, on_returned=lambda path: path is not None and self.open_model(path))
+
+    def _show_source_fields(self, kind: str) -> None:
+        from_voc = kind == "VOC root"
+        for widget in (self.voc_root, self.voc_class):
+            widget.visible = from_voc
+        for widget in (self.images, self.masks):
+            widget.visible = not from_voc
+
+    def _on_status(self, status: str) -> None:
+        self.status.value = status
+        self.train_button.enabled = not self.task.running
+        self.cancel_button.enabled = self.task.running

@@ -1,0 +1,207 @@
+"""The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+from napari.utils.notifications import notification_manager
+
+from napari_gfn.config import RunConfig
+from napari_gfn.store import RunFolder
+from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget
+from napari_gfn.widgets.run_layers import iteration_layer_name
+
+pytestmark = pytest.mark.gui
+
+# Small enough for a run of a few seconds per iteration on two cores.
+QUICK = RunConfig(
+    image_size=64, seed_epochs=2, epochs=1, min_steps=4, batch_size=4, area_min=0.02, converge_iou=1.1
+)
+RUN_TIMEOUT_MS = 240_000
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-gfn", name)
+    return widget
+
+
+def _open_photos(viewer, folder: Path) -> list[str]:
+    paths = sorted((folder / "images").glob("*.png"))
+    for path in paths:
+        viewer.add_image(iio.imread(path), name=path.stem, rgb=True)
+    return [path.stem for path in paths]
+
+
+def _layer_run(viewer, folder: Path, run_dir: Path, iterations: int) -> AutoLabelWidget:
+    widget = _dock(viewer, "Auto-label")
+    widget.load_settings(QUICK.updated(iterations=iterations))
+    widget.input_kind.value = "Image layers"
+    widget.run_folder.value = run_dir
+    return widget
+
+
+def _wait_until_done(qtbot, task) -> None:
+    qtbot.waitUntil(lambda: task.status in ("finished", "cancelled", "failed"), timeout=RUN_TIMEOUT_MS)
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("Source model", SourceModelWidget), ("Auto-label", AutoLabelWidget), ("Export labels", ExportWidget)],
+)
+def test_each_dock_opens_through_the_manifest(make_napari_viewer, name, kind):
+    viewer = make_napari_viewer()
+    assert isinstance(_dock(viewer, name), kind)
+
+
+@pytest.fixture(scope="module")
+def finished_layer_run(tmp_path_factory):
+    """Filled in by the first run test, reused by the tests that only read its run folder."""
+    return {}
+
+
+def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, finished_layer_run
+):
+    viewer = make_napari_viewer()
+    stems = _open_photos(viewer, tiny_folder)
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=2)
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished"
+
+    store = RunFolder(tmp_path / "run")
+    assert store.finished_iterations() == [0, 1, 2]
+    for stem in stems:
+        photo = viewer.layers[stem].data
+        for iteration in (0, 1, 2):
+            layer = viewer.layers[iteration_layer_name(stem, iteration)]
+            assert layer.data.shape == photo.shape[:2]
+            assert set(np.unique(layer.data)) <= {0, 1}
+            np.testing.assert_array_equal(layer.data, store.read_mask(iteration, stem))
+    plotted = widget.plot.plotted()
+    assert len(plotted["mask change (IoU with previous)"]) == 2  # iterations 1 and 2 have a previous one
+    finished_layer_run.update(run=tmp_path / "run", stems=stems)
+
+
+def test_cancel_keeps_finished_iterations_on_screen_and_on_disk(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+    viewer = make_napari_viewer()
+    stems = _open_photos(viewer, tiny_folder)
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=20)
+    widget.start()
+    qtbot.waitUntil(lambda: iteration_layer_name(stems[-1], 0) in viewer.layers, timeout=RUN_TIMEOUT_MS)
+    widget.cancel_button.changed.emit(True)
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "cancelled"
+    finished = RunFolder(tmp_path / "run").finished_iterations()
+    assert 0 in finished and len(finished) < 21
+    for iteration in finished:
+        assert iteration_layer_name(stems[0], iteration) in viewer.layers
+
+
+def test_export_writes_what_the_layers_show(make_napari_viewer, qtbot, finished_layer_run, tmp_path):
+    run, stems = finished_layer_run["run"], finished_layer_run["stems"]
+    viewer = make_napari_viewer()
+    exporter = _dock(viewer, "Export labels")
+    exporter.run_folder.value = run
+    exporter.iteration.value = 2
+    for label, suffix, scale in (("PNG (0/255)", "png", 255), ("label TIFF (0/1)", "tif", 1)):
+        exporter.format.value = label
+        exporter.out_folder.value = tmp_path / suffix
+        exporter.export()
+        _wait_until_done(qtbot, exporter.task)
+        assert exporter.task.status == "finished"
+        written = sorted((tmp_path / suffix).iterdir())
+        assert [path.stem for path in written] == stems
+        for path in written:
+            expected = RunFolder(run).read_mask(2, path.stem).astype(np.uint8) * scale
+            data = iio.imread(path) if suffix == "png" else tifffile.imread(path)
+            np.testing.assert_array_equal(data, expected)
+
+
+def test_labels_writer_round_trips_through_napari(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 3, size=(40, 50)).astype(np.int32)
+    wide = small.copy()
+    wide[0, 0] = 300  # needs 16 bits
+    for name, data, suffix in (("small", small, ".png"), ("wide", wide, ".png"), ("tiff", wide, ".tif")):
+        layer = viewer.add_labels(data, name=name)
+        path = str(tmp_path / f"{name}{suffix}")
+        assert layer.save(path, plugin="napari-gfn") == [path]
+        back = viewer.open(path, layer_type="labels")[0].data
+        np.testing.assert_array_equal(np.asarray(back), data)
+
+
+def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished_layer_run):
+    run, stems = finished_layer_run["run"], finished_layer_run["stems"]
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, "Auto-label")
+    widget.open_run(run)
+    store = RunFolder(run)
+    for iteration in (0, 1, 2):
+        layer = viewer.layers[iteration_layer_name(stems[0], iteration)]
+        np.testing.assert_array_equal(layer.data, store.read_mask(iteration, stems[0]))
+    assert iteration_layer_name(stems[1], 0) not in viewer.layers  # other photos load only when shown
+    widget.next_button.changed.emit(True)
+    assert widget.photo.value == stems[1]
+    assert viewer.layers[iteration_layer_name(stems[1], 2)].visible
+    assert not viewer.layers[iteration_layer_name(stems[0], 2)].visible
+    assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
+
+
+def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+    viewer = make_napari_viewer()
+    stems = _open_photos(viewer, tiny_folder)
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=1)
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    layer = viewer.layers[iteration_layer_name(stems[0], 1)]
+    corrected = np.zeros_like(layer.data)
+    corrected[10:40, 12:30] = 1  # a hand-drawn box, unlike anything the network predicts
+    layer.data = corrected
+    viewer.layers.selection.active = layer
+    widget.trust_selected()
+    assert layer.name.endswith("· trusted")
+
+    widget.iterations.value = 2
+    widget.start()  # the run folder has finished iterations: the run continues
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished"
+    np.testing.assert_array_equal(RunFolder(tmp_path / "run").read_mask(2, stems[0]), corrected > 0)
+    np.testing.assert_array_equal(viewer.layers[iteration_layer_name(stems[0], 2)].data, corrected)
+
+
+def test_an_error_in_the_worker_is_a_notification_not_a_crash(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+    viewer = make_napari_viewer()
+    _open_photos(viewer, tiny_folder)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a model")
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=1)
+    widget.seed.value = "transfer"
+    widget.source_model.value = broken
+    seen = len(notification_manager.records)
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "failed"
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    assert any("broken.pt" in message and "not a readable" in message for message in messages)
+    assert widget.start_button.enabled  # the dock is ready for another try
+
+
+def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path
+):
+    viewer = make_napari_viewer()
+    stems = _open_photos(viewer, tiny_folder)
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=20)
+    task = widget.task
+    widget.start()
+    qtbot.waitUntil(lambda: iteration_layer_name(stems[-1], 0) in viewer.layers, timeout=RUN_TIMEOUT_MS)
+    viewer.close()
+    qtbot.waitUntil(lambda: not task.worker.is_running, timeout=RUN_TIMEOUT_MS)
+    store = RunFolder(tmp_path / "run")
+    assert 0 in store.finished_iterations()
+    for iteration in store.finished_iterations():
+        assert all(store.has_mask(iteration, stem) for stem in stems)
