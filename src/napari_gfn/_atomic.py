@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_png", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_png", "atomic_write_text", "atomic_write_tiff"]
 
 
 def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -> Path:
@@ -36,13 +37,23 @@ def atomic_write_text(path: os.PathLike | str, text: str) -> Path:
     return atomic_write(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
-def atomic_write_png(path: os.PathLike | str, image) -> Path:
-    """Encode ``image`` (uint8 array) as PNG in memory, then write it atomically."""
-    import io
-
-    import imageio.v3 as iio
-
+def _atomic_write_encoded(path: os.PathLike | str, encode: Callable[[io.BytesIO], object]) -> Path:
+    # Encoders such as tifffile want a named file; encoding into memory first sidesteps that.
     buffer = io.BytesIO()
-    iio.imwrite(buffer, image, extension=".png")
+    encode(buffer)
     data = buffer.getvalue()
     return atomic_write(path, lambda stream: stream.write(data))
+
+
+def atomic_write_png(path: os.PathLike | str, image) -> Path:
+    """Encode ``image`` (uint8 or uint16 array) as PNG in memory, then write it atomically."""
+    import imageio.v3 as iio
+
+    return _atomic_write_encoded(path, lambda buffer: iio.imwrite(buffer, image, extension=".png"))
+
+
+def atomic_write_tiff(path: os.PathLike | str, image) -> Path:
+    """Encode ``image`` (any array) as TIFF in memory, then write it atomically."""
+    import tifffile
+
+    return _atomic_write_encoded(path, lambda buffer: tifffile.imwrite(buffer, image))

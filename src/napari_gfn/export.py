@@ -8,9 +8,8 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-import tifffile
 
-from napari_gfn._atomic import atomic_write, atomic_write_png
+from napari_gfn._atomic import atomic_write_png, atomic_write_tiff
 from napari_gfn.engine.events import CancelToken, LabellingError, Progress
 from napari_gfn.store import RunFolder
 
@@ -65,4 +64,4 @@ def export_labels(
 def _write(path: Path, labels: np.ndarray, fmt: str) -> Path:
     if fmt == "png":
         return atomic_write_png(path, labels * 255)
-    return atomic_write(path, lambda stream: tifffile.imwrite(stream, labels))
+    return atomic_write_tiff(path, labels)

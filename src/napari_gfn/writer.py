@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
-from napari_gfn._atomic import atomic_write, atomic_write_png
+from napari_gfn._atomic import atomic_write_png, atomic_write_tiff
 
 __all__ = ["write_labels"]
 
@@ -29,7 +28,7 @@ def write_labels(path: str, data: np.ndarray, meta: dict) -> list[str]:
     if target.suffix.lower() == ".png":
         atomic_write_png(target, _png_array(data, target))
     elif target.suffix.lower() in (".tif", ".tiff"):
-        atomic_write(target, lambda stream: tifffile.imwrite(stream, data))
+        atomic_write_tiff(target, data)
     else:
         raise ValueError(f"{target}: napari-gfn writes labels as .png or .tif, not {target.suffix or 'no suffix'}")
     return [str(target)]

@@ -50,7 +50,7 @@ def _read_payload(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
-        raise ModelFileError(path, f"not a readable napari-gfn model file (truncated or corrupt?): {error}") from None
+        raise ModelFileError(path, "not a readable napari-gfn model file (truncated or corrupt?)") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(path, "not a napari-gfn model file (no napari-gfn model header)")
     if payload.get("format_version", 0) > FORMAT_VERSION:

@@ -68,7 +68,7 @@ class AutoLabelWidget(Container):
         self.open_run_folder = FileEdit(label="Open run folder", mode="d")
         self.open_button = PushButton(text="Open run")
         self.status = Label(value="idle")
-        self.photo = ComboBox(label="Photo", choices=[])
+        self.photo = ComboBox(label="Photo", choices=self._photo_choices)
         self.previous_button = PushButton(text="◀ Previous")
         self.next_button = PushButton(text="Next ▶")
         self.trust_button = PushButton(text="Trust selected Labels layer")
@@ -169,11 +169,14 @@ class AutoLabelWidget(Container):
         self.previous_button.changed.connect(lambda: self.step_photo(-1))
         self.next_button.changed.connect(lambda: self.step_photo(+1))
         self.trust_button.changed.connect(self.trust_selected)
-        self.task.status_changed.connect(self._on_status)
-        self.native.destroyed.connect(self.task.cancel)
+        self.task.attach(self.native, self._on_status)
 
     def _image_layer_names(self, *_) -> list[str]:
         return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+
+    def _photo_choices(self, *_) -> list[str]:
+        # A callable, because napari resets every choice of the dock whenever a layer is added.
+        return self.run_layers.stems if self.run_layers is not None else []
 
     def _truth_choices(self, *_) -> list[str]:
         labels = [
@@ -238,7 +241,7 @@ class AutoLabelWidget(Container):
             return
         self.store = store
         self.run_layers = RunLayers(self.viewer, store, photos, photo_layers)
-        self.photo.choices = photos.stems
+        self.photo.reset_choices()
         self.plot.show_metrics(store.metrics())
         self.shared.show_run(store.root)
 
@@ -332,7 +335,7 @@ class AutoLabelWidget(Container):
         self.run_layers = RunLayers(self.viewer, store, photos)
         self.plot.show_metrics(store.metrics())
         self.shared.show_run(store.root)
-        self.photo.choices = photos.stems
+        self.photo.reset_choices()
         self._show_photo(photos.stems[0])
 
     def step_photo(self, step: int) -> None:

@@ -11,6 +11,7 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from psygnal import Signal
+from qtpy.QtWidgets import QWidget
 
 from napari_gfn.engine.events import CancelToken, Notice, Progress, RunCancelled
 
@@ -19,11 +20,20 @@ __all__ = ["EngineTask", "Job"]
 # A job turns a cancel token into the engine's event generator (which may return a value).
 Job = Callable[[CancelToken], Generator]
 
-# Errors whose message is written for the user; anything else is a bug and shows its type too.
-_EXPECTED_ERRORS = (ValueError, RuntimeError, OSError)
-
 
 _ALL_THREADS = torch.get_num_threads()
+
+
+class JobFailed(Exception):
+    """A job's RuntimeError, re-raised as a plain Exception.
+
+    superqt's worker swallows a RuntimeError as if the worker had been deleted: no ``errored``
+    and no ``finished`` signal, so the dock would wait for ever.
+    """
+
+
+# Errors whose message is written for the user; anything else is a bug and shows its type too.
+_EXPECTED_ERRORS = (ValueError, JobFailed, OSError)
 
 
 @contextlib.contextmanager
@@ -42,6 +52,8 @@ def _drive(job: Job, cancel: CancelToken) -> Generator:
             return (yield from job(cancel))
     except RunCancelled:
         return None
+    except RuntimeError as error:
+        raise JobFailed(str(error)) from error
     finally:
         gc.collect()
         if torch.cuda.is_available():
@@ -65,6 +77,19 @@ class EngineTask:
         self._cancel = CancelToken()
         self._bar: progress | None = None
         self._bar_phase: str | None = None
+        self._dock_closed = False
+
+    def attach(self, dock: QWidget, on_status: Callable[[str], None] | None = None) -> None:
+        """Report status changes to ``dock``; when the dock is destroyed (the viewer closed), cancel the job
+        and stop calling into the dock, while the engine keeps every finished iteration on disk."""
+        if on_status is not None:
+            self.status_changed.connect(on_status)
+        dock.destroyed.connect(self._on_dock_closed)
+
+    def _on_dock_closed(self, *_) -> None:
+        self._dock_closed = True
+        self.status_changed.disconnect()
+        self.cancel()
 
     @property
     def running(self) -> bool:
@@ -79,12 +104,14 @@ class EngineTask:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         self._cancel = CancelToken()
-        worker = create_worker(_drive, job, self._cancel, _start_thread=False)
-        worker.yielded.connect(lambda event: self._on_event(event, on_result))
+        connections = {
+            "yielded": lambda event: self._on_event(event, on_result),
+            "errored": self._on_error,  # connected here, or the worker also re-raises the error in the GUI thread
+            "finished": self._on_finished,
+        }
         if on_returned is not None:
-            worker.returned.connect(on_returned)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_finished)
+            connections["returned"] = lambda value: self._dock_closed or on_returned(value)
+        worker = create_worker(_drive, job, self._cancel, _connect=connections, _start_thread=False)
         self.worker = worker
         self._set_status("running")
         worker.start()
@@ -104,7 +131,7 @@ class EngineTask:
             self._show_progress(event)
         elif isinstance(event, Notice):
             (show_info if event.level == "info" else show_warning)(event.message)
-        elif on_result is not None:
+        elif on_result is not None and not self._dock_closed:
             on_result(event)
 
     def _show_progress(self, event: Progress) -> None:

@@ -41,7 +41,7 @@ class ExportWidget(Container):
         if state.run is not None:
             self._follow_run(state.run)
         self.export_button.changed.connect(self.export)
-        self.native.destroyed.connect(self.task.cancel)
+        self.task.attach(self.native)
 
     def _iteration_choices(self, *_) -> list:
         finished = RunFolder(Path(self.run_folder.value)).finished_iterations() if self.run_folder.value else []

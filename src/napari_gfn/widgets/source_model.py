@@ -76,8 +76,7 @@ class SourceModelWidget(Container):
         self.source_kind.changed.connect(self._show_source_fields)
         self.train_button.changed.connect(self.train)
         self.cancel_button.changed.connect(self.task.cancel)
-        self.task.status_changed.connect(self._on_status)
-        self.native.destroyed.connect(self.task.cancel)
+        self.task.attach(self.native, self._on_status)
 
     def open_model(self, path: Path) -> None:
         """Read the card of the model at ``path`` and offer the model to the Auto-label dock."""
