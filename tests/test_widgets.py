@@ -9,6 +9,7 @@ import tifffile
 from napari.utils.notifications import notification_manager
 
 from napari_gfn.config import RunConfig
+from napari_gfn.demo import DEMO_CONFIG, open_demo
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget
 from napari_gfn.widgets.run_layers import iteration_layer_name
@@ -219,3 +220,20 @@ def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
     assert 0 in store.finished_iterations()
     for iteration in store.finished_iterations():
         assert all(store.has_mask(iteration, stem) for stem in stems)
+
+
+def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    dock = open_demo(viewer, tmp_path)
+    photos = sorted((tmp_path / "sample" / "images").glob("*.png"))
+    assert [layer.name for layer in viewer.layers] == [path.stem for path in photos]
+    config, inputs, _ = dock._run_config()
+    assert sorted(inputs["photos"]) == [path.stem for path in photos]
+    assert config.gt == str(tmp_path / "sample" / "masks")
+    assert config.out == str(tmp_path / "run")
+    assert (config.iterations, config.image_size, config.epochs) == (
+        DEMO_CONFIG.iterations,
+        DEMO_CONFIG.image_size,
+        DEMO_CONFIG.epochs,
+    )
+    assert dock.start_button.enabled

@@ -163,12 +163,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from napari_gfn.demo import run_demo, show_demo
 
-    headless = args.headless or not _has_display()
-    run_dir = run_demo(Path(args.out), report=_TerminalReport())
-    if headless:
+    if args.headless or not _has_display():
+        run_dir = run_demo(Path(args.out), report=_TerminalReport())
         print(f"Wrote the demo run to {run_dir.resolve()}")
         return 0
-    show_demo(run_dir)
+    show_demo(Path(args.out))
     return 0
 
 
@@ -262,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_source_parser(commands)
 
-    demo = commands.add_parser("demo", help="run the main job on built-in synthetic sample data")
+    demo = commands.add_parser(
+        "demo",
+        help="built-in synthetic sample data: opened in napari with the Auto-label dock ready, or labelled headless",
+    )
     demo.add_argument("--headless", action="store_true", help="no window, even when a display is present")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's output (default: %(default)s)")
     demo.set_defaults(handler=_demo)

@@ -1,10 +1,11 @@
-"""The demo: the whole labelling path on synthetic sample data, with or without a window."""
+"""The demo: synthetic sample data labelled headless, or opened in napari with the Auto-label dock ready."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import imageio.v3 as iio
 import numpy as np
@@ -12,9 +13,13 @@ import numpy as np
 from napari_gfn.config import RunConfig
 from napari_gfn.engine import run_labelling
 from napari_gfn.sample_data import make_sample_set
-from napari_gfn.store import RunFolder
 
-__all__ = ["DEMO_CONFIG", "run_demo", "show_demo", "write_sample_folder"]
+if TYPE_CHECKING:
+    import napari
+
+    from napari_gfn.widgets import AutoLabelWidget
+
+__all__ = ["DEMO_CONFIG", "open_demo", "run_demo", "show_demo", "write_sample_folder"]
 
 # Small enough to finish in a couple of minutes on two CPU cores.
 DEMO_CONFIG = RunConfig(iterations=2, image_size=160, seed_epochs=8, epochs=4, min_steps=60, area_min=0.05)
@@ -40,26 +45,34 @@ def write_sample_folder(
     return folder
 
 
-def run_demo(out: Path, report: Callable[[Iterable], object] = list) -> Path:
-    """Label a fresh synthetic branch set under ``out``; returns the run folder."""
+def _demo_config(out: Path) -> RunConfig:
+    """Write a fresh synthetic branch set under ``out``; the demo's settings for it (ground truth included)."""
     data = write_sample_folder(out / "sample")
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    config = DEMO_CONFIG.updated(images=str(data / "images"), out=str(run_dir), gt=str(data / "masks"))
+    return DEMO_CONFIG.updated(images=str(data / "images"), out=str(run_dir), gt=str(data / "masks"))
+
+
+def run_demo(out: Path, report: Callable[[Iterable], object] = list) -> Path:
+    """Label a fresh synthetic branch set under ``out`` without a window; returns the run folder."""
+    config = _demo_config(out)
     report(run_labelling(config))
-    return run_dir
+    return Path(config.out)
 
 
-def show_demo(run_dir: Path) -> None:
-    """Open napari on the demo's photos and every iteration's masks (blocks until the window closes)."""
+def open_demo(viewer: napari.Viewer, out: Path) -> AutoLabelWidget:
+    """Open the sample photos as Image layers and the Auto-label dock, set up for them and ready to start."""
+    config = _demo_config(out)
+    for path in sorted(Path(config.images).glob("*.png")):
+        viewer.add_image(iio.imread(path), name=path.stem, rgb=True)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
+    dock.load_settings(config.updated(images=None))  # the photos come from the layers just opened
+    return dock
+
+
+def show_demo(out: Path) -> None:
+    """The demo in a window: napari with the sample photos and the Auto-label dock (blocks until closed)."""
     import napari
 
-    store = RunFolder(run_dir)
-    config = store.read_config()
-    photos = sorted(Path(config.images).glob("*.png"))
-    viewer = napari.Viewer(title="napari-gfn demo")
-    viewer.add_image(np.stack([iio.imread(p) for p in photos]), name="photos", rgb=True)
-    for iteration in store.finished_iterations():
-        masks = np.stack([store.read_mask(iteration, p.stem) for p in photos]).astype(np.uint8)
-        viewer.add_labels(masks, name=f"photos · iter {iteration}", opacity=0.5)
+    open_demo(napari.Viewer(title="napari-gfn demo"), out)
     napari.run()

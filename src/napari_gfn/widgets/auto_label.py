@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import napari
 import numpy as np
@@ -20,6 +23,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
 from napari_gfn.config import SEED_METHODS, RunConfig
@@ -35,9 +39,24 @@ from .shared_state import shared_state
 
 __all__ = ["AutoLabelWidget", "photo_stem"]
 
+# The longest the worker waits for the GUI to show an iteration (a closed dock never answers).
+_GUI_HANDOFF_SECONDS = 10.0
+
 IMAGE_LAYERS, FOLDER = "Image layers", "Folder"
 SIMPLE_CHOICES = {"automatic": "auto", "folder": "folder", "chosen layers": "layers"}
 NO_TRUTH, TRUTH_FOLDER = "none", "folder"
+
+
+class _ShownIteration(NamedTuple):
+    """A finished iteration with the masks the dock shows, read in the worker thread.
+
+    The worker waits for ``shown`` before training on: creating layers is Python
+    work in the GUI thread, and sharing the GIL with training would double its pause.
+    """
+
+    result: IterationResult
+    masks: dict[str, np.ndarray]
+    shown: threading.Event
 
 
 def photo_stem(layer_name: str) -> str:
@@ -245,10 +264,20 @@ class AutoLabelWidget(Container):
         self.plot.show_metrics(store.metrics())
         self.shared.show_run(store.root)
 
+        run_layers = self.run_layers
+
         def job(cancel: CancelToken):
+            import pandas  # noqa: F401  napari's first Labels layer imports it (0.3 s): here, not in the GUI thread
+
             if not resume:
                 yield from _write_inputs(store, inputs, cancel)
-            yield from run_labelling(config, resume=resume, cancel=cancel)
+            for event in run_labelling(config, resume=resume, cancel=cancel):
+                if not isinstance(event, IterationResult):
+                    yield event
+                    continue
+                shown = threading.Event()
+                yield _ShownIteration(event, run_layers.masks_to_show(event.iteration, event.stems), shown)
+                _wait_until_shown(shown, cancel)
 
         self.task.start(job, on_result=self._on_result)
 
@@ -308,11 +337,14 @@ class AutoLabelWidget(Container):
             return ImageSet.from_arrays(arrays, names=stems)
         return ImageSet.from_folder(config.images)
 
-    def _on_result(self, result: object) -> None:
-        if isinstance(result, IterationResult) and self.run_layers is not None:
-            self.run_layers.add_iteration(result.iteration, result.stems)
-            self.plot.show_metrics(self.store.metrics())
-            self.shared.show_run(self.store.root)
+    def _on_result(self, shown: _ShownIteration) -> None:
+        try:
+            if self.run_layers is not None:
+                self.run_layers.add_iteration(shown.result.iteration, shown.masks)
+                self.plot.show_metrics(self.store.metrics())
+                self.shared.show_run(self.store.root)
+        finally:
+            QTimer.singleShot(0, shown.shown.set)  # after the plot's and the canvas's queued redraws
 
     def _on_status(self, status: str) -> None:
         self.status.value = status
@@ -373,6 +405,12 @@ _FORM_SETTINGS = (
     "seed_epochs",
     "device",
 )
+
+
+def _wait_until_shown(shown: threading.Event, cancel: CancelToken) -> None:
+    deadline = time.monotonic() + _GUI_HANDOFF_SECONDS
+    while not shown.wait(0.05) and not cancel.cancelled and time.monotonic() < deadline:
+        pass
 
 
 def _write_inputs(store: RunFolder, inputs: dict[str, dict[str, np.ndarray]], cancel: CancelToken):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Callable, Generator, Iterator
 
 import torch
@@ -55,7 +54,7 @@ def _drive(job: Job, cancel: CancelToken) -> Generator:
     except RuntimeError as error:
         raise JobFailed(str(error)) from error
     finally:
-        gc.collect()
+        # No gc.collect() here: a full collection of napari's heap holds the GIL for a third of a second.
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # hand the GPU memory of the finished run back to other programs
 

@@ -49,11 +49,19 @@ class RunLayers:
     def photo_name(self, stem: str) -> str:
         return self.photo_layers.get(stem, stem)
 
-    def add_iteration(self, iteration: int, stems: list[str]) -> None:
-        """Show a just-finished iteration: for every photo of a layer run, else for the photo on screen."""
-        shown = stems if self.photo_layers else [s for s in stems if s == self.current]
-        for stem in shown:
-            self._add_mask(stem, iteration)
+    def masks_to_show(self, iteration: int, stems: list[str]) -> dict[str, np.ndarray]:
+        """Read the masks :meth:`add_iteration` shows: every photo's for a layer run, else the photo on screen's.
+
+        Called in the worker thread, because decoding PNGs in the GUI thread, while
+        training holds the GIL, stalls the viewer for a quarter of a second.
+        """
+        shown = stems if self.photo_layers else [stem for stem in stems if stem == self.current]
+        return {stem: self.store.read_mask(iteration, stem) for stem in shown}
+
+    def add_iteration(self, iteration: int, masks: Mapping[str, np.ndarray]) -> None:
+        """Show a just-finished iteration's masks, as read by :meth:`masks_to_show`."""
+        for stem, mask in masks.items():
+            self._add_mask(stem, iteration, mask)
 
     def show(self, stem: str) -> None:
         """Make ``stem`` the photo on screen, with all its finished iterations; other photos are hidden."""
@@ -93,10 +101,11 @@ class RunLayers:
             for layer in self._layers.get(stem, [])
         )
 
-    def _add_mask(self, stem: str, iteration: int) -> None:
-        mask = self.store.read_mask(iteration, stem).astype(np.uint8)
+    def _add_mask(self, stem: str, iteration: int, mask: np.ndarray | None = None) -> None:
+        if mask is None:
+            mask = self.store.read_mask(iteration, stem)
         layer = self.viewer.add_labels(
-            mask,
+            mask.astype(np.uint8),
             name=iteration_layer_name(self.photo_name(stem), iteration),
             opacity=0.5,
             metadata={METADATA_KEY: {"stem": stem, "iteration": iteration, "run": str(self.store.root)}},
