@@ -237,3 +237,29 @@ def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napa
         DEMO_CONFIG.epochs,
     )
     assert dock.start_button.enabled
+
+
+def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari_viewer, tmp_path):
+    from napari_gfn.network import GFN, save_model
+
+    path = save_model(
+        GFN(pretrained=False),
+        tmp_path / "orchids.pt",
+        class_names=["background", "orchid"],
+        image_size=256,
+        source="orchid photos",
+        photos=40,
+    )
+    viewer = make_napari_viewer()
+    auto_label = _dock(viewer, "Auto-label")
+    source = _dock(viewer, "Source model")
+    source.open_model(path)
+    for line in (
+        "backbone: efficientnet_lite0",
+        "classes: background, orchid",
+        "training size: 256 px",
+        "source set: orchid photos (40 photos)",
+    ):
+        assert line in source.card.value
+    assert auto_label.seed.value == "transfer"
+    assert Path(auto_label.source_model.value) == path
