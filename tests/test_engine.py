@@ -237,3 +237,21 @@ def test_run_config_round_trips_through_json_and_rejects_nonsense():
         RunConfig.from_dict({"colour": "green"})
     with pytest.raises(ValueError, match="area_min < area_max"):
         RunConfig(area_min=0.9, area_max=0.1)
+
+
+def test_large_photos_are_sharpened_in_bands_with_the_same_mask(monkeypatch):
+    from napari_gfn.engine import predict
+    from napari_gfn.engine.working import resize_image
+
+    sample = make_sample_set("branch", 1, 240, simple_fraction=0.0, seed=5)
+    full, truth = sample.images[0], sample.masks[0]
+    small = resize_image(full, (60, 60))
+    probability = torch.nn.functional.interpolate(
+        torch.from_numpy(truth.astype(np.float32))[None, None], size=(60, 60), mode="area"
+    )[0, 0]
+    whole = predict.sharpen_to_full_resolution(probability, small, full, 2, 1e-3)
+    monkeypatch.setattr(predict, "_BAND_PIXELS", 240 * 7)  # bands of 7 rows, the last one shorter
+    banded = predict.sharpen_to_full_resolution(probability, small, full, 2, 1e-3)
+    assert whole.shape == truth.shape
+    np.testing.assert_array_equal(banded, whole)
+    assert np.mean(whole == truth) > 0.9  # and it is a mask of the branch, not an empty array

@@ -1,12 +1,13 @@
 """The guided filter against an explicit-weight float64 oracle (Eq. 2-3 of He et al.)."""
 
 import importlib
+import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from napari_gfn.network import GuidedFilter, boundary_map, guided_filter, guided_upsample
+from napari_gfn.network import GuidedFilter, boundary_map, guided_filter, guided_upsample, upsampling_coefficients
 
 
 def _windows(height, width, radius):
@@ -226,3 +227,17 @@ def test_chunked_gradients_match_and_pass_gradcheck(monkeypatch):
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b)
     assert torch.autograd.gradcheck(lambda g, p: guided_filter(g, p, 2, 1e-2), (guide, src))
+
+
+@pytest.mark.parametrize("guide_channels", [1, 3])
+def test_upsampling_in_bands_of_rows_joins_seamlessly(guide_channels):
+    """A tiled 24-megapixel photo relies on this: any bands of rows, stacked, give the whole-image output."""
+    generator = torch.Generator().manual_seed(guide_channels)
+    guide_low = torch.rand(1, guide_channels, 13, 17, generator=generator)
+    src_low = torch.rand(1, 2, 13, 17, generator=generator)
+    guide_full = torch.rand(1, guide_channels, 101, 67, generator=generator)
+    whole = guided_upsample(guide_low, src_low, guide_full, 2, 1e-2)
+    coefficients = upsampling_coefficients(guide_low, src_low, 2, 1e-2)
+    bounds = [0, 1, 9, 40, 41, 77, 101]
+    bands = [coefficients.apply(guide_full[..., a:b, :], 101, a) for a, b in itertools.pairwise(bounds)]
+    torch.testing.assert_close(torch.cat(bands, dim=-2), whole, atol=1e-6, rtol=0)

@@ -82,7 +82,7 @@ def _iteration_line(result) -> str:
 
 def _label(args: argparse.Namespace) -> int:
     from napari_gfn.config import RunConfig
-    from napari_gfn.engine import run_labelling
+    from napari_gfn.engine import distributed, run_labelling
 
     config = RunConfig(
         images=args.images,
@@ -108,6 +108,11 @@ def _label(args: argparse.Namespace) -> int:
         min_steps=args.min_steps,
         random_seed=args.random_seed,
     )
+    distributed.join_process_group(args.device)
+    if not distributed.is_main():  # under torchrun, rank 0 alone reports
+        for _ in run_labelling(config, resume=args.resume):
+            pass
+        return 0
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
     print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({len(results)} iteration(s) this run)")
     return 0

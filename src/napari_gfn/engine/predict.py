@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_gfn.network import guided_upsample
+from napari_gfn.network import upsampling_coefficients
 from napari_gfn.network.inference import inference_copy
 
 __all__ = ["MaskPredictor", "sharpen_to_full_resolution"]
@@ -17,18 +17,30 @@ def _as_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(image).to(device).permute(2, 0, 1)[None].float() / 255
 
 
+# Rows of the full-resolution photo sharpened at a time: the float guide and coefficients of one band
+# stay near 100 MB even for a 6000-pixel-wide photo, where a whole 24-megapixel photo would need >1 GB.
+_BAND_PIXELS = 4 * 1024 * 1024
+
+
 def sharpen_to_full_resolution(
     probability: torch.Tensor, small: np.ndarray, full: np.ndarray, radius: int, eps: float
 ) -> np.ndarray:
     """Object probability at working resolution (H x W) to a full-resolution boolean mask.
 
     The photo is the colour guide, so the mask's edges follow the photo's edges.
+    Large photos are processed in bands of rows, so memory stays bounded.
     """
     device = probability.device
     if small.shape[:2] == full.shape[:2]:
         return (probability >= 0.5).cpu().numpy()
-    sharp = guided_upsample(_as_tensor(small, device), probability[None, None], _as_tensor(full, device), radius, eps)
-    return (sharp[0, 0] >= 0.5).cpu().numpy()
+    coefficients = upsampling_coefficients(_as_tensor(small, device), probability[None, None], radius, eps)
+    height, width = full.shape[:2]
+    band_rows = max(1, _BAND_PIXELS // width)
+    mask = np.empty((height, width), dtype=bool)
+    for first in range(0, height, band_rows):
+        band = _as_tensor(full[first : first + band_rows], device)
+        mask[first : first + band_rows] = (coefficients.apply(band, height, first)[0, 0] >= 0.5).cpu().numpy()
+    return mask
 
 
 @dataclass

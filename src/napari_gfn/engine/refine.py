@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from napari_gfn.config import RunConfig
+from napari_gfn.engine import distributed
 from napari_gfn.engine.events import (
     CancelToken,
     IterationResult,
@@ -141,7 +142,7 @@ class _Run:
         predictor = MaskPredictor(model, self.device, self.config.upsample_radius, self.config.upsample_eps)
         phase = f"iter {iteration}: predict"
         new_masks = {}
-        stems = self.active
+        stems = distributed.shard(self.active)
         for index, stem in enumerate(stems):
             self.cancel.check()
             try:
@@ -157,11 +158,17 @@ class _Run:
             self.store.write_mask(iteration, stem, full_mask)
             new_masks[stem] = small_mask
             yield Progress(phase, index + 1, len(stems))
-        return new_masks
+        return self._gathered(new_masks)
+
+    def _gathered(self, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every rank's share of an iteration's working masks, in the photos' order."""
+        gathered = distributed.gather_masks(masks)
+        return {stem: gathered[stem] for stem in self.active if stem in gathered}
 
     def write_masks(self, iteration: int, small_masks: Mapping[str, np.ndarray]) -> Iterator[Event]:
         """Write seed masks given at working resolution, sharpened to full resolution on the photo."""
-        for index, stem in enumerate(list(small_masks)):
+        mine = distributed.shard(list(small_masks))
+        for index, stem in enumerate(mine):
             self.cancel.check()
             full = self.working.full(stem)
             probability = torch.from_numpy(small_masks[stem].astype(np.float32))
@@ -173,7 +180,8 @@ class _Run:
                 self.config.upsample_eps,
             )
             self.store.write_mask(iteration, stem, full_mask)
-            yield Progress(f"iter {iteration}: write", index + 1, len(small_masks))
+            yield Progress(f"iter {iteration}: write", index + 1, len(mine))
+        distributed.barrier()  # every mask is on disk before rank 0 scores them
 
     def finish(
         self, iteration: int, new_masks: dict[str, np.ndarray], model, started: float, trusted: int
@@ -187,18 +195,16 @@ class _Run:
             "change_iou": float(np.mean(changes)) if changes else None,
             "elapsed_s": round(time.perf_counter() - started, 3),
         }
-        metrics.update(self._truth_scores(iteration, new_masks) or {})
-        checkpoint = None
-        if model is not None:
-            checkpoint = save_model(
-                model,
-                self.store.model_path(iteration),
-                image_size=self.config.image_size,
-                iteration=iteration,
-            )
-        self.store.finish_iteration(metrics)
+        checkpoint = self.store.model_path(iteration) if model is not None else None
+        best = None
+        if distributed.is_main():
+            metrics.update(self._truth_scores(iteration, new_masks) or {})
+            if model is not None:
+                save_model(model, checkpoint, image_size=self.config.image_size, iteration=iteration)
+            self.store.finish_iteration(metrics)
+            best = self._mark_best()
+        distributed.barrier()  # the next iteration starts from rank 0's checkpoint
         self.masks = new_masks
-        best = self._mark_best()
         return IterationResult(
             iteration=iteration,
             mask_paths={stem: self.store.mask_path(iteration, stem) for stem in new_masks},
@@ -259,12 +265,15 @@ def _start_store(config: RunConfig, resume: bool) -> tuple[RunConfig, RunFolder]
     if not config.out:
         raise LabellingError("no run folder given (--out RUN)")
     store = RunFolder(config.out)
+    if distributed.is_main():
+        if resume:
+            store.discard_unfinished()
+        else:
+            store.create(config)
+    distributed.barrier()  # the other ranks start once run.json is written and leftovers are gone
     if resume:
         saved = store.read_config()
         config = saved.updated(iterations=max(saved.iterations, config.iterations))
-        store.discard_unfinished()
-    else:
-        store.create(config)
     return config, store
 
 

@@ -6,6 +6,7 @@ with pixels marked 255 ignored; random scale, crop and flip.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -13,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from napari_gfn.config import RunConfig
+from napari_gfn.engine import distributed
 from napari_gfn.engine.events import CancelToken, Progress
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN
@@ -111,8 +114,25 @@ def _parameter_groups(model: torch.nn.Module, settings: TrainingSettings) -> lis
     ]
 
 
+def _loader(dataset: Dataset, batch_size: int) -> DataLoader:
+    if distributed.world_size() == 1:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
+    # DistributedSampler pads every rank's share to the same length, so all ranks step in lockstep.
+    sampler = DistributedSampler(dataset, shuffle=True)
+    per_rank = max(1, min(batch_size // distributed.world_size(), len(sampler)))
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True)
+
+
+def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    if distributed.world_size() == 1:
+        return model
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
 def _batches_forever(loader: DataLoader) -> Iterator:
-    while True:
+    for epoch in itertools.count():
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)  # a new shuffle every pass, the same on every rank
         yield from loader
 
 
@@ -124,22 +144,28 @@ def train_model(
     cancel: CancelToken,
     phase: str,
 ) -> Iterator[Progress]:
-    """Train ``model`` in place; yields progress after every step and checks ``cancel`` before each."""
+    """Train ``model`` in place; yields progress after every step and checks ``cancel`` before each.
+
+    Under torchrun the model is wrapped in DistributedDataParallel and each rank
+    takes its share of every batch, so the global batch and the number of steps
+    stay those of a single process.
+    """
     batch_size = min(settings.batch_size, len(dataset))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True)
     steps = max(settings.epochs * math.ceil(len(dataset) / batch_size), settings.min_steps)
+    loader = _loader(dataset, batch_size)
     optimiser = torch.optim.SGD(
         _parameter_groups(model, settings), momentum=settings.momentum, weight_decay=settings.weight_decay
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: (1 - step / steps) ** 0.9)
     model.to(device).train()
+    network = _data_parallel(model, device)
     batches = _batches_forever(loader)
     yield Progress(phase, 0, steps)
     for step in range(steps):
         cancel.check()
         images, targets = next(batches)
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        loss = F.cross_entropy(model(images), targets, ignore_index=IGNORE)
+        loss = F.cross_entropy(network(images), targets, ignore_index=IGNORE)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -2,7 +2,14 @@
 
 from .backbones import BACKBONES, build_backbone, pretrained_efficientnet_lite0
 from .gfn import GFN, GFNConfig, boundary_map
-from .guided_filter import GuidedFilter, box_mean, guided_filter, guided_upsample
+from .guided_filter import (
+    GuidedFilter,
+    UpsamplingCoefficients,
+    box_mean,
+    guided_filter,
+    guided_upsample,
+    upsampling_coefficients,
+)
 from .model_file import ModelFileError, load_model, read_model_card, save_model
 
 __all__ = [
@@ -11,6 +18,7 @@ __all__ = [
     "GFNConfig",
     "GuidedFilter",
     "ModelFileError",
+    "UpsamplingCoefficients",
     "boundary_map",
     "box_mean",
     "build_backbone",
@@ -20,4 +28,5 @@ __all__ = [
     "pretrained_efficientnet_lite0",
     "read_model_card",
     "save_model",
+    "upsampling_coefficients",
 ]

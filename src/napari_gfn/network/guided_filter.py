@@ -9,12 +9,21 @@ for guides with a large offset.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["GuidedFilter", "box_mean", "guided_filter", "guided_upsample"]
+__all__ = [
+    "GuidedFilter",
+    "UpsamplingCoefficients",
+    "box_mean",
+    "guided_filter",
+    "guided_upsample",
+    "upsampling_coefficients",
+]
 
 
 _PREFIX_BLOCK = 32
@@ -153,39 +162,82 @@ def guided_upsample(guide_lowres: Tensor, src_lowres: Tensor, guide_fullres: Ten
     3x3 covariance), so a mask predicted at low resolution snaps to the
     edges of the full-resolution photo.
     """
-    _check_inputs(guide_lowres, src_lowres, radius, eps)
     if guide_fullres.dim() != 4 or guide_fullres.shape[:2] != guide_lowres.shape[:2]:
         raise ValueError(
             f"guide_fullres {tuple(guide_fullres.shape)} must match guide_lowres {tuple(guide_lowres.shape)} "
             "in batch and channels"
         )
-    dtype = _working_dtype(guide_lowres, src_lowres, guide_fullres)
+    coefficients = upsampling_coefficients(guide_lowres, src_lowres, radius, eps)
+    return coefficients.apply(guide_fullres)
+
+
+@dataclass(frozen=True)
+class UpsamplingCoefficients:
+    """Low-resolution linear coefficients of guided upsampling: output = sum_k A_k I_k + b.
+
+    :meth:`apply` works on any band of rows of the full-resolution guide, so a
+    24-megapixel photo can be processed in tiles of bounded memory; the bands
+    join seamlessly because the coefficients are upsampled exactly as a whole.
+    """
+
+    slope: Tensor  # B x C x K x h x w
+    offset: Tensor  # B x C x h x w
+
+    def apply(self, guide_rows: Tensor, full_height: int | None = None, first_row: int = 0) -> Tensor:
+        """Output rows ``first_row ...`` for ``guide_rows`` (B x K x rows x W), a band of a ``full_height`` guide."""
+        full_height = guide_rows.shape[-2] if full_height is None else full_height
+        rows = range(first_row, first_row + guide_rows.shape[-2])
+        with torch.autocast(device_type=self.offset.device.type, enabled=False):
+            guide_rows = guide_rows.to(self.offset.dtype)
+            slope = _bilinear_rows(self.slope.flatten(1, 2), full_height, rows, guide_rows.shape[-1])
+            offset = _bilinear_rows(self.offset, full_height, rows, guide_rows.shape[-1])
+            if self.slope.shape[2] == 1:
+                return torch.addcmul(offset, slope, guide_rows)
+            slope = slope.unflatten(1, self.slope.shape[1:3])
+            return (slope * guide_rows[:, None]).sum(dim=2) + offset
+
+
+def upsampling_coefficients(
+    guide_lowres: Tensor, src_lowres: Tensor, radius: int, eps: float
+) -> UpsamplingCoefficients:
+    """The coefficients that :func:`guided_upsample` applies to the full-resolution guide."""
+    _check_inputs(guide_lowres, src_lowres, radius, eps)
+    dtype = _working_dtype(guide_lowres, src_lowres)
     with torch.autocast(device_type=src_lowres.device.type, enabled=False):
         guide_offset = guide_lowres.to(dtype).mean(dim=(-2, -1), keepdim=True)
         src_offset = src_lowres.to(dtype).mean(dim=(-2, -1), keepdim=True)
         guide_lowres = guide_lowres.to(dtype) - guide_offset
         src_lowres = src_lowres.to(dtype) - src_offset
-        size = guide_fullres.shape[-2:]
-        guide_fullres = guide_fullres.to(dtype)
         if guide_lowres.shape[1] == 1:
             # One guide channel: the joint solve is a division, so skip the per-pixel linear systems.
             slope, offset = _per_channel_coefficients(guide_lowres, src_lowres, radius, eps)
             mean_slope, mean_offset = box_mean(torch.cat([slope, offset], dim=1), radius).chunk(2, dim=1)
-            # Undo the centring at low resolution (upsampling is linear): full-size work is one multiply-add.
-            mean_offset = mean_offset + src_offset - mean_slope * guide_offset
-            full_slope, full_offset = _upsample(torch.cat([mean_slope, mean_offset], dim=1), size).chunk(2, dim=1)
-            return torch.addcmul(full_offset, full_slope, guide_fullres)
-        slope, offset = _joint_coefficients(guide_lowres, src_lowres, radius, eps)
-        mean_slope = box_mean(slope.flatten(1, 2), radius).unflatten(1, slope.shape[1:3])
-        mean_offset = box_mean(offset, radius) + src_offset - (mean_slope * guide_offset[:, None]).sum(dim=2)
-        mean_slope = _upsample(mean_slope.flatten(1, 2), size).unflatten(1, slope.shape[1:3])
-        return (mean_slope * guide_fullres[:, None]).sum(dim=2) + _upsample(mean_offset, size)
+            mean_slope = mean_slope[:, :, None]
+        else:
+            slope, offset = _joint_coefficients(guide_lowres, src_lowres, radius, eps)
+            mean_slope = box_mean(slope.flatten(1, 2), radius).unflatten(1, slope.shape[1:3])
+            mean_offset = box_mean(offset, radius)
+        # Undo the centring at low resolution (upsampling is linear): full-size work is one multiply-add.
+        mean_offset = mean_offset + src_offset - (mean_slope * guide_offset[:, None]).sum(dim=2)
+    return UpsamplingCoefficients(mean_slope, mean_offset)
 
 
-def _upsample(x: Tensor, size) -> Tensor:
-    if x.shape[-2:] == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def _bilinear_rows(x: Tensor, full_height: int, rows: range, full_width: int) -> Tensor:
+    """Rows ``rows`` of ``F.interpolate(x, (full_height, full_width), mode="bilinear")``, computed alone."""
+    height = x.shape[-2]
+    if height == full_height:
+        band = x[..., rows.start : rows.stop, :]
+    else:
+        # F.interpolate's sampling (align_corners=False): source = (row + 0.5) * scale - 0.5, clamped at 0.
+        position = (torch.arange(rows.start, rows.stop, device=x.device, dtype=x.dtype) + 0.5) * (height / full_height)
+        position = (position - 0.5).clamp(min=0)
+        above = position.floor().long().clamp(max=height - 1)
+        below = (above + 1).clamp(max=height - 1)
+        weight = (position - above).view(-1, 1)
+        band = torch.lerp(x[..., above, :], x[..., below, :], weight)
+    if band.shape[-1] == full_width:
+        return band
+    return F.interpolate(band, size=(band.shape[-2], full_width), mode="bilinear", align_corners=False)
 
 
 class GuidedFilter(nn.Module):
