@@ -255,3 +255,41 @@ def test_large_photos_are_sharpened_in_bands_with_the_same_mask(monkeypatch):
     assert whole.shape == truth.shape
     np.testing.assert_array_equal(banded, whole)
     assert np.mean(whole == truth) > 0.9  # and it is a mask of the branch, not an empty array
+
+
+def test_bf16_autocast_paths_run_on_the_cpu_and_keep_the_guided_filter_in_float32():
+    """The GPU's mixed-precision code, exercised on the CPU (autocast with bf16)."""
+    from napari_gfn.engine.predict import MaskPredictor
+    from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
+    from napari_gfn.engine.working import WorkingImages
+    from napari_gfn.network import GFN
+
+    torch.manual_seed(0)
+    sample = make_sample_set("flower", 4, 64, simple_fraction=1.0, seed=3)
+    images = ImageSet.from_arrays(sample.images, names=[f"f{i}" for i in range(4)])
+    working = WorkingImages(images, 64)
+    targets = {f"f{i}": mask.astype(np.uint8) for i, mask in enumerate(sample.masks)}
+    model = GFN(pretrained=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.eval()(torch.rand(1, 3, 64, 64)).dtype == torch.float32  # the GF ends in float32
+    before = [p.detach().clone() for p in model.parameters()]
+    settings = TrainingSettings(epochs=1, min_steps=3, batch_size=2, crop_size=64, autocast_dtype=torch.bfloat16)
+    dataset = PseudoLabelDataset(working, targets, 64)
+    steps = list(train_model(model, dataset, settings, torch.device("cpu"), CancelToken(), "bf16"))
+    assert steps[-1].done == 3
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+    small = working.get("f0")
+    plain = MaskPredictor(model, torch.device("cpu"), 4, 1e-3).probability(small)
+    mixed = MaskPredictor(model, torch.device("cpu"), 4, 1e-3, autocast_dtype=torch.bfloat16).probability(small)
+    assert mixed.dtype == torch.float32
+    assert float((plain - mixed).abs().max()) < 0.1  # bf16 keeps ~3 significant digits
+
+
+def test_the_batch_shrinks_only_when_memory_cannot_hold_it():
+    from napari_gfn.engine.training import batch_size_that_fits
+
+    assert batch_size_that_fits(8, bytes_per_sample=1e8, free_bytes=1e10) == 8
+    assert batch_size_that_fits(8, bytes_per_sample=1e9, free_bytes=4e9) == 3  # 80% of 4 GB holds 3.2
+    assert batch_size_that_fits(8, bytes_per_sample=1e10, free_bytes=1e9) == 1

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_gfn.engine.training import mixed_precision
 from napari_gfn.network import upsampling_coefficients
 from napari_gfn.network.inference import inference_copy
 
@@ -51,16 +52,20 @@ class MaskPredictor:
     device: torch.device
     upsample_radius: int
     upsample_eps: float
+    autocast_dtype: torch.dtype | None = None  # None: mixed_precision(device)
 
     def __post_init__(self) -> None:
         self.model = inference_copy(self.model).to(self.device)
+        self.autocast_dtype = self.autocast_dtype or mixed_precision(self.device)
 
     @torch.inference_mode()
     def probability(self, small: np.ndarray) -> torch.Tensor:
         """Object probability (H x W tensor) for a working-resolution photo, averaged with its mirror image."""
         batch = _as_tensor(small, self.device)
         batch = torch.cat([batch, batch.flip(-1)]).contiguous(memory_format=torch.channels_last)
-        probabilities = self.model(batch).softmax(1)[:, 1]
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            logits = self.model(batch)
+        probabilities = logits.float().softmax(1)[:, 1]
         return (probabilities[0] + probabilities[1].flip(-1)) / 2
 
     @torch.inference_mode()
