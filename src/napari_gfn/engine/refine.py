@@ -161,9 +161,16 @@ class _Run:
         return self._gathered(new_masks)
 
     def _gathered(self, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Every rank's share of an iteration's working masks, in the photos' order."""
+        """Every rank's share of an iteration's working masks, in the photos' order.
+
+        A photo another rank could not read is marked failed here too, so every rank
+        shards the same list of photos in the next iteration.
+        """
         gathered = distributed.gather_masks(masks)
-        return {stem: gathered[stem] for stem in self.active if stem in gathered}
+        for stem in self.active:
+            if stem not in gathered:
+                self.working.failed[stem] = ImageReadError(stem, "could not be read by another process")
+        return {stem: gathered[stem] for stem in self.active}
 
     def write_masks(self, iteration: int, small_masks: Mapping[str, np.ndarray]) -> Iterator[Event]:
         """Write seed masks given at working resolution, sharpened to full resolution on the photo."""

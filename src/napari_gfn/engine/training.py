@@ -182,7 +182,7 @@ def train_model(
     model: torch.nn.Module,
     dataset: PseudoLabelDataset,
     settings: TrainingSettings,
-    device: torch.device,
+    device: torch.device | str,
     cancel: CancelToken,
     phase: str,
 ) -> Iterator[Progress]:
@@ -192,6 +192,7 @@ def train_model(
     takes its share of every batch, so the global batch and the number of steps
     stay those of a single process.
     """
+    device = torch.device(device)
     model.to(device).train()
     batch_size = min(settings.batch_size, len(dataset))
     if device.type == "cuda":
@@ -242,5 +243,6 @@ def train_on_targets(
     cancel: CancelToken,
 ) -> Iterator[Progress]:
     """Train ``model`` on working-resolution ``targets`` (0, 1, 255 = ignore) with the run's recipe."""
-    dataset = PseudoLabelDataset(working, targets, config.image_size, seed=config.random_seed)
+    # Each rank draws its own augmentations: the same seed everywhere would repeat them across ranks.
+    dataset = PseudoLabelDataset(working, targets, config.image_size, seed=config.random_seed + distributed.rank())
     yield from train_model(model, dataset, TrainingSettings.from_config(config, epochs), device, cancel, phase)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from napari_gfn.engine import distributed
 from napari_gfn.engine.events import LabellingError, Notice, Progress
 from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError
 from napari_gfn.engine.refine import SeedContext, SeedOutput
@@ -220,7 +221,9 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
     usable = set(readable)
     class_of = {stem: index for stem, index in class_of.items() if stem in usable}
     model = CamClassifier(config.backbone, len(classes), config.pretrained).to(context.device)
-    dataset = _ClassLabelDataset(context.working, class_of, config.image_size, seed=config.random_seed)
+    dataset = _ClassLabelDataset(
+        context.working, class_of, config.image_size, seed=config.random_seed + distributed.rank()
+    )
     settings = TrainingSettings.from_config(config, config.seed_epochs)
     yield from train_model(model, dataset, settings, context.device, context.cancel, "seed: train classifier")
     masks = {}
