@@ -275,16 +275,20 @@ def two_kinds(tmp_path_factory):
 
 @pytest.mark.slow
 def test_cam_seed_is_clearly_positive_and_feeds_refinement(two_kinds, tmp_path):
-    """End to end from image-level labels. Refinement must keep the seed's quality; on 16 synthetic photos it
-    does not reliably improve on it (on flowers17 it does: see benchmarks/quality.py), so that is not asserted."""
+    """End to end from image-level labels: a clearly positive seed, which refinement then improves.
+
+    At CAM threshold 0.5 the seed scored 0.23-0.25 and the second iteration 0.26-0.31 in three runs; at 0.7 the
+    seed is better (0.34) but its errors are systematic and refinement keeps them.
+    """
     config = RunConfig(
         images=str(two_kinds / "images"),
         out=str(tmp_path / "run"),
         seed="cam",
         labels=str(two_kinds / "labels.csv"),
-        cam_threshold=0.7,
+        cam_threshold=0.5,
         cam_refiner="guided",  # the same path with or without the crf extra; the CRF has its own test above
-        iterations=1,
+        gt=str(two_kinds / "masks"),  # scores only; it also turns off the early stop on converged masks
+        iterations=2,
         image_size=192,
         seed_epochs=8,
         min_steps=100,
@@ -294,11 +298,11 @@ def test_cam_seed_is_clearly_positive_and_feeds_refinement(two_kinds, tmp_path):
     from napari_gfn.engine import run_labelling
 
     results = [event for event in run_labelling(config) if isinstance(event, IterationResult)]
-    assert [result.iteration for result in results] == [0, 1]
+    assert [result.iteration for result in results] == [0, 1, 2]
     store = RunFolder(tmp_path / "run")
-    seed, refined = mean_fg_iou(store, 0, two_kinds), mean_fg_iou(store, 1, two_kinds)
-    assert seed > 0.25, seed
-    assert refined > seed - 0.05, (seed, refined)
+    seed, last = mean_fg_iou(store, 0, two_kinds), mean_fg_iou(store, 2, two_kinds)
+    assert seed > 0.2, seed
+    assert last > seed, (seed, last)
 
 
 def test_training_a_source_model_reports_progress_and_can_be_cancelled(tmp_path):
