@@ -112,8 +112,10 @@ def _label(args: argparse.Namespace) -> int:
     if not distributed.is_main():  # under torchrun, rank 0 alone reports
         for _ in run_labelling(config, resume=args.resume):
             pass
+        distributed.leave_process_group()
         return 0
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
+    distributed.leave_process_group()
     print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({len(results)} iteration(s) this run)")
     return 0
 

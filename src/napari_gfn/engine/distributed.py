@@ -16,7 +16,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-__all__ = ["barrier", "gather_masks", "is_main", "join_process_group", "rank", "shard", "world_size"]
+__all__ = [
+    "barrier",
+    "gather_masks",
+    "is_main",
+    "join_process_group",
+    "leave_process_group",
+    "rank",
+    "shard",
+    "world_size",
+]
 
 T = TypeVar("T")
 
@@ -29,6 +38,14 @@ def join_process_group(device_name: str) -> None:
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))  # "cuda" then means this rank's GPU
     dist.init_process_group("nccl" if use_cuda else "gloo")
+
+
+def leave_process_group() -> None:
+    """Wait for every rank, then shut the group down: a rank that exits with gloo's threads still
+    running aborts ("terminate called without an active exception") and torchrun fails the job."""
+    if _active():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _active() -> bool:
