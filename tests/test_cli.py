@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -90,6 +91,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     finished = store.finished_iterations()
     assert finished[:2] == [0, 1]
     kept = {p: p.read_bytes() for k in finished for p in (out / f"iter_{k:02d}" / "masks").glob("*.png")}
+    shutil.rmtree(out / "cache")  # documented as safe to delete: resume rebuilds it from the run folder
 
     resumed = subprocess.run(
         _label_command(tiny_folder / "images", out, "--iterations", "3", "--resume"),  # settings come from run.json

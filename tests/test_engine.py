@@ -1,5 +1,6 @@
 """The labelling engine end to end: seeding, refinement, the run folder, cancelling and bad input."""
 
+import itertools
 import json
 import shutil
 
@@ -17,7 +18,7 @@ from napari_gfn.engine import (
     Notice,
     run_labelling,
     score_mask,
-    trusted_masks,
+    trusted_stems,
 )
 from napari_gfn.engine.images import to_rgb8
 from napari_gfn.sample_data import make_sample_set
@@ -40,9 +41,9 @@ def test_area_filter_keeps_and_drops_the_right_images():
         mask.flat[: round(fraction * 100)] = True
         return mask
 
-    masks = {f"c{int(f * 100):02d}": covering(f) for f in (0.0, 0.05, 0.09, 0.1, 0.5, 0.9, 0.91, 1.0)}
-    assert sorted(trusted_masks(masks, 0.1, 0.9)) == ["c10", "c50", "c90"]
-    assert sorted(trusted_masks(masks, 0.0, 1.0)) == sorted(masks)
+    areas = {f"c{int(f * 100):02d}": float(np.mean(covering(f))) for f in (0.0, 0.05, 0.09, 0.1, 0.5, 0.9, 0.91, 1.0)}
+    assert sorted(trusted_stems(areas, 0.1, 0.9)) == ["c10", "c50", "c90"]
+    assert sorted(trusted_stems(areas, 0.0, 1.0)) == sorted(areas)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,27 @@ def test_run_folder_layout_and_metrics(branch_run, branch_folder):
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.slow
+def test_masks_between_iterations_live_on_disk_not_in_memory(branch_run, branch_folder):
+    out, results, _ = branch_run
+    store = RunFolder(out)
+    stems = sorted(p.stem for p in (branch_folder / "images").glob("*.png"))
+    # Only the last iteration's working masks stay cached: the next round trains on them.
+    assert sorted(p.name for p in (out / "cache" / "masks").iterdir()) == ["iter_02"]
+    # The photos are 160 px, the working size: the cached masks equal the run folder's.
+    for stem in stems:
+        cached = iio.imread(out / "cache" / "masks" / "iter_02" / f"{stem}.png") > 127
+        np.testing.assert_array_equal(cached, store.read_mask(2, stem))
+    # The change between iterations was computed from those files; recompute it from the run folder.
+    for iteration in (1, 2):
+        changes = []
+        for stem in stems:
+            new, old = store.read_mask(iteration, stem), store.read_mask(iteration - 1, stem)
+            union = np.logical_or(new, old).sum()
+            changes.append(np.logical_and(new, old).sum() / union if union else 1.0)
+        assert results[iteration].metrics["change_iou"] == pytest.approx(np.mean(changes))
+
+
 def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path):
     sample = make_sample_set("flower", 6, 64, simple_fraction=0.5, seed=1)
     folder = tmp_path / "photos"
@@ -145,7 +167,8 @@ def test_conversions_to_rgb8():
         to_rgb8(np.zeros((2, 2, 2, 2)))
 
 
-def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, workers):
     folder = tmp_path / "photos"
     shutil.copytree(tiny_folder / "images", folder)
     good = (folder / "flower_000.png").read_bytes()
@@ -155,7 +178,7 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path):
     shutil.copytree(tiny_folder / "masks", gt)
     iio.imwrite(gt / "flower_001.png", np.zeros((10, 12), np.uint8))
     (gt / "flower_002.png").unlink()
-    config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), gt=str(gt), iterations=1)
+    config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), gt=str(gt), iterations=1, workers=workers)
     results, notices = run_to_end(config)
     text = "\n".join(notices)
     assert "notes.txt: not an image file" in text
@@ -293,3 +316,17 @@ def test_the_batch_shrinks_only_when_memory_cannot_hold_it():
     assert batch_size_that_fits(8, bytes_per_sample=1e8, free_bytes=1e10) == 8
     assert batch_size_that_fits(8, bytes_per_sample=1e9, free_bytes=4e9) == 3  # 80% of 4 GB holds 3.2
     assert batch_size_that_fits(8, bytes_per_sample=1e10, free_bytes=1e9) == 1
+
+
+def test_loader_workers_draw_their_own_augmentations():
+    from napari_gfn.engine.training import PseudoLabelDataset, _loader
+    from napari_gfn.engine.working import WorkingImages
+
+    photo = make_sample_set("flower", 1, 64, seed=1).images[0]
+    stems = [f"same_{index}" for index in range(8)]
+    working = WorkingImages(ImageSet.from_arrays([photo] * 8, stems), 64)
+    dataset = PseudoLabelDataset(working, {stem: np.zeros((64, 64), np.uint8) for stem in stems}, crop_size=48)
+    loader = _loader(dataset, batch_size=1, device=torch.device("cpu"), workers=2)
+    # Batches alternate between the two workers; both start from the same photo and the same generator state.
+    first_of_worker_0, first_of_worker_1 = (images for images, _ in itertools.islice(loader, 2))
+    assert not torch.equal(first_of_worker_0, first_of_worker_1)

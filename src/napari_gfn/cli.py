@@ -107,6 +107,7 @@ def _label(args: argparse.Namespace) -> int:
         seed_epochs=args.seed_epochs,
         min_steps=args.min_steps,
         random_seed=args.random_seed,
+        workers=args.workers,
     )
     distributed.join_process_group(args.device)
     if not distributed.is_main():  # under torchrun, rank 0 alone reports
@@ -226,6 +227,12 @@ def _add_label_parser(commands) -> None:
     label.add_argument("--seed-epochs", type=int, default=defaults.seed_epochs)
     label.add_argument("--min-steps", type=int, default=defaults.min_steps, help="fewest training steps per round")
     label.add_argument("--random-seed", type=int, default=defaults.random_seed)
+    label.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="processes that read photos ahead of the network (default: %(default)s, the main process)",
+    )
     label.add_argument(
         "--resume", action="store_true", help="continue the run in --out after its last finished iteration"
     )

@@ -53,6 +53,8 @@ class RunConfig:
     gt: str | None = None
     ignore: str | None = None
     random_seed: int = 0
+    # Processes that decode photos ahead of the network (0: the run's own process, as in the napari GUI).
+    workers: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -66,6 +68,8 @@ class RunConfig:
             problems.append(f"cam_refiner must be one of {', '.join(CAM_REFINERS)}, not {self.cam_refiner!r}")
         if self.iterations < 0:
             problems.append(f"iterations must be >= 0, got {self.iterations}")
+        if self.workers < 0:
+            problems.append(f"workers must be >= 0, got {self.workers}")
         if self.image_size < 32:
             problems.append(f"image_size must be at least 32, got {self.image_size}")
         from napari_gfn.network.backbones import BACKBONES

@@ -3,7 +3,7 @@
 from .events import CancelToken, IterationResult, LabellingError, Notice, Progress, RunCancelled
 from .images import ImageReadError, ImageRecord, ImageSet
 from .metrics import GroundTruth, evaluate_run, score_mask
-from .refine import resolve_device, run_labelling, trusted_masks
+from .refine import resolve_device, run_labelling, trusted_stems
 
 __all__ = [
     "CancelToken",
@@ -20,5 +20,5 @@ __all__ = [
     "resolve_device",
     "run_labelling",
     "score_mask",
-    "trusted_masks",
+    "trusted_stems",
 ]

@@ -12,13 +12,12 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 __all__ = [
     "barrier",
-    "gather_masks",
+    "gather_dicts",
     "is_main",
     "join_process_group",
     "leave_process_group",
@@ -75,15 +74,10 @@ def shard(items: Sequence[T]) -> list[T]:
     return list(items[rank() :: world_size()])
 
 
-def gather_masks(masks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every rank's boolean masks, on every rank (bit-packed for the transfer)."""
+def gather_dicts(shares: Mapping[str, T]) -> dict[str, T]:
+    """The union of every rank's dictionary, on every rank (each key comes from one rank)."""
     if not _active():
-        return dict(masks)
-    packed = {stem: (mask.shape, np.packbits(mask)) for stem, mask in masks.items()}
-    shares: list[dict] = [{} for _ in range(world_size())]
-    dist.all_gather_object(shares, packed)
-    gathered = {}
-    for share in shares:
-        for stem, (shape, bits) in share.items():
-            gathered[stem] = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
-    return gathered
+        return dict(shares)
+    everyone: list[dict] = [{} for _ in range(world_size())]
+    dist.all_gather_object(everyone, dict(shares))
+    return {key: value for share in everyone for key, value in share.items()}

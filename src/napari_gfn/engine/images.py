@@ -36,6 +36,10 @@ class ImageReadError(ValueError):
         self.source = source
         self.problem = problem
 
+    def __reduce__(self):
+        # Pickled when a DataLoader worker process hands a read failure back to the run.
+        return type(self), (self.source, self.problem)
+
 
 def _rescale_to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:

@@ -9,7 +9,8 @@ in a worker thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections import ChainMap
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,11 +30,11 @@ from napari_gfn.engine.images import ImageReadError, ImageSet, read_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores
 from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
 from napari_gfn.engine.training import new_model, train_on_targets
-from napari_gfn.engine.working import WorkingImages, resize_mask, working_shape
+from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
 from napari_gfn.store import RunFolder
 
-__all__ = ["Event", "SeedContext", "SeedOutput", "resolve_device", "run_labelling", "trusted_masks"]
+__all__ = ["Event", "SeedContext", "SeedOutput", "resolve_device", "run_labelling", "trusted_stems"]
 
 Event = Progress | Notice | IterationResult
 
@@ -47,9 +48,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def trusted_masks(masks: Mapping[str, np.ndarray], area_min: float, area_max: float) -> dict[str, np.ndarray]:
-    """The masks whose object covers between ``area_min`` and ``area_max`` of the photo (inclusive)."""
-    return {stem: mask for stem, mask in masks.items() if area_min <= float(np.mean(mask)) <= area_max}
+def trusted_stems(areas: Mapping[str, float], area_min: float, area_max: float) -> list[str]:
+    """The photos whose mask's object covers between ``area_min`` and ``area_max`` of the photo (inclusive)."""
+    return [stem for stem, area in areas.items() if area_min <= area <= area_max]
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,20 @@ def _seed_methods() -> dict[str, SeedMethod]:
     return {"otsu": otsu_seed, "transfer": transfer_seed, "cam": cam_seed}
 
 
+@dataclass(frozen=True)
+class _MaskStats:
+    """What an iteration keeps in memory about one photo's mask; the mask itself stays on disk."""
+
+    area: float
+    change_iou: float | None  # IoU with the previous iteration's mask, when there is one
+
+
 class _Run:
-    """The state of one run between iterations: photos still usable and their latest masks."""
+    """The state of one run between iterations: photos still usable and their latest masks' areas.
+
+    Masks go to disk as they are made (full resolution in the run folder,
+    working resolution in its cache), so memory does not grow with the set.
+    """
 
     def __init__(self, config: RunConfig, store: RunFolder, images: ImageSet, cancel: CancelToken) -> None:
         self.config = config
@@ -106,8 +119,10 @@ class _Run:
         self.cancel = cancel
         self.device = resolve_device(config.device)
         self.working = WorkingImages(images, config.image_size, store.cache_dir / "images")
+        self.working_masks = WorkingMasks(store.cache_dir / "masks")
         self.truth = GroundTruth(config.gt, config.ignore) if config.gt else None
-        self.masks: dict[str, np.ndarray] = {}
+        self.latest: int | None = None  # the last finished iteration
+        self.areas: dict[str, float] = {}  # of the latest iteration's masks
         self.notices: list[Notice] = []
         self.truth_checked = False
 
@@ -118,6 +133,10 @@ class _Run:
 
     def context(self) -> SeedContext:
         return SeedContext(self.config, self.working, self.device, self.cancel, self.store)
+
+    def latest_masks(self, stems: Sequence[str]) -> Mapping[str, np.ndarray]:
+        """The latest iteration's working masks of ``stems``, read from disk on access."""
+        return self.working_masks.of_iteration(self.latest, stems)
 
     def load_fixed(self) -> dict[str, np.ndarray]:
         """The user's trusted corrections at full resolution, re-read each iteration so one made mid-run counts."""
@@ -131,73 +150,85 @@ class _Run:
                 self.notices.append(Notice(f"corrected mask not used: {error}"))
         return fixed
 
+    def _keep(self, iteration: int, stem: str, full_mask: np.ndarray, small_mask: np.ndarray) -> _MaskStats:
+        self.store.write_mask(iteration, stem, full_mask)
+        self.working_masks.write(iteration, stem, small_mask)
+        change = None
+        if self.latest is not None and stem in self.areas:
+            change = iou(small_mask, self.working_masks.read(self.latest, stem))
+        return _MaskStats(float(np.mean(small_mask)), change)
+
     def predict_iteration(
         self, iteration: int, model: torch.nn.Module, fixed: Mapping[str, np.ndarray] | None = None
-    ) -> Iterator[Event]:
-        """Predict, sharpen and write every photo's mask; photos that fail to load are named and dropped.
+    ) -> Generator[Event, None, dict[str, _MaskStats]]:
+        """Predict, sharpen and write every photo's mask.
 
         A photo with a trusted correction in ``fixed`` gets that mask, never a prediction.
         """
         fixed = fixed or {}
         predictor = MaskPredictor(model, self.device, self.config.upsample_radius, self.config.upsample_eps)
-        phase = f"iter {iteration}: predict"
-        new_masks = {}
-        stems = distributed.shard(self.active)
-        for index, stem in enumerate(stems):
-            self.cancel.check()
-            try:
-                full = self.working.full(stem)
-            except ImageReadError as error:
-                yield Notice(f"skipped {error}")
-                continue
+
+        def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if stem in fixed:
-                full_mask = fixed[stem]
-                small_mask = resize_mask(full_mask, working_shape(full_mask.shape, self.config.image_size))
-            else:
-                full_mask, small_mask = predictor.predict(self.working.get(stem, full), full)
-            self.store.write_mask(iteration, stem, full_mask)
-            new_masks[stem] = small_mask
-            yield Progress(phase, index + 1, len(stems))
-        return self._gathered(new_masks)
+                return fixed[stem], resize_mask(fixed[stem], small.shape[:2])
+            return predictor.predict(small, full)
 
-    def _gathered(self, masks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Every rank's share of an iteration's working masks, in the photos' order.
+        return (yield from self._write_iteration(iteration, self.active, f"iter {iteration}: predict", masks_for))
 
-        A photo another rank could not read is marked failed here too, so every rank
-        shards the same list of photos in the next iteration.
+    def write_masks(
+        self, iteration: int, small_masks: Mapping[str, np.ndarray]
+    ) -> Generator[Event, None, dict[str, _MaskStats]]:
+        """Write seed masks given at working resolution, sharpened to full resolution on the photo."""
+
+        def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            probability = torch.from_numpy(small_masks[stem].astype(np.float32))
+            sharp = sharpen_to_full_resolution(
+                probability, small, full, self.config.upsample_radius, self.config.upsample_eps
+            )
+            return sharp, small_masks[stem]
+
+        stems = [stem for stem in self.active if stem in small_masks]
+        return (yield from self._write_iteration(iteration, stems, f"iter {iteration}: write", masks_for))
+
+    def _write_iteration(
+        self,
+        iteration: int,
+        stems: Sequence[str],
+        phase: str,
+        masks_for: Callable[[str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    ) -> Generator[Event, None, dict[str, _MaskStats]]:
+        """Write this rank's share of ``stems``; photos that fail to load are named and dropped."""
+        stats = {}
+        mine = distributed.shard(stems)
+        for index, (stem, photo) in enumerate(read_photos(self.working, mine, self.config.workers)):
+            self.cancel.check()
+            if isinstance(photo, ImageReadError):
+                yield Notice(f"skipped {photo}")
+                continue
+            full_mask, small_mask = masks_for(stem, *photo)
+            stats[stem] = self._keep(iteration, stem, full_mask, small_mask)
+            yield Progress(phase, index + 1, len(mine))
+        return self._gathered(stats)  # also a barrier: every mask is on disk before rank 0 scores them
+
+    def _gathered(self, stats: dict[str, _MaskStats]) -> dict[str, _MaskStats]:
+        """Every rank's share of an iteration's mask statistics, in the photos' order.
+
+        A photo another rank could not read (or that has no mask) is marked failed
+        here too, so every rank shards the same list of photos in the next iteration.
         """
-        gathered = distributed.gather_masks(masks)
+        gathered = distributed.gather_dicts(stats)
         for stem in self.active:
             if stem not in gathered:
-                self.working.failed[stem] = ImageReadError(stem, "could not be read by another process")
+                self.working.failed[stem] = ImageReadError(stem, "has no mask: another process could not read it")
         return {stem: gathered[stem] for stem in self.active}
 
-    def write_masks(self, iteration: int, small_masks: Mapping[str, np.ndarray]) -> Iterator[Event]:
-        """Write seed masks given at working resolution, sharpened to full resolution on the photo."""
-        mine = distributed.shard(list(small_masks))
-        for index, stem in enumerate(mine):
-            self.cancel.check()
-            full = self.working.full(stem)
-            probability = torch.from_numpy(small_masks[stem].astype(np.float32))
-            full_mask = sharpen_to_full_resolution(
-                probability,
-                self.working.get(stem, full),
-                full,
-                self.config.upsample_radius,
-                self.config.upsample_eps,
-            )
-            self.store.write_mask(iteration, stem, full_mask)
-            yield Progress(f"iter {iteration}: write", index + 1, len(mine))
-        distributed.barrier()  # every mask is on disk before rank 0 scores them
-
     def finish(
-        self, iteration: int, new_masks: dict[str, np.ndarray], model, started: float, trusted: int
+        self, iteration: int, stats: dict[str, _MaskStats], model, started: float, trusted: int
     ) -> IterationResult:
-        previous = self.masks
-        changes = [iou(new_masks[s], previous[s]) for s in new_masks if s in previous]
+        changes = [entry.change_iou for entry in stats.values() if entry.change_iou is not None]
         metrics = {
             "iteration": iteration,
-            "images": len(new_masks),
+            "images": len(stats),
             "trusted": trusted,
             "change_iou": float(np.mean(changes)) if changes else None,
             "elapsed_s": round(time.perf_counter() - started, 3),
@@ -205,28 +236,31 @@ class _Run:
         checkpoint = self.store.model_path(iteration) if model is not None else None
         best = None
         if distributed.is_main():
-            metrics.update(self._truth_scores(iteration, new_masks) or {})
+            metrics.update(self._truth_scores(iteration, stats) or {})
             if model is not None:
                 save_model(model, checkpoint, image_size=self.config.image_size, iteration=iteration)
             self.store.finish_iteration(metrics)
             best = self._mark_best()
+            if self.latest is not None:  # only the latest iteration's working masks are read again
+                self.working_masks.discard(self.latest)
         distributed.barrier()  # the next iteration starts from rank 0's checkpoint
-        self.masks = new_masks
+        self.latest = iteration
+        self.areas = {stem: entry.area for stem, entry in stats.items()}
         return IterationResult(
             iteration=iteration,
-            mask_paths={stem: self.store.mask_path(iteration, stem) for stem in new_masks},
+            mask_paths={stem: self.store.mask_path(iteration, stem) for stem in stats},
             metrics=metrics,
             checkpoint=checkpoint,
             elapsed_s=metrics["elapsed_s"],
             is_best=best == iteration,
-            stems=list(new_masks),
+            stems=list(stats),
         )
 
-    def _truth_scores(self, iteration: int, masks: Mapping[str, np.ndarray]) -> dict | None:
+    def _truth_scores(self, iteration: int, stems: Iterable[str]) -> dict | None:
         if self.truth is None:
             return None
         scores = []
-        for stem in masks:
+        for stem in stems:
             try:
                 scores.append(self.truth.score(stem, self.store.read_mask(iteration, stem)))
             except ImageReadError as error:
@@ -247,14 +281,19 @@ class _Run:
         self.store.mark_best(best)
         return best
 
-    def reload_masks(self, iteration: int) -> None:
-        """Working-resolution masks of a finished iteration, read back from disk (for --resume)."""
-        self.masks = {}
-        for stem in self.active:
+    def reload(self, iteration: int) -> None:
+        """Pick up a finished iteration's masks (for --resume); its working masks are rebuilt if the cache is gone."""
+        areas = {}
+        for stem in distributed.shard(self.active):
             if not self.store.has_mask(iteration, stem):
                 continue
-            mask = self.store.read_mask(iteration, stem)
-            self.masks[stem] = resize_mask(mask, working_shape(mask.shape, self.config.image_size))
+            if not self.working_masks.has(iteration, stem):
+                mask = self.store.read_mask(iteration, stem) > 127
+                small = resize_mask(mask, working_shape(mask.shape, self.config.image_size))
+                self.working_masks.write(iteration, stem, small)
+            areas[stem] = float(np.mean(self.working_masks.read(iteration, stem)))
+        self.areas = distributed.gather_dicts(areas)
+        self.latest = iteration
 
 
 def _open_images(config: RunConfig, images: ImageSet | None) -> ImageSet:
@@ -306,7 +345,7 @@ def run_labelling(
     finished = store.finished_iterations()
     try:
         if finished:
-            run.reload_masks(finished[-1])
+            run.reload(finished[-1])
             yield Notice(f"resuming after iteration {finished[-1]}", level="info")
         else:
             yield from _seed_iteration(run)
@@ -334,12 +373,12 @@ def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
         raise LabellingError(f"the {run.config.seed!r} seed is not available in this version")
     output = yield from methods[run.config.seed](run.context())
     if output.model is not None:
-        masks = yield from run.predict_iteration(0, output.model)
+        stats = yield from run.predict_iteration(0, output.model)
     else:
-        yield from run.write_masks(0, output.masks)
-        masks = output.masks
-    trusted = len(trusted_masks(masks, run.config.area_min, run.config.area_max))
-    result = run.finish(0, masks, output.model, started, trusted)
+        stats = yield from run.write_masks(0, output.masks)
+    areas = {stem: entry.area for stem, entry in stats.items()}
+    trusted = len(trusted_stems(areas, run.config.area_min, run.config.area_max))
+    result = run.finish(0, stats, output.model, started, trusted)
     yield from run.drain_notices()
     yield result
 
@@ -348,8 +387,9 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
     started = time.perf_counter()
     config = run.config
     fixed = run.load_fixed()
-    trusted = trusted_masks({s: m for s, m in run.masks.items() if s not in fixed}, config.area_min, config.area_max)
-    trusted.update({s: resize_mask(m, working_shape(m.shape, config.image_size)) for s, m in fixed.items()})
+    predicted = trusted_stems({s: a for s, a in run.areas.items() if s not in fixed}, config.area_min, config.area_max)
+    corrections = {s: resize_mask(m, working_shape(m.shape, config.image_size)) for s, m in fixed.items()}
+    trusted = ChainMap(corrections, run.latest_masks(predicted))
     if not trusted:
         raise LabellingError(
             f"iteration {iteration}: no mask of iteration {iteration - 1} covers {config.area_min:.0%}-"
@@ -358,11 +398,11 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
         )
     yield from run.drain_notices()
     corrected = f" ({len(fixed)} corrected by hand)" if fixed else ""
-    yield Notice(f"iteration {iteration}: training on {len(trusted)} of {len(run.masks)} masks{corrected}", "info")
+    yield Notice(f"iteration {iteration}: training on {len(trusted)} of {len(run.areas)} masks{corrected}", "info")
     previous = run.store.model_path(iteration - 1)
     model = load_model(previous, map_location=run.device) if previous.is_file() else run.context().new_model()
     yield from run.context().train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
-    masks = yield from run.predict_iteration(iteration, model, fixed)
-    result = run.finish(iteration, masks, model, started, len(trusted))
+    stats = yield from run.predict_iteration(iteration, model, fixed)
+    result = run.finish(iteration, stats, model, started, len(trusted))
     yield from run.drain_notices()
     return result

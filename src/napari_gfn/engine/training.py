@@ -51,6 +51,7 @@ class TrainingSettings:
     scale_range: tuple[float, float] = (0.75, 1.25)
     # None: bf16 autocast on GPUs that support it, float32 elsewhere (see mixed_precision).
     autocast_dtype: torch.dtype | None = None
+    workers: int = 0  # processes that load and augment batches
 
     @classmethod
     def from_config(cls, config: RunConfig, epochs: int) -> TrainingSettings:
@@ -62,6 +63,7 @@ class TrainingSettings:
             momentum=config.momentum,
             weight_decay=config.weight_decay,
             crop_size=config.image_size,
+            workers=config.workers,
         )
 
 
@@ -155,14 +157,26 @@ def _gpu_batch_size(model: torch.nn.Module, dataset: Dataset, requested: int, de
     return batch_size_that_fits(requested, per_sample, free)
 
 
-def _loader(dataset: Dataset, batch_size: int, device: torch.device) -> DataLoader:
-    pin = device.type == "cuda"  # page-locked batches copy to the GPU asynchronously
+def _own_augmentations(worker_id: int) -> None:
+    # A forked worker inherits the dataset's generator: reseed it, or every worker repeats the same crops.
+    info = torch.utils.data.get_worker_info()
+    info.dataset.rng = np.random.default_rng(info.seed)
+
+
+def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: int) -> DataLoader:
+    options = {
+        "drop_last": True,
+        "pin_memory": device.type == "cuda",  # page-locked batches copy to the GPU asynchronously
+        "num_workers": workers,
+        "persistent_workers": workers > 0,  # training passes over the set many times
+        "worker_init_fn": _own_augmentations if workers > 0 else None,
+    }
     if distributed.world_size() == 1:
-        return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, pin_memory=pin)
+        return DataLoader(dataset, batch_size=batch_size, shuffle=True, **options)
     # DistributedSampler pads every rank's share to the same length, so all ranks step in lockstep.
     sampler = DistributedSampler(dataset, shuffle=True)
     per_rank = max(1, min(batch_size // distributed.world_size(), len(sampler)))
-    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, drop_last=True, pin_memory=pin)
+    return DataLoader(dataset, batch_size=per_rank, sampler=sampler, **options)
 
 
 def _data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -199,7 +213,7 @@ def train_model(
         model.to(memory_format=torch.channels_last)
         batch_size = _gpu_batch_size(model, dataset, batch_size, device)
     steps = max(settings.epochs * math.ceil(len(dataset) / batch_size), settings.min_steps)
-    loader = _loader(dataset, batch_size, device)
+    loader = _loader(dataset, batch_size, device, settings.workers)
     optimiser = torch.optim.SGD(
         _parameter_groups(model, settings), momentum=settings.momentum, weight_decay=settings.weight_decay
     )

@@ -1,18 +1,21 @@
-"""Photos at the network's working resolution, cached on disk so a large set never sits in memory."""
+"""Photos and masks at the network's working resolution, cached on disk so a large set never sits in memory."""
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 
 from napari_gfn._atomic import atomic_write_png
 from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet
 
-__all__ = ["WorkingImages", "resize_image", "resize_mask", "working_shape"]
+__all__ = ["WorkingImages", "WorkingMasks", "read_photos", "resize_image", "resize_mask", "working_shape"]
 
 
 def working_shape(shape: tuple[int, int], image_size: int) -> tuple[int, int]:
@@ -83,3 +86,98 @@ class WorkingImages:
     def _resize(self, stem: str, full: np.ndarray | None) -> np.ndarray:
         full = self.full(stem) if full is None else full
         return resize_image(full, working_shape(full.shape, self.image_size))
+
+
+class _PhotoReader(Dataset):
+    """Decodes photos and their working copies; a file that fails is returned, not raised, so the set goes on."""
+
+    def __init__(self, working: WorkingImages, stems: Sequence[str]) -> None:
+        self.working = working
+        self.stems = list(stems)
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    def __getitem__(self, index: int) -> tuple[str, tuple[torch.Tensor, torch.Tensor] | ImageReadError]:
+        stem = self.stems[index]
+        try:
+            full = self.working.full(stem)
+            # Tensors, because a worker process hands them over in shared memory rather than through a pipe.
+            return stem, (torch.from_numpy(full), torch.from_numpy(self.working.get(stem, full)))
+        except ImageReadError as error:
+            return stem, error
+
+
+def _one_sample(sample):
+    return sample
+
+
+def read_photos(
+    working: WorkingImages, stems: Sequence[str], workers: int = 0
+) -> Iterator[tuple[str, tuple[np.ndarray, np.ndarray] | ImageReadError]]:
+    """(stem, (full photo, working photo)) in the order of ``stems``, or (stem, error) for a file that fails.
+
+    With ``workers`` > 0, that many processes decode ahead while the caller
+    predicts. They are forked, so the napari GUI, whose Qt threads make
+    forking unsafe, reads in its own process (``workers=0``).
+    """
+    loader = DataLoader(_PhotoReader(working, stems), batch_size=None, num_workers=workers, collate_fn=_one_sample)
+    for stem, photo in loader:
+        if isinstance(photo, ImageReadError):
+            working.failed[stem] = photo
+            yield stem, photo
+        else:
+            yield stem, (photo[0].numpy(), photo[1].numpy())
+
+
+class WorkingMasks:
+    """Every iteration's masks at working resolution, as PNG files in the run's cache.
+
+    Training reads its targets from here one by one, so a run over 100,000
+    photos holds no mask in memory between iterations, only their areas.
+    """
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+
+    def folder(self, iteration: int) -> Path:
+        return self.cache_dir / f"iter_{iteration:02d}"
+
+    def path(self, iteration: int, stem: str) -> Path:
+        return self.folder(iteration) / f"{stem}.png"
+
+    def discard(self, iteration: int) -> None:
+        shutil.rmtree(self.folder(iteration), ignore_errors=True)
+
+    def write(self, iteration: int, stem: str, mask: np.ndarray) -> None:
+        atomic_write_png(self.path(iteration, stem), np.asarray(mask, dtype=np.uint8) * 255)
+
+    def read(self, iteration: int, stem: str) -> np.ndarray:
+        return iio.imread(self.path(iteration, stem)) > 127
+
+    def has(self, iteration: int, stem: str) -> bool:
+        return self.path(iteration, stem).is_file()
+
+    def of_iteration(self, iteration: int, stems: Sequence[str]) -> IterationMasks:
+        return IterationMasks(self, iteration, list(stems))
+
+
+class IterationMasks(Mapping):
+    """A read-only mapping stem -> working mask of one iteration, read from disk on access."""
+
+    def __init__(self, masks: WorkingMasks, iteration: int, stems: list[str]) -> None:
+        self.masks = masks
+        self.iteration = iteration
+        self.stems = stems
+        self._members = frozenset(stems)
+
+    def __getitem__(self, stem: str) -> np.ndarray:
+        if stem not in self._members:
+            raise KeyError(stem)
+        return self.masks.read(self.iteration, stem)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stems)
+
+    def __len__(self) -> int:
+        return len(self.stems)
