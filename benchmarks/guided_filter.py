@@ -6,7 +6,7 @@ channel, forward time over OpenCV's ``cv2.ximgproc.guidedFilter``.
 
     python benchmarks/guided_filter.py [--threads 2] [--repeats 5] [--json out.json]
 
-OpenCV comes from ``pip install opencv-contrib-python-headless`` (the ``bench`` extra).
+OpenCV (the contrib build, with ximgproc) is one of napari-gfn's dependencies.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Transfer and CAM seeds: source models, VOC parsing, class activation maps, and their clear errors."""
+"""Transfer, CAM and GrabCut seeds: source models, VOC parsing, class activation maps, and their clear errors."""
 
 import shutil
 
@@ -16,7 +16,8 @@ from napari_gfn.engine import IterationResult, LabellingError, score_mask
 from napari_gfn.engine.source import VOC_CLASSES, LabelledSet
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN, read_model_card, save_model
-from napari_gfn.seeds import otsu_mask
+from napari_gfn.sample_data import make_sample_set
+from napari_gfn.seeds import grabcut_mask, otsu_mask
 from napari_gfn.seeds.cam import (
     CAM_SCALES,
     CamClassifier,
@@ -325,3 +326,28 @@ def test_training_a_source_model_reports_progress_and_can_be_cancelled(tmp_path)
     with pytest.raises(RunCancelled):
         watch_and_cancel_after_two_steps()
     assert seen == [(0, 50), (1, 50), (2, 50)]
+
+
+def test_grabcut_finds_centred_flowers_on_clutter_where_otsu_fails():
+    sample = make_sample_set("flower", 8, 128, simple_fraction=0.0, seed=5)  # every background cluttered
+    pairs = list(zip(sample.images, sample.masks, strict=True))
+    grabcut = [score_mask(grabcut_mask(image), truth).fg_iou for image, truth in pairs]
+    otsu = [score_mask(otsu_mask(image).mask, truth).fg_iou for image, truth in pairs]
+    assert np.mean(grabcut) > 0.85, grabcut  # measured 0.92 (Otsu: 0.44)
+    assert np.mean(grabcut) > np.mean(otsu) + 0.3
+
+
+def test_grabcut_on_a_featureless_photo_finds_no_object():
+    assert not grabcut_mask(np.full((40, 50, 3), 128, np.uint8)).any()
+
+
+def test_grabcut_seed_masks_are_iteration_0(tiny_folder, tmp_path):
+    config = RunConfig(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), seed="grabcut", iterations=0)
+    from napari_gfn.engine import run_labelling
+
+    results = [event for event in run_labelling(config.updated(image_size=64)) if isinstance(event, IterationResult)]
+    assert [result.iteration for result in results] == [0]
+    store = RunFolder(tmp_path / "run")
+    for path in sorted((tiny_folder / "images").glob("*.png")):
+        # The photos are 64 px, the working size, so the written mask is GrabCut's own.
+        np.testing.assert_array_equal(store.read_mask(0, path.stem), grabcut_mask(iio.imread(path)))

@@ -8,7 +8,7 @@ Layout::
     RUN/metrics.jsonl            one line per finished iteration
     RUN/summary.json             the best iteration, when ground truth scored the run
     RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
-    RUN/cache/                   resized photos, safe to delete
+    RUN/cache/                   resized photos and working-size masks, safe to delete
     RUN/inputs/<kind>/<stem>.png photos, simple photos or ground truth copied from napari layers
 
 An iteration is finished once its line is in ``metrics.jsonl``, which is

@@ -53,12 +53,20 @@ def trusted_stems(areas: Mapping[str, float], area_min: float, area_max: float) 
     return [stem for stem, area in areas.items() if area_min <= area <= area_max]
 
 
+MaskOfPhoto = Callable[[str, np.ndarray], np.ndarray]
+
+
 @dataclass(frozen=True)
 class SeedOutput:
-    """Iteration 0 comes either from a model that predicts every photo or from masks at working resolution."""
+    """Iteration 0 comes from a model that predicts every photo, or from ``mask_of(stem, working_photo)``.
+
+    ``mask_of`` returns a boolean mask at working resolution. It is called once
+    per photo while iteration 0 is written, so seed masks never pile up in
+    memory and, under torchrun, each process computes only its own share.
+    """
 
     model: torch.nn.Module | None = None
-    masks: dict[str, np.ndarray] | None = None
+    mask_of: MaskOfPhoto | None = None
 
 
 @dataclass
@@ -92,10 +100,11 @@ SeedMethod = Callable[[SeedContext], Generator[Event, None, SeedOutput]]
 
 def _seed_methods() -> dict[str, SeedMethod]:
     from napari_gfn.seeds.cam import cam_seed
+    from napari_gfn.seeds.grabcut import grabcut_seed
     from napari_gfn.seeds.otsu import otsu_seed
     from napari_gfn.seeds.transfer import transfer_seed
 
-    return {"otsu": otsu_seed, "transfer": transfer_seed, "cam": cam_seed}
+    return {"otsu": otsu_seed, "transfer": transfer_seed, "cam": cam_seed, "grabcut": grabcut_seed}
 
 
 @dataclass(frozen=True)
@@ -175,20 +184,18 @@ class _Run:
 
         return (yield from self._write_iteration(iteration, self.active, f"iter {iteration}: predict", masks_for))
 
-    def write_masks(
-        self, iteration: int, small_masks: Mapping[str, np.ndarray]
-    ) -> Generator[Event, None, dict[str, _MaskStats]]:
-        """Write seed masks given at working resolution, sharpened to full resolution on the photo."""
+    def write_masks(self, iteration: int, mask_of: MaskOfPhoto) -> Generator[Event, None, dict[str, _MaskStats]]:
+        """Write a seed's working-resolution masks, sharpened to full resolution on the photo."""
 
         def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            probability = torch.from_numpy(small_masks[stem].astype(np.float32))
+            small_mask = np.asarray(mask_of(stem, small), dtype=bool)
+            probability = torch.from_numpy(small_mask.astype(np.float32))
             sharp = sharpen_to_full_resolution(
                 probability, small, full, self.config.upsample_radius, self.config.upsample_eps
             )
-            return sharp, small_masks[stem]
+            return sharp, small_mask
 
-        stems = [stem for stem in self.active if stem in small_masks]
-        return (yield from self._write_iteration(iteration, stems, f"iter {iteration}: write", masks_for))
+        return (yield from self._write_iteration(iteration, self.active, f"iter {iteration}: seed masks", masks_for))
 
     def _write_iteration(
         self,
@@ -375,7 +382,7 @@ def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
     if output.model is not None:
         stats = yield from run.predict_iteration(0, output.model)
     else:
-        stats = yield from run.write_masks(0, output.masks)
+        stats = yield from run.write_masks(0, output.mask_of)
     areas = {stem: entry.area for stem, entry in stats.items()}
     trusted = len(trusted_stems(areas, run.config.area_min, run.config.area_max))
     result = run.finish(0, stats, output.model, started, trusted)

@@ -226,13 +226,11 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
     )
     settings = TrainingSettings.from_config(config, config.seed_epochs)
     yield from train_model(model, dataset, settings, context.device, context.cancel, "seed: train classifier")
-    masks = {}
-    for index, stem in enumerate(readable):
-        context.cancel.check()
-        small = context.working.get(stem)
+
+    def mask_of(stem: str, small: np.ndarray) -> np.ndarray:
         image = torch.from_numpy(small).permute(2, 0, 1).float().to(context.device) / 255
         cam, _ = class_activation_map(model, image, class_of.get(stem))
         probability = object_probability(cam, config.cam_threshold).cpu().numpy()
-        masks[stem] = refine_object_mask(small, probability, use_crf)
-        yield Progress("seed: class activation maps", index + 1, len(readable))
-    return SeedOutput(masks=masks)
+        return refine_object_mask(small, probability, use_crf)
+
+    return SeedOutput(mask_of=mask_of)
