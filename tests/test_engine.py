@@ -330,3 +330,24 @@ def test_loader_workers_draw_their_own_augmentations():
     # Batches alternate between the two workers; both start from the same photo and the same generator state.
     first_of_worker_0, first_of_worker_1 = (images for images, _ in itertools.islice(loader, 2))
     assert not torch.equal(first_of_worker_0, first_of_worker_1)
+
+
+def test_phase_bars_start_one_bar_per_phase_and_follow_its_progress():
+    import io
+
+    from tqdm import tqdm
+
+    from napari_gfn.engine import PhaseBars, Progress
+
+    made = []
+
+    def new_bar(phase, total):
+        made.append(tqdm(total=total, desc=phase, file=io.StringIO()))
+        return made[-1]
+
+    bars = PhaseBars(new_bar)
+    for event in (Progress("seed: train", 1, 4), Progress("seed: train", 3, 4), Progress("iter 0: predict", 2, 5)):
+        bars.show(event)
+    assert [(bar.desc, bar.total, bar.n) for bar in made] == [("seed: train", 4, 3), ("iter 0: predict", 5, 2)]
+    bars.close()
+    assert bars.bar is None

@@ -22,8 +22,13 @@ class _TerminalReport:
     """Renders engine events: one progress bar (with ETA) per phase, notices and iteration lines."""
 
     def __init__(self) -> None:
-        self.bar = None
-        self.phase = None
+        from tqdm import tqdm
+
+        from napari_gfn.engine import PhaseBars
+
+        self.bars = PhaseBars(
+            lambda phase, total: tqdm(total=total, desc=phase, unit="step", leave=False, file=sys.stderr)
+        )
 
     def __call__(self, events: Iterable) -> list:
         from tqdm import tqdm
@@ -54,19 +59,10 @@ class _TerminalReport:
         return returned[0]
 
     def show_progress(self, event) -> None:
-        from tqdm import tqdm
-
-        if event.phase != self.phase:
-            self.close()
-            self.phase = event.phase
-            self.bar = tqdm(total=event.total, desc=event.phase, unit="step", leave=False, file=sys.stderr)
-        self.bar.total = event.total
-        self.bar.update(event.done - self.bar.n)
+        self.bars.show(event)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar, self.phase = None, None
+        self.bars.close()
 
 
 def _iteration_line(result) -> str:

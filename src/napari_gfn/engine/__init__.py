@@ -1,6 +1,6 @@
 """The labelling engine: image sets, training, prediction, iterative refinement and metrics. No Qt, no napari."""
 
-from .events import CancelToken, IterationResult, LabellingError, Notice, Progress, RunCancelled
+from .events import CancelToken, IterationResult, LabellingError, Notice, PhaseBars, Progress, RunCancelled
 from .images import ImageReadError, ImageRecord, ImageSet
 from .metrics import GroundTruth, evaluate_run, score_mask
 from .refine import resolve_device, run_labelling, trusted_stems
@@ -14,6 +14,7 @@ __all__ = [
     "IterationResult",
     "LabellingError",
     "Notice",
+    "PhaseBars",
     "Progress",
     "RunCancelled",
     "evaluate_run",

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CancelToken",
     "IterationResult",
     "LabellingError",
     "Notice",
+    "PhaseBars",
     "Progress",
     "RunCancelled",
 ]
@@ -70,3 +73,28 @@ class IterationResult:
     elapsed_s: float
     is_best: bool = False
     stems: list[str] = field(default_factory=list)
+
+
+class PhaseBars:
+    """Shows :class:`Progress` events as one progress bar per phase, so each phase gets its own ETA.
+
+    ``new_bar(phase, total)`` makes a tqdm-like bar: tqdm in a terminal, napari's
+    ``progress`` in the viewer.
+    """
+
+    def __init__(self, new_bar: Callable[[str, int], Any]) -> None:
+        self.new_bar = new_bar
+        self.bar = None
+        self.phase: str | None = None
+
+    def show(self, event: Progress) -> None:
+        if event.phase != self.phase:
+            self.close()
+            self.bar, self.phase = self.new_bar(event.phase, event.total), event.phase
+        self.bar.total = event.total
+        self.bar.update(event.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar, self.phase = None, None

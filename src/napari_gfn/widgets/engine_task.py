@@ -12,7 +12,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from psygnal import Signal
 from qtpy.QtWidgets import QWidget
 
-from napari_gfn.engine.events import CancelToken, Notice, Progress, RunCancelled
+from napari_gfn.engine.events import CancelToken, Notice, PhaseBars, Progress, RunCancelled
 
 __all__ = ["EngineTask", "Job"]
 
@@ -74,8 +74,7 @@ class EngineTask:
         self.status = "idle"
         self.worker = None
         self._cancel = CancelToken()
-        self._bar: progress | None = None
-        self._bar_phase: str | None = None
+        self._bars = PhaseBars(lambda phase, total: progress(total=total, desc=f"{self.name}: {phase}"))
         self._dock_closed = False
 
     def attach(self, dock: QWidget, on_status: Callable[[str], None] | None = None) -> None:
@@ -127,24 +126,11 @@ class EngineTask:
 
     def _on_event(self, event: object, on_result: Callable[[object], None] | None) -> None:
         if isinstance(event, Progress):
-            self._show_progress(event)
+            self._bars.show(event)
         elif isinstance(event, Notice):
             (show_info if event.level == "info" else show_warning)(event.message)
         elif on_result is not None and not self._dock_closed:
             on_result(event)
-
-    def _show_progress(self, event: Progress) -> None:
-        if event.phase != self._bar_phase:
-            self._close_bar()
-            self._bar = progress(total=event.total, desc=f"{self.name}: {event.phase}")
-            self._bar_phase = event.phase
-        self._bar.total = event.total
-        self._bar.update(event.done - self._bar.n)
-
-    def _close_bar(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        self._bar, self._bar_phase = None, None
 
     def _on_error(self, error: Exception) -> None:
         detail = str(error) if isinstance(error, _EXPECTED_ERRORS) else f"{type(error).__name__}: {error}"
@@ -152,7 +138,7 @@ class EngineTask:
         self._set_status("failed")
 
     def _on_finished(self) -> None:
-        self._close_bar()
+        self._bars.close()
         if self.status == "failed":
             return
         self._set_status("cancelled" if self._cancel.cancelled else "finished")
