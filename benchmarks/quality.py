@@ -32,7 +32,7 @@ from skimage.color import rgb2gray
 from skimage.filters import threshold_otsu
 
 from napari_gfn.config import CAM_REFINERS, SEED_METHODS, RunConfig
-from napari_gfn.engine import GroundTruth, ImageSet, IterationResult, Notice, resolve_device
+from napari_gfn.engine import GroundTruth, ImageSet, IterationResult, LabellingError, Notice, resolve_device
 from napari_gfn.engine.metrics import mean_scores
 from napari_gfn.engine.refine import run_labelling
 from napari_gfn.engine.source import LabelledSet, train_source_model
@@ -112,8 +112,12 @@ def run_dataset(dataset: Path, out: Path, args, overrides: dict) -> dict:
         source_model=source.get("source_model"),
         **overrides,
     )
-    rows = []
-    _report(run_labelling(config, images=photos), rows)
+    rows, stopped = [], None
+    try:
+        _report(run_labelling(config, images=photos), rows)
+    except LabellingError as error:  # the iterations before the stop are still worth reporting
+        stopped = str(error)
+        print(f"  run stopped: {stopped}", flush=True)
     return {
         "dataset": dataset.name,
         "seed": args.seed,
@@ -123,6 +127,7 @@ def run_dataset(dataset: Path, out: Path, args, overrides: dict) -> dict:
         "config": config.to_dict(),
         "plain_otsu": plain_otsu_scores(photos, truth),
         "iterations": rows,
+        "stopped": stopped,
         "source_seconds": source.get("source_seconds"),
         "total_s": time.perf_counter() - started,
     }
@@ -144,6 +149,8 @@ def print_table(result: dict) -> None:
     if result["iterations"]:
         gain = result["iterations"][-1]["fg_iou"] - otsu["fg_iou"]
         print(f"final minus plain Otsu (fg IoU): {gain:+.3f} (goal >= +0.15)")
+    if result["stopped"]:
+        print(f"stopped early: {result['stopped']}")
 
 
 def main() -> None:

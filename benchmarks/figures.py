@@ -1,0 +1,60 @@
+"""Pictures of a run's masks beside the photo and its ground truth, for docs/results.md.
+
+One row per photo: the photo, the true mask, then the mask of each chosen
+iteration, all drawn as red overlays on the photo.
+
+    python benchmarks/figures.py RUN DATASET_DIR --stems 000 010 [--iterations 0 1] --out docs/images/NAME.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from napari_gfn.engine.images import find_image, read_mask
+from napari_gfn.engine.working import resize_image, resize_mask
+from napari_gfn.store import RunFolder
+
+_HEIGHT = 240  # every panel is scaled to this height
+
+
+def overlay(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    tinted = photo.astype(np.float32)
+    tinted[mask] = 0.45 * tinted[mask] + 0.55 * np.array([230, 20, 20])
+    return tinted.astype(np.uint8)
+
+
+def row(store: RunFolder, dataset: Path, stem: str, iterations: list[int]) -> np.ndarray:
+    photo = iio.imread(find_image(dataset / "images", stem))[..., :3]
+    truth = read_mask(find_image(dataset / "masks", stem), photo.shape[:2]) > 127
+    masks = [truth] + [store.read_mask(iteration, stem) for iteration in iterations]
+    shape = (_HEIGHT, round(photo.shape[1] * _HEIGHT / photo.shape[0]))
+    small = resize_image(photo, shape)
+    panels = [small] + [overlay(small, resize_mask(mask, shape)) for mask in masks]
+    gap = np.full((shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--stems", nargs="+", required=True)
+    parser.add_argument("--iterations", type=int, nargs="+", default=None, help="default: every finished one")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    store = RunFolder(args.run)
+    iterations = args.iterations or store.finished_iterations()
+    rows = [row(store, args.dataset, stem, iterations) for stem in args.stems]
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(args.out, np.concatenate(rows, axis=0))
+    print(f"{args.out}: photo | truth | iterations {iterations}")
+
+
+if __name__ == "__main__":
+    main()
