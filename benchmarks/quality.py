@@ -22,6 +22,7 @@ their masks are read only to score.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import time
@@ -38,6 +39,7 @@ from napari_gfn.engine.refine import run_labelling
 from napari_gfn.engine.source import LabelledSet, train_source_model
 from napari_gfn.network import save_model
 from napari_gfn.seeds.cam import crf_available
+from napari_gfn.store import RunFolder
 
 
 def plain_otsu(image: np.ndarray) -> np.ndarray:
@@ -95,9 +97,14 @@ def _photos_and_source(dataset: Path, out: Path, args, overrides: dict) -> tuple
     return photos, {"source_model": model, "source_seconds": seconds}
 
 
-def run_dataset(dataset: Path, out: Path, args, overrides: dict) -> dict:
+def ground_truth(dataset: Path) -> GroundTruth:
     ignore = dataset / "ignore"
-    truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
+    return GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
+
+
+def run_dataset(dataset: Path, out: Path, args, overrides: dict) -> dict:
+    truth = ground_truth(dataset)
+    ignore = dataset / "ignore"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     photos, source = _photos_and_source(dataset, out, args, overrides)
@@ -131,6 +138,18 @@ def run_dataset(dataset: Path, out: Path, args, overrides: dict) -> dict:
         "source_seconds": source.get("source_seconds"),
         "total_s": time.perf_counter() - started,
     }
+
+
+def write_per_photo_scores(run: Path, truth: GroundTruth, path: Path) -> None:
+    """One CSV row per photo and finished iteration: fg IoU and mIoU, to find failure cases."""
+    store = RunFolder(run)
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["photo", "iteration", "fg_iou", "miou"])
+        for iteration in store.finished_iterations():
+            for mask in sorted((store.iteration_dir(iteration) / "masks").glob("*.png")):
+                score = truth.score(mask.stem, store.read_mask(iteration, mask.stem))
+                writer.writerow([mask.stem, iteration, f"{score.fg_iou:.4f}", f"{score.miou:.4f}"])
 
 
 def print_table(result: dict) -> None:
@@ -190,6 +209,7 @@ def main() -> None:
         print(f"== {dataset}", flush=True)
         name = f"{dataset.name}-{args.seed}{args.tag}"
         result = run_dataset(dataset, args.out / name, args, overrides)
+        write_per_photo_scores(args.out / name, ground_truth(dataset), args.out / f"{name}.csv")
         print_table(result)
         (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
 
