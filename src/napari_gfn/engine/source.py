@@ -151,9 +151,16 @@ class LabelledSet:
 
 
 def train_source_model(
-    labelled: LabelledSet, config: RunConfig, device: torch.device, cancel: CancelToken | None = None
+    labelled: LabelledSet,
+    config: RunConfig,
+    device: torch.device,
+    cancel: CancelToken | None = None,
+    model: GFN | None = None,
 ) -> Generator[Progress | Notice, None, GFN]:
-    """Train a GFN on a labelled set with the run recipe (``config.epochs`` epochs); returns it in eval mode."""
+    """Train a GFN on a labelled set with the run recipe (``config.epochs`` epochs); returns it in eval mode.
+
+    ``model`` is the network to train; by default a fresh GFN built from ``config``.
+    """
     cancel = cancel or CancelToken()
     for problem in labelled.missing:
         yield Notice(f"skipped {problem}")
@@ -161,7 +168,7 @@ def train_source_model(
         working = WorkingImages(labelled.images, config.image_size, Path(cache))
         targets = yield from labelled.working_targets(working, cancel, "source: read")
         yield Notice(f"training a source model on {len(targets)} labelled photos of {labelled.name}", level="info")
-        model = new_model(config, device)
+        model = model if model is not None else new_model(config, device)
         yield from train_on_targets(
             config, model, working, targets, phase="source: train", epochs=config.epochs, device=device, cancel=cancel
         )

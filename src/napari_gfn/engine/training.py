@@ -239,10 +239,18 @@ def train_model(
     model.eval()
 
 
-def new_model(config: RunConfig, device: torch.device) -> GFN:
-    """A fresh GFN with the run's architecture settings."""
+def new_model(config: RunConfig, device: torch.device, **modules: bool) -> GFN:
+    """A fresh GFN with the run's architecture settings (``modules``: use_bg, use_hgl, use_gf to switch off).
+
+    The new layers' initial weights follow ``config.random_seed``, so a run repeats exactly.
+    """
     cfg = config
-    return GFN(backbone=cfg.backbone, pretrained=cfg.pretrained, gf_radius=cfg.gf_radius, gf_eps=cfg.gf_eps).to(device)
+    with torch.random.fork_rng(devices=[]):  # leaves the caller's random state alone
+        torch.manual_seed(cfg.random_seed)
+        model = GFN(
+            backbone=cfg.backbone, pretrained=cfg.pretrained, gf_radius=cfg.gf_radius, gf_eps=cfg.gf_eps, **modules
+        )
+    return model.to(device)
 
 
 def train_on_targets(
