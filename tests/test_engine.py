@@ -318,6 +318,41 @@ def test_the_batch_shrinks_only_when_memory_cannot_hold_it():
     assert batch_size_that_fits(8, bytes_per_sample=1e10, free_bytes=1e9) == 1
 
 
+def test_a_drawn_truth_mask_goes_to_the_one_photo_of_its_size():
+    from napari_gfn.engine.metrics import truth_mask_for_photo
+
+    photos = {"wide": np.zeros((4, 6, 3)), "tall": np.zeros((6, 4, 3)), "tall_too": np.zeros((6, 4, 3))}
+    drawn = np.zeros((4, 6), np.int32)
+    drawn[1, 2] = 3  # any label counts as object
+    matched = truth_mask_for_photo("truth", drawn, photos)
+    assert list(matched) == ["wide"]
+    assert matched["wide"].dtype == np.uint8
+    assert np.argwhere(matched["wide"]).tolist() == [[1, 2]]
+    assert matched["wide"][1, 2] == 255
+    with pytest.raises(ValueError, match=r"'truth' \(4x6\) .* matches 2"):
+        truth_mask_for_photo("truth", np.zeros((6, 4)), photos)
+    with pytest.raises(ValueError, match="matches 0"):
+        truth_mask_for_photo("truth", np.zeros((5, 5)), photos)
+
+
+def test_new_models_follow_the_random_seed_and_leave_the_global_state_alone():
+    from napari_gfn.engine.training import new_model
+
+    def weights(random_seed, **modules):
+        model = new_model(RunConfig(random_seed=random_seed), torch.device("cpu"), **modules)
+        return model.classifier.weight.detach().clone(), model
+
+    torch.manual_seed(123)
+    expected_next_draw = torch.rand(1)
+    torch.manual_seed(123)
+    first, _ = weights(0)
+    assert torch.equal(torch.rand(1), expected_next_draw)
+    assert torch.equal(weights(0)[0], first)
+    assert not torch.equal(weights(1)[0], first)
+    _, baseline = weights(0, use_bg=False, use_hgl=False, use_gf=False)
+    assert not any(hasattr(baseline, name) for name in ("boundary_gate", "hgl_high", "guide"))
+
+
 def test_loader_workers_draw_their_own_augmentations():
     from napari_gfn.engine.training import PseudoLabelDataset, _loader
     from napari_gfn.engine.working import WorkingImages

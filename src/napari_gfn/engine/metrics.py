@@ -9,7 +9,7 @@ is the mean over its photos.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from napari_gfn.engine.events import Progress
 from napari_gfn.engine.images import ImageReadError, find_image, read_mask
 from napari_gfn.store import RunFolder
 
-__all__ = ["GroundTruth", "MaskScore", "evaluate_run", "iou", "mean_scores", "score_mask"]
+__all__ = ["GroundTruth", "MaskScore", "evaluate_run", "iou", "mean_scores", "score_mask", "truth_mask_for_photo"]
 
 
 def iou(predicted: np.ndarray, truth: np.ndarray, keep: np.ndarray | None = None) -> float:
@@ -27,6 +27,21 @@ def iou(predicted: np.ndarray, truth: np.ndarray, keep: np.ndarray | None = None
         predicted, truth = predicted[keep], truth[keep]
     union = np.logical_or(predicted, truth).sum()
     return 1.0 if union == 0 else float(np.logical_and(predicted, truth).sum() / union)
+
+
+def truth_mask_for_photo(name: str, truth: np.ndarray, photos: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A single true mask (any nonzero = object) as {stem: 0/255 mask} for the one photo of its size.
+
+    A mask drawn in the viewer has no file name, so its size is the only link to its photo;
+    when that size is ambiguous, the caller is told to use a folder of named masks instead.
+    """
+    same_size = [stem for stem, photo in photos.items() if photo.shape[:2] == truth.shape]
+    if len(same_size) != 1:
+        raise ValueError(
+            f"ground-truth layer {name!r} ({truth.shape[1]}x{truth.shape[0]}) must match the size "
+            f"of exactly one photo layer, but matches {len(same_size)}; use a ground-truth folder instead"
+        )
+    return {same_size[0]: np.where(np.asarray(truth) > 0, 255, 0).astype(np.uint8)}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from superqt import QCollapsible
 from napari_gfn.config import SEED_METHODS, RunConfig
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress, run_labelling
 from napari_gfn.engine.images import to_rgb8
+from napari_gfn.engine.metrics import truth_mask_for_photo
 from napari_gfn.network import BACKBONES
 from napari_gfn.store import RunFolder, RunFolderError
 
@@ -321,14 +322,8 @@ class AutoLabelWidget(Container):
             return None
         if self.truth.value == TRUTH_FOLDER:
             return str(self.truth_folder.value)
-        truth = self.viewer.layers[self.truth.value].data
-        same_size = [stem for stem, data in inputs.get("photos", {}).items() if data.shape[:2] == truth.shape]
-        if len(same_size) != 1:
-            raise ValueError(
-                f"ground-truth layer {self.truth.value!r} ({truth.shape[1]}x{truth.shape[0]}) must match the size "
-                f"of exactly one photo layer, but matches {len(same_size)}; use a ground-truth folder instead"
-            )
-        inputs["gt"] = {same_size[0]: np.where(np.asarray(truth) > 0, 255, 0).astype(np.uint8)}
+        truth = np.asarray(self.viewer.layers[self.truth.value].data)
+        inputs["gt"] = truth_mask_for_photo(self.truth.value, truth, inputs.get("photos", {}))
         return str(RunFolder(run_dir).input_dir("gt"))
 
     def _photos(self, config: RunConfig, inputs: dict) -> ImageSet:
