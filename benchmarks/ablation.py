@@ -1,0 +1,187 @@
+"""What each GFN module earns, and how automatic labels compare with manual ones, on a train/test split.
+
+The photos of DATASET, sorted by stem, are split in two: even positions train, odd positions test.
+Every variant is trained from ImageNet weights with the same budget (``--epochs``) on the training
+photos' labels, then scored on the test photos against their true masks:
+
+    deeplab          DeepLabv3+: BG, HGL and GF off          (pseudo labels)
+    gf, hgl, bg      DeepLabv3+ plus that one module          (pseudo labels)
+    gfn              all three modules                        (pseudo labels)
+    manual           all three modules                        (the training photos' true masks)
+
+The pseudo labels are a folder of 0/255 masks, for example a labelling run's seed masks
+(``RUN/iter_00/masks``) or its last iteration's. As in a labelling run, only pseudo labels whose
+object covers 10-90% of the photo are trained on. No true mask of a test photo is used for training.
+
+    python benchmarks/ablation.py ../shared/datasets/horses \\
+        --pseudo benchmarks/results/quality/horses-grabcutgrabcut/iter_00/masks \\
+        [--variants deeplab gf hgl bg gfn manual] [--random-seeds 0 1] [--epochs 8] [--tag NAME]
+
+It prints a table (mean and half-range over the random seeds), the ratio of each variant's test
+mIoU to the manual-label model's, and writes JSON plus per-photo CSV to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_gfn.config import RunConfig
+from napari_gfn.engine import GroundTruth, ImageSet, Notice, resolve_device, trusted_stems
+from napari_gfn.engine.images import read_mask
+from napari_gfn.engine.metrics import MaskScore, mean_scores
+from napari_gfn.engine.predict import MaskPredictor
+from napari_gfn.engine.source import LabelledSet, train_source_model
+from napari_gfn.engine.training import new_model
+from napari_gfn.engine.working import WorkingImages
+
+ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
+ALL_OFF = dict.fromkeys(ALL_ON, False)
+# variant: (modules, trained on the true masks?)
+VARIANTS = {
+    "deeplab": (ALL_OFF, False),
+    "gf": ({**ALL_OFF, "use_gf": True}, False),
+    "hgl": ({**ALL_OFF, "use_hgl": True}, False),
+    "bg": ({**ALL_OFF, "use_bg": True}, False),
+    "gfn": (ALL_ON, False),
+    "manual": (ALL_ON, True),
+}
+
+
+def split(stems: list[str]) -> tuple[list[str], list[str]]:
+    ordered = sorted(stems)
+    return ordered[0::2], ordered[1::2]
+
+
+def trusted_pseudo_labels(folder: Path, stems: list[str], config: RunConfig) -> list[str]:
+    areas = {stem: float((read_mask(folder / f"{stem}.png") > 127).mean()) for stem in stems}
+    return trusted_stems(areas, config.area_min, config.area_max)
+
+
+def training_set(dataset: Path, labels: Path, stems: list[str]) -> LabelledSet:
+    whole = LabelledSet.from_folders(dataset / "images", labels)
+    name = f"{labels} ({len(stems)} photos)"
+    return LabelledSet(name, whole.images.subset(stems), whole.label_paths, whole.read_target)
+
+
+def train(labelled: LabelledSet, config: RunConfig, modules: dict, device: torch.device) -> torch.nn.Module:
+    events = train_source_model(labelled, config, device, model=new_model(config, device, **modules))
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, Notice) and event.level != "info":
+            print(f"    {event.message}", flush=True)
+
+
+def score_test_photos(
+    model: torch.nn.Module, photos: ImageSet, truth: GroundTruth, config: RunConfig, device: torch.device
+) -> dict[str, MaskScore]:
+    predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
+    working = WorkingImages(photos, config.image_size)
+    scores = {}
+    for stem in photos.stems:
+        full = working.full(stem)
+        mask, _ = predictor.predict(working.get(stem, full), full)
+        scores[stem] = truth.score(stem, mask)
+    return scores
+
+
+def run_variant(name: str, dataset: Path, pseudo: Path, config: RunConfig, device: torch.device) -> dict:
+    modules, manual = VARIANTS[name]
+    photos = ImageSet.from_folder(dataset / "images")
+    train_stems, test_stems = split(photos.stems)
+    if not manual:
+        train_stems = trusted_pseudo_labels(pseudo, train_stems, config)
+    labelled = training_set(dataset, dataset / "masks" if manual else pseudo, train_stems)
+    started = time.perf_counter()
+    model = train(labelled, config, modules, device)
+    trained = time.perf_counter()
+    ignore = dataset / "ignore"
+    truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
+    scores = score_test_photos(model, photos.subset(test_stems), truth, config, device)
+    return {
+        "variant": name,
+        "random_seed": config.random_seed,
+        "train_photos": len(train_stems),
+        "test_photos": len(test_stems),
+        **mean_scores(scores.values()),
+        "train_s": trained - started,
+        "predict_s": time.perf_counter() - trained,
+        "per_photo": {stem: [score.fg_iou, score.miou] for stem, score in scores.items()},
+    }
+
+
+def summarise(results: list[dict]) -> dict[str, dict]:
+    """Mean and half-range over random seeds, per variant."""
+    summary = {}
+    for name in dict.fromkeys(r["variant"] for r in results):
+        rows = [r for r in results if r["variant"] == name]
+        summary[name] = {"seeds": len(rows)}
+        for key in ("fg_iou", "miou", "train_s"):
+            values = np.array([r[key] for r in rows])
+            summary[name][key] = float(values.mean())
+            summary[name][f"{key}_spread"] = float(np.ptp(values) / 2)
+    return summary
+
+
+def print_table(summary: dict[str, dict]) -> None:
+    print("| variant | seeds | test fg IoU | test mIoU | mIoU / manual | training s |")
+    print("|---|---|---|---|---|---|")
+    manual = summary.get("manual", {}).get("miou")
+    for name, row in summary.items():
+        ratio = f"{row['miou'] / manual:.3f}" if manual else "–"
+        print(
+            f"| {name} | {row['seeds']} | {row['fg_iou']:.3f} ± {row['fg_iou_spread']:.3f} "
+            f"| {row['miou']:.3f} ± {row['miou_spread']:.3f} | {ratio} | {row['train_s']:.0f} |"
+        )
+
+
+def write_per_photo(results: list[dict], path: Path) -> None:
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["variant", "random_seed", "photo", "fg_iou", "miou"])
+        for result in results:
+            for stem, (fg_iou, miou) in sorted(result["per_photo"].items()):
+                writer.writerow([result["variant"], result["random_seed"], stem, f"{fg_iou:.4f}", f"{miou:.4f}"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--pseudo", type=Path, required=True, help="folder of 0/255 pseudo-label masks")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--random-seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--epochs", type=int, default=8, help="training budget, the same for every variant")
+    parser.add_argument("--image-size", type=int, default=RunConfig.image_size)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+    device = resolve_device("auto")
+    results = []
+    for random_seed in args.random_seeds:
+        config = RunConfig(epochs=args.epochs, image_size=args.image_size, random_seed=random_seed)
+        for name in args.variants:
+            print(f"== {name}, random seed {random_seed}", flush=True)
+            result = run_variant(name, args.dataset, args.pseudo, config, device)
+            scores = f"test fg IoU {result['fg_iou']:.3f}, mIoU {result['miou']:.3f}"
+            print(f"   {scores}, {result['train_s']:.0f} s training", flush=True)
+            results.append(result)
+    summary = summarise(results)
+    print_table(summary)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = f"{args.dataset.name}{args.tag}"
+    record = {"dataset": str(args.dataset), "pseudo": str(args.pseudo), "epochs": args.epochs, "summary": summary}
+    (args.out / f"{name}.json").write_text(json.dumps({**record, "runs": results}, indent=2))
+    write_per_photo(results, args.out / f"{name}.csv")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Choose the sharpening guided filter's radius and eps on a validation split, then report on a test split.
+
+A finished labelling run's last model predicts every photo once at working resolution; the
+object probability is then sharpened to the photo's full resolution with every (radius, eps) pair.
+The photos of DATASET, sorted by stem, are split in two: even positions validate (the pair with
+the best mean fg IoU there is chosen), odd positions test (the chosen pair and the run's own
+settings are both reported there, so the choice is never scored on the photos that made it).
+
+    python benchmarks/upsample_search.py RUN ../shared/datasets/horses [--radii 1 2 4 8] [--eps 1e-4 1e-3 1e-2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from napari_gfn.engine import GroundTruth, ImageSet, resolve_device
+from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
+from napari_gfn.engine.working import WorkingImages
+from napari_gfn.network import load_model
+from napari_gfn.store import RunFolder
+
+
+def scores_by_setting(
+    store: RunFolder, dataset: Path, settings: list[tuple[int, float]]
+) -> dict[tuple[int, float], dict[str, float]]:
+    """{(radius, eps): {stem: fg IoU}} for every photo of the run, with its last model."""
+    config = store.read_config()
+    device = resolve_device("auto")
+    model = load_model(store.model_path(store.finished_iterations()[-1]), map_location=device)
+    predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
+    photos = ImageSet.from_folder(dataset / "images")
+    working = WorkingImages(photos, config.image_size)
+    ignore = dataset / "ignore"
+    truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
+    scores = {setting: {} for setting in settings}
+    for stem in photos.stems:
+        full = working.full(stem)
+        small = working.get(stem, full)
+        probability = predictor.probability(small)
+        for radius, eps in settings:
+            mask = sharpen_to_full_resolution(probability, small, full, radius, eps)
+            scores[radius, eps][stem] = truth.score(stem, mask).fg_iou
+    return scores
+
+
+def mean_over(scores: dict[str, float], stems: list[str]) -> float:
+    return float(np.mean([scores[stem] for stem in stems]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--radii", nargs="+", type=int, default=[1, 2, 4, 8])
+    parser.add_argument("--eps", nargs="+", type=float, default=[1e-4, 1e-3, 1e-2])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/upsample_search"))
+    args = parser.parse_args()
+    store = RunFolder(args.run)
+    config = store.read_config()
+    own = (config.upsample_radius, config.upsample_eps)
+    settings = sorted(set(itertools.product(args.radii, args.eps)) | {own})
+    scores = scores_by_setting(store, args.dataset, settings)
+    stems = sorted(next(iter(scores.values())))
+    validation, test = stems[0::2], stems[1::2]
+    print("| radius | eps | validation fg IoU | test fg IoU |")
+    print("|---|---|---|---|")
+    for setting in settings:
+        print(
+            f"| {setting[0]} | {setting[1]:g} | {mean_over(scores[setting], validation):.4f} "
+            f"| {mean_over(scores[setting], test):.4f} |"
+        )
+    chosen = max(settings, key=lambda setting: mean_over(scores[setting], validation))
+    summary = {
+        "run": str(args.run),
+        "validation_photos": len(validation),
+        "test_photos": len(test),
+        "chosen": chosen,
+        "chosen_test_fg_iou": mean_over(scores[chosen], test),
+        "run_setting": own,
+        "run_setting_test_fg_iou": mean_over(scores[own], test),
+    }
+    print(json.dumps(summary, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.dataset.name}.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
