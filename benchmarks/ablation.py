@@ -16,9 +16,12 @@ object covers 10-90% of the photo are trained on. No true mask of a test photo i
     python benchmarks/ablation.py ../shared/datasets/horses \\
         --pseudo benchmarks/results/quality/horses-grabcutgrabcut/iter_00/masks \\
         [--variants deeplab gf hgl bg gfn manual] [--random-seeds 0 1] [--epochs 8] [--tag NAME]
+    python benchmarks/ablation.py --summarise benchmarks/results/ablation/*.json
 
 It prints a table (mean and half-range over the random seeds), the ratio of each variant's test
-mIoU to the manual-label model's, and writes JSON plus per-photo CSV to ``--out``.
+mIoU to the manual-label model's, each variant's per-photo mIoU gain over DeepLabv3+ (mean and
+standard error, paired by photo and random seed), and writes JSON plus per-photo CSV to ``--out``.
+``--summarise JSON ...`` prints the table again from earlier runs on the same pseudo labels, pooled.
 """
 
 from __future__ import annotations
@@ -129,18 +132,37 @@ def summarise(results: list[dict]) -> dict[str, dict]:
             values = np.array([r[key] for r in rows])
             summary[name][key] = float(values.mean())
             summary[name][f"{key}_spread"] = float(np.ptp(values) / 2)
+        if "deeplab" in summary and name not in ("deeplab", "manual"):
+            summary[name].update(paired_gain(results, name, "deeplab"))
     return summary
 
 
+def paired_gain(results: list[dict], name: str, reference: str) -> dict[str, float]:
+    """Per-photo mIoU gain over ``reference`` (same random seed, same photo): mean, standard error, share better."""
+    gains = []
+    for run in (r for r in results if r["variant"] == name):
+        base = next((r for r in results if r["variant"] == reference and r["random_seed"] == run["random_seed"]), None)
+        if base is not None:
+            gains += [run["per_photo"][stem][1] - base["per_photo"][stem][1] for stem in run["per_photo"]]
+    if len(gains) < 2:
+        return {}
+    gains = np.array(gains)
+    standard_error = gains.std(ddof=1) / np.sqrt(len(gains))
+    return {"gain": float(gains.mean()), "gain_se": float(standard_error), "better": float((gains > 0).mean())}
+
+
 def print_table(summary: dict[str, dict]) -> None:
-    print("| variant | seeds | test fg IoU | test mIoU | mIoU / manual | training s |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| variant | seeds | test fg IoU | test mIoU | mIoU / manual | mIoU gain over deeplab, per photo | training s |"
+    )
+    print("|---|---|---|---|---|---|---|")
     manual = summary.get("manual", {}).get("miou")
     for name, row in summary.items():
         ratio = f"{row['miou'] / manual:.3f}" if manual else "–"
+        gain = f"{row['gain']:+.4f} ± {row['gain_se']:.4f} ({row['better']:.0%} better)" if "gain" in row else "–"
         print(
             f"| {name} | {row['seeds']} | {row['fg_iou']:.3f} ± {row['fg_iou_spread']:.3f} "
-            f"| {row['miou']:.3f} ± {row['miou_spread']:.3f} | {ratio} | {row['train_s']:.0f} |"
+            f"| {row['miou']:.3f} ± {row['miou_spread']:.3f} | {ratio} | {gain} | {row['train_s']:.0f} |"
         )
 
 
@@ -155,15 +177,24 @@ def write_per_photo(results: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", type=Path)
-    parser.add_argument("--pseudo", type=Path, required=True, help="folder of 0/255 pseudo-label masks")
+    parser.add_argument("dataset", type=Path, nargs="?")
+    parser.add_argument("--pseudo", type=Path, help="folder of 0/255 pseudo-label masks")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--random-seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=8, help="training budget, the same for every variant")
     parser.add_argument("--image-size", type=int, default=RunConfig.image_size)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     parser.add_argument("--tag", default="")
+    parser.add_argument("--summarise", nargs="+", type=Path, metavar="JSON", help="pool earlier runs' JSON files")
     args = parser.parse_args()
+    if args.summarise:
+        records = [json.loads(path.read_text()) for path in args.summarise]
+        if len({record["pseudo"] for record in records}) > 1:
+            parser.error("--summarise pools runs on the same pseudo labels only")
+        print_table(summarise([run for record in records for run in record["runs"]]))
+        return
+    if args.dataset is None or args.pseudo is None:
+        parser.error("give DATASET and --pseudo DIR (or --summarise JSON ...)")
     device = resolve_device("auto")
     results = []
     for random_seed in args.random_seeds:
