@@ -38,7 +38,7 @@ def read_run(folder: Path) -> dict:
     config = store.read_config()
     return {
         "dataset": Path(config.images).parent.name,
-        "label": f"{config.seed} seed, random seed {config.random_seed}",
+        "label": f"{config.seed} seed, random seed {config.random_seed}, sharpening radius {config.upsample_radius}",
         "iterations": [point for point in store.metrics() if point.get("fg_iou") is not None],
     }
 
