@@ -36,13 +36,14 @@ import numpy as np
 import torch
 
 from napari_gfn.config import RunConfig
-from napari_gfn.engine import GroundTruth, ImageSet, Notice, resolve_device, trusted_stems
+from napari_gfn.engine import GroundTruth, ImageSet, resolve_device, trusted_stems
 from napari_gfn.engine.images import read_mask
 from napari_gfn.engine.metrics import MaskScore, mean_scores
 from napari_gfn.engine.predict import MaskPredictor
 from napari_gfn.engine.source import LabelledSet, train_source_model
 from napari_gfn.engine.training import new_model
 from napari_gfn.engine.working import WorkingImages
+from quality import ground_truth, report
 
 ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
 ALL_OFF = dict.fromkeys(ALL_ON, False)
@@ -74,14 +75,7 @@ def training_set(dataset: Path, labels: Path, stems: list[str]) -> LabelledSet:
 
 
 def train(labelled: LabelledSet, config: RunConfig, modules: dict, device: torch.device) -> torch.nn.Module:
-    events = train_source_model(labelled, config, device, model=new_model(config, device, **modules))
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(event, Notice) and event.level != "info":
-            print(f"    {event.message}", flush=True)
+    return report(train_source_model(labelled, config, device, model=new_model(config, device, **modules)))
 
 
 def score_test_photos(
@@ -107,9 +101,7 @@ def run_variant(name: str, dataset: Path, pseudo: Path, config: RunConfig, devic
     started = time.perf_counter()
     model = train(labelled, config, modules, device)
     trained = time.perf_counter()
-    ignore = dataset / "ignore"
-    truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
-    scores = score_test_photos(model, photos.subset(test_stems), truth, config, device)
+    scores = score_test_photos(model, photos.subset(test_stems), ground_truth(dataset), config, device)
     return {
         "variant": name,
         "random_seed": config.random_seed,

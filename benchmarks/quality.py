@@ -52,7 +52,7 @@ def plain_otsu_scores(images: ImageSet, truth: GroundTruth) -> dict:
     return mean_scores([truth.score(record.stem, plain_otsu(record.load())) for record in images])
 
 
-def _report(events, rows: list | None = None):
+def report(events, rows: list | None = None):
     """Print notices and iteration rows (collected in ``rows``); return the generator's return value."""
     while True:
         try:
@@ -70,7 +70,7 @@ def _report(events, rows: list | None = None):
 def _train_source(labelled: LabelledSet, path: Path, overrides: dict, epochs: int) -> tuple[str, float]:
     config = RunConfig(**{**overrides, "epochs": epochs})
     started = time.perf_counter()
-    model = _report(train_source_model(labelled, config, resolve_device(config.device)))
+    model = report(train_source_model(labelled, config, resolve_device(config.device)))
     save_model(model, path, image_size=config.image_size, source=labelled.name)
     return str(path), time.perf_counter() - started
 
@@ -121,7 +121,7 @@ def run_dataset(dataset: Path, out: Path, args, overrides: dict) -> dict:
     )
     rows, stopped = [], None
     try:
-        _report(run_labelling(config, images=photos), rows)
+        report(run_labelling(config, images=photos), rows)
     except LabellingError as error:  # the iterations before the stop are still worth reporting
         stopped = str(error)
         print(f"  run stopped: {stopped}", flush=True)

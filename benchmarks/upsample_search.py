@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_gfn.engine import GroundTruth, ImageSet, resolve_device
+from napari_gfn.engine import ImageSet, resolve_device
 from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import load_model
 from napari_gfn.store import RunFolder
+from quality import ground_truth
 
 
 def scores_by_setting(
@@ -35,8 +36,7 @@ def scores_by_setting(
     predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
     photos = ImageSet.from_folder(dataset / "images")
     working = WorkingImages(photos, config.image_size)
-    ignore = dataset / "ignore"
-    truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
+    truth = ground_truth(dataset)
     scores = {setting: {} for setting in settings}
     for stem in photos.stems:
         full = working.full(stem)
