@@ -367,38 +367,6 @@ def test_loader_workers_draw_their_own_augmentations():
     assert not torch.equal(first_of_worker_0, first_of_worker_1)
 
 
-def test_the_edge_band_ignores_exactly_the_pixels_near_both_classes():
-    from napari_gfn.engine.training import IGNORE, PseudoLabelDataset, ignore_near_edges
-    from napari_gfn.engine.working import WorkingImages
-
-    rows, columns = np.mgrid[:24, :30]
-    target = ((rows - 12) ** 2 + (columns - 9) ** 2 < 49).astype(np.uint8)  # a disc
-    target[:10, 20:] = 1  # a block on the photo's border
-    target[np.random.default_rng(5).random(target.shape) < 0.1] = IGNORE
-    band = 2
-
-    def near_both(row, column):  # brute force: the (2 band + 1)-square around the pixel, cut at the border
-        window = target[max(row - band, 0) : row + band + 1, max(column - band, 0) : column + band + 1]
-        return (window == 1).any() and (window == 0).any()
-
-    expected = target.copy()
-    for row, column in np.ndindex(target.shape):
-        if near_both(row, column):
-            expected[row, column] = IGNORE
-    banded = ignore_near_edges(torch.from_numpy(target), band).numpy()
-    np.testing.assert_array_equal(banded, expected)
-    assert (banded == IGNORE).sum() > (target == IGNORE).sum()  # the case is not trivial: the band took pixels
-    assert (banded == 1).any()  # and left some of each class
-    assert (banded == 0).any()
-
-    # With scale 1 and a crop as wide as the photo, the dataset's target is the banded one, padded and maybe mirrored.
-    photo = np.random.default_rng(6).integers(0, 256, (24, 30, 3), dtype=np.uint8)
-    working = WorkingImages(ImageSet.from_arrays([photo], ["p"]), 30)
-    dataset = PseudoLabelDataset(working, {"p": target}, crop_size=30, scale_range=(1, 1), ignore_edge_band=band)
-    augmented = dataset[0][1].numpy()[:24]
-    assert np.array_equal(augmented, banded) or np.array_equal(augmented, banded[:, ::-1])
-
-
 def test_phase_bars_start_one_bar_per_phase_and_follow_its_progress():
     import io
 

@@ -46,9 +46,6 @@ class RunConfig:
     learning_rate: float = 0.007
     momentum: float = 0.9
     weight_decay: float = 2e-4
-    # Training leaves out pixels within this many working pixels of a mask's edge, where pseudo labels
-    # are least reliable (0: every pixel counts).
-    ignore_edge_band: int = 0
     gf_radius: int = 2
     gf_eps: float = 1e-2
     # Sharpening to full resolution, radius in working-resolution pixels. A wide window with a tiny eps
@@ -76,8 +73,6 @@ class RunConfig:
             problems.append(f"iterations must be >= 0, got {self.iterations}")
         if self.workers < 0:
             problems.append(f"workers must be >= 0, got {self.workers}")
-        if self.ignore_edge_band < 0:
-            problems.append(f"ignore_edge_band must be >= 0, got {self.ignore_edge_band}")
         if self.image_size < 32:
             problems.append(f"image_size must be at least 32, got {self.image_size}")
         from napari_gfn.network.backbones import BACKBONES

@@ -28,7 +28,6 @@ __all__ = [
     "PseudoLabelDataset",
     "TrainingSettings",
     "batch_size_that_fits",
-    "ignore_near_edges",
     "mixed_precision",
     "new_model",
     "train_model",
@@ -68,19 +67,6 @@ class TrainingSettings:
         )
 
 
-def ignore_near_edges(target: torch.Tensor, band: int) -> torch.Tensor:
-    """``target`` (H x W: 0, 1, 255 = ignore) with every pixel within ``band`` pixels of an object edge set to ignore.
-
-    A pixel is near an edge when its (2 band + 1)-square neighbourhood holds both object and
-    background; the photo's border is no edge.
-    """
-    object_pixels = (target == 1).float()[None, None]
-    background_pixels = (target == 0).float()[None, None]
-    window = {"kernel_size": 2 * band + 1, "stride": 1, "padding": band}
-    near_both = (F.max_pool2d(object_pixels, **window) > 0) & (F.max_pool2d(background_pixels, **window) > 0)
-    return torch.where(near_both[0, 0], torch.full_like(target, IGNORE), target)
-
-
 class PseudoLabelDataset(Dataset):
     """Working-resolution photos with their masks (uint8: 0, 1, or 255 = ignore), augmented."""
 
@@ -91,14 +77,12 @@ class PseudoLabelDataset(Dataset):
         crop_size: int,
         scale_range: tuple[float, float] = (0.75, 1.25),
         seed: int = 0,
-        ignore_edge_band: int = 0,
     ) -> None:
         self.working = working
         self.stems = list(targets)
         self.targets = targets
         self.crop_size = crop_size
         self.scale_range = scale_range
-        self.ignore_edge_band = ignore_edge_band
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -114,8 +98,6 @@ class PseudoLabelDataset(Dataset):
         target = torch.from_numpy(np.asarray(self.targets[stem], dtype=np.uint8))
         if target.shape != image.shape[1:]:
             target = F.interpolate(target[None, None].float(), size=image.shape[1:], mode="nearest")[0, 0].byte()
-        if self.ignore_edge_band:
-            target = ignore_near_edges(target, self.ignore_edge_band)
         return self._augment(image, target)
 
     def _augment(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -284,11 +266,5 @@ def train_on_targets(
 ) -> Iterator[Progress]:
     """Train ``model`` on working-resolution ``targets`` (0, 1, 255 = ignore) with the run's recipe."""
     # Each rank draws its own augmentations: the same seed everywhere would repeat them across ranks.
-    dataset = PseudoLabelDataset(
-        working,
-        targets,
-        config.image_size,
-        seed=config.random_seed + distributed.rank(),
-        ignore_edge_band=config.ignore_edge_band,
-    )
+    dataset = PseudoLabelDataset(working, targets, config.image_size, seed=config.random_seed + distributed.rank())
     yield from train_model(model, dataset, TrainingSettings.from_config(config, epochs), device, cancel, phase)
