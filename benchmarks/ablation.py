@@ -81,7 +81,7 @@ def train(labelled: LabelledSet, config: RunConfig, modules: dict, device: torch
 def score_test_photos(
     model: torch.nn.Module, photos: ImageSet, truth: GroundTruth, config: RunConfig, device: torch.device
 ) -> dict[str, MaskScore]:
-    predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
+    predictor = MaskPredictor.for_run(model, device, config)
     working = WorkingImages(photos, config.image_size)
     scores = {}
     for stem in photos.stems:

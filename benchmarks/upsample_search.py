@@ -1,12 +1,14 @@
-"""Choose the sharpening guided filter's radius and eps on a validation split, then report on a test split.
+"""Choose test-time scales and the sharpening radius and eps on a validation split; report on a test split.
 
-A finished labelling run's last model predicts every photo once at working resolution; the
-object probability is then sharpened to the photo's full resolution with every (radius, eps) pair.
-The photos of DATASET, sorted by stem, are split in two: even positions validate (the pair with
-the best mean fg IoU there is chosen), odd positions test (the chosen pair and the run's own
-settings are both reported there, so the choice is never scored on the photos that made it).
+A finished labelling run's last model predicts every photo at working resolution, once per scale
+(the object probabilities of a scale set are averaged, as ``MaskPredictor(scales=...)`` does); the
+probability is then sharpened to the photo's full resolution with every (radius, eps) pair.
+The photos of DATASET, sorted by stem, are split in two: even positions validate (the setting with
+the best mean fg IoU there is chosen), odd positions test (the chosen setting and the run's own
+are both reported there, so the choice is never scored on the photos that made it).
 
-    python benchmarks/upsample_search.py RUN ../shared/datasets/horses [--radii 1 2 4 8] [--eps 1e-4 1e-3 1e-2]
+    python benchmarks/upsample_search.py RUN ../shared/datasets/horses [--radii 1 2 4 8] [--eps 1e-4 1e-3 1e-2] \\
+        [--scale-sets 1 0.75,1,1.25]
 """
 
 from __future__ import annotations
@@ -25,15 +27,19 @@ from napari_gfn.network import load_model
 from napari_gfn.store import RunFolder
 from quality import ground_truth
 
+Setting = tuple[tuple[float, ...], int, float]  # (scales, radius, eps)
 
-def scores_by_setting(
-    store: RunFolder, dataset: Path, settings: list[tuple[int, float]]
-) -> dict[tuple[int, float], dict[str, float]]:
-    """{(radius, eps): {stem: fg IoU}} for every photo of the run, with its last model."""
+
+def scores_by_setting(store: RunFolder, dataset: Path, settings: list[Setting]) -> dict[Setting, dict[str, float]]:
+    """{(scales, radius, eps): {stem: fg IoU}} for every photo of the run, with its last model."""
     config = store.read_config()
     device = resolve_device("auto")
     model = load_model(store.model_path(store.finished_iterations()[-1]), map_location=device)
-    predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
+    all_scales = sorted({scale for scales, _, _ in settings for scale in scales})
+    predictors = {
+        scale: MaskPredictor(model, device, config.upsample_radius, config.upsample_eps, scales=(scale,))
+        for scale in all_scales
+    }
     photos = ImageSet.from_folder(dataset / "images")
     working = WorkingImages(photos, config.image_size)
     truth = ground_truth(dataset)
@@ -41,10 +47,11 @@ def scores_by_setting(
     for stem in photos.stems:
         full = working.full(stem)
         small = working.get(stem, full)
-        probability = predictor.probability(small)
-        for radius, eps in settings:
+        by_scale = {scale: predictor.probability(small) for scale, predictor in predictors.items()}
+        for scales, radius, eps in settings:
+            probability = sum(by_scale[scale] for scale in scales) / len(scales)
             mask = sharpen_to_full_resolution(probability, small, full, radius, eps)
-            scores[radius, eps][stem] = truth.score(stem, mask).fg_iou
+            scores[scales, radius, eps][stem] = truth.score(stem, mask).fg_iou
     return scores
 
 
@@ -58,21 +65,29 @@ def main() -> None:
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--radii", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--eps", nargs="+", type=float, default=[1e-4, 1e-3, 1e-2])
+    parser.add_argument(
+        "--scale-sets",
+        nargs="+",
+        type=lambda text: tuple(float(scale) for scale in text.split(",")),
+        default=[(1.0,)],
+        help="comma-separated scales, one set per argument (default: 1)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/upsample_search"))
     args = parser.parse_args()
     store = RunFolder(args.run)
     config = store.read_config()
-    own = (config.upsample_radius, config.upsample_eps)
-    settings = sorted(set(itertools.product(args.radii, args.eps)) | {own})
+    own = ((1.0,), config.upsample_radius, config.upsample_eps)
+    settings = sorted(set(itertools.product(args.scale_sets, args.radii, args.eps)) | {own})
     scores = scores_by_setting(store, args.dataset, settings)
     stems = sorted(next(iter(scores.values())))
     validation, test = stems[0::2], stems[1::2]
-    print("| radius | eps | validation fg IoU | test fg IoU |")
-    print("|---|---|---|---|")
-    for setting in settings:
+    print("| scales | radius | eps | validation fg IoU | test fg IoU |")
+    print("|---|---|---|---|---|")
+    for scales, radius, eps in settings:
+        setting_scores = scores[scales, radius, eps]
         print(
-            f"| {setting[0]} | {setting[1]:g} | {mean_over(scores[setting], validation):.4f} "
-            f"| {mean_over(scores[setting], test):.4f} |"
+            f"| {','.join(f'{scale:g}' for scale in scales)} | {radius} | {eps:g} "
+            f"| {mean_over(setting_scores, validation):.4f} | {mean_over(setting_scores, test):.4f} |"
         )
     chosen = max(settings, key=lambda setting: mean_over(scores[setting], validation))
     summary = {

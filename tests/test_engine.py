@@ -8,6 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from napari_gfn.config import RunConfig
 from napari_gfn.engine import (
@@ -254,8 +255,13 @@ def test_arrays_work_like_a_folder(tmp_path):
 
 
 def test_run_config_round_trips_through_json_and_rejects_nonsense():
-    config = RunConfig(images="photos", out="run", iterations=5, area_min=0.2, backbone="resnet50")
+    config = RunConfig(
+        images="photos", out="run", iterations=5, area_min=0.2, backbone="resnet50", predict_scales=(1, 2)
+    )
     assert RunConfig.from_json(config.to_json()) == config
+    assert config.predict_scales == (1.0, 2.0)
+    with pytest.raises(ValueError, match="predict_scales"):
+        RunConfig(predict_scales=(1.0, 0.0))
     with pytest.raises(ValueError, match="unknown run settings: colour"):
         RunConfig.from_dict({"colour": "green"})
     with pytest.raises(ValueError, match="area_min < area_max"):
@@ -308,6 +314,31 @@ def test_bf16_autocast_paths_run_on_the_cpu_and_keep_the_guided_filter_in_float3
     mixed = MaskPredictor(model, torch.device("cpu"), 4, 1e-3, autocast_dtype=torch.bfloat16).probability(small)
     assert mixed.dtype == torch.float32
     assert float((plain - mixed).abs().max()) < 0.1  # bf16 keeps ~3 significant digits
+
+
+def test_prediction_averages_its_scales_each_resized_back_to_the_working_size():
+    from napari_gfn.engine.predict import MaskPredictor
+
+    torch.manual_seed(0)
+    # Any segmentation network will do; 5x5 convolutions make its output depend on the scale.
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 2, 5, padding=2))
+    small = make_sample_set("branch", 1, (48, 64), seed=2).images[0]
+    photo = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255
+
+    def reference(scale):
+        scaled = F.interpolate(photo, scale_factor=scale, mode="bilinear")
+        with torch.no_grad():
+            probabilities = torch.cat([model(scaled), model(scaled.flip(-1)).flip(-1)]).softmax(1)[:, 1:]
+        return F.interpolate(probabilities.mean(0, keepdim=True), size=(48, 64), mode="bilinear")[0, 0]
+
+    def predicted(*scales):
+        return MaskPredictor(model, torch.device("cpu"), 4, 1e-3, autocast_dtype=None, scales=scales).probability(small)
+
+    at_one, at_one_and_half = reference(1.0), reference(1.5)
+    assert float((at_one - at_one_and_half).abs().max()) > 1e-3  # the scale changes what the network sees
+    torch.testing.assert_close(predicted(1.5), at_one_and_half, atol=1e-4, rtol=0)
+    torch.testing.assert_close(predicted(1.0, 1.5), (at_one + at_one_and_half) / 2, atol=1e-4, rtol=0)
 
 
 def test_the_batch_shrinks_only_when_memory_cannot_hold_it():

@@ -53,6 +53,9 @@ class RunConfig:
     # at image_size 320 (benchmarks/upsample_search.py; docs/results.md).
     upsample_radius: int = 32
     upsample_eps: float = 1e-5
+    # Prediction averages the network's probability over these scales of the working size (each with its
+    # mirror image): chosen on the same validation splits (benchmarks/upsample_search.py --scale-sets).
+    predict_scales: tuple[float, ...] = (1.0, 1.25, 1.5)
     gt: str | None = None
     ignore: str | None = None
     random_seed: int = 0
@@ -60,7 +63,10 @@ class RunConfig:
     workers: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "predict_scales", tuple(float(scale) for scale in self.predict_scales))  # JSON lists
         problems = []
+        if not self.predict_scales or min(self.predict_scales) <= 0:
+            problems.append(f"predict_scales must be one or more positive numbers, got {self.predict_scales}")
         if self.seed not in SEED_METHODS:
             problems.append(f"seed must be one of {', '.join(SEED_METHODS)}, not {self.seed!r}")
         if not 0.0 <= self.area_min < self.area_max <= 1.0:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from napari_gfn.config import RunConfig
 from napari_gfn.engine.training import mixed_precision
 from napari_gfn.network import upsampling_coefficients
 from napari_gfn.network.inference import inference_copy
@@ -53,6 +55,13 @@ class MaskPredictor:
     upsample_radius: int
     upsample_eps: float
     autocast_dtype: torch.dtype | None = None  # None: mixed_precision(device)
+    # The photo is also seen at these scales of the working size; the probabilities are averaged.
+    scales: tuple[float, ...] = (1.0,)
+
+    @classmethod
+    def for_run(cls, model: torch.nn.Module, device: torch.device, config: RunConfig) -> MaskPredictor:
+        """A predictor with the run's sharpening and prediction scales."""
+        return cls(model, device, config.upsample_radius, config.upsample_eps, scales=config.predict_scales)
 
     def __post_init__(self) -> None:
         self.model = inference_copy(self.model).to(self.device)
@@ -60,9 +69,20 @@ class MaskPredictor:
 
     @torch.inference_mode()
     def probability(self, small: np.ndarray) -> torch.Tensor:
-        """Object probability (H x W tensor) for a working-resolution photo, averaged with its mirror image."""
-        batch = _as_tensor(small, self.device)
-        batch = torch.cat([batch, batch.flip(-1)]).contiguous(memory_format=torch.channels_last)
+        """Object probability (H x W tensor) for a working-resolution photo, averaged over scales and mirror images."""
+        photo = _as_tensor(small, self.device)
+        size = photo.shape[-2:]
+        total = torch.zeros(size, device=self.device)
+        for scale in self.scales:
+            scaled = photo if scale == 1 else F.interpolate(photo, scale_factor=scale, mode="bilinear")
+            probability = self._mirror_averaged(scaled)
+            if scale != 1:
+                probability = F.interpolate(probability[None, None], size=size, mode="bilinear")[0, 0]
+            total += probability
+        return total / len(self.scales)
+
+    def _mirror_averaged(self, photo: torch.Tensor) -> torch.Tensor:
+        batch = torch.cat([photo, photo.flip(-1)]).contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             logits = self.model(batch)
         probabilities = logits.float().softmax(1)[:, 1]

@@ -175,7 +175,7 @@ class _Run:
         A photo with a trusted correction in ``fixed`` gets that mask, never a prediction.
         """
         fixed = fixed or {}
-        predictor = MaskPredictor(model, self.device, self.config.upsample_radius, self.config.upsample_eps)
+        predictor = MaskPredictor.for_run(model, self.device, self.config)
 
         def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if stem in fixed:
