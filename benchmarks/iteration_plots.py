@@ -36,9 +36,11 @@ def read_run(folder: Path) -> dict:
     """The dataset name (the folder above the photos), the run's label and its scored iterations."""
     store = RunFolder(folder)
     config = store.read_config()
+    scales = ",".join(f"{scale:g}" for scale in config.predict_scales)
     return {
         "dataset": Path(config.images).parent.name,
-        "label": f"{config.seed} seed, random seed {config.random_seed}, sharpening radius {config.upsample_radius}",
+        "label": f"{config.seed} seed, random seed {config.random_seed}, radius {config.upsample_radius}, "
+        f"scales {scales}",
         "iterations": [point for point in store.metrics() if point.get("fg_iou") is not None],
     }
 

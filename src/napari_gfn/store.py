@@ -32,6 +32,9 @@ from napari_gfn.config import RunConfig
 
 __all__ = ["RunFolder", "RunFolderError"]
 
+# Run folders written before a setting existed ran with these values; a resumed run keeps them.
+SETTINGS_BEFORE_THEY_EXISTED = {"predict_scales": (1.0,)}
+
 
 class RunFolderError(ValueError):
     """A run folder that is missing, foreign, or in the way of a new run."""
@@ -98,7 +101,7 @@ class RunFolder:
             raise RunFolderError(f"{self.root} is not a napari-gfn run folder (no run.json)")
         try:
             record = json.loads(self.config_path.read_text())
-            return RunConfig.from_dict(record["config"])
+            return RunConfig.from_dict({**SETTINGS_BEFORE_THEY_EXISTED, **record["config"]})
         except (ValueError, KeyError, TypeError) as error:
             raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}") from None
 
