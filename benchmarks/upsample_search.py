@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     store = RunFolder(args.run)
     config = store.read_config()
-    own = ((1.0,), config.upsample_radius, config.upsample_eps)
+    own = (config.predict_scales, config.upsample_radius, config.upsample_eps)
     settings = sorted(set(itertools.product(args.scale_sets, args.radii, args.eps)) | {own})
     scores = scores_by_setting(store, args.dataset, settings)
     stems = sorted(next(iter(scores.values())))

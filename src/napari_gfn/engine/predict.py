@@ -74,11 +74,12 @@ class MaskPredictor:
         size = photo.shape[-2:]
         total = torch.zeros(size, device=self.device)
         for scale in self.scales:
-            scaled = photo if scale == 1 else F.interpolate(photo, scale_factor=scale, mode="bilinear")
-            probability = self._mirror_averaged(scaled)
-            if scale != 1:
-                probability = F.interpolate(probability[None, None], size=size, mode="bilinear")[0, 0]
-            total += probability
+            if scale == 1:
+                total += self._mirror_averaged(photo)
+            else:
+                scaled = F.interpolate(photo, scale_factor=scale, mode="bilinear", align_corners=False)
+                probability = self._mirror_averaged(scaled)[None, None]
+                total += F.interpolate(probability, size=size, mode="bilinear", align_corners=False)[0, 0]
         return total / len(self.scales)
 
     def _mirror_averaged(self, photo: torch.Tensor) -> torch.Tensor:
