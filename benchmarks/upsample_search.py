@@ -36,10 +36,7 @@ def scores_by_setting(store: RunFolder, dataset: Path, settings: list[Setting]) 
     device = resolve_device("auto")
     model = load_model(store.model_path(store.finished_iterations()[-1]), map_location=device)
     all_scales = sorted({scale for scales, _, _ in settings for scale in scales})
-    predictors = {
-        scale: MaskPredictor(model, device, config.upsample_radius, config.upsample_eps, scales=(scale,))
-        for scale in all_scales
-    }
+    predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
     photos = ImageSet.from_folder(dataset / "images")
     working = WorkingImages(photos, config.image_size)
     truth = ground_truth(dataset)
@@ -47,7 +44,7 @@ def scores_by_setting(store: RunFolder, dataset: Path, settings: list[Setting]) 
     for stem in photos.stems:
         full = working.full(stem)
         small = working.get(stem, full)
-        by_scale = {scale: predictor.probability(small) for scale, predictor in predictors.items()}
+        by_scale = {scale: predictor.probability_at(small, scale) for scale in all_scales}
         for scales, radius, eps in settings:
             probability = sum(by_scale[scale] for scale in scales) / len(scales)
             mask = sharpen_to_full_resolution(probability, small, full, radius, eps)

@@ -343,12 +343,16 @@ def test_prediction_averages_its_scales_each_resized_back_to_the_working_size():
             probabilities = torch.cat([model(scaled), model(scaled.flip(-1)).flip(-1)]).softmax(1)[:, 1:]
         return F.interpolate(probabilities.mean(0, keepdim=True), size=(48, 64), mode="bilinear")[0, 0]
 
+    def predictor(*scales):
+        return MaskPredictor(model, torch.device("cpu"), 4, 1e-3, autocast_dtype=None, scales=scales)
+
     def predicted(*scales):
-        return MaskPredictor(model, torch.device("cpu"), 4, 1e-3, autocast_dtype=None, scales=scales).probability(small)
+        return predictor(*scales).probability(small)
 
     at_one, at_one_and_half = reference(1.0), reference(1.5)
     assert float((at_one - at_one_and_half).abs().max()) > 1e-3  # the scale changes what the network sees
     torch.testing.assert_close(predicted(1.5), at_one_and_half, atol=1e-4, rtol=0)
+    torch.testing.assert_close(predictor(1.0).probability_at(small, 1.5), at_one_and_half, atol=1e-4, rtol=0)
     torch.testing.assert_close(predicted(1.0, 1.5), (at_one + at_one_and_half) / 2, atol=1e-4, rtol=0)
 
 

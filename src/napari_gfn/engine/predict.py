@@ -69,18 +69,18 @@ class MaskPredictor:
 
     @torch.inference_mode()
     def probability(self, small: np.ndarray) -> torch.Tensor:
-        """Object probability (H x W tensor) for a working-resolution photo, averaged over scales and mirror images."""
+        """Object probability (H x W tensor) for a working-resolution photo, averaged over the predictor's scales."""
+        return sum(self.probability_at(small, scale) for scale in self.scales) / len(self.scales)
+
+    @torch.inference_mode()
+    def probability_at(self, small: np.ndarray, scale: float) -> torch.Tensor:
+        """Object probability of the photo seen at ``scale`` times working size (and mirrored), at working size."""
         photo = _as_tensor(small, self.device)
-        size = photo.shape[-2:]
-        total = torch.zeros(size, device=self.device)
-        for scale in self.scales:
-            if scale == 1:
-                total += self._mirror_averaged(photo)
-            else:
-                scaled = F.interpolate(photo, scale_factor=scale, mode="bilinear", align_corners=False)
-                probability = self._mirror_averaged(scaled)[None, None]
-                total += F.interpolate(probability, size=size, mode="bilinear", align_corners=False)[0, 0]
-        return total / len(self.scales)
+        if scale == 1:
+            return self._mirror_averaged(photo)
+        scaled = F.interpolate(photo, scale_factor=scale, mode="bilinear", align_corners=False)
+        probability = self._mirror_averaged(scaled)[None, None]
+        return F.interpolate(probability, size=photo.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
 
     def _mirror_averaged(self, photo: torch.Tensor) -> torch.Tensor:
         batch = torch.cat([photo, photo.flip(-1)]).contiguous(memory_format=torch.channels_last)
