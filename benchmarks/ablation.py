@@ -175,6 +175,7 @@ def main() -> None:
     parser.add_argument("--random-seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=8, help="training budget, the same for every variant")
     parser.add_argument("--image-size", type=int, default=RunConfig.image_size)
+    parser.add_argument("--colour-jitter", type=float, default=RunConfig.colour_jitter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     parser.add_argument("--tag", default="")
     parser.add_argument("--summarise", nargs="+", type=Path, metavar="JSON", help="pool earlier runs' JSON files")
@@ -190,7 +191,12 @@ def main() -> None:
     device = resolve_device("auto")
     results = []
     for random_seed in args.random_seeds:
-        config = RunConfig(epochs=args.epochs, image_size=args.image_size, random_seed=random_seed)
+        config = RunConfig(
+            epochs=args.epochs,
+            image_size=args.image_size,
+            colour_jitter=args.colour_jitter,
+            random_seed=random_seed,
+        )
         for name in args.variants:
             print(f"== {name}, random seed {random_seed}", flush=True)
             result = run_variant(name, args.dataset, args.pseudo, config, device)
@@ -201,7 +207,13 @@ def main() -> None:
     print_table(summary)
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"{args.dataset.name}{args.tag}"
-    record = {"dataset": str(args.dataset), "pseudo": str(args.pseudo), "epochs": args.epochs, "summary": summary}
+    record = {
+        "dataset": str(args.dataset),
+        "pseudo": str(args.pseudo),
+        "epochs": args.epochs,
+        "colour_jitter": args.colour_jitter,
+        "summary": summary,
+    }
     (args.out / f"{name}.json").write_text(json.dumps({**record, "runs": results}, indent=2))
     write_per_photo(results, args.out / f"{name}.csv")
 

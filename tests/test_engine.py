@@ -399,6 +399,34 @@ def test_new_models_follow_the_random_seed_and_leave_the_global_state_alone():
     assert not any(hasattr(baseline, name) for name in ("boundary_gate", "hgl_high", "guide"))
 
 
+def test_colour_jitter_changes_the_photo_not_its_mask_and_repeats_with_the_seed():
+    from napari_gfn.engine.training import PseudoLabelDataset
+    from napari_gfn.engine.working import WorkingImages
+
+    sample = make_sample_set("flower", 1, 64, seed=3)
+    working = WorkingImages(ImageSet.from_arrays(sample.images, ["photo"]), 64)
+    targets = {"photo": (sample.masks[0] > 0).astype(np.uint8)}
+
+    def first_item(colour_jitter, seed=0):
+        # Scale 1 and a crop the photo's size leave only the random mirror image as geometry.
+        dataset = PseudoLabelDataset(
+            working, targets, crop_size=64, scale_range=(1, 1), colour_jitter=colour_jitter, seed=seed
+        )
+        return dataset[0]
+
+    jittered_image, jittered_target = first_item(0.3)
+    mask = torch.from_numpy(targets["photo"]).long()
+    assert torch.equal(jittered_target, mask) or torch.equal(jittered_target, mask.flip(-1))
+    plain = torch.from_numpy(working.get("photo")).permute(2, 0, 1).float() / 255
+    if not torch.equal(jittered_target, mask):
+        plain = plain.flip(-1)
+    assert float((jittered_image - plain).abs().mean()) > 0.01
+    assert float(jittered_image.min()) >= 0
+    assert float(jittered_image.max()) <= 1
+    assert torch.equal(first_item(0.3)[0], jittered_image)
+    assert not torch.equal(first_item(0.3, seed=1)[0], jittered_image)
+
+
 def test_loader_workers_draw_their_own_augmentations():
     from napari_gfn.engine.training import PseudoLabelDataset, _loader
     from napari_gfn.engine.working import WorkingImages

@@ -46,6 +46,8 @@ class RunConfig:
     learning_rate: float = 0.007
     momentum: float = 0.9
     weight_decay: float = 2e-4
+    # Training photos' brightness, contrast and saturation vary by up to this fraction (hue by a sixth of it, in turns).
+    colour_jitter: float = 0.0
     gf_radius: int = 2
     gf_eps: float = 1e-2
     # Sharpening to full resolution, radius in working-resolution pixels. A wide window with a tiny eps
@@ -67,6 +69,8 @@ class RunConfig:
         problems = []
         if not self.predict_scales or min(self.predict_scales) <= 0:
             problems.append(f"predict_scales must be one or more positive numbers, got {self.predict_scales}")
+        if not 0.0 <= self.colour_jitter < 1.0:
+            problems.append(f"colour_jitter must be at least 0 and below 1, got {self.colour_jitter}")
         if self.seed not in SEED_METHODS:
             problems.append(f"seed must be one of {', '.join(SEED_METHODS)}, not {self.seed!r}")
         if not 0.0 <= self.area_min < self.area_max <= 1.0:

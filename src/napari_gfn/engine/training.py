@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torchvision.transforms.v2 import functional as TF
 
 from napari_gfn.config import RunConfig
 from napari_gfn.engine import distributed
@@ -48,7 +49,6 @@ class TrainingSettings:
     crop_size: int = 320
     # New layers learn 10x faster than the ImageNet backbone (DeepLab practice): a CPU run has few steps.
     head_lr_multiplier: float = 10.0
-    scale_range: tuple[float, float] = (0.75, 1.25)
     # None: bf16 autocast on GPUs that support it, float32 elsewhere (see mixed_precision).
     autocast_dtype: torch.dtype | None = None
     workers: int = 0  # processes that load and augment batches
@@ -76,6 +76,7 @@ class PseudoLabelDataset(Dataset):
         targets: Mapping[str, np.ndarray],
         crop_size: int,
         scale_range: tuple[float, float] = (0.75, 1.25),
+        colour_jitter: float = 0.0,
         seed: int = 0,
     ) -> None:
         self.working = working
@@ -83,6 +84,7 @@ class PseudoLabelDataset(Dataset):
         self.targets = targets
         self.crop_size = crop_size
         self.scale_range = scale_range
+        self.colour_jitter = colour_jitter
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -100,7 +102,18 @@ class PseudoLabelDataset(Dataset):
             target = F.interpolate(target[None, None].float(), size=image.shape[1:], mode="nearest")[0, 0].byte()
         return self._augment(image, target)
 
+    def _jitter_colours(self, image: torch.Tensor) -> torch.Tensor:
+        # Factors come from the dataset's own generator, so a run's augmentations repeat with its seed.
+        strength = self.colour_jitter
+        brightness, contrast, saturation = self.rng.uniform(1 - strength, 1 + strength, size=3)
+        image = TF.adjust_brightness(image, float(brightness))
+        image = TF.adjust_contrast(image, float(contrast))
+        image = TF.adjust_saturation(image, float(saturation))
+        return TF.adjust_hue(image, float(self.rng.uniform(-strength, strength) / 6))
+
     def _augment(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.colour_jitter > 0:
+            image = self._jitter_colours(image)
         scale = self.rng.uniform(*self.scale_range)
         size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[2] * scale)))
         image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
@@ -266,5 +279,11 @@ def train_on_targets(
 ) -> Iterator[Progress]:
     """Train ``model`` on working-resolution ``targets`` (0, 1, 255 = ignore) with the run's recipe."""
     # Each rank draws its own augmentations: the same seed everywhere would repeat them across ranks.
-    dataset = PseudoLabelDataset(working, targets, config.image_size, seed=config.random_seed + distributed.rank())
+    dataset = PseudoLabelDataset(
+        working,
+        targets,
+        config.image_size,
+        colour_jitter=config.colour_jitter,
+        seed=config.random_seed + distributed.rank(),
+    )
     yield from train_model(model, dataset, TrainingSettings.from_config(config, epochs), device, cancel, phase)
