@@ -176,7 +176,6 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="training budget, the same for every variant")
     parser.add_argument("--image-size", type=int, default=RunConfig.image_size)
     parser.add_argument("--colour-jitter", type=float, default=RunConfig.colour_jitter)
-    parser.add_argument("--train-scale-range", nargs=2, type=float, default=RunConfig.train_scale_range)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     parser.add_argument("--tag", default="")
     parser.add_argument("--summarise", nargs="+", type=Path, metavar="JSON", help="pool earlier runs' JSON files")
@@ -195,7 +194,6 @@ def main() -> None:
         config = RunConfig(
             epochs=args.epochs,
             image_size=args.image_size,
-            train_scale_range=args.train_scale_range,
             colour_jitter=args.colour_jitter,
             random_seed=random_seed,
         )
@@ -214,7 +212,6 @@ def main() -> None:
         "pseudo": str(args.pseudo),
         "epochs": args.epochs,
         "colour_jitter": args.colour_jitter,
-        "train_scale_range": args.train_scale_range,
         "summary": summary,
     }
     (args.out / f"{name}.json").write_text(json.dumps({**record, "runs": results}, indent=2))

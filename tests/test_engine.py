@@ -268,15 +268,19 @@ def test_run_config_round_trips_through_json_and_rejects_nonsense():
         RunConfig(area_min=0.9, area_max=0.1)
 
 
-def test_a_run_folder_from_before_multi_scale_prediction_keeps_predicting_at_one_scale(tmp_path):
+@pytest.mark.parametrize(
+    ("setting", "chosen", "before"),
+    [("predict_scales", (1.0, 2.0), (1.0,)), ("colour_jitter", 0.5, 0.0)],
+)
+def test_a_run_folder_from_before_a_setting_existed_keeps_computing_as_it_began(tmp_path, setting, chosen, before):
     store = RunFolder(tmp_path / "run")
-    store.create(RunConfig(predict_scales=(1.0, 2.0)))
-    assert store.read_config().predict_scales == (1.0, 2.0)
+    store.create(RunConfig(**{setting: chosen}))
+    assert getattr(store.read_config(), setting) == chosen
     record = json.loads(store.config_path.read_text())
-    del record["config"]["predict_scales"]  # as run.json was written before the setting existed
+    del record["config"][setting]  # as run.json was written before the setting existed
     store.config_path.write_text(json.dumps(record))
-    assert store.read_config().predict_scales == (1.0,)
-    assert RunConfig().predict_scales != (1.0,)  # new runs do use several scales
+    assert getattr(store.read_config(), setting) == before
+    assert getattr(RunConfig(), setting) != before  # new runs do use the setting
 
 
 def test_large_photos_are_sharpened_in_bands_with_the_same_mask(monkeypatch):

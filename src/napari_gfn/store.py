@@ -33,7 +33,7 @@ from napari_gfn.config import RunConfig
 __all__ = ["RunFolder", "RunFolderError"]
 
 # Run folders written before a setting existed ran with these values; a resumed run keeps them.
-SETTINGS_BEFORE_THEY_EXISTED = {"predict_scales": (1.0,)}
+SETTINGS_BEFORE_THEY_EXISTED = {"predict_scales": (1.0,), "colour_jitter": 0.0}
 
 
 class RunFolderError(ValueError):

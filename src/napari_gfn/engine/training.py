@@ -283,7 +283,6 @@ def train_on_targets(
         working,
         targets,
         config.image_size,
-        scale_range=config.train_scale_range,
         colour_jitter=config.colour_jitter,
         seed=config.random_seed + distributed.rank(),
     )
