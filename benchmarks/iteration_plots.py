@@ -40,7 +40,7 @@ def read_run(folder: Path) -> dict:
     return {
         "dataset": Path(config.images).parent.name,
         "label": f"{config.seed} seed, random seed {config.random_seed}, radius {config.upsample_radius}, "
-        f"scales {scales}",
+        f"scales {scales}, jitter {config.colour_jitter:g}",
         "iterations": [point for point in store.metrics() if point.get("fg_iou") is not None],
     }
 
@@ -65,10 +65,11 @@ def draw(results: list[dict], out: Path) -> None:
             axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             axis.grid(alpha=0.3)
             axis.set_xlabel("iteration" if row == len(METRICS) - 1 else "")
-            axis.legend(fontsize=7, loc="lower right")
+        # One legend per set, below its column, so it never hides a curve.
+        axes[-1][column].legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28))
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=110)
+    figure.savefig(out, dpi=110, bbox_inches="tight")
 
 
 def main() -> None:
