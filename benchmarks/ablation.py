@@ -124,7 +124,8 @@ def summarise(results: list[dict]) -> dict[str, dict]:
             values = np.array([r[key] for r in rows])
             summary[name][key] = float(values.mean())
             summary[name][f"{key}_spread"] = float(np.ptp(values) / 2)
-        if "deeplab" in summary and name not in ("deeplab", "manual"):
+    if "deeplab" in summary:  # whichever order the variants ran in
+        for name in summary.keys() - {"deeplab", "manual"}:
             summary[name].update(paired_gain(results, name, "deeplab"))
     return summary
 
