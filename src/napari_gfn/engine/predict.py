@@ -70,12 +70,15 @@ class MaskPredictor:
     @torch.inference_mode()
     def probability(self, small: np.ndarray) -> torch.Tensor:
         """Object probability (H x W tensor) for a working-resolution photo, averaged over the predictor's scales."""
-        return sum(self.probability_at(small, scale) for scale in self.scales) / len(self.scales)
+        photo = _as_tensor(small, self.device)  # once, not once per scale
+        return sum(self._at_scale(photo, scale) for scale in self.scales) / len(self.scales)
 
     @torch.inference_mode()
     def probability_at(self, small: np.ndarray, scale: float) -> torch.Tensor:
         """Object probability of the photo seen at ``scale`` times working size (and mirrored), at working size."""
-        photo = _as_tensor(small, self.device)
+        return self._at_scale(_as_tensor(small, self.device), scale)
+
+    def _at_scale(self, photo: torch.Tensor, scale: float) -> torch.Tensor:
         if scale == 1:
             return self._mirror_averaged(photo)
         scaled = F.interpolate(photo, scale_factor=scale, mode="bilinear", align_corners=False)
