@@ -1,13 +1,15 @@
-"""Transfer, CAM and GrabCut seeds: source models, VOC parsing, class activation maps, and their clear errors."""
+"""Transfer, CAM, GrabCut and ridge seeds: source models, VOC parsing, class activation maps, and their clear errors."""
 
 import shutil
 
+import cv2
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from scipy import ndimage
 
 from napari_gfn.cli import main
 from napari_gfn.config import RunConfig
@@ -27,6 +29,7 @@ from napari_gfn.seeds.cam import (
     read_image_labels,
     refine_object_mask,
 )
+from napari_gfn.seeds.ridge import largest_web, ridge_mask
 from napari_gfn.store import RunFolder
 
 SOURCE_FAST = ["--image-size", "64", "--epochs", "1", "--min-steps", "80"]
@@ -341,13 +344,43 @@ def test_grabcut_on_a_featureless_photo_finds_no_object():
     assert not grabcut_mask(np.full((40, 50, 3), 128, np.uint8)).any()
 
 
-def test_grabcut_seed_masks_are_iteration_0(tiny_folder, tmp_path):
-    config = RunConfig(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), seed="grabcut", iterations=0)
+@pytest.mark.parametrize(("seed", "mask_of_photo"), [("grabcut", grabcut_mask), ("ridge", ridge_mask)])
+def test_photo_only_seed_masks_are_iteration_0(seed, mask_of_photo, tiny_folder, tmp_path):
+    config = RunConfig(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), seed=seed, iterations=0)
     from napari_gfn.engine import run_labelling
 
     results = [event for event in run_labelling(config.updated(image_size=64)) if isinstance(event, IterationResult)]
     assert [result.iteration for result in results] == [0]
     store = RunFolder(tmp_path / "run")
     for path in sorted((tiny_folder / "images").glob("*.png")):
-        # The photos are 64 px, the working size, so the written mask is GrabCut's own.
-        np.testing.assert_array_equal(store.read_mask(0, path.stem), grabcut_mask(iio.imread(path)))
+        # The photos are 64 px, the working size, so the written mask is the seed's own.
+        np.testing.assert_array_equal(store.read_mask(0, path.stem), mask_of_photo(iio.imread(path)))
+
+
+def test_largest_web_keeps_the_biggest_connected_lines_and_widens_them():
+    response = np.zeros((40, 60))
+    response[10, 5:45] = 1.0
+    response[11, 45] = 1.0  # touches the long line only at a corner: still the same web
+    response[30, 50:55] = 1.0  # a separate, shorter line
+    web = np.zeros((40, 60), dtype=bool)
+    web[10, 5:45] = web[11, 45] = True
+    np.testing.assert_array_equal(largest_web(response, share=0.05, widening=0.0), web)
+    widened = ndimage.binary_dilation(web, structure=np.ones((3, 3), dtype=bool))
+    np.testing.assert_array_equal(largest_web(response, share=0.05, widening=3 / 60), widened)
+
+
+def test_ridge_mask_finds_a_thin_tree_on_sky_and_leaves_out_the_strokes_behind_it():
+    height, width = 320, 200
+    sky = np.linspace(150, 230, height)[:, None, None] * np.array([0.6, 0.8, 1.0])
+    photo = np.broadcast_to(sky, (height, width, 3)).astype(np.uint8).copy()
+    tree = np.zeros((height, width), np.uint8)
+    cv2.line(tree, (100, 315), (100, 60), 1, 6)  # trunk
+    for y, dx in [(240, -60), (200, 55), (160, -50), (120, 45), (80, -35)]:
+        cv2.line(tree, (100, y), (100 + dx, y - 40), 1, 3)  # branches
+    behind = np.zeros_like(tree)
+    for x in (20, 175):
+        cv2.line(behind, (x, 300), (x, 270), 1, 3)  # short strokes that touch nothing
+    photo[(tree | behind) > 0] = (60, 50, 40)
+    mask = ridge_mask(photo)
+    assert mask[tree > 0].mean() > 0.9
+    assert not mask[behind > 0].any()

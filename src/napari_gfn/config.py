@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = ["CAM_REFINERS", "SEED_METHODS", "RunConfig"]
 
-SEED_METHODS = ("otsu", "transfer", "cam", "grabcut")
+SEED_METHODS = ("otsu", "transfer", "cam", "grabcut", "ridge")
 # "auto" uses the dense CRF when pydensecrf is installed and the guided filter otherwise.
 CAM_REFINERS = ("auto", "crf", "guided")
 

@@ -102,9 +102,10 @@ def _seed_methods() -> dict[str, SeedMethod]:
     from napari_gfn.seeds.cam import cam_seed
     from napari_gfn.seeds.grabcut import grabcut_seed
     from napari_gfn.seeds.otsu import otsu_seed
+    from napari_gfn.seeds.ridge import ridge_seed
     from napari_gfn.seeds.transfer import transfer_seed
 
-    return {"otsu": otsu_seed, "transfer": transfer_seed, "cam": cam_seed, "grabcut": grabcut_seed}
+    return {"otsu": otsu_seed, "transfer": transfer_seed, "cam": cam_seed, "grabcut": grabcut_seed, "ridge": ridge_seed}
 
 
 @dataclass(frozen=True)
