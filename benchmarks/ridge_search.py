@@ -1,0 +1,133 @@
+"""Choose the ridge seed's line scales, share and widening on a validation split; report on a test split.
+
+Every photo's ridge mask is computed at the working size for every setting, then sharpened to full
+resolution with the run defaults, exactly as the engine writes a seed's iteration 0. The photos
+of DATASET, sorted by stem, are split in two: even positions validate (the setting with the best
+mean fg IoU there is chosen), odd positions test.
+
+``--bands`` also scores a trivial prior for comparison: a vertical band of that fraction of the
+width down the middle of every photo, at full resolution.
+
+    python benchmarks/ridge_search.py ../shared/datasets/cherry-dev [--sigma-sets 2,3,4 1,2,3,4,6] \\
+        [--shares 0.1 0.2 0.3] [--widths 0 3 5 7] [--bands 0.2 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_gfn.config import RunConfig
+from napari_gfn.engine import ImageSet
+from napari_gfn.engine.predict import sharpen_to_full_resolution
+from napari_gfn.engine.working import WorkingImages
+from napari_gfn.seeds.ridge import largest_web, ridge_response
+from quality import ground_truth
+from upsample_search import mean_over
+
+Setting = tuple[tuple[float, ...], float, int]  # (sigmas, share, widening in pixels of a 320-px long side)
+
+
+def scores_by_setting(dataset: Path, settings: list[Setting]) -> dict[Setting, dict[str, tuple[float, float]]]:
+    """{setting: {stem: (fg IoU, mIoU)}} of every photo's sharpened ridge mask."""
+    defaults = RunConfig()
+    photos = ImageSet.from_folder(dataset / "images")
+    working = WorkingImages(photos, defaults.image_size)
+    truth = ground_truth(dataset)
+    scores = {setting: {} for setting in settings}
+    for stem in photos.stems:
+        full = working.full(stem)
+        small = working.get(stem, full)
+        responses = {sigmas: ridge_response(small, sigmas) for sigmas in {setting[0] for setting in settings}}
+        for sigmas, share, width in settings:
+            web = largest_web(responses[sigmas], share, width / 320)
+            probability = torch.from_numpy(web.astype(np.float32))
+            mask = sharpen_to_full_resolution(probability, small, full, defaults.upsample_radius, defaults.upsample_eps)
+            score = truth.score(stem, mask)
+            scores[sigmas, share, width][stem] = (score.fg_iou, score.miou)
+    return scores
+
+
+def central_band(shape: tuple[int, ...], fraction: float) -> np.ndarray:
+    """A vertical band ``fraction`` of the width wide, down the middle."""
+    band = np.zeros(shape[:2], dtype=bool)
+    width = shape[1]
+    band[:, round(width * (1 - fraction) / 2) : round(width * (1 + fraction) / 2)] = True
+    return band
+
+
+def band_scores(dataset: Path, fractions: list[float]) -> dict[float, list[tuple[float, float]]]:
+    """{fraction: [(fg IoU, mIoU) per photo]} of the central band."""
+    photos = ImageSet.from_folder(dataset / "images")
+    truth = ground_truth(dataset)
+    scores = {fraction: [] for fraction in fractions}
+    for photo in photos:
+        shape = photo.load().shape
+        for fraction in fractions:
+            score = truth.score(photo.stem, central_band(shape, fraction))
+            scores[fraction].append((score.fg_iou, score.miou))
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument(
+        "--sigma-sets",
+        nargs="+",
+        type=lambda text: tuple(float(sigma) for sigma in text.split(",")),
+        default=[(2.0, 3.0, 4.0), (1.0, 2.0, 3.0, 4.0, 6.0)],
+        help="comma-separated line half-widths in working-size pixels, one set per argument",
+    )
+    parser.add_argument("--shares", nargs="+", type=float, default=[0.1, 0.2, 0.3])
+    parser.add_argument("--widths", nargs="+", type=int, default=[0, 3, 5, 7])
+    parser.add_argument("--bands", nargs="*", type=float, default=[0.2, 0.3])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ridge_search"))
+    args = parser.parse_args()
+    settings = list(itertools.product(args.sigma_sets, args.shares, args.widths))
+    scores = scores_by_setting(args.dataset, settings)
+    stems = sorted(next(iter(scores.values())))
+    validation, test = stems[0::2], stems[1::2]
+
+    def fg(setting: Setting, stems: list[str]) -> float:
+        return mean_over({stem: pair[0] for stem, pair in scores[setting].items()}, stems)
+
+    def miou(setting: Setting, stems: list[str]) -> float:
+        return mean_over({stem: pair[1] for stem, pair in scores[setting].items()}, stems)
+
+    def both(setting: Setting, stems: list[str]) -> str:
+        return f"{fg(setting, stems):.3f} / {miou(setting, stems):.3f}"
+
+    print("| sigmas | share | width | validation fg IoU | test fg IoU / mIoU | all fg IoU / mIoU |")
+    print("|---|---|---|---|---|---|")
+    for setting in settings:
+        sigmas, share, width = setting
+        print(
+            f"| {','.join(f'{sigma:g}' for sigma in sigmas)} | {share:g} | {width} | {fg(setting, validation):.3f} "
+            f"| {both(setting, test)} | {both(setting, stems)} |"
+        )
+    chosen = max(settings, key=lambda setting: fg(setting, validation))
+    summary = {
+        "dataset": str(args.dataset),
+        "validation_photos": len(validation),
+        "test_photos": len(test),
+        "chosen": chosen,
+        "chosen_test": {"fg_iou": fg(chosen, test), "miou": miou(chosen, test)},
+        "chosen_all": {"fg_iou": fg(chosen, stems), "miou": miou(chosen, stems)},
+    }
+    for fraction, pairs in band_scores(args.dataset, args.bands).items():
+        fg_iou, miou_ = np.mean(pairs, axis=0)
+        print(f"central band {fraction:g} of the width, all photos: fg IoU {fg_iou:.3f} / mIoU {miou_:.3f}")
+        summary[f"central_band_{fraction:g}"] = {"fg_iou": float(fg_iou), "miou": float(miou_)}
+    print(json.dumps(summary, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.dataset.name}.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
