@@ -1,14 +1,15 @@
 """Choose test-time scales and the sharpening radius and eps on a validation split; report on a test split.
 
-A finished labelling run's last model predicts every photo at working resolution, once per scale
-(the object probabilities of a scale set are averaged, as ``MaskPredictor(scales=...)`` does); the
-probability is then sharpened to the photo's full resolution with every (radius, eps) pair.
+A finished labelling run's last model (or that of ``--iteration``) predicts every photo at working
+resolution, once per scale (the object probabilities of a scale set are averaged, as
+``MaskPredictor(scales=...)`` does); the probability is then sharpened to the photo's full
+resolution with every (radius, eps) pair.
 The photos of DATASET, sorted by stem, are split in two: even positions validate (the setting with
 the best mean fg IoU there is chosen), odd positions test (the chosen setting and the run's own
 are both reported there, so the choice is never scored on the photos that made it).
 
     python benchmarks/upsample_search.py RUN ../shared/datasets/horses [--radii 1 2 4 8] [--eps 1e-4 1e-3 1e-2] \\
-        [--scale-sets 1 0.75,1,1.25]
+        [--scale-sets 1 0.75,1,1.25] [--iteration N]
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from quality import ground_truth
 Setting = tuple[tuple[float, ...], int, float]  # (scales, radius, eps)
 
 
-def scores_by_setting(store: RunFolder, dataset: Path, settings: list[Setting]) -> dict[Setting, dict[str, float]]:
-    """{(scales, radius, eps): {stem: fg IoU}} for every photo of the run, with its last model."""
+def scores_by_setting(
+    store: RunFolder, dataset: Path, settings: list[Setting], iteration: int
+) -> dict[Setting, dict[str, float]]:
+    """{(scales, radius, eps): {stem: fg IoU}} for every photo of the run, with the iteration's model."""
     config = store.read_config()
     device = resolve_device("auto")
-    model = load_model(store.model_path(store.finished_iterations()[-1]), map_location=device)
+    model = load_model(store.model_path(iteration), map_location=device)
     all_scales = sorted({scale for scales, _, _ in settings for scale in scales})
     predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
     photos = ImageSet.from_folder(dataset / "images")
@@ -69,13 +72,15 @@ def main() -> None:
         default=[(1.0,)],
         help="comma-separated scales, one set per argument (default: 1)",
     )
+    parser.add_argument("--iteration", type=int, help="whose model predicts (default: the run's last)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/upsample_search"))
     args = parser.parse_args()
     store = RunFolder(args.run)
     config = store.read_config()
     own = (config.predict_scales, config.upsample_radius, config.upsample_eps)
     settings = sorted(set(itertools.product(args.scale_sets, args.radii, args.eps)) | {own})
-    scores = scores_by_setting(store, args.dataset, settings)
+    iteration = store.finished_iterations()[-1] if args.iteration is None else args.iteration
+    scores = scores_by_setting(store, args.dataset, settings, iteration)
     stems = sorted(next(iter(scores.values())))
     validation, test = stems[0::2], stems[1::2]
     print("| scales | radius | eps | validation fg IoU | test fg IoU |")
@@ -89,6 +94,7 @@ def main() -> None:
     chosen = max(settings, key=lambda setting: mean_over(scores[setting], validation))
     summary = {
         "run": str(args.run),
+        "iteration": iteration,
         "validation_photos": len(validation),
         "test_photos": len(test),
         "chosen": chosen,
