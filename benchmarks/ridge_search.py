@@ -23,34 +23,15 @@ import numpy as np
 import torch
 
 from napari_gfn.config import RunConfig
-from napari_gfn.engine import ImageSet
 from napari_gfn.engine.predict import sharpen_to_full_resolution
-from napari_gfn.engine.working import WorkingImages
 from napari_gfn.seeds.ridge import largest_web, ridge_response
 from quality import ground_truth
-from upsample_search import mean_over
+from upsample_search import mean_over, photos_at_both_sizes
 
 Setting = tuple[tuple[float, ...], float, int]  # (sigmas, share, widening in pixels of a 320-px long side)
 
 
-def scores_by_setting(dataset: Path, settings: list[Setting]) -> dict[Setting, dict[str, tuple[float, float]]]:
-    """{setting: {stem: (fg IoU, mIoU)}} of every photo's sharpened ridge mask."""
-    defaults = RunConfig()
-    photos = ImageSet.from_folder(dataset / "images")
-    working = WorkingImages(photos, defaults.image_size)
-    truth = ground_truth(dataset)
-    scores = {setting: {} for setting in settings}
-    for stem in photos.stems:
-        full = working.full(stem)
-        small = working.get(stem, full)
-        responses = {sigmas: ridge_response(small, sigmas) for sigmas in {setting[0] for setting in settings}}
-        for sigmas, share, width in settings:
-            web = largest_web(responses[sigmas], share, width / 320)
-            probability = torch.from_numpy(web.astype(np.float32))
-            mask = sharpen_to_full_resolution(probability, small, full, defaults.upsample_radius, defaults.upsample_eps)
-            score = truth.score(stem, mask)
-            scores[sigmas, share, width][stem] = (score.fg_iou, score.miou)
-    return scores
+Scores = dict[str, tuple[float, float]]  # {stem: (fg IoU, mIoU)}
 
 
 def central_band(shape: tuple[int, ...], fraction: float) -> np.ndarray:
@@ -61,17 +42,26 @@ def central_band(shape: tuple[int, ...], fraction: float) -> np.ndarray:
     return band
 
 
-def band_scores(dataset: Path, fractions: list[float]) -> dict[float, list[tuple[float, float]]]:
-    """{fraction: [(fg IoU, mIoU) per photo]} of the central band."""
-    photos = ImageSet.from_folder(dataset / "images")
+def score_photos(
+    dataset: Path, settings: list[Setting], fractions: list[float]
+) -> tuple[dict[Setting, Scores], dict[float, Scores]]:
+    """Every photo's sharpened ridge mask scored for every setting, and its central band for every fraction."""
+    defaults = RunConfig()
     truth = ground_truth(dataset)
-    scores = {fraction: [] for fraction in fractions}
-    for photo in photos:
-        shape = photo.load().shape
+    ridge_scores = {setting: {} for setting in settings}
+    band_scores = {fraction: {} for fraction in fractions}
+    for stem, full, small in photos_at_both_sizes(dataset, defaults.image_size):
+        responses = {sigmas: ridge_response(small, sigmas) for sigmas in {setting[0] for setting in settings}}
+        for sigmas, share, width in settings:
+            web = largest_web(responses[sigmas], share, width / 320)
+            probability = torch.from_numpy(web.astype(np.float32))
+            mask = sharpen_to_full_resolution(probability, small, full, defaults.upsample_radius, defaults.upsample_eps)
+            score = truth.score(stem, mask)
+            ridge_scores[sigmas, share, width][stem] = (score.fg_iou, score.miou)
         for fraction in fractions:
-            score = truth.score(photo.stem, central_band(shape, fraction))
-            scores[fraction].append((score.fg_iou, score.miou))
-    return scores
+            score = truth.score(stem, central_band(full.shape, fraction))
+            band_scores[fraction][stem] = (score.fg_iou, score.miou)
+    return ridge_scores, band_scores
 
 
 def main() -> None:
@@ -90,7 +80,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ridge_search"))
     args = parser.parse_args()
     settings = list(itertools.product(args.sigma_sets, args.shares, args.widths))
-    scores = scores_by_setting(args.dataset, settings)
+    scores, band_scores = score_photos(args.dataset, settings, args.bands)
     stems = sorted(next(iter(scores.values())))
     validation, test = stems[0::2], stems[1::2]
 
@@ -120,8 +110,8 @@ def main() -> None:
         "chosen_test": {"fg_iou": fg(chosen, test), "miou": miou(chosen, test)},
         "chosen_all": {"fg_iou": fg(chosen, stems), "miou": miou(chosen, stems)},
     }
-    for fraction, pairs in band_scores(args.dataset, args.bands).items():
-        fg_iou, miou_ = np.mean(pairs, axis=0)
+    for fraction, band in band_scores.items():
+        fg_iou, miou_ = np.mean(list(band.values()), axis=0)
         print(f"central band {fraction:g} of the width, all photos: fg IoU {fg_iou:.3f} / mIoU {miou_:.3f}")
         summary[f"central_band_{fraction:g}"] = {"fg_iou": float(fg_iou), "miou": float(miou_)}
     print(json.dumps(summary, indent=2))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,15 @@ from quality import ground_truth
 Setting = tuple[tuple[float, ...], int, float]  # (scales, radius, eps)
 
 
+def photos_at_both_sizes(dataset: Path, image_size: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(stem, full-resolution photo, working-size photo) for every photo of DATASET/images, read once each."""
+    photos = ImageSet.from_folder(dataset / "images")
+    working = WorkingImages(photos, image_size)
+    for stem in photos.stems:
+        full = working.full(stem)
+        yield stem, full, working.get(stem, full)
+
+
 def scores_by_setting(
     store: RunFolder, dataset: Path, settings: list[Setting], iteration: int
 ) -> dict[Setting, dict[str, float]]:
@@ -40,13 +50,9 @@ def scores_by_setting(
     model = load_model(store.model_path(iteration), map_location=device)
     all_scales = sorted({scale for scales, _, _ in settings for scale in scales})
     predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
-    photos = ImageSet.from_folder(dataset / "images")
-    working = WorkingImages(photos, config.image_size)
     truth = ground_truth(dataset)
     scores = {setting: {} for setting in settings}
-    for stem in photos.stems:
-        full = working.full(stem)
-        small = working.get(stem, full)
+    for stem, full, small in photos_at_both_sizes(dataset, config.image_size):
         by_scale = {scale: predictor.probability_at(small, scale) for scale in all_scales}
         for scales, radius, eps in settings:
             probability = sum(by_scale[scale] for scale in scales) / len(scales)
