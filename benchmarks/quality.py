@@ -6,7 +6,8 @@ with plain Otsu's figure alongside (Otsu on grey, minority class = object, as
 in the project's anchor figures) and the time per iteration.
 
     python benchmarks/quality.py ../shared/datasets/flowers17 ../shared/datasets/horses \\
-        [--iterations 3] [--image-size 320] [--out benchmarks/results/quality] [--SETTING VALUE ...]
+        [--iterations 3] [--image-size 320] [--out benchmarks/results/quality] [--SETTING VALUE ...] \\
+        [--set upsample_radius=2 --set min_steps=300 ...]
 
 Seeds:
     --seed otsu                       simple photos chosen automatically (default)
@@ -26,6 +27,7 @@ import csv
 import json
 import shutil
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +174,17 @@ def print_table(result: dict) -> None:
         print(f"stopped early: {result['stopped']}")
 
 
+def run_setting(text: str) -> tuple[str, object]:
+    """``name=value`` of a RunConfig setting; the value is read as JSON when it parses, else kept as text."""
+    name, _, value = text.partition("=")
+    if name not in {field.name for field in fields(RunConfig)}:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a RunConfig setting")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="+", type=Path)
@@ -190,6 +203,14 @@ def main() -> None:
     parser.add_argument("--source", help="--seed transfer: 'half' or a labelled dataset folder")
     parser.add_argument("--source-epochs", type=int, default=8, help="epochs for the transfer source model")
     parser.add_argument("--tag", default="", help="suffix for the result names (to keep several runs)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=run_setting,
+        metavar="SETTING=VALUE",
+        help="any other RunConfig setting (value in JSON), e.g. --set upsample_radius=2; may repeat",
+    )
     args = parser.parse_args()
     if args.seed == "transfer" and not args.source:
         parser.error("--seed transfer needs --source half or --source DATASET_DIR")
@@ -203,6 +224,7 @@ def main() -> None:
         "random_seed": args.random_seed,
         "cam_threshold": args.cam_threshold,
         "cam_refiner": args.cam_refiner,
+        **dict(args.set),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     for dataset in args.datasets:
