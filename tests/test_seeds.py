@@ -1,5 +1,6 @@
 """Transfer, CAM, GrabCut and ridge seeds: source models, VOC parsing, class activation maps, and their clear errors."""
 
+import math
 import shutil
 
 import cv2
@@ -29,7 +30,7 @@ from napari_gfn.seeds.cam import (
     read_image_labels,
     refine_object_mask,
 )
-from napari_gfn.seeds.ridge import largest_web, ridge_mask
+from napari_gfn.seeds.ridge import RidgeSettings, largest_web, ridge_mask, ridge_salience
 from napari_gfn.store import RunFolder
 
 SOURCE_FAST = ["--image-size", "64", "--epochs", "1", "--min-steps", "80"]
@@ -367,6 +368,19 @@ def test_largest_web_keeps_the_biggest_connected_lines_and_widens_them():
     np.testing.assert_array_equal(largest_web(response, share=0.05, widening=0.0), web)
     widened = ndimage.binary_dilation(web, structure=np.ones((3, 3), dtype=bool))
     np.testing.assert_array_equal(largest_web(response, share=0.05, widening=3 / 60), widened)
+
+
+def test_ridge_salience_favours_lines_that_stand_out_from_their_surroundings_and_the_centre():
+    response = np.zeros((60, 100))
+    response[:, 50] = 1.0  # a lone line
+    response[:, 5:25:2] = 1.0  # a dense texture of alike lines, like an orchard behind a tree
+    assert ridge_salience(response, RidgeSettings(window=None, centre=None)) is response
+    against_surroundings = ridge_salience(response, RidgeSettings(window=21 / 100, floor=0.25, centre=None))
+    assert against_surroundings[30, 50] > 3 * against_surroundings[30, 15]
+    towards_centre = ridge_salience(response, RidgeSettings(window=None, centre=0.3))
+    for column in (15, 50):
+        offset = (column + 0.5) / 100 - 0.5
+        assert towards_centre[30, column] == pytest.approx(math.exp(-(offset**2) / (2 * 0.3**2)))
 
 
 def test_ridge_mask_finds_a_thin_tree_on_sky_and_leaves_out_the_strokes_behind_it():

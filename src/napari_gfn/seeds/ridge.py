@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -12,16 +13,32 @@ from skimage.measure import label
 from napari_gfn.engine.events import Notice
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 
-__all__ = ["largest_web", "ridge_mask", "ridge_response", "ridge_seed"]
-
-# Chosen on the even-numbered photos of cherry-dev at the working size (long side 320 px) and
-# reported on the odd ones (benchmarks/ridge_search.py; docs/results.md).
-RIDGE_SIGMAS = (2, 3, 4)  # line half-widths looked for, in working-size pixels
-RIDGE_SHARE = 0.3  # the strongest 30% of the photo's ridge response is line
-RIDGE_WIDENING = 5 / 320  # lines are widened by this fraction of the long side
+__all__ = ["RidgeSettings", "largest_web", "ridge_mask", "ridge_response", "ridge_salience", "ridge_seed"]
 
 
-def ridge_response(photo: np.ndarray, sigmas: tuple[float, ...] = RIDGE_SIGMAS) -> np.ndarray:
+@dataclass(frozen=True)
+class RidgeSettings:
+    """How the ridge seed finds a tree; lengths are fractions of the photo's long side unless said otherwise.
+
+    The defaults were chosen on the even-numbered photos of cherry-dev at the working size (long
+    side 320 px) and are reported on the odd ones (benchmarks/ridge_search.py; docs/results.md).
+    """
+
+    sigmas: tuple[float, ...] = (2, 3, 4)  # line half-widths looked for, in working-size pixels
+    # Each pixel's response is divided by the mean response around it (this window) plus ``floor`` times the
+    # photo's mean response; None: not divided. The orchard behind a tree is a dense texture of alike lines,
+    # while the tree's own trunk and branches stand out from their surroundings. The floor keeps faint
+    # responses in plain sky from standing out against nothing.
+    window: float | None = 61 / 320
+    floor: float = 0.25
+    # Photographers centre their subject: the response is weighted by a Gaussian across the width, with this
+    # standard deviation as a fraction of the width; None: no weighting.
+    centre: float | None = 0.3
+    share: float = 0.25  # the strongest quarter of the weighted response is line
+    widening: float = 5 / 320  # the web is widened by this much
+
+
+def ridge_response(photo: np.ndarray, sigmas: tuple[float, ...] = RidgeSettings.sigmas) -> np.ndarray:
     """How line-like each pixel of an H x W x 3 photo is, for dark lines (branches on sky) and light ones (bark)."""
     grey = photo.astype(np.float32).mean(axis=-1) / 255.0
     dark = sato(grey, sigmas=sigmas, black_ridges=True)
@@ -29,14 +46,24 @@ def ridge_response(photo: np.ndarray, sigmas: tuple[float, ...] = RIDGE_SIGMAS) 
     return np.maximum(dark, light)
 
 
-def ridge_mask(
-    photo: np.ndarray,
-    sigmas: tuple[float, ...] = RIDGE_SIGMAS,
-    share: float = RIDGE_SHARE,
-    widening: float = RIDGE_WIDENING,
-) -> np.ndarray:
-    """The object of an H x W x 3 uint8 photo: its strongest ridges' largest connected web, widened."""
-    return largest_web(ridge_response(photo, sigmas), share, widening)
+def ridge_salience(response: np.ndarray, settings: RidgeSettings = RidgeSettings()) -> np.ndarray:
+    """The ridge response weighted as ``settings`` say: against its surroundings, and towards the centre."""
+    salience = response
+    if settings.window is not None:
+        side = 2 * round(settings.window * max(response.shape) / 2) + 1  # odd, so the window is centred
+        surroundings = cv2.blur(response, (side, side))
+        salience = response / (surroundings + settings.floor * response.mean() + 1e-12)
+    if settings.centre is not None:
+        width = response.shape[1]
+        offset = (np.arange(width) + 0.5) / width - 0.5
+        salience = salience * np.exp(-(offset**2) / (2 * settings.centre**2))[None, :]
+    return salience
+
+
+def ridge_mask(photo: np.ndarray, settings: RidgeSettings = RidgeSettings()) -> np.ndarray:
+    """The object of an H x W x 3 uint8 photo: its most salient ridges' largest connected web, widened."""
+    salience = ridge_salience(ridge_response(photo, settings.sigmas), settings)
+    return largest_web(salience, settings.share, settings.widening)
 
 
 def largest_web(response: np.ndarray, share: float, widening: float) -> np.ndarray:
