@@ -1,15 +1,15 @@
-"""Choose test-time scales and the sharpening radius and eps on a validation split; report on a test split.
+"""Choose test-time scales, the sharpening radius and eps, and the mask threshold on a validation split.
 
 A finished labelling run's last model (or that of ``--iteration``) predicts every photo at working
 resolution, once per scale (the object probabilities of a scale set are averaged, as
 ``MaskPredictor(scales=...)`` does); the probability is then sharpened to the photo's full
-resolution with every (radius, eps) pair.
+resolution with every (radius, eps) pair and cut at every threshold.
 The photos of DATASET, sorted by stem, are split in two: even positions validate (the setting with
 the best mean fg IoU there is chosen), odd positions test (the chosen setting and the run's own
 are both reported there, so the choice is never scored on the photos that made it).
 
     python benchmarks/upsample_search.py RUN ../shared/datasets/horses [--radii 1 2 4 8] [--eps 1e-4 1e-3 1e-2] \\
-        [--scale-sets 1 0.75,1,1.25] [--iteration N]
+        [--scale-sets 1 0.75,1,1.25] [--thresholds 0.4 0.5] [--iteration N]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from napari_gfn.network import load_model
 from napari_gfn.store import RunFolder
 from quality import ground_truth
 
-Setting = tuple[tuple[float, ...], int, float]  # (scales, radius, eps)
+Setting = tuple[tuple[float, ...], int, float, float]  # (scales, radius, eps, threshold)
 
 
 def photos_at_both_sizes(dataset: Path, image_size: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -44,20 +44,20 @@ def photos_at_both_sizes(dataset: Path, image_size: int) -> Iterator[tuple[str, 
 def scores_by_setting(
     store: RunFolder, dataset: Path, settings: list[Setting], iteration: int
 ) -> dict[Setting, dict[str, float]]:
-    """{(scales, radius, eps): {stem: fg IoU}} for every photo of the run, with the iteration's model."""
+    """{(scales, radius, eps, threshold): {stem: fg IoU}} for every photo of the run, with the iteration's model."""
     config = store.read_config()
     device = resolve_device("auto")
     model = load_model(store.model_path(iteration), map_location=device)
-    all_scales = sorted({scale for scales, _, _ in settings for scale in scales})
+    all_scales = sorted({scale for scales, *_ in settings for scale in scales})
     predictor = MaskPredictor(model, device, config.upsample_radius, config.upsample_eps)
     truth = ground_truth(dataset)
     scores = {setting: {} for setting in settings}
     for stem, full, small in photos_at_both_sizes(dataset, config.image_size):
         by_scale = {scale: predictor.probability_at(small, scale) for scale in all_scales}
-        for scales, radius, eps in settings:
+        for scales, radius, eps, threshold in settings:
             probability = sum(by_scale[scale] for scale in scales) / len(scales)
-            mask = sharpen_to_full_resolution(probability, small, full, radius, eps)
-            scores[scales, radius, eps][stem] = truth.score(stem, mask).fg_iou
+            mask = sharpen_to_full_resolution(probability, small, full, radius, eps, threshold)
+            scores[scales, radius, eps, threshold][stem] = truth.score(stem, mask).fg_iou
     return scores
 
 
@@ -78,23 +78,25 @@ def main() -> None:
         default=[(1.0,)],
         help="comma-separated scales, one set per argument (default: 1)",
     )
+    parser.add_argument("--thresholds", nargs="+", type=float, default=[0.5], help="mask thresholds (default: 0.5)")
     parser.add_argument("--iteration", type=int, help="whose model predicts (default: the run's last)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/upsample_search"))
     args = parser.parse_args()
     store = RunFolder(args.run)
     config = store.read_config()
-    own = (config.predict_scales, config.upsample_radius, config.upsample_eps)
-    settings = sorted(set(itertools.product(args.scale_sets, args.radii, args.eps)) | {own})
+    own = (config.predict_scales, config.upsample_radius, config.upsample_eps, config.mask_threshold)
+    settings = sorted(set(itertools.product(args.scale_sets, args.radii, args.eps, args.thresholds)) | {own})
     iteration = store.finished_iterations()[-1] if args.iteration is None else args.iteration
     scores = scores_by_setting(store, args.dataset, settings, iteration)
     stems = sorted(next(iter(scores.values())))
     validation, test = stems[0::2], stems[1::2]
-    print("| scales | radius | eps | validation fg IoU | test fg IoU |")
-    print("|---|---|---|---|---|")
-    for scales, radius, eps in settings:
-        setting_scores = scores[scales, radius, eps]
+    print("| scales | radius | eps | threshold | validation fg IoU | test fg IoU |")
+    print("|---|---|---|---|---|---|")
+    for setting in settings:
+        scales, radius, eps, threshold = setting
+        setting_scores = scores[setting]
         print(
-            f"| {','.join(f'{scale:g}' for scale in scales)} | {radius} | {eps:g} "
+            f"| {','.join(f'{scale:g}' for scale in scales)} | {radius} | {eps:g} | {threshold:g} "
             f"| {mean_over(setting_scores, validation):.4f} | {mean_over(setting_scores, test):.4f} |"
         )
     chosen = max(settings, key=lambda setting: mean_over(scores[setting], validation))

@@ -117,6 +117,8 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone", "vgg"])
     assert "invalid choice: 'vgg'" in capsys.readouterr().err
+    assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--mask-threshold", "1.5"]) == 1
+    assert "mask_threshold must be between 0 and 1, got 1.5" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
     assert "not a napari-gfn run folder" in capsys.readouterr().err
 

@@ -360,6 +360,33 @@ def test_prediction_averages_its_scales_each_resized_back_to_the_working_size():
     torch.testing.assert_close(predicted(1.0, 1.5), (at_one + at_one_and_half) / 2, atol=1e-4, rtol=0)
 
 
+def test_a_pixel_is_object_where_the_averaged_probability_reaches_the_run_threshold():
+    from napari_gfn.engine.predict import MaskPredictor
+    from napari_gfn.engine.working import resize_image
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 2, 5, padding=2))
+    with torch.no_grad():
+        model[-1].weight *= 30  # an untrained network says ~0.5 everywhere; this spreads its probabilities
+    full = make_sample_set("branch", 1, (96, 128), seed=2).images[0]
+    small = resize_image(full, (48, 64))
+    low, high = (MaskPredictor.for_run(model, torch.device("cpu"), RunConfig(mask_threshold=t)) for t in (0.4, 0.5))
+    probability = high.probability(small)
+    assert float(probability.min()) < 0.4
+    assert float(probability.max()) > 0.5
+
+    for predictor in (low, high):
+        full_mask, working_mask = predictor.predict(small, full)
+        np.testing.assert_array_equal(working_mask, (probability >= predictor.threshold).numpy())
+        assert full_mask.shape == full.shape[:2]
+        # Where the photo is its own working size there is no sharpening: the threshold alone decides.
+        np.testing.assert_array_equal(predictor.predict(small, small)[0], working_mask)
+    low_full, high_full = low.predict(small, full)[0], high.predict(small, full)[0]
+    assert np.all(low_full >= high_full)
+    assert low_full.sum() > high_full.sum()
+
+
 def test_the_batch_shrinks_only_when_memory_cannot_hold_it():
     from napari_gfn.engine.training import batch_size_that_fits
 

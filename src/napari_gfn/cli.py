@@ -102,6 +102,7 @@ def _label(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         seed_epochs=args.seed_epochs,
         min_steps=args.min_steps,
+        mask_threshold=args.mask_threshold,
         random_seed=args.random_seed,
         workers=args.workers,
     )
@@ -222,6 +223,12 @@ def _add_label_parser(commands) -> None:
     label.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs per refinement round")
     label.add_argument("--seed-epochs", type=int, default=defaults.seed_epochs)
     label.add_argument("--min-steps", type=int, default=defaults.min_steps, help="fewest training steps per round")
+    label.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=defaults.mask_threshold,
+        help="object probability at which a pixel is object (default: %(default)s; 0.4 suits thin branches)",
+    )
     label.add_argument("--random-seed", type=int, default=defaults.random_seed)
     label.add_argument(
         "--workers",

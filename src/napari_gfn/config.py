@@ -60,6 +60,10 @@ class RunConfig:
     # Prediction averages the network's probability over these scales of the working size (each with its
     # mirror image): chosen on the same validation splits (benchmarks/upsample_search.py --scale-sets).
     predict_scales: tuple[float, ...] = (1.0, 1.25, 1.5)
+    # A pixel is object where the network's averaged probability reaches this. Thin objects (branches) come
+    # out below 0.5 at their edges, and each round trains on the thinner masks: 0.4 suits trees (chosen on a
+    # validation half of cherry-dev; docs/results.md).
+    mask_threshold: float = 0.5
     gt: str | None = None
     ignore: str | None = None
     random_seed: int = 0
@@ -71,6 +75,8 @@ class RunConfig:
         problems = []
         if not self.predict_scales or min(self.predict_scales) <= 0:
             problems.append(f"predict_scales must be one or more positive numbers, got {self.predict_scales}")
+        if not 0.0 < self.mask_threshold < 1.0:
+            problems.append(f"mask_threshold must be between 0 and 1, got {self.mask_threshold}")
         if not 0.0 <= self.colour_jitter < 1.0:
             problems.append(f"colour_jitter must be at least 0 and below 1, got {self.colour_jitter}")
         if self.seed not in SEED_METHODS:

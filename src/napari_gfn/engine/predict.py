@@ -26,23 +26,23 @@ _BAND_PIXELS = 4 * 1024 * 1024
 
 
 def sharpen_to_full_resolution(
-    probability: torch.Tensor, small: np.ndarray, full: np.ndarray, radius: int, eps: float
+    probability: torch.Tensor, small: np.ndarray, full: np.ndarray, radius: int, eps: float, threshold: float = 0.5
 ) -> np.ndarray:
-    """Object probability at working resolution (H x W) to a full-resolution boolean mask.
+    """Object probability at working resolution (H x W) to a full-resolution boolean mask (probability >= threshold).
 
     The photo is the colour guide, so the mask's edges follow the photo's edges.
     Large photos are processed in bands of rows, so memory stays bounded.
     """
     device = probability.device
     if small.shape[:2] == full.shape[:2]:
-        return (probability >= 0.5).cpu().numpy()
+        return (probability >= threshold).cpu().numpy()
     coefficients = upsampling_coefficients(_as_tensor(small, device), probability[None, None], radius, eps)
     height, width = full.shape[:2]
     band_rows = max(1, _BAND_PIXELS // width)
     mask = np.empty((height, width), dtype=bool)
     for first in range(0, height, band_rows):
         band = _as_tensor(full[first : first + band_rows], device)
-        mask[first : first + band_rows] = (coefficients.apply(band, height, first)[0, 0] >= 0.5).cpu().numpy()
+        mask[first : first + band_rows] = (coefficients.apply(band, height, first)[0, 0] >= threshold).cpu().numpy()
     return mask
 
 
@@ -57,11 +57,19 @@ class MaskPredictor:
     autocast_dtype: torch.dtype | None = None  # None: mixed_precision(device)
     # The photo is also seen at these scales of the working size; the probabilities are averaged.
     scales: tuple[float, ...] = (1.0,)
+    threshold: float = 0.5  # object where the averaged probability reaches this
 
     @classmethod
     def for_run(cls, model: torch.nn.Module, device: torch.device, config: RunConfig) -> MaskPredictor:
         """A predictor with the run's sharpening and prediction scales."""
-        return cls(model, device, config.upsample_radius, config.upsample_eps, scales=config.predict_scales)
+        return cls(
+            model,
+            device,
+            config.upsample_radius,
+            config.upsample_eps,
+            scales=config.predict_scales,
+            threshold=config.mask_threshold,
+        )
 
     def __post_init__(self) -> None:
         self.model = inference_copy(self.model).to(self.device)
@@ -96,5 +104,7 @@ class MaskPredictor:
     def predict(self, small: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(full-resolution mask, working-resolution mask) for one photo."""
         probability = self.probability(small)
-        full_mask = sharpen_to_full_resolution(probability, small, full, self.upsample_radius, self.upsample_eps)
-        return full_mask, (probability >= 0.5).cpu().numpy()
+        full_mask = sharpen_to_full_resolution(
+            probability, small, full, self.upsample_radius, self.upsample_eps, self.threshold
+        )
+        return full_mask, (probability >= self.threshold).cpu().numpy()

@@ -155,6 +155,9 @@ class AutoLabelWidget(Container):
         )
         self.epochs = SpinBox(label="Epochs per iteration", value=defaults.epochs, min=1, max=500)
         self.seed_epochs = SpinBox(label="Seed epochs", value=defaults.seed_epochs, min=1, max=500)
+        self.mask_threshold = FloatSpinBox(
+            label="Mask threshold", value=defaults.mask_threshold, min=0.05, max=0.95, step=0.05
+        )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value=defaults.device)
         self.gf_eps.native.setDecimals(6)
         self.learning_rate.native.setDecimals(6)
@@ -167,6 +170,7 @@ class AutoLabelWidget(Container):
                 self.learning_rate,
                 self.epochs,
                 self.seed_epochs,
+                self.mask_threshold,
                 self.device,
             ]
         )
@@ -398,6 +402,7 @@ _FORM_SETTINGS = (
     "learning_rate",
     "epochs",
     "seed_epochs",
+    "mask_threshold",
     "device",
 )
 
