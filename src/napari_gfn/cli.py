@@ -227,7 +227,7 @@ def _add_label_parser(commands) -> None:
         "--mask-threshold",
         type=float,
         default=defaults.mask_threshold,
-        help="object probability at which a pixel is object (default: %(default)s; 0.4 suits thin branches)",
+        help="object probability at which a pixel is object (default: %(default)s; lower keeps more of thin objects)",
     )
     label.add_argument("--random-seed", type=int, default=defaults.random_seed)
     label.add_argument(

@@ -41,7 +41,9 @@ class RunConfig:
     image_size: int = 320
     seed_epochs: int = 12
     epochs: int = 4
-    min_steps: int = 60
+    # The fewest SGD steps a round trains for: a 300-photo round's length (4 epochs of 38 batches), so small
+    # sets learn as long as that. With 60, a 40-photo cherry-dev run collapsed (docs/results.md).
+    min_steps: int = 150
     batch_size: int = 8
     learning_rate: float = 0.007
     momentum: float = 0.9
@@ -60,9 +62,9 @@ class RunConfig:
     # Prediction averages the network's probability over these scales of the working size (each with its
     # mirror image): chosen on the same validation splits (benchmarks/upsample_search.py --scale-sets).
     predict_scales: tuple[float, ...] = (1.0, 1.25, 1.5)
-    # A pixel is object where the network's averaged probability reaches this. Thin objects (branches) come
-    # out below 0.5 at their edges, and each round trains on the thinner masks: 0.4 suits trees (chosen on a
-    # validation half of cherry-dev; docs/results.md).
+    # A pixel is object where the network's averaged probability reaches this. A lower value keeps more of
+    # thin objects, whose probability falls below 0.5 at their edges; on cherry-dev 0.4-0.45 gained
+    # +0.004 to +0.025 fg IoU over 0.5, depending on the model (docs/results.md), so 0.5 stays the default.
     mask_threshold: float = 0.5
     gt: str | None = None
     ignore: str | None = None
