@@ -97,10 +97,12 @@ def score_test_photos(
         full = working.full(stem)
         small = working.get(stem, full)
         probability = predictor.probability(small)
-        guided = sharpen_to_full_resolution(probability, small, full, config.upsample_radius, config.upsample_eps)
+        guided = sharpen_to_full_resolution(
+            probability, small, full, config.upsample_radius, config.upsample_eps, predictor.threshold
+        )
         resized = F.interpolate(probability[None, None], size=full.shape[:2], mode="bilinear", align_corners=False)
         scores["guided"][stem] = truth.score(stem, guided)
-        scores["bilinear"][stem] = truth.score(stem, (resized[0, 0] >= 0.5).cpu().numpy())
+        scores["bilinear"][stem] = truth.score(stem, (resized[0, 0] >= predictor.threshold).cpu().numpy())
     return scores
 
 

@@ -376,13 +376,15 @@ def test_a_pixel_is_object_where_the_averaged_probability_reaches_the_run_thresh
     assert float(probability.min()) < 0.4
     assert float(probability.max()) > 0.5
 
+    full_masks = []
     for predictor in (low, high):
         full_mask, working_mask = predictor.predict(small, full)
         np.testing.assert_array_equal(working_mask, (probability >= predictor.threshold).numpy())
         assert full_mask.shape == full.shape[:2]
         # Where the photo is its own working size there is no sharpening: the threshold alone decides.
         np.testing.assert_array_equal(predictor.predict(small, small)[0], working_mask)
-    low_full, high_full = low.predict(small, full)[0], high.predict(small, full)[0]
+        full_masks.append(full_mask)
+    low_full, high_full = full_masks
     assert np.all(low_full >= high_full)
     assert low_full.sum() > high_full.sum()
 
