@@ -21,7 +21,7 @@ object covers 10-90% of the photo are trained on. No true mask of a test photo i
 
     python benchmarks/ablation.py ../shared/datasets/horses \\
         --pseudo benchmarks/results/quality/horses-grabcutgrabcut/iter_00/masks \\
-        [--variants deeplab gf hgl bg gfn manual] [--random-seeds 0 1] [--epochs 8] [--tag NAME]
+        [--variants deeplab gf hgl bg gfn manual] [--random-seeds 0 1] [--epochs 8] [--backbone NAME] [--tag NAME]
     python benchmarks/ablation.py --summarise benchmarks/results/ablation/*.json
 
 It prints a table (mean and half-range over the random seeds), the ratio of each variant's test
@@ -50,6 +50,7 @@ from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
 from napari_gfn.engine.source import LabelledSet, train_source_model
 from napari_gfn.engine.training import new_model
 from napari_gfn.engine.working import WorkingImages
+from napari_gfn.network import BACKBONES
 from quality import ground_truth, report
 
 ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
@@ -207,6 +208,7 @@ def main() -> None:
     parser.add_argument("--random-seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--epochs", type=int, default=8, help="training budget, the same for every variant")
     parser.add_argument("--image-size", type=int, default=RunConfig.image_size)
+    parser.add_argument("--backbone", default=RunConfig.backbone, choices=BACKBONES)
     parser.add_argument("--colour-jitter", type=float, default=RunConfig.colour_jitter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     parser.add_argument("--tag", default="")
@@ -226,6 +228,7 @@ def main() -> None:
         config = RunConfig(
             epochs=args.epochs,
             image_size=args.image_size,
+            backbone=args.backbone,
             colour_jitter=args.colour_jitter,
             random_seed=random_seed,
         )
@@ -243,6 +246,7 @@ def main() -> None:
         "dataset": str(args.dataset),
         "pseudo": str(args.pseudo),
         "epochs": args.epochs,
+        "backbone": args.backbone,
         "colour_jitter": args.colour_jitter,
         "summary": summary,
     }
