@@ -78,7 +78,16 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     store = RunFolder(out)
     process = subprocess.Popen(
         # Ground truth only scores here; it also turns off the early stop on converged masks.
-        _label_command(tiny_folder / "images", out, "--iterations", "3", "--gt", str(tiny_folder / "masks")),
+        _label_command(
+            tiny_folder / "images",
+            out,
+            "--iterations",
+            "3",
+            "--gt",
+            str(tiny_folder / "masks"),
+            "--upsample-radius",
+            "3",
+        ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -101,6 +110,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     )
     assert resumed.returncode == 0, resumed.stderr
     assert store.finished_iterations() == [0, 1, 2, 3]
+    assert store.read_config().upsample_radius == 3
     stems = sorted(p.stem for p in (tiny_folder / "images").glob("*.png"))
     for k in range(4):
         assert sorted(p.stem for p in (out / f"iter_{k:02d}" / "masks").glob("*.png")) == stems
@@ -119,6 +129,8 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "invalid choice: 'vgg'" in capsys.readouterr().err
     assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--mask-threshold", "1.5"]) == 1
     assert "mask_threshold must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--upsample-radius", "0"]) == 1
+    assert "upsample_radius must be at least 1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
     assert "not a napari-gfn run folder" in capsys.readouterr().err
 

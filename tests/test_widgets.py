@@ -237,6 +237,8 @@ def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napa
         DEMO_CONFIG.epochs,
     )
     assert dock.start_button.enabled
+    dock.upsample_radius.value = 4  # an advanced setting reaches the run's configuration
+    assert dock._run_config()[0].upsample_radius == 4
 
 
 def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari_viewer, tmp_path):

@@ -103,6 +103,7 @@ def _label(args: argparse.Namespace) -> int:
         seed_epochs=args.seed_epochs,
         min_steps=args.min_steps,
         mask_threshold=args.mask_threshold,
+        upsample_radius=args.upsample_radius,
         random_seed=args.random_seed,
         workers=args.workers,
     )
@@ -228,6 +229,13 @@ def _add_label_parser(commands) -> None:
         type=float,
         default=defaults.mask_threshold,
         help="object probability at which a pixel is object (default: %(default)s; lower keeps more of thin objects)",
+    )
+    label.add_argument(
+        "--upsample-radius",
+        type=int,
+        default=defaults.upsample_radius,
+        help="window, in working-size pixels, of the guided filter that sharpens masks to full resolution "
+        "(default: %(default)s; about 4 suits thin objects such as branches)",
     )
     label.add_argument("--random-seed", type=int, default=defaults.random_seed)
     label.add_argument(

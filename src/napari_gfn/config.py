@@ -77,6 +77,11 @@ class RunConfig:
         problems = []
         if not self.predict_scales or min(self.predict_scales) <= 0:
             problems.append(f"predict_scales must be one or more positive numbers, got {self.predict_scales}")
+        if self.upsample_radius < 1 or self.upsample_eps <= 0:
+            problems.append(
+                f"upsample_radius must be at least 1 and upsample_eps above 0, got {self.upsample_radius} and "
+                f"{self.upsample_eps}"
+            )
         if not 0.0 < self.mask_threshold < 1.0:
             problems.append(f"mask_threshold must be between 0 and 1, got {self.mask_threshold}")
         if not 0.0 <= self.colour_jitter < 1.0:

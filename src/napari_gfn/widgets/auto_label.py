@@ -158,6 +158,13 @@ class AutoLabelWidget(Container):
         self.mask_threshold = FloatSpinBox(
             label="Mask threshold", value=defaults.mask_threshold, min=0.05, max=0.95, step=0.05
         )
+        self.upsample_radius = SpinBox(
+            label="Sharpening radius",
+            value=defaults.upsample_radius,
+            min=1,
+            max=256,
+            tooltip="window of the filter that sharpens masks to full size; about 4 suits thin branches",
+        )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value=defaults.device)
         self.gf_eps.native.setDecimals(6)
         self.learning_rate.native.setDecimals(6)
@@ -171,6 +178,7 @@ class AutoLabelWidget(Container):
                 self.epochs,
                 self.seed_epochs,
                 self.mask_threshold,
+                self.upsample_radius,
                 self.device,
             ]
         )
@@ -403,6 +411,7 @@ _FORM_SETTINGS = (
     "epochs",
     "seed_epochs",
     "mask_threshold",
+    "upsample_radius",
     "device",
 )
 
