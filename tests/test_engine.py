@@ -240,6 +240,23 @@ def test_cancel_keeps_finished_iterations(tiny_folder, tmp_path):
     assert len(list((tmp_path / "run" / "iter_00" / "masks").glob("*.png"))) == 8
 
 
+def test_a_run_repeats_exactly_with_its_random_seed(tiny_folder, tmp_path):
+    from napari_gfn.network import load_model
+
+    def trained_weights(name, global_seed, random_seed=0):
+        torch.manual_seed(global_seed)  # whatever state torch's global generator is in before the run
+        folder = tmp_path / name
+        run_to_end(
+            TINY.updated(images=str(tiny_folder / "images"), out=str(folder), iterations=1, random_seed=random_seed)
+        )
+        return load_model(RunFolder(folder).model_path(1)).state_dict()
+
+    first, second = trained_weights("first", 1), trained_weights("second", 2)
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    other = trained_weights("other", 1, random_seed=1)
+    assert not all(torch.equal(first[key], other[key]) for key in first)
+
+
 def test_existing_run_is_not_overwritten(tiny_folder, tmp_path):
     config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=0)
     run_to_end(config)
@@ -468,7 +485,7 @@ def test_loader_workers_draw_their_own_augmentations():
     stems = [f"same_{index}" for index in range(8)]
     working = WorkingImages(ImageSet.from_arrays([photo] * 8, stems), 64)
     dataset = PseudoLabelDataset(working, {stem: np.zeros((64, 64), np.uint8) for stem in stems}, crop_size=48)
-    loader = _loader(dataset, batch_size=1, device=torch.device("cpu"), workers=2)
+    loader = _loader(dataset, batch_size=1, device=torch.device("cpu"), workers=2, seed=0)
     # Batches alternate between the two workers; both start from the same photo and the same generator state.
     first_of_worker_0, first_of_worker_1 = (images for images, _ in itertools.islice(loader, 2))
     assert not torch.equal(first_of_worker_0, first_of_worker_1)

@@ -52,6 +52,7 @@ class TrainingSettings:
     # None: bf16 autocast on GPUs that support it, float32 elsewhere (see mixed_precision).
     autocast_dtype: torch.dtype | None = None
     workers: int = 0  # processes that load and augment batches
+    random_seed: int = 0  # batch order and dropout follow it, so a run repeats exactly
 
     @classmethod
     def from_config(cls, config: RunConfig, epochs: int) -> TrainingSettings:
@@ -64,6 +65,7 @@ class TrainingSettings:
             weight_decay=config.weight_decay,
             crop_size=config.image_size,
             workers=config.workers,
+            random_seed=config.random_seed,
         )
 
 
@@ -176,7 +178,7 @@ def _own_augmentations(worker_id: int) -> None:
     info.dataset.rng = np.random.default_rng(info.seed)
 
 
-def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: int) -> DataLoader:
+def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: int, seed: int) -> DataLoader:
     options = {
         "drop_last": True,
         "pin_memory": device.type == "cuda",  # page-locked batches copy to the GPU asynchronously
@@ -187,7 +189,7 @@ def _loader(dataset: Dataset, batch_size: int, device: torch.device, workers: in
     if distributed.world_size() == 1:
         return DataLoader(dataset, batch_size=batch_size, shuffle=True, **options)
     # DistributedSampler pads every rank's share to the same length, so all ranks step in lockstep.
-    sampler = DistributedSampler(dataset, shuffle=True)
+    sampler = DistributedSampler(dataset, shuffle=True, seed=seed)
     per_rank = max(1, min(batch_size // distributed.world_size(), len(sampler)))
     return DataLoader(dataset, batch_size=per_rank, sampler=sampler, **options)
 
@@ -226,7 +228,10 @@ def train_model(
         model.to(memory_format=torch.channels_last)
         batch_size = _gpu_batch_size(model, dataset, batch_size, device)
     steps = max(settings.epochs * math.ceil(len(dataset) / batch_size), settings.min_steps)
-    loader = _loader(dataset, batch_size, device, settings.workers)
+    # torch's global generator starts each process from a random seed; seeded here, the batch order (one
+    # process) and the dropout masks of two runs with the same settings are the same.
+    torch.manual_seed(settings.random_seed + distributed.rank())
+    loader = _loader(dataset, batch_size, device, settings.workers, settings.random_seed)
     optimiser = torch.optim.SGD(
         _parameter_groups(model, settings), momentum=settings.momentum, weight_decay=settings.weight_decay
     )
