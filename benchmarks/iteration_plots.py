@@ -1,18 +1,24 @@
 """Per-iteration label quality, plotted as in the paper's Fig. 6, with the reference tools as lines.
 
-Reads labelling run folders that were given ground truth (as ``quality.py`` makes them) and draws,
-for each dataset, foreground IoU and mIoU against the iteration: one line per run (seed method and
-random seed), and dashed lines for
-the tools a biologist could use instead (plain Otsu, GrabCut with an inset rectangle, ISNet; their
-figures are the ones measured in issue 7).
+Reads labelling runs scored against ground truth and draws, for each dataset, foreground IoU and
+mIoU against the iteration: one line per run, and dashed lines for the tools a biologist could use
+instead (plain Otsu, GrabCut with an inset rectangle, ISNet; their figures are the ones measured in
+issue 7). A run is either a run folder that was given ground truth (as ``quality.py`` leaves it) or
+the per-photo CSV that ``quality.py`` writes beside it (photo, iteration, fg_iou, miou), whose name
+contains the dataset's name. The CSVs kept in ``docs/results/`` let the plot be redrawn without the
+run folders.
 
     python benchmarks/iteration_plots.py benchmarks/results/quality/*/ --out docs/images/results-iterations.png
+    python benchmarks/iteration_plots.py docs/results/grabcut-seed-*.csv --out iterations.png
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+from collections import defaultdict
 from pathlib import Path
+from statistics import mean
 
 import matplotlib
 
@@ -32,7 +38,28 @@ REFERENCE_COLOURS = {"plain Otsu": "0.55", "GrabCut": "tab:olive", "ISNet": "tab
 METRICS = (("fg_iou", "foreground IoU"), ("miou", "mIoU"))
 
 
-def read_run(folder: Path) -> dict:
+def read_run(path: Path) -> dict:
+    """A run folder's or a per-photo CSV's dataset, label and scored iterations."""
+    return read_scores_csv(path) if path.suffix == ".csv" else read_run_folder(path)
+
+
+def read_scores_csv(path: Path) -> dict:
+    """Per-photo scores averaged per iteration, as the run's own metrics average them."""
+    dataset = next((name for name in REFERENCES if name in path.stem), None)
+    if dataset is None:
+        raise SystemExit(f"{path}: the file name names none of the sets {', '.join(REFERENCES)}")
+    scores = defaultdict(list)
+    with path.open(newline="") as stream:
+        for row in csv.DictReader(stream):
+            scores[int(row["iteration"])].append((float(row["fg_iou"]), float(row["miou"])))
+    iterations = [
+        {"iteration": iteration, "fg_iou": mean(pair[0] for pair in pairs), "miou": mean(pair[1] for pair in pairs)}
+        for iteration, pairs in sorted(scores.items())
+    ]
+    return {"dataset": dataset, "label": path.stem.replace(f"-{dataset}", ""), "iterations": iterations}
+
+
+def read_run_folder(folder: Path) -> dict:
     """The dataset name (the folder above the photos), the run's label and its scored iterations."""
     store = RunFolder(folder)
     config = store.read_config()
@@ -74,7 +101,7 @@ def draw(results: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="run folders scored against ground truth")
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders or per-photo CSVs, scored against ground truth")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     draw([read_run(folder) for folder in args.runs], args.out)
