@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders or per-photo CSVs, scored against ground truth")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    draw([read_run(folder) for folder in args.runs], args.out)
+    draw([read_run(path) for path in args.runs], args.out)
 
 
 if __name__ == "__main__":
