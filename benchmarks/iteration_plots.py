@@ -18,7 +18,6 @@ import argparse
 import csv
 from collections import defaultdict
 from pathlib import Path
-from statistics import mean
 
 import matplotlib
 
@@ -26,6 +25,7 @@ matplotlib.use("Agg")  # files only: no display needed, even on a headless serve
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
 
+from napari_gfn.engine.metrics import MaskScore, mean_scores
 from napari_gfn.store import RunFolder
 
 # (fg IoU, mIoU) of the reference tools on each set, from issue 7's table.
@@ -51,11 +51,8 @@ def read_scores_csv(path: Path) -> dict:
     scores = defaultdict(list)
     with path.open(newline="") as stream:
         for row in csv.DictReader(stream):
-            scores[int(row["iteration"])].append((float(row["fg_iou"]), float(row["miou"])))
-    iterations = [
-        {"iteration": iteration, "fg_iou": mean(pair[0] for pair in pairs), "miou": mean(pair[1] for pair in pairs)}
-        for iteration, pairs in sorted(scores.items())
-    ]
+            scores[int(row["iteration"])].append(MaskScore(float(row["fg_iou"]), float(row["miou"])))
+    iterations = [{"iteration": iteration, **mean_scores(photos)} for iteration, photos in sorted(scores.items())]
     return {"dataset": dataset, "label": path.stem.replace(f"-{dataset}", ""), "iterations": iterations}
 
 
