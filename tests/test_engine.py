@@ -287,7 +287,7 @@ def test_run_config_round_trips_through_json_and_rejects_nonsense():
 
 @pytest.mark.parametrize(
     ("setting", "chosen", "before"),
-    [("predict_scales", (1.0, 2.0), (1.0,)), ("colour_jitter", 0.5, 0.0)],
+    [("predict_scales", (1.0, 2.0), (1.0,)), ("colour_jitter", 0.5, 0.0), ("cam_epochs", 8, RunConfig.seed_epochs)],
 )
 def test_a_run_folder_from_before_a_setting_existed_keeps_computing_as_it_began(tmp_path, setting, chosen, before):
     store = RunFolder(tmp_path / "run")

@@ -202,6 +202,34 @@ def test_cam_label_problems_get_clear_errors(tiny_folder, tmp_path, capsys):
     assert "--labels" in _label_error(["label", images, "--out", str(tmp_path / "x"), "--seed", "cam"], capsys)
 
 
+def test_the_cam_classifier_trains_for_cam_epochs_not_seed_epochs(tiny_folder, tmp_path):
+    from napari_gfn.engine import Progress, run_labelling
+
+    stems = sorted(p.stem for p in (tiny_folder / "images").glob("*.png"))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,class\n" + "".join(f"{stem},{('rose', 'iris')[i % 2]}\n" for i, stem in enumerate(stems)))
+    config = RunConfig(
+        images=str(tiny_folder / "images"),
+        out=str(tmp_path / "run"),
+        seed="cam",
+        labels=str(labels),
+        cam_refiner="guided",
+        cam_epochs=3,
+        seed_epochs=7,
+        iterations=0,
+        image_size=32,
+        batch_size=4,
+        min_steps=1,
+    )
+    totals = {
+        event.total
+        for event in run_labelling(config)
+        if isinstance(event, Progress) and event.phase == "seed: train classifier"
+    }
+    assert totals == {3 * len(stems) // 4}  # 3 epochs of 2 batches
+    assert RunFolder(tmp_path / "run").read_config().cam_epochs == 3
+
+
 def test_labels_from_csv_and_class_folders_agree(tmp_path):
     (tmp_path / "labels.csv").write_text("image,class\nrose_1.jpg,rose\ntulip_1,tulip\n")
     for name, stem in (("rose", "rose_1"), ("tulip", "tulip_1")):
@@ -295,7 +323,7 @@ def test_cam_seed_is_clearly_positive_and_feeds_refinement(two_kinds, tmp_path):
         gt=str(two_kinds / "masks"),  # scores only; it also turns off the early stop on converged masks
         iterations=2,
         image_size=192,
-        seed_epochs=8,
+        cam_epochs=8,
         min_steps=100,
         epochs=4,
         area_min=0.03,

@@ -101,6 +101,7 @@ def _label(args: argparse.Namespace) -> int:
         area_max=args.area_max,
         epochs=args.epochs,
         seed_epochs=args.seed_epochs,
+        cam_epochs=args.cam_epochs,
         min_steps=args.min_steps,
         mask_threshold=args.mask_threshold,
         upsample_radius=args.upsample_radius,
@@ -213,6 +214,9 @@ def _add_label_parser(commands) -> None:
         default=defaults.cam_refiner,
         help="how CAMs become masks: dense CRF (needs the crf extra), guided filter, or auto",
     )
+    label.add_argument(
+        "--cam-epochs", type=int, default=defaults.cam_epochs, help="training epochs of the CAM seed's classifier"
+    )
     label.add_argument("--iterations", type=int, default=defaults.iterations, help="refinement rounds after the seed")
     label.add_argument("--gt", help="folder of true 0/255 masks (same stems): scores every iteration")
     label.add_argument("--ignore", help="folder of ignore masks (255 = leave the pixel out of the score)")
@@ -222,7 +226,9 @@ def _add_label_parser(commands) -> None:
     label.add_argument("--area-min", type=float, default=defaults.area_min)
     label.add_argument("--area-max", type=float, default=defaults.area_max)
     label.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs per refinement round")
-    label.add_argument("--seed-epochs", type=int, default=defaults.seed_epochs)
+    label.add_argument(
+        "--seed-epochs", type=int, default=defaults.seed_epochs, help="training epochs of the Otsu seed's GFN"
+    )
     label.add_argument("--min-steps", type=int, default=defaults.min_steps, help="fewest training steps per round")
     label.add_argument(
         "--mask-threshold",

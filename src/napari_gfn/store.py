@@ -32,8 +32,14 @@ from napari_gfn.config import RunConfig
 
 __all__ = ["RunFolder", "RunFolderError"]
 
-# Run folders written before a setting existed ran with these values; a resumed run keeps them.
-SETTINGS_BEFORE_THEY_EXISTED = {"predict_scales": (1.0,), "colour_jitter": 0.0}
+
+def _settings_before_they_existed(saved: dict) -> dict:
+    """The values a run folder written before a setting existed ran with; a resumed run keeps them."""
+    return {
+        "predict_scales": (1.0,),
+        "colour_jitter": 0.0,
+        "cam_epochs": saved.get("seed_epochs", RunConfig.seed_epochs),  # the CAM classifier trained as long
+    }
 
 
 class RunFolderError(ValueError):
@@ -100,9 +106,9 @@ class RunFolder:
         if not self.config_path.is_file():
             raise RunFolderError(f"{self.root} is not a napari-gfn run folder (no run.json)")
         try:
-            record = json.loads(self.config_path.read_text())
-            return RunConfig.from_dict({**SETTINGS_BEFORE_THEY_EXISTED, **record["config"]})
-        except (ValueError, KeyError, TypeError) as error:
+            saved = json.loads(self.config_path.read_text())["config"]
+            return RunConfig.from_dict({**_settings_before_they_existed(saved), **saved})
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}") from None
 
     def discard_unfinished(self) -> None:

@@ -224,7 +224,7 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
     dataset = _ClassLabelDataset(
         context.working, class_of, config.image_size, seed=config.random_seed + distributed.rank()
     )
-    settings = TrainingSettings.from_config(config, config.seed_epochs)
+    settings = TrainingSettings.from_config(config, config.cam_epochs)
     yield from train_model(model, dataset, settings, context.device, context.cancel, "seed: train classifier")
 
     def mask_of(stem: str, small: np.ndarray) -> np.ndarray:

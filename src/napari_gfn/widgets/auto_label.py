@@ -81,7 +81,7 @@ class AutoLabelWidget(Container):
         self._base_config = RunConfig()  # settings without a field in the form (kept from load_settings)
         defaults = RunConfig()
         self._build_input()
-        self._build_seed()
+        self._build_seed(defaults)
         self._build_settings(defaults)
         self.start_button = PushButton(text="Start")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -105,6 +105,7 @@ class AutoLabelWidget(Container):
                 self.simple_layers,
                 self.source_model,
                 self.image_labels,
+                self.cam_epochs,
                 self.truth,
                 self.truth_folder,
                 self.iterations,
@@ -120,7 +121,7 @@ class AutoLabelWidget(Container):
                 self.trust_button,
             ]
         )
-        self.native.layout().insertWidget(15, self.advanced)
+        self.native.layout().insertWidget(self.index(self.start_button), self.advanced)
         self.native.layout().addWidget(self.plot)
         self._connect()
         self._show_relevant_fields()
@@ -132,13 +133,14 @@ class AutoLabelWidget(Container):
         self.images_folder = FileEdit(label="Photo folder", mode="d")
         self.run_folder = FileEdit(label="Run folder", mode="d", value=_default_run_folder())
 
-    def _build_seed(self) -> None:
+    def _build_seed(self, defaults: RunConfig) -> None:
         self.seed = ComboBox(label="Seed", choices=list(SEED_METHODS))
         self.simple = ComboBox(label="Simple photos", choices=list(SIMPLE_CHOICES))
         self.simple_folder = FileEdit(label="Simple photo folder", mode="d")
         self.simple_layers = Select(label="Simple photo layers", choices=self._image_layer_names)
         self.source_model = FileEdit(label="Source model", mode="r", filter="*.pt")
         self.image_labels = FileEdit(label="Image labels (CSV or class folders)", mode="r")
+        self.cam_epochs = SpinBox(label="Classifier epochs", value=defaults.cam_epochs, min=1, max=500)
         self.truth = ComboBox(label="Ground truth", choices=self._truth_choices)
         self.truth_folder = FileEdit(label="Ground-truth folder", mode="d")
 
@@ -231,7 +233,7 @@ class AutoLabelWidget(Container):
         self.simple_folder.visible = otsu and self.simple.value == "folder"
         self.simple_layers.visible = otsu and self.simple.value == "chosen layers"
         self.source_model.visible = self.seed.value == "transfer"
-        self.image_labels.visible = self.seed.value == "cam"
+        self.image_labels.visible = self.cam_epochs.visible = self.seed.value == "cam"
         self.truth_folder.visible = self.truth.value == TRUTH_FOLDER
 
     def _use_source_model(self, path: Path | None) -> None:
@@ -410,6 +412,7 @@ _FORM_SETTINGS = (
     "learning_rate",
     "epochs",
     "seed_epochs",
+    "cam_epochs",
     "mask_threshold",
     "upsample_radius",
     "device",
