@@ -44,6 +44,13 @@ def mean_fg_iou(store: RunFolder, iteration: int, folder) -> float:
     return float(np.mean(scores))
 
 
+def cam_run_config(folder, labels, run, **settings) -> RunConfig:
+    """A CAM-seeded run of FOLDER/images, refined by the guided filter, which needs no crf extra."""
+    return RunConfig(
+        images=str(folder / "images"), out=str(run), seed="cam", labels=str(labels), cam_refiner="guided", **settings
+    )
+
+
 @pytest.fixture(scope="module")
 def source_model(tmp_path_factory):
     """A source model trained through the CLI on synthetic flowers (default style)."""
@@ -208,12 +215,10 @@ def test_the_cam_classifier_trains_for_cam_epochs_not_seed_epochs(tiny_folder, t
     stems = sorted(p.stem for p in (tiny_folder / "images").glob("*.png"))
     labels = tmp_path / "labels.csv"
     labels.write_text("image,class\n" + "".join(f"{stem},{('rose', 'iris')[i % 2]}\n" for i, stem in enumerate(stems)))
-    config = RunConfig(
-        images=str(tiny_folder / "images"),
-        out=str(tmp_path / "run"),
-        seed="cam",
-        labels=str(labels),
-        cam_refiner="guided",
+    config = cam_run_config(
+        tiny_folder,
+        labels,
+        tmp_path / "run",
         cam_epochs=3,
         seed_epochs=7,
         iterations=0,
@@ -313,13 +318,11 @@ def test_cam_seed_is_clearly_positive_and_feeds_refinement(two_kinds, tmp_path):
     At CAM threshold 0.5 the seed scored 0.23-0.25 and the second iteration 0.26-0.31 in three runs; at 0.7 the
     seed is better (0.34) but its errors are systematic and refinement keeps them.
     """
-    config = RunConfig(
-        images=str(two_kinds / "images"),
-        out=str(tmp_path / "run"),
-        seed="cam",
-        labels=str(two_kinds / "labels.csv"),
+    config = cam_run_config(
+        two_kinds,
+        two_kinds / "labels.csv",
+        tmp_path / "run",
         cam_threshold=0.5,
-        cam_refiner="guided",  # the same path with or without the crf extra; the CRF has its own test above
         gt=str(two_kinds / "masks"),  # scores only; it also turns off the early stop on converged masks
         iterations=2,
         image_size=192,
