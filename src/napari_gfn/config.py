@@ -32,7 +32,8 @@ class RunConfig:
     cam_threshold: float = 0.5
     cam_refiner: str = "auto"
     # Epochs of the CAM seed's classifier. On flowers17's validation half, 4 gave a better seed than 12
-    # (+0.060 fg IoU): a classifier trained longer looks only at each class's most telling part (docs/results.md).
+    # (+0.060 fg IoU), likely because a classifier trained longer needs less of the object to tell the classes
+    # apart, so its maps shrink (docs/results.md).
     cam_epochs: int = 4
     iterations: int = 3
     converge_iou: float = 0.98
