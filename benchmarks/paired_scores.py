@@ -1,0 +1,81 @@
+"""Set means and per-photo paired differences from the per-photo CSVs that ``quality.py`` writes.
+
+A CSV has the columns photo, iteration, fg_iou, miou. Photos sorted by name split into the
+validation half (even positions) and the test half (odd positions), the split docs/results.md uses.
+
+    python benchmarks/paired_scores.py docs/results/grabcut-seed-horses-five-iterations.csv
+    python benchmarks/paired_scores.py NEW.csv --against OLD.csv --iteration 2
+
+It prints each iteration's mean fg IoU / mIoU on all photos and on each half; each iteration's
+per-photo gain over the one before and the last iteration's over the seed (mean ± standard
+error, share of photos better). With ``--against``, it prints instead the gain of ``--iteration``
+of the first CSV over the same iteration of the second, photo by photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+Scores = dict[int, dict[str, np.ndarray]]  # iteration -> photo -> (fg IoU, mIoU)
+
+
+def read_scores(path: Path) -> Scores:
+    scores: Scores = defaultdict(dict)
+    with path.open(newline="") as stream:
+        for row in csv.DictReader(stream):
+            scores[int(row["iteration"])][row["photo"]] = np.array([float(row["fg_iou"]), float(row["miou"])])
+    return dict(scores)
+
+
+def halves(photos: list[str]) -> dict[str, list[str]]:
+    photos = sorted(photos)
+    return {"all": photos, "validation": photos[0::2], "test": photos[1::2]}
+
+
+def paired_gain(new: dict[str, np.ndarray], old: dict[str, np.ndarray], photos: list[str]) -> str:
+    gains = np.array([new[photo] - old[photo] for photo in photos])
+    error = gains.std(axis=0, ddof=1) / np.sqrt(len(gains))
+    better = np.mean(gains[:, 0] > 0)
+    return (
+        f"fg IoU {gains[:, 0].mean():+.4f} ± {error[0]:.4f} (better {better:.0%}), "
+        f"mIoU {gains[:, 1].mean():+.4f} ± {error[1]:.4f}"
+    )
+
+
+def print_run(scores: Scores) -> None:
+    parts = halves(list(scores[min(scores)]))
+    for iteration, by_photo in sorted(scores.items()):
+        means = {name: np.mean([by_photo[photo] for photo in photos], axis=0) for name, photos in parts.items()}
+        print(f"iteration {iteration}: " + ", ".join(f"{name} {m[0]:.3f} / {m[1]:.3f}" for name, m in means.items()))
+    iterations = sorted(scores)
+    steps = [*zip(iterations[1:], iterations[:-1], strict=True)]
+    if len(iterations) > 2:
+        steps.append((iterations[-1], iterations[0]))
+    for new, old in steps:
+        for name in ("all", "test"):
+            print(f"{new} - {old}, {name}: {paired_gain(scores[new], scores[old], parts[name])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", type=Path, help="per-photo CSV of a scored run")
+    parser.add_argument("--against", type=Path, help="a second run's per-photo CSV, on the same photos")
+    parser.add_argument("--iteration", type=int, help="with --against: the iteration to compare (default: the last)")
+    args = parser.parse_args()
+    scores = read_scores(args.csv)
+    if args.against is None:
+        print_run(scores)
+        return
+    other = read_scores(args.against)
+    iteration = max(scores) if args.iteration is None else args.iteration
+    for name, photos in halves(list(scores[iteration])).items():
+        print(f"iteration {iteration}, {name}: {paired_gain(scores[iteration], other[iteration], photos)}")
+
+
+if __name__ == "__main__":
+    main()
