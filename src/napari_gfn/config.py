@@ -44,6 +44,8 @@ class RunConfig:
     device: str = "auto"
     image_size: int = 320
     seed_epochs: int = 12
+    # A round's epochs. On horses, half and twice as many steps per round both lost to this (-0.04 and -0.03 fg IoU
+    # after one round): too few learn too little, too many learn the seed's mistakes (docs/results.md).
     epochs: int = 4
     # The fewest SGD steps a round trains for: a 300-photo round's length (4 epochs of 38 batches), so small
     # sets learn as long as that. With 60, a 40-photo cherry-dev run collapsed (docs/results.md).
