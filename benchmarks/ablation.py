@@ -21,7 +21,8 @@ object covers 10-90% of the photo are trained on. No true mask of a test photo i
 
     python benchmarks/ablation.py ../shared/datasets/horses \\
         --pseudo benchmarks/results/quality/horses-grabcutgrabcut/iter_00/masks \\
-        [--variants deeplab gf hgl bg gfn manual] [--random-seeds 0 1] [--epochs 8] [--backbone NAME] [--tag NAME]
+        [--variants deeplab gf hgl bg gfn manual] [--random-seeds 0 1] [--epochs 8] [--backbone NAME] \\
+        [--upsample-radius R] [--tag NAME]
     python benchmarks/ablation.py --summarise benchmarks/results/ablation/*.json
 
 It prints a table (mean and half-range over the random seeds), the ratio of each variant's test
@@ -211,6 +212,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=RunConfig.image_size)
     parser.add_argument("--backbone", default=RunConfig.backbone, choices=BACKBONES)
     parser.add_argument("--colour-jitter", type=float, default=RunConfig.colour_jitter)
+    parser.add_argument(
+        "--upsample-radius", type=int, default=RunConfig.upsample_radius, help="sharpening radius of the guided rows"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     parser.add_argument("--tag", default="")
     parser.add_argument("--summarise", nargs="+", type=Path, metavar="JSON", help="pool earlier runs' JSON files")
@@ -231,6 +235,7 @@ def main() -> None:
             image_size=args.image_size,
             backbone=args.backbone,
             colour_jitter=args.colour_jitter,
+            upsample_radius=args.upsample_radius,
             random_seed=random_seed,
         )
         for name in args.variants:
@@ -249,6 +254,7 @@ def main() -> None:
         "epochs": args.epochs,
         "backbone": args.backbone,
         "colour_jitter": args.colour_jitter,
+        "upsample_radius": args.upsample_radius,
         "summary": summary,
     }
     (args.out / f"{name}.json").write_text(json.dumps({**record, "runs": results}, indent=2))
