@@ -29,7 +29,8 @@ It prints a table (mean and half-range over the random seeds), the ratio of each
 mIoU to the manual-label model's, each variant's per-photo mIoU gain over DeepLabv3+ and over the
 manual-label model (mean and standard error, paired by photo and random seed), and writes JSON
 plus per-photo CSV to ``--out``.
-``--summarise JSON ...`` prints the table again from earlier runs on the same pseudo labels, pooled.
+``--summarise JSON ...`` prints the table again from earlier runs, pooled; they must share the
+dataset, pseudo labels and settings.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import BACKBONES
 from quality import ground_truth, report
 
+# Runs that differ in any of these measure different things, so --summarise refuses to pool them.
+# A record written before a setting was recorded reads it as None.
+POOLED_SETTINGS = ("dataset", "pseudo", "epochs", "image_size", "backbone", "colour_jitter", "upsample_radius")
 ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
 ALL_OFF = dict.fromkeys(ALL_ON, False)
 # variant: (modules, trained on the true masks?)
@@ -221,8 +225,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.summarise:
         records = [json.loads(path.read_text()) for path in args.summarise]
-        if len({record["pseudo"] for record in records}) > 1:
-            parser.error("--summarise pools runs on the same pseudo labels only")
+        if len({tuple(record.get(key) for key in POOLED_SETTINGS) for record in records}) > 1:
+            parser.error(f"--summarise pools runs only when these match: {', '.join(POOLED_SETTINGS)}")
         print_table(summarise([run for record in records for run in record["runs"]]))
         return
     if args.dataset is None or args.pseudo is None:
@@ -252,6 +256,7 @@ def main() -> None:
         "dataset": str(args.dataset),
         "pseudo": str(args.pseudo),
         "epochs": args.epochs,
+        "image_size": args.image_size,
         "backbone": args.backbone,
         "colour_jitter": args.colour_jitter,
         "upsample_radius": args.upsample_radius,
