@@ -47,21 +47,17 @@ def test_area_filter_keeps_and_drops_the_right_images():
     assert sorted(trusted_stems(areas, 0.0, 1.0)) == sorted(areas)
 
 
+# Ground truth only scores; it also turns off the early stop on converged masks.
+BRANCH = RunConfig(iterations=2, image_size=160, seed_epochs=8, epochs=4, min_steps=60)
+
+
 @pytest.fixture(scope="module")
 def branch_run(branch_folder, tmp_path_factory):
     """One real run on synthetic branches: Otsu seed, then two refinement rounds."""
     out = tmp_path_factory.mktemp("runs") / "branch"
-    config = RunConfig(
-        images=str(branch_folder / "images"),
-        out=str(out),
-        gt=str(branch_folder / "masks"),
-        iterations=2,
-        image_size=160,
-        seed_epochs=8,
-        epochs=4,
-        min_steps=60,
+    results, notices = run_to_end(
+        BRANCH.updated(images=str(branch_folder / "images"), gt=str(branch_folder / "masks"), out=str(out))
     )
-    results, notices = run_to_end(config)
     return out, results, notices
 
 
@@ -108,6 +104,23 @@ def test_run_folder_layout_and_metrics(branch_run, branch_folder):
     assert best == max(results, key=lambda r: r.metrics["miou"]).iteration
     assert [r.is_best for r in results][best] or results[-1].iteration != best
     assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_resume_without_the_cache_trains_as_the_uninterrupted_run_did(branch_run, branch_folder, tmp_path):
+    from napari_gfn.network import load_model
+
+    whole, results, _ = branch_run
+    assert results[1].metrics["fg_iou"] > 0.3  # masks worth training on, so a wrong rebuild would show
+    out = tmp_path / "resumed"
+    config = BRANCH.updated(images=str(branch_folder / "images"), gt=str(branch_folder / "masks"), out=str(out))
+    run_to_end(config.updated(iterations=1))
+    shutil.rmtree(out / "cache")  # documented as safe to delete
+    run_to_end(config, resume=True)
+    # The photos are at the working size, so the working masks rebuilt from the run folder equal those the
+    # uninterrupted run trained on, and the round after the resume repeats it exactly.
+    weights = [load_model(RunFolder(folder).model_path(2)).state_dict() for folder in (whole, out)]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
 
 
 @pytest.mark.slow

@@ -296,7 +296,7 @@ class _Run:
             if not self.store.has_mask(iteration, stem):
                 continue
             if not self.working_masks.has(iteration, stem):
-                mask = self.store.read_mask(iteration, stem) > 127
+                mask = self.store.read_mask(iteration, stem)
                 small = resize_mask(mask, working_shape(mask.shape, self.config.image_size))
                 self.working_masks.write(iteration, stem, small)
             areas[stem] = float(np.mean(self.working_masks.read(iteration, stem)))
