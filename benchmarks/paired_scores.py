@@ -2,9 +2,12 @@
 
 A CSV has the columns photo, iteration, fg_iou, miou. Photos sorted by name split into the
 validation half (even positions) and the test half (odd positions), the split docs/results.md uses.
+``ablation.py``'s CSVs (columns variant, random_seed, photo, ...) are read too: ``--variant``
+picks one variant's rows, and its random seeds stand where a run's iterations do.
 
     python benchmarks/paired_scores.py docs/results/grabcut-seed-horses-five-iterations.csv
     python benchmarks/paired_scores.py NEW.csv --against OLD.csv --iteration 2
+    python benchmarks/paired_scores.py ABLATION.csv --variant gfn --against OTHER.csv --against-variant manual
 
 It prints each iteration's mean fg IoU / mIoU on all photos and on each half; each iteration's
 per-photo gain over the one before and the last iteration's over the seed (mean ± standard
@@ -24,11 +27,20 @@ import numpy as np
 Scores = dict[int, dict[str, np.ndarray]]  # iteration -> photo -> (fg IoU, mIoU)
 
 
-def read_scores(path: Path) -> Scores:
+def read_scores(path: Path, variant: str | None = None) -> Scores:
+    """A run's scores by iteration, or with ``variant`` an ablation's scores of it by random seed."""
     scores: Scores = defaultdict(dict)
     with path.open(newline="") as stream:
         for row in csv.DictReader(stream):
-            scores[int(row["iteration"])][row["photo"]] = np.array([float(row["fg_iou"]), float(row["miou"])])
+            if variant is None:
+                key = int(row["iteration"])
+            elif row["variant"] == variant:
+                key = int(row["random_seed"])
+            else:
+                continue
+            scores[key][row["photo"]] = np.array([float(row["fg_iou"]), float(row["miou"])])
+    if not scores:
+        raise SystemExit(f"{path}: no rows" + (f" of variant {variant!r}" if variant else ""))
     return dict(scores)
 
 
@@ -47,11 +59,11 @@ def paired_gain(new: dict[str, np.ndarray], old: dict[str, np.ndarray], photos: 
     )
 
 
-def print_run(scores: Scores) -> None:
+def print_run(scores: Scores, unit: str) -> None:
     parts = halves(list(scores[min(scores)]))
     for iteration, by_photo in sorted(scores.items()):
         means = {name: np.mean([by_photo[photo] for photo in photos], axis=0) for name, photos in parts.items()}
-        print(f"iteration {iteration}: " + ", ".join(f"{name} {m[0]:.3f} / {m[1]:.3f}" for name, m in means.items()))
+        print(f"{unit} {iteration}: " + ", ".join(f"{name} {m[0]:.3f} / {m[1]:.3f}" for name, m in means.items()))
     iterations = sorted(scores)
     steps = [*zip(iterations[1:], iterations[:-1], strict=True)]
     if len(iterations) > 2:
@@ -65,16 +77,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", type=Path, help="per-photo CSV of a scored run")
     parser.add_argument("--against", type=Path, help="a second run's per-photo CSV, on the same photos")
-    parser.add_argument("--iteration", type=int, help="with --against: the iteration to compare (default: the last)")
+    parser.add_argument(
+        "--iteration", type=int, help="with --against: the iteration (or random seed) to compare (default: the last)"
+    )
+    parser.add_argument("--variant", help="an ablation CSV's variant to read (its random seeds as iterations)")
+    parser.add_argument("--against-variant", help="the variant to read from --against (default: --variant)")
     args = parser.parse_args()
-    scores = read_scores(args.csv)
+    scores = read_scores(args.csv, args.variant)
+    unit = "iteration" if args.variant is None else "random seed"
     if args.against is None:
-        print_run(scores)
+        print_run(scores, unit)
         return
-    other = read_scores(args.against)
+    other = read_scores(args.against, args.against_variant or args.variant)
     iteration = max(scores) if args.iteration is None else args.iteration
     for name, photos in halves(list(scores[iteration])).items():
-        print(f"iteration {iteration}, {name}: {paired_gain(scores[iteration], other[iteration], photos)}")
+        print(f"{unit} {iteration}, {name}: {paired_gain(scores[iteration], other[iteration], photos)}")
 
 
 if __name__ == "__main__":
