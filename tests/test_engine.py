@@ -47,17 +47,25 @@ def test_area_filter_keeps_and_drops_the_right_images():
     assert sorted(trusted_stems(areas, 0.0, 1.0)) == sorted(areas)
 
 
-# Ground truth only scores; it also turns off the early stop on converged masks.
-BRANCH = RunConfig(iterations=2, image_size=160, seed_epochs=8, epochs=4, min_steps=60)
+def branch_config(branch_folder, out):
+    """Otsu seed, then two refinement rounds. Ground truth only scores; it also turns off the early stop."""
+    return RunConfig(
+        images=str(branch_folder / "images"),
+        out=str(out),
+        gt=str(branch_folder / "masks"),
+        iterations=2,
+        image_size=160,
+        seed_epochs=8,
+        epochs=4,
+        min_steps=60,
+    )
 
 
 @pytest.fixture(scope="module")
 def branch_run(branch_folder, tmp_path_factory):
-    """One real run on synthetic branches: Otsu seed, then two refinement rounds."""
+    """One real run on synthetic branches."""
     out = tmp_path_factory.mktemp("runs") / "branch"
-    results, notices = run_to_end(
-        BRANCH.updated(images=str(branch_folder / "images"), gt=str(branch_folder / "masks"), out=str(out))
-    )
+    results, notices = run_to_end(branch_config(branch_folder, out))
     return out, results, notices
 
 
@@ -113,7 +121,7 @@ def test_resume_without_the_cache_trains_as_the_uninterrupted_run_did(branch_run
     whole, results, _ = branch_run
     assert results[1].metrics["fg_iou"] > 0.3  # masks worth training on, so a wrong rebuild would show
     out = tmp_path / "resumed"
-    config = BRANCH.updated(images=str(branch_folder / "images"), gt=str(branch_folder / "masks"), out=str(out))
+    config = branch_config(branch_folder, out)
     run_to_end(config.updated(iterations=1))
     shutil.rmtree(out / "cache")  # documented as safe to delete
     run_to_end(config, resume=True)
