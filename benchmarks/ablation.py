@@ -157,7 +157,21 @@ def summarise(results: list[dict]) -> dict[str, dict]:
         if reference in summary:
             for name in summary.keys() - {reference, "manual"}:
                 summary[name][reference] = paired_gain(results, name, reference)
+    for name in summary:
+        summary[name]["ratio_to_manual"] = ratio_to_manual(results, name)
     return summary
+
+
+def ratio_to_manual(results: list[dict], name: str) -> float | None:
+    """Mean test mIoU over the manual-label model's, both taken over the random seeds they share.
+
+    Pooled runs may give the two different seeds; a ratio across seeds would mix in the seeds' spread.
+    """
+    manual = {r["random_seed"]: r["miou"] for r in results if r["variant"] == "manual"}
+    shared = [r for r in results if r["variant"] == name and r["random_seed"] in manual]
+    if not shared:
+        return None
+    return float(np.mean([r["miou"] for r in shared]) / np.mean([manual[r["random_seed"]] for r in shared]))
 
 
 def paired_gain(results: list[dict], name: str, reference: str) -> dict[str, float]:
@@ -180,7 +194,6 @@ def print_table(summary: dict[str, dict]) -> None:
         "| over deeplab-bilinear | over manual | training s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    manual = summary.get("manual", {}).get("miou")
 
     def gain(row: dict, reference: str) -> str:
         paired = row.get(reference)
@@ -189,7 +202,7 @@ def print_table(summary: dict[str, dict]) -> None:
         return f"{paired['gain']:+.4f} ± {paired['gain_se']:.4f} ({paired['better']:.0%} better)"
 
     for name, row in summary.items():
-        ratio = f"{row['miou'] / manual:.3f}" if manual else "–"
+        ratio = "–" if row["ratio_to_manual"] is None else f"{row['ratio_to_manual']:.3f}"
         print(
             f"| {name} | {row['seeds']} | {row['fg_iou']:.3f} ± {row['fg_iou_spread']:.3f} "
             f"| {row['miou']:.3f} ± {row['miou_spread']:.3f} | {ratio} | {gain(row, 'deeplab')} "
