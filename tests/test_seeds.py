@@ -315,8 +315,9 @@ def two_kinds(tmp_path_factory):
 def test_cam_seed_is_clearly_positive_and_feeds_refinement(two_kinds, tmp_path):
     """End to end from image-level labels: a clearly positive seed, which refinement then improves.
 
-    At CAM threshold 0.5 the seed scored 0.23-0.25 and the second iteration 0.26-0.31 in three runs; at 0.7 the
-    seed is better (0.34) but its errors are systematic and refinement keeps them.
+    At CAM threshold 0.5 the seed scored 0.23-0.25 and the second iteration 0.26-0.31 in three runs of 100 steps a
+    model; at 0.7 the seed is better (0.34) but its errors are systematic and refinement keeps them. With 60 steps
+    the seed scores 0.239 and the first iteration 0.322, in 40% of the time.
     """
     config = cam_run_config(
         two_kinds,
@@ -324,19 +325,19 @@ def test_cam_seed_is_clearly_positive_and_feeds_refinement(two_kinds, tmp_path):
         tmp_path / "run",
         cam_threshold=0.5,
         gt=str(two_kinds / "masks"),  # scores only; it also turns off the early stop on converged masks
-        iterations=2,
+        iterations=1,
         image_size=192,
         cam_epochs=8,
-        min_steps=100,
+        min_steps=60,
         epochs=4,
         area_min=0.03,
     )
     from napari_gfn.engine import run_labelling
 
     results = [event for event in run_labelling(config) if isinstance(event, IterationResult)]
-    assert [result.iteration for result in results] == [0, 1, 2]
+    assert [result.iteration for result in results] == [0, 1]
     store = RunFolder(tmp_path / "run")
-    seed, last = mean_fg_iou(store, 0, two_kinds), mean_fg_iou(store, 2, two_kinds)
+    seed, last = mean_fg_iou(store, 0, two_kinds), mean_fg_iou(store, 1, two_kinds)
     assert seed > 0.2, seed
     assert last > seed, (seed, last)
 
