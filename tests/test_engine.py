@@ -120,11 +120,15 @@ def test_resume_without_the_cache_trains_as_the_uninterrupted_run_did(branch_run
 
     whole, results, _ = branch_run
     assert results[1].metrics["fg_iou"] > 0.3  # masks worth training on, so a wrong rebuild would show
+    # A copy of the run as a kill during iteration 2 leaves it: iter_02 written but no metrics line, and the
+    # cache deleted (documented as safe). The copy also stands for a run folder moved to another machine.
     out = tmp_path / "resumed"
-    config = branch_config(branch_folder, out)
-    run_to_end(config.updated(iterations=1))
-    shutil.rmtree(out / "cache")  # documented as safe to delete
-    run_to_end(config, resume=True)
+    shutil.copytree(whole, out, ignore=shutil.ignore_patterns("cache"))
+    (out / "iter_02" / "model.pt").write_bytes(b"junk")  # so only a retrained model can match
+    finished = [json.dumps(entry) for entry in RunFolder(out).metrics() if entry["iteration"] < 2]
+    (out / "metrics.jsonl").write_text("\n".join(finished) + "\n")
+    run_to_end(branch_config(branch_folder, out), resume=True)
+    assert RunFolder(out).finished_iterations() == [0, 1, 2]
     # The photos are at the working size, so the working masks rebuilt from the run folder equal those the
     # uninterrupted run trained on, and the round after the resume repeats it exactly.
     weights = [load_model(RunFolder(folder).model_path(2)).state_dict() for folder in (whole, out)]
