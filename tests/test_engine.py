@@ -57,7 +57,7 @@ def branch_config(branch_folder, out):
         image_size=160,
         seed_epochs=8,
         epochs=4,
-        min_steps=60,
+        min_steps=50,
     )
 
 
