@@ -125,8 +125,11 @@ def test_resume_without_the_cache_trains_as_the_uninterrupted_run_did(branch_run
     out = tmp_path / "resumed"
     shutil.copytree(whole, out, ignore=shutil.ignore_patterns("cache"))
     (out / "iter_02" / "model.pt").write_bytes(b"junk")  # so only a retrained model can match
-    finished = [json.dumps(entry) for entry in RunFolder(out).metrics() if entry["iteration"] < 2]
-    (out / "metrics.jsonl").write_text("\n".join(finished) + "\n")
+    copy = RunFolder(out)
+    finished = [entry for entry in copy.metrics() if entry["iteration"] < 2]
+    copy.metrics_path.unlink()
+    for entry in finished:
+        copy.finish_iteration(entry)
     run_to_end(branch_config(branch_folder, out), resume=True)
     assert RunFolder(out).finished_iterations() == [0, 1, 2]
     # The photos are at the working size, so the working masks rebuilt from the run folder equal those the
