@@ -87,6 +87,8 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
             str(tiny_folder / "masks"),
             "--upsample-radius",
             "3",
+            "--grabcut-edge-band",
+            "1",
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -110,7 +112,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     )
     assert resumed.returncode == 0, resumed.stderr
     assert store.finished_iterations() == [0, 1, 2, 3]
-    assert store.read_config().upsample_radius == 3
+    assert (store.read_config().upsample_radius, store.read_config().grabcut_edge_band) == (3, 1)
     stems = sorted(p.stem for p in (tiny_folder / "images").glob("*.png"))
     for k in range(4):
         assert sorted(p.stem for p in (out / f"iter_{k:02d}" / "masks").glob("*.png")) == stems
@@ -131,6 +133,8 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "mask_threshold must be between 0 and 1, got 1.5" in capsys.readouterr().err
     assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--upsample-radius", "0"]) == 1
     assert "upsample_radius must be at least 1" in capsys.readouterr().err
+    assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--grabcut-edge-band", "-1"]) == 1
+    assert "grabcut_edge_band must be >= 0, got -1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
     assert "not a napari-gfn run folder" in capsys.readouterr().err
 

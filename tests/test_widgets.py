@@ -237,8 +237,9 @@ def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napa
         DEMO_CONFIG.epochs,
     )
     assert dock.start_button.enabled
-    dock.upsample_radius.value = 4  # an advanced setting reaches the run's configuration
-    assert dock._run_config()[0].upsample_radius == 4
+    dock.upsample_radius.value = 4  # advanced settings reach the run's configuration
+    dock.grabcut_edge_band.value = 2
+    assert (dock._run_config()[0].upsample_radius, dock._run_config()[0].grabcut_edge_band) == (4, 2)
 
 
 def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari_viewer, tmp_path):

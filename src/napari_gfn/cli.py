@@ -105,6 +105,7 @@ def _label(args: argparse.Namespace) -> int:
         min_steps=args.min_steps,
         mask_threshold=args.mask_threshold,
         upsample_radius=args.upsample_radius,
+        grabcut_edge_band=args.grabcut_edge_band,
         random_seed=args.random_seed,
         workers=args.workers,
     )
@@ -242,6 +243,13 @@ def _add_label_parser(commands) -> None:
         default=defaults.upsample_radius,
         help="window, in working-size pixels, of the guided filter that sharpens masks to full resolution "
         "(default: %(default)s; about 4 suits thin objects such as branches)",
+    )
+    label.add_argument(
+        "--grabcut-edge-band",
+        type=int,
+        default=defaults.grabcut_edge_band,
+        help="GrabCut redraws each predicted mask's edge from the photo's colours, moving it by up to this many "
+        "working-size pixels (default: %(default)s, off)",
     )
     label.add_argument("--random-seed", type=int, default=defaults.random_seed)
     label.add_argument(

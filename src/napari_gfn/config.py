@@ -72,6 +72,9 @@ class RunConfig:
     # thin objects, whose probability falls below 0.5 at their edges; on cherry-dev 0.4-0.45 gained
     # +0.004 to +0.025 fg IoU over 0.5, depending on the model (docs/results.md), so 0.5 stays the default.
     mask_threshold: float = 0.5
+    # GrabCut decides again, from each photo's own colours, the pixels within this many working-size pixels of a
+    # predicted mask's edge (0: off). Off until measured over whole runs (docs/results.md).
+    grabcut_edge_band: int = 0
     gt: str | None = None
     ignore: str | None = None
     random_seed: int = 0
@@ -90,6 +93,8 @@ class RunConfig:
             )
         if not 0.0 < self.mask_threshold < 1.0:
             problems.append(f"mask_threshold must be between 0 and 1, got {self.mask_threshold}")
+        if self.grabcut_edge_band < 0:
+            problems.append(f"grabcut_edge_band must be >= 0, got {self.grabcut_edge_band}")
         if not 0.0 <= self.colour_jitter < 1.0:
             problems.append(f"colour_jitter must be at least 0 and below 1, got {self.colour_jitter}")
         if self.seed not in SEED_METHODS:

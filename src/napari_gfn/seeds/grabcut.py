@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
-import cv2
 import numpy as np
 
 from napari_gfn.engine.events import Notice
+from napari_gfn.engine.grabcut import grabcut
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 
 __all__ = ["GRABCUT_INSET", "grabcut_mask", "grabcut_seed"]
@@ -22,23 +22,9 @@ def grabcut_mask(photo: np.ndarray, inset: float = GRABCUT_INSET, rounds: int = 
     height, width = photo.shape[:2]
     left, top = max(1, round(inset * width)), max(1, round(inset * height))
     rectangle = (left, top, width - 2 * left, height - 2 * top)
-    labels = np.zeros((height, width), np.uint8)
-    background_model, object_model = np.zeros((1, 65)), np.zeros((1, 65))
-    cv2.setRNGSeed(0)  # GrabCut starts its colour models with k-means: the same photo gives the same mask
-    try:
-        cv2.grabCut(
-            np.ascontiguousarray(photo),
-            labels,
-            rectangle,
-            background_model,
-            object_model,
-            rounds,
-            cv2.GC_INIT_WITH_RECT,
-        )
-    except cv2.error:
-        # A photo with too few distinct colours to fit the colour models: no object, so the area filter drops it.
-        return np.zeros((height, width), dtype=bool)
-    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    found = grabcut(photo, np.zeros((height, width), np.uint8), rounds, rectangle)
+    # A photo too plain for GrabCut's colour models has no object, so the area filter drops it.
+    return np.zeros((height, width), dtype=bool) if found is None else found
 
 
 def grabcut_seed(context: SeedContext) -> Generator[Notice, None, SeedOutput]:

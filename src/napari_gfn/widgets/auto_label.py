@@ -167,6 +167,13 @@ class AutoLabelWidget(Container):
             max=256,
             tooltip="window of the filter that sharpens masks to full size; about 4 suits thin branches",
         )
+        self.grabcut_edge_band = SpinBox(
+            label="GrabCut edge band",
+            value=defaults.grabcut_edge_band,
+            min=0,
+            max=32,
+            tooltip="GrabCut redraws each mask's edge from the photo's colours, by up to this many pixels (0: off)",
+        )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value=defaults.device)
         self.gf_eps.native.setDecimals(6)
         self.learning_rate.native.setDecimals(6)
@@ -181,6 +188,7 @@ class AutoLabelWidget(Container):
                 self.seed_epochs,
                 self.mask_threshold,
                 self.upsample_radius,
+                self.grabcut_edge_band,
                 self.device,
             ]
         )
@@ -415,6 +423,7 @@ _FORM_SETTINGS = (
     "cam_epochs",
     "mask_threshold",
     "upsample_radius",
+    "grabcut_edge_band",
     "device",
 )
 

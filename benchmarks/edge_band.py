@@ -1,0 +1,101 @@
+"""The GrabCut edge band (``RunConfig.grabcut_edge_band``) on a finished run's model, band by band.
+
+Each photo's object probability is computed once with the model of RUN/iter_NN and the run's own
+settings; the masks are then made as a run makes them, once per band (band 0: as the run made
+them), and scored against DATASET/masks (and DATASET/ignore when present). Scores are given on all
+photos and on each half of the split docs/results.md uses (photos sorted by name; the band is
+chosen on the even positions, the validation half, and reported on the odd ones, the test half).
+This measures the band on one model's predictions; over a whole run it also changes the labels
+that the next round trains on.
+
+    python benchmarks/edge_band.py RUN DATASET_DIR [--iteration 2] [--bands 1 2 3 5] [--csv OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_gfn.engine import GroundTruth, ImageSet, resolve_device
+from napari_gfn.engine.metrics import MaskScore
+from napari_gfn.engine.predict import MaskPredictor
+from napari_gfn.engine.working import WorkingImages
+from napari_gfn.network import load_model
+from napari_gfn.store import RunFolder
+from paired_scores import halves
+
+Scores = dict[int, dict[str, MaskScore]]  # band -> photo -> score
+
+
+def score_bands(run: Path, dataset: Path, iteration: int, bands: list[int]) -> Scores:
+    store = RunFolder(run)
+    config = store.read_config()
+    device = resolve_device(config.device)
+    predictor = MaskPredictor.for_run(load_model(store.model_path(iteration)), device, config)
+    by_band = {band: replace(predictor, edge_band=band) for band in [0, *bands]}
+    photos = ImageSet.from_folder(dataset / "images")
+    working = WorkingImages(photos, config.image_size)
+    ignore = dataset / "ignore"
+    truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
+    scores: Scores = {band: {} for band in by_band}
+    for index, stem in enumerate(photos.stems):
+        full = working.full(stem)
+        small = working.get(stem, full)
+        with torch.inference_mode():
+            probability = predictor.probability(small)
+        for band, banded in by_band.items():
+            scores[band][stem] = truth.score(stem, banded.masks(probability, small, full)[0])
+        if index % 50 == 0:
+            print(f"{index}/{len(photos.stems)} photos", flush=True)
+    return scores
+
+
+def _gain(new: np.ndarray, old: np.ndarray) -> str:
+    gain = new - old
+    return f"{gain.mean():+.4f} ± {gain.std(ddof=1) / np.sqrt(len(gain)):.4f}"
+
+
+def report(scores: Scores) -> None:
+    parts = halves(list(scores[0]))
+    for band, by_stem in scores.items():
+        cells = []
+        for name, stems in parts.items():
+            new = np.array([[by_stem[stem].fg_iou, by_stem[stem].miou] for stem in stems])
+            old = np.array([[scores[0][stem].fg_iou, scores[0][stem].miou] for stem in stems])
+            cells.append(
+                f"{name} {new[:, 0].mean():.3f} / {new[:, 1].mean():.3f} (fg IoU {_gain(new[:, 0], old[:, 0])}, "
+                f"better {np.mean(new[:, 0] > old[:, 0]):.0%}; mIoU {_gain(new[:, 1], old[:, 1])})"
+            )
+        print(f"band {band}: " + "; ".join(cells))
+
+
+def write_csv(scores: Scores, path: Path) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["band", "photo", "fg_iou", "miou"])
+        for band, by_stem in scores.items():
+            for stem, score in by_stem.items():
+                writer.writerow([band, stem, f"{score.fg_iou:.4f}", f"{score.miou:.4f}"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("dataset", type=Path)
+    parser.add_argument("--iteration", type=int, default=2, help="whose model predicts (1 or later)")
+    parser.add_argument("--bands", type=int, nargs="+", default=[1, 2, 3, 5], help="band widths, working pixels")
+    parser.add_argument("--csv", type=Path, help="also write per-photo scores (band 0: as the run made them)")
+    args = parser.parse_args()
+    scores = score_bands(args.run, args.dataset, args.iteration, args.bands)
+    report(scores)
+    if args.csv:
+        write_csv(scores, args.csv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""OpenCV's GrabCut, run one way everywhere: repeatable, and safe on photos too plain for its colour models."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+__all__ = ["grabcut", "redraw_edge_band"]
+
+
+def grabcut(
+    photo: np.ndarray, labels: np.ndarray, rounds: int, rectangle: tuple[int, int, int, int] | None = None
+) -> np.ndarray | None:
+    """The object (boolean mask) GrabCut finds from ``labels`` (cv2.GC_* per pixel) or from ``rectangle``.
+
+    None when the photo has too few distinct colours to fit the colour models.
+    """
+    labels = labels.copy()
+    background_model, object_model = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)  # GrabCut starts its colour models with k-means: the same input gives the same mask
+    mode = cv2.GC_INIT_WITH_MASK if rectangle is None else cv2.GC_INIT_WITH_RECT
+    try:
+        cv2.grabCut(np.ascontiguousarray(photo), labels, rectangle, background_model, object_model, rounds, mode)
+    except cv2.error:
+        return None
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+def redraw_edge_band(photo: np.ndarray, mask: np.ndarray, band: int, rounds: int = 5) -> np.ndarray:
+    """``mask`` with the pixels within ``band`` of its edge decided again by GrabCut, from this photo's colours.
+
+    The mask's inside, eroded by ``band``, stays object and its outside, dilated by ``band``, stays
+    background, so only the edge can move, by at most ``band`` pixels.
+    """
+    if band < 1 or mask.all() or not mask.any():
+        return mask  # no band, or no edge to move
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    inside = cv2.erode(mask.astype(np.uint8), disk).astype(bool)
+    near = cv2.dilate(mask.astype(np.uint8), disk).astype(bool)
+    labels = np.full(mask.shape, cv2.GC_BGD, np.uint8)
+    labels[near] = cv2.GC_PR_BGD
+    labels[mask] = cv2.GC_PR_FGD
+    labels[inside] = cv2.GC_FGD
+    redrawn = grabcut(photo, labels, rounds)
+    return mask if redrawn is None else redrawn
