@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,7 +33,8 @@ from paired_scores import halves
 Scores = dict[int, dict[str, MaskScore]]  # band -> photo -> score
 
 
-def score_bands(run: Path, dataset: Path, iteration: int, bands: list[int]) -> Scores:
+def score_bands(run: Path, dataset: Path, iteration: int, bands: list[int]) -> tuple[Scores, dict[int, float]]:
+    """Per band, every photo's score and the mean seconds per photo of making its masks from the probability."""
     store = RunFolder(run)
     config = store.read_config()
     device = resolve_device(config.device)
@@ -43,16 +45,20 @@ def score_bands(run: Path, dataset: Path, iteration: int, bands: list[int]) -> S
     ignore = dataset / "ignore"
     truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
     scores: Scores = {band: {} for band in by_band}
+    seconds = dict.fromkeys(by_band, 0.0)
     for index, stem in enumerate(photos.stems):
         full = working.full(stem)
         small = working.get(stem, full)
         with torch.inference_mode():
             probability = predictor.probability(small)
         for band, banded in by_band.items():
-            scores[band][stem] = truth.score(stem, banded.masks(probability, small, full)[0])
+            started = time.perf_counter()
+            full_mask = banded.masks(probability, small, full)[0]
+            seconds[band] += time.perf_counter() - started
+            scores[band][stem] = truth.score(stem, full_mask)
         if index % 50 == 0:
             print(f"{index}/{len(photos.stems)} photos", flush=True)
-    return scores
+    return scores, {band: total / len(photos.stems) for band, total in seconds.items()}
 
 
 def _gain(new: np.ndarray, old: np.ndarray) -> str:
@@ -60,7 +66,7 @@ def _gain(new: np.ndarray, old: np.ndarray) -> str:
     return f"{gain.mean():+.4f} ± {gain.std(ddof=1) / np.sqrt(len(gain)):.4f}"
 
 
-def report(scores: Scores) -> None:
+def report(scores: Scores, seconds: dict[int, float]) -> None:
     parts = halves(list(scores[0]))
     for band, by_stem in scores.items():
         cells = []
@@ -71,7 +77,7 @@ def report(scores: Scores) -> None:
                 f"{name} {new[:, 0].mean():.3f} / {new[:, 1].mean():.3f} (fg IoU {_gain(new[:, 0], old[:, 0])}, "
                 f"better {np.mean(new[:, 0] > old[:, 0]):.0%}; mIoU {_gain(new[:, 1], old[:, 1])})"
             )
-        print(f"band {band}: " + "; ".join(cells))
+        print(f"band {band} ({seconds[band]:.2f} s per photo): " + "; ".join(cells))
 
 
 def write_csv(scores: Scores, path: Path) -> None:
@@ -91,8 +97,8 @@ def main() -> None:
     parser.add_argument("--bands", type=int, nargs="+", default=[1, 2, 3, 5], help="band widths, working pixels")
     parser.add_argument("--csv", type=Path, help="also write per-photo scores (band 0: as the run made them)")
     args = parser.parse_args()
-    scores = score_bands(args.run, args.dataset, args.iteration, args.bands)
-    report(scores)
+    scores, seconds = score_bands(args.run, args.dataset, args.iteration, args.bands)
+    report(scores, seconds)
     if args.csv:
         write_csv(scores, args.csv)
 
