@@ -116,8 +116,7 @@ class MaskPredictor:
         )
         if not self.edge_band:
             return full_mask, (probability >= self.threshold).cpu().numpy()
-        # At full resolution, where the photo's colour edges are sharpest (twice the gain of redrawing the working
-        # mask on horses, docs/results.md); the band keeps its width in working pixels.
+        # At full resolution, where the photo's colour edges are sharpest; the band keeps its width in working pixels.
         band = max(1, round(self.edge_band * max(full.shape[:2]) / max(small.shape[:2])))
         full_mask = redraw_edge_band(full, full_mask, band)
         return full_mask, resize_mask(full_mask, small.shape[:2])
