@@ -60,7 +60,7 @@ class MaskPredictor:
     # The photo is also seen at these scales of the working size; the probabilities are averaged.
     scales: tuple[float, ...] = (1.0,)
     threshold: float = 0.5  # object where the averaged probability reaches this
-    edge_band: int = 0  # GrabCut redraws the working mask's edge by up to this many pixels (0: off)
+    edge_band: int = 0  # GrabCut redraws the sharpened mask's edge by up to this many working pixels (0: off)
 
     @classmethod
     def for_run(cls, model: torch.nn.Module, device: torch.device, config: RunConfig) -> MaskPredictor:

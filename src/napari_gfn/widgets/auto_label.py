@@ -172,7 +172,8 @@ class AutoLabelWidget(Container):
             value=defaults.grabcut_edge_band,
             min=0,
             max=32,
-            tooltip="GrabCut redraws each mask's edge from the photo's colours, by up to this many pixels (0: off)",
+            tooltip="GrabCut redraws each mask's edge from the photo's colours, by up to this many pixels of the "
+            "image size (0: off)",
         )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value=defaults.device)
         self.gf_eps.native.setDecimals(6)
