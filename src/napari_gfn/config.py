@@ -73,8 +73,8 @@ class RunConfig:
     # +0.004 to +0.025 fg IoU over 0.5, depending on the model (docs/results.md), so 0.5 stays the default.
     mask_threshold: float = 0.5
     # GrabCut decides again, from each photo's own colours, the pixels within this many working-size pixels of a
-    # predicted mask's edge (0: off). On horses, 3 gained +0.019 fg IoU over a run (docs/results.md); off until it
-    # is measured on flowers17 and cherry-dev.
+    # predicted mask's edge (0: off). On horses, 3 gained +0.019 fg IoU over a run; on cherry-dev's polyline masks
+    # it loses up to 0.014 (docs/results.md), so it is off by default.
     grabcut_edge_band: int = 0
     gt: str | None = None
     ignore: str | None = None
