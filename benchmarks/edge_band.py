@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_gfn.engine import GroundTruth, ImageSet, resolve_device
+from napari_gfn.engine import ImageSet, resolve_device
 from napari_gfn.engine.metrics import MaskScore
 from napari_gfn.engine.predict import MaskPredictor
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import load_model
 from napari_gfn.store import RunFolder
-from paired_scores import halves
+from paired_scores import halves, paired_gain
+from quality import ground_truth
 
 Scores = dict[int, dict[str, MaskScore]]  # band -> photo -> score
 
@@ -42,8 +43,7 @@ def score_bands(run: Path, dataset: Path, iteration: int, bands: list[int]) -> t
     by_band = {band: replace(predictor, edge_band=band) for band in [0, *bands]}
     photos = ImageSet.from_folder(dataset / "images")
     working = WorkingImages(photos, config.image_size)
-    ignore = dataset / "ignore"
-    truth = GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
+    truth = ground_truth(dataset)
     scores: Scores = {band: {} for band in by_band}
     seconds = dict.fromkeys(by_band, 0.0)
     for index, stem in enumerate(photos.stems):
@@ -61,23 +61,18 @@ def score_bands(run: Path, dataset: Path, iteration: int, bands: list[int]) -> t
     return scores, {band: total / len(photos.stems) for band, total in seconds.items()}
 
 
-def _gain(new: np.ndarray, old: np.ndarray) -> str:
-    gain = new - old
-    return f"{gain.mean():+.4f} ± {gain.std(ddof=1) / np.sqrt(len(gain)):.4f}"
-
-
 def report(scores: Scores, seconds: dict[int, float]) -> None:
+    """Each band's means, and its per-photo gain over the run's own masks, on all photos and on each half."""
+    as_arrays = {
+        band: {stem: np.array([score.fg_iou, score.miou]) for stem, score in by_stem.items()}
+        for band, by_stem in scores.items()
+    }
     parts = halves(list(scores[0]))
-    for band, by_stem in scores.items():
-        cells = []
+    for band, by_stem in as_arrays.items():
+        print(f"band {band} ({seconds[band]:.2f} s per photo):")
         for name, stems in parts.items():
-            new = np.array([[by_stem[stem].fg_iou, by_stem[stem].miou] for stem in stems])
-            old = np.array([[scores[0][stem].fg_iou, scores[0][stem].miou] for stem in stems])
-            cells.append(
-                f"{name} {new[:, 0].mean():.3f} / {new[:, 1].mean():.3f} (fg IoU {_gain(new[:, 0], old[:, 0])}, "
-                f"better {np.mean(new[:, 0] > old[:, 0]):.0%}; mIoU {_gain(new[:, 1], old[:, 1])})"
-            )
-        print(f"band {band} ({seconds[band]:.2f} s per photo): " + "; ".join(cells))
+            means = np.mean([by_stem[stem] for stem in stems], axis=0)
+            print(f"  {name}: {means[0]:.3f} / {means[1]:.3f}; {paired_gain(by_stem, as_arrays[0], stems)}")
 
 
 def write_csv(scores: Scores, path: Path) -> None:
