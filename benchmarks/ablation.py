@@ -49,7 +49,7 @@ from napari_gfn.config import RunConfig
 from napari_gfn.engine import GroundTruth, ImageSet, resolve_device, trusted_stems
 from napari_gfn.engine.images import read_mask
 from napari_gfn.engine.metrics import MaskScore, mean_scores
-from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
+from napari_gfn.engine.predict import MaskPredictor
 from napari_gfn.engine.source import LabelledSet, train_source_model
 from napari_gfn.engine.training import new_model
 from napari_gfn.engine.working import WorkingImages
@@ -104,9 +104,7 @@ def score_test_photos(
         full = working.full(stem)
         small = working.get(stem, full)
         probability = predictor.probability(small)
-        guided = sharpen_to_full_resolution(
-            probability, small, full, config.upsample_radius, config.upsample_eps, predictor.threshold
-        )
+        guided, _ = predictor.masks(probability, small, full)
         resized = F.interpolate(probability[None, None], size=full.shape[:2], mode="bilinear", align_corners=False)
         scores["guided"][stem] = truth.score(stem, guided)
         scores["bilinear"][stem] = truth.score(stem, (resized[0, 0] >= predictor.threshold).cpu().numpy())
