@@ -315,7 +315,12 @@ def test_run_config_round_trips_through_json_and_rejects_nonsense():
 
 @pytest.mark.parametrize(
     ("setting", "chosen", "before"),
-    [("predict_scales", (1.0, 2.0), (1.0,)), ("colour_jitter", 0.5, 0.0), ("cam_epochs", 8, RunConfig.seed_epochs)],
+    [
+        ("predict_scales", (1.0, 2.0), (1.0,)),
+        ("colour_jitter", 0.5, 0.0),
+        ("cam_epochs", 8, RunConfig.seed_epochs),
+        ("grabcut_edge_band", 2, 0),
+    ],
 )
 def test_a_run_folder_from_before_a_setting_existed_keeps_computing_as_it_began(tmp_path, setting, chosen, before):
     store = RunFolder(tmp_path / "run")
@@ -416,7 +421,9 @@ def test_a_pixel_is_object_where_the_averaged_probability_reaches_the_run_thresh
         model[-1].weight *= 30  # an untrained network says ~0.5 everywhere; this spreads its probabilities
     full = make_sample_set("branch", 1, (96, 128), seed=2).images[0]
     small = resize_image(full, (48, 64))
-    low, high = (MaskPredictor.for_run(model, torch.device("cpu"), RunConfig(mask_threshold=t)) for t in (0.4, 0.5))
+    # Without the GrabCut edge band, which would move the edge: the threshold alone decides here.
+    configs = (RunConfig(mask_threshold=threshold, grabcut_edge_band=0) for threshold in (0.4, 0.5))
+    low, high = (MaskPredictor.for_run(model, torch.device("cpu"), config) for config in configs)
     probability = high.probability(small)
     assert float(probability.min()) < 0.4
     assert float(probability.max()) > 0.5

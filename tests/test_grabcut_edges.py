@@ -68,7 +68,7 @@ def test_prediction_redraws_the_full_resolution_edge_and_trains_on_it_at_working
     # A constant network stands in for a trained one: the probability handed over is the loose ellipse.
     model = torch.nn.Conv2d(3, 2, 1)
     # Narrow, smooth sharpening, which cannot move the edge by itself (the default would snap this easy photo).
-    config = RunConfig(predict_scales=(1.0,), upsample_radius=1, upsample_eps=0.1)
+    config = RunConfig(predict_scales=(1.0,), upsample_radius=1, upsample_eps=0.1, grabcut_edge_band=0)
     plain = MaskPredictor.for_run(model, torch.device("cpu"), config)
     banded = MaskPredictor.for_run(model, torch.device("cpu"), config.updated(grabcut_edge_band=3))
     probability = torch.from_numpy(_ellipse((96, 128), grow=1.08).astype(np.float32))

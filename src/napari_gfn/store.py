@@ -38,6 +38,7 @@ def _settings_before_they_existed(saved: dict) -> dict:
     return {
         "predict_scales": (1.0,),
         "colour_jitter": 0.0,
+        "grabcut_edge_band": 0,
         "cam_epochs": saved.get("seed_epochs", RunConfig.seed_epochs),  # the CAM classifier trained as long
     }
 

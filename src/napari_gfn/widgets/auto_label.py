@@ -173,7 +173,7 @@ class AutoLabelWidget(Container):
             min=0,
             max=32,
             tooltip="GrabCut redraws each mask's edge from the photo's colours, by up to this many pixels of the "
-            "image size (0: off)",
+            "image size (0: off, which suits thin branches)",
         )
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value=defaults.device)
         self.gf_eps.native.setDecimals(6)
