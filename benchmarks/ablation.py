@@ -58,7 +58,17 @@ from quality import ground_truth, report
 
 # Runs that differ in any of these measure different things, so --summarise refuses to pool them.
 # A record written before a setting was recorded reads it as None.
-POOLED_SETTINGS = ("dataset", "pseudo", "epochs", "image_size", "backbone", "colour_jitter", "upsample_radius")
+POOLED_SETTINGS = (
+    "dataset",
+    "pseudo",
+    "epochs",
+    "image_size",
+    "backbone",
+    "colour_jitter",
+    "upsample_radius",
+    "grabcut_edge_band",
+)
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0}  # JSON written before the band existed ran without it
 ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
 ALL_OFF = dict.fromkeys(ALL_ON, False)
 # variant: (modules, trained on the true masks?)
@@ -230,13 +240,20 @@ def main() -> None:
     parser.add_argument(
         "--upsample-radius", type=int, default=RunConfig.upsample_radius, help="sharpening radius of the guided rows"
     )
+    parser.add_argument(
+        "--grabcut-edge-band",
+        type=int,
+        default=RunConfig.grabcut_edge_band,
+        help="GrabCut edge band of the guided rows (0: off, as before it was the default)",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     parser.add_argument("--tag", default="")
     parser.add_argument("--summarise", nargs="+", type=Path, metavar="JSON", help="pool earlier runs' JSON files")
     args = parser.parse_args()
     if args.summarise:
         records = [json.loads(path.read_text()) for path in args.summarise]
-        if len({tuple(record.get(key) for key in POOLED_SETTINGS) for record in records}) > 1:
+        settings = [{**SETTINGS_BEFORE_THEY_WERE_RECORDED, **record} for record in records]
+        if len({tuple(setting.get(key) for key in POOLED_SETTINGS) for setting in settings}) > 1:
             parser.error(f"--summarise pools runs only when these match: {', '.join(POOLED_SETTINGS)}")
         print_table(summarise([run for record in records for run in record["runs"]]))
         return
@@ -251,6 +268,7 @@ def main() -> None:
             backbone=args.backbone,
             colour_jitter=args.colour_jitter,
             upsample_radius=args.upsample_radius,
+            grabcut_edge_band=args.grabcut_edge_band,
             random_seed=random_seed,
         )
         for name in args.variants:
@@ -271,6 +289,7 @@ def main() -> None:
         "backbone": args.backbone,
         "colour_jitter": args.colour_jitter,
         "upsample_radius": args.upsample_radius,
+        "grabcut_edge_band": args.grabcut_edge_band,
         "summary": summary,
     }
     (args.out / f"{name}.json").write_text(json.dumps({**record, "runs": results}, indent=2))
