@@ -57,7 +57,8 @@ from napari_gfn.network import BACKBONES
 from quality import ground_truth, report
 
 # Runs that differ in any of these measure different things, so --summarise refuses to pool them.
-# A record written before a setting was recorded reads it as None.
+# A record written before a setting was recorded reads it as the value it ran with, where that is known
+# (SETTINGS_BEFORE_THEY_WERE_RECORDED), and as None otherwise.
 POOLED_SETTINGS = (
     "dataset",
     "pseudo",
@@ -68,7 +69,7 @@ POOLED_SETTINGS = (
     "upsample_radius",
     "grabcut_edge_band",
 )
-SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0}  # JSON written before the band existed ran without it
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0}
 ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
 ALL_OFF = dict.fromkeys(ALL_ON, False)
 # variant: (modules, trained on the true masks?)
