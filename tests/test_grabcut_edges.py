@@ -40,6 +40,18 @@ def test_the_edge_moves_onto_the_photo_edge_and_nowhere_beyond_the_band():
     assert not redrawn[far_outside].any()
 
 
+def test_a_large_photo_is_redrawn_at_a_smaller_size_where_the_mask_changes_and_nowhere_else():
+    truth = _ellipse((480, 640))
+    loose = _ellipse((480, 640), grow=1.06)  # about 12 pixels too wide all round
+    band = 20
+    redrawn = redraw_edge_band(_noisy_photo(truth), loose, band, max_side=160)
+    assert score_mask(loose, truth).fg_iou < 0.9
+    assert score_mask(redrawn, truth).fg_iou > 0.95
+    # Where the quarter-size GrabCut kept the mask, the full-size mask's own pixels stay.
+    assert redrawn[ndimage.binary_erosion(loose, iterations=band + 4)].all()
+    assert not redrawn[~ndimage.binary_dilation(loose, iterations=band + 4)].any()
+
+
 def test_a_narrow_band_cannot_reach_an_edge_that_is_farther_away():
     truth = _ellipse((120, 160))
     loose = _ellipse((120, 160), grow=1.3)  # the true edge is 6 to 8 pixels inside

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from napari_gfn.engine.working import resize_image, resize_mask
+
 __all__ = ["grabcut", "redraw_edge_band"]
 
 
@@ -26,12 +28,18 @@ def grabcut(
     return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
-def redraw_edge_band(photo: np.ndarray, mask: np.ndarray, band: int, rounds: int = 5) -> np.ndarray:
+def redraw_edge_band(
+    photo: np.ndarray, mask: np.ndarray, band: int, rounds: int = 5, max_side: int | None = None
+) -> np.ndarray:
     """``mask`` with the pixels within ``band`` of its edge decided again by GrabCut, from this photo's colours.
 
     The mask's inside, eroded by ``band``, stays object and its outside, dilated by ``band``, stays
-    background, so only the edge can move, by at most ``band`` pixels.
+    background, so only the edge can move, by at most ``band`` pixels. A photo longer than ``max_side``
+    is decided at that long side, and only the pixels GrabCut changed there change in ``mask``.
     """
+    scale = 1.0 if max_side is None else max_side / max(mask.shape)
+    if scale < 1.0:
+        return _redraw_shrunk(photo, mask, band, rounds, scale)
     if band < 1 or mask.all() or not mask.any():
         return mask  # no band, or no edge to move
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
@@ -43,3 +51,11 @@ def redraw_edge_band(photo: np.ndarray, mask: np.ndarray, band: int, rounds: int
     labels[inside] = cv2.GC_FGD
     redrawn = grabcut(photo, labels, rounds)
     return mask if redrawn is None else redrawn
+
+
+def _redraw_shrunk(photo: np.ndarray, mask: np.ndarray, band: int, rounds: int, scale: float) -> np.ndarray:
+    shape = (max(1, round(mask.shape[0] * scale)), max(1, round(mask.shape[1] * scale)))
+    shrunk = resize_mask(mask, shape)
+    redrawn = redraw_edge_band(resize_image(photo, shape), shrunk, max(1, round(band * scale)), rounds)
+    changed = resize_mask(redrawn != shrunk, mask.shape)
+    return np.where(changed, resize_mask(redrawn, mask.shape), mask)
