@@ -17,7 +17,7 @@ import numpy as np
 from _timing import median_seconds
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.grabcut import redraw_edge_band
-from napari_gfn.engine.predict import _EDGE_BAND_MAX_SIDE
+from napari_gfn.engine.predict import MaskPredictor
 from napari_gfn.engine.working import resize_image, resize_mask
 from napari_gfn.sample_data import make_sample_set
 
@@ -38,7 +38,7 @@ def main() -> None:
         band = max(1, round(config.grabcut_edge_band * side / config.image_size))
         redraw = partial(redraw_edge_band, photo, mask, band)
         full = median_seconds(redraw, args.repeats)
-        capped = median_seconds(partial(redraw, max_side=_EDGE_BAND_MAX_SIDE), args.repeats)
+        capped = median_seconds(partial(redraw, max_side=MaskPredictor.edge_band_max_side), args.repeats)
         print(f"| {side} | {band} | {full:.2f} | {capped:.2f} |", flush=True)
 
 

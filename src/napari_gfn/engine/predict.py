@@ -25,9 +25,6 @@ def _as_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
 # Rows of the full-resolution photo sharpened at a time: the float guide and coefficients of one band
 # stay near 100 MB even for a 6000-pixel-wide photo, where a whole 24-megapixel photo would need >1 GB.
 _BAND_PIXELS = 4 * 1024 * 1024
-# GrabCut's time grows with the pixel count (0.5 s at a long side of 640 px, 25 s at 4000 px), so the edge band of
-# larger photos is redrawn at this long side. Every photo measured in docs/results.md is smaller (720 px at most).
-_EDGE_BAND_MAX_SIDE = 1024
 
 
 def sharpen_to_full_resolution(
@@ -64,6 +61,9 @@ class MaskPredictor:
     scales: tuple[float, ...] = (1.0,)
     threshold: float = 0.5  # object where the averaged probability reaches this
     edge_band: int = 0  # GrabCut redraws the sharpened mask's edge by up to this many working pixels (0: off)
+    # GrabCut's time grows with the pixel count (0.4 s at a long side of 640 px, 23 s at 4000 px), so the edge band of
+    # larger photos is redrawn at this long side. Every photo measured in docs/results.md is smaller (720 px at most).
+    edge_band_max_side: int = 1024
 
     @classmethod
     def for_run(cls, model: torch.nn.Module, device: torch.device, config: RunConfig) -> MaskPredictor:
@@ -121,5 +121,5 @@ class MaskPredictor:
             return full_mask, (probability >= self.threshold).cpu().numpy()
         # At full resolution, where the photo's colour edges are sharpest; the band keeps its width in working pixels.
         band = max(1, round(self.edge_band * max(full.shape[:2]) / max(small.shape[:2])))
-        full_mask = redraw_edge_band(full, full_mask, band, max_side=_EDGE_BAND_MAX_SIDE)
+        full_mask = redraw_edge_band(full, full_mask, band, max_side=self.edge_band_max_side)
         return full_mask, resize_mask(full_mask, small.shape[:2])
