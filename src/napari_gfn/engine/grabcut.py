@@ -37,11 +37,11 @@ def redraw_edge_band(
     background, so only the edge can move, by at most ``band`` pixels. A photo longer than ``max_side``
     is decided at that long side, and only the pixels GrabCut changed there change in ``mask``.
     """
+    if band < 1 or mask.all() or not mask.any():
+        return mask  # no band, or no edge to move: not worth shrinking a large photo for
     scale = 1.0 if max_side is None else max_side / max(mask.shape)
     if scale < 1.0:
         return _redraw_shrunk(photo, mask, band, rounds, scale)
-    if band < 1 or mask.all() or not mask.any():
-        return mask  # no band, or no edge to move
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     inside = cv2.erode(mask.astype(np.uint8), disk).astype(bool)
     near = cv2.dilate(mask.astype(np.uint8), disk).astype(bool)
