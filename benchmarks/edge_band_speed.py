@@ -16,7 +16,7 @@ import numpy as np
 
 from _timing import median_seconds
 from napari_gfn.config import RunConfig
-from napari_gfn.engine.grabcut import redraw_edge_band
+from napari_gfn.engine.grabcut import redraw_edge_band, scaled_band
 from napari_gfn.engine.predict import MaskPredictor
 from napari_gfn.engine.working import resize_image, resize_mask
 from napari_gfn.sample_data import make_sample_set
@@ -35,7 +35,7 @@ def main() -> None:
         shape = (side * 3 // 4, side)
         photo = resize_image(sample.images[0], shape)
         mask = resize_mask(np.asarray(sample.masks[0]) > 0, shape)
-        band = max(1, round(config.grabcut_edge_band * side / config.image_size))
+        band = scaled_band(config.grabcut_edge_band, config.image_size, side)
         redraw = partial(redraw_edge_band, photo, mask, band)
         full = median_seconds(redraw, args.repeats)
         capped = median_seconds(partial(redraw, max_side=MaskPredictor.edge_band_max_side), args.repeats)

@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from napari_gfn.config import RunConfig
 from napari_gfn.engine import score_mask
-from napari_gfn.engine.grabcut import redraw_edge_band
+from napari_gfn.engine.grabcut import redraw_edge_band, scaled_band
 from napari_gfn.engine.predict import MaskPredictor
 from napari_gfn.engine.working import resize_image, resize_mask
 
@@ -71,6 +71,14 @@ def test_a_narrow_band_cannot_reach_an_edge_that_is_farther_away():
 def test_masks_without_an_edge_band_to_redraw_come_back_unchanged(mask, band):
     photo = _noisy_photo(_ellipse((40, 50), grow=0.8))
     np.testing.assert_array_equal(redraw_edge_band(photo, mask, band), mask)
+
+
+@pytest.mark.parametrize(
+    ("working_side", "side", "expected"),
+    [(320, 320, 3), (320, 640, 6), (320, 1000, 9), (320, 50, 1)],  # 3 * 50 / 320 rounds to 0; a band stays >= 1
+)
+def test_the_band_keeps_its_width_relative_to_the_photo(working_side, side, expected):
+    assert scaled_band(3, working_side, side) == expected
 
 
 def test_prediction_redraws_the_full_resolution_edge_and_trains_on_it_at_working_size():

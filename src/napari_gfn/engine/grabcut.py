@@ -7,7 +7,7 @@ import numpy as np
 
 from napari_gfn.engine.working import resize_image, resize_mask
 
-__all__ = ["grabcut", "redraw_edge_band"]
+__all__ = ["grabcut", "redraw_edge_band", "scaled_band"]
 
 
 def grabcut(
@@ -28,6 +28,11 @@ def grabcut(
     return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
+def scaled_band(band: int, working_side: int, side: int) -> int:
+    """``band`` pixels at a long side of ``working_side``, as pixels at a long side of ``side`` (at least 1)."""
+    return max(1, round(band * side / working_side))
+
+
 def redraw_edge_band(
     photo: np.ndarray, mask: np.ndarray, band: int, rounds: int = 5, max_side: int | None = None
 ) -> np.ndarray:
@@ -39,9 +44,8 @@ def redraw_edge_band(
     """
     if band < 1 or mask.all() or not mask.any():
         return mask  # no band, or no edge to move: not worth shrinking a large photo for
-    scale = 1.0 if max_side is None else max_side / max(mask.shape)
-    if scale < 1.0:
-        return _redraw_shrunk(photo, mask, band, rounds, scale)
+    if max_side is not None and max(mask.shape) > max_side:
+        return _redraw_shrunk(photo, mask, band, rounds, max_side)
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
     inside = cv2.erode(mask.astype(np.uint8), disk).astype(bool)
     near = cv2.dilate(mask.astype(np.uint8), disk).astype(bool)
@@ -53,9 +57,10 @@ def redraw_edge_band(
     return mask if redrawn is None else redrawn
 
 
-def _redraw_shrunk(photo: np.ndarray, mask: np.ndarray, band: int, rounds: int, scale: float) -> np.ndarray:
+def _redraw_shrunk(photo: np.ndarray, mask: np.ndarray, band: int, rounds: int, max_side: int) -> np.ndarray:
+    scale = max_side / max(mask.shape)
     shape = (max(1, round(mask.shape[0] * scale)), max(1, round(mask.shape[1] * scale)))
     shrunk = resize_mask(mask, shape)
-    redrawn = redraw_edge_band(resize_image(photo, shape), shrunk, max(1, round(band * scale)), rounds)
+    redrawn = redraw_edge_band(resize_image(photo, shape), shrunk, scaled_band(band, max(mask.shape), max_side), rounds)
     changed = resize_mask(redrawn != shrunk, mask.shape)
     return np.where(changed, resize_mask(redrawn, mask.shape), mask)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_gfn.config import RunConfig
-from napari_gfn.engine.grabcut import redraw_edge_band
+from napari_gfn.engine.grabcut import redraw_edge_band, scaled_band
 from napari_gfn.engine.training import mixed_precision
 from napari_gfn.engine.working import resize_mask
 from napari_gfn.network import upsampling_coefficients
@@ -120,6 +120,6 @@ class MaskPredictor:
         if not self.edge_band:
             return full_mask, (probability >= self.threshold).cpu().numpy()
         # At full resolution, where the photo's colour edges are sharpest; the band keeps its width in working pixels.
-        band = max(1, round(self.edge_band * max(full.shape[:2]) / max(small.shape[:2])))
+        band = scaled_band(self.edge_band, max(small.shape[:2]), max(full.shape[:2]))
         full_mask = redraw_edge_band(full, full_mask, band, max_side=self.edge_band_max_side)
         return full_mask, resize_mask(full_mask, small.shape[:2])
