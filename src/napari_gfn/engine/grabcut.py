@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from napari_gfn.engine.working import resize_image, resize_mask
+from napari_gfn.engine.working import resize_image, resize_mask, working_shape
 
 __all__ = ["grabcut", "redraw_edge_band", "scaled_band"]
 
@@ -58,8 +58,7 @@ def redraw_edge_band(
 
 
 def _redraw_shrunk(photo: np.ndarray, mask: np.ndarray, band: int, rounds: int, max_side: int) -> np.ndarray:
-    scale = max_side / max(mask.shape)
-    shape = (max(1, round(mask.shape[0] * scale)), max(1, round(mask.shape[1] * scale)))
+    shape = working_shape(mask.shape, max_side)
     shrunk = resize_mask(mask, shape)
     redrawn = redraw_edge_band(resize_image(photo, shape), shrunk, scaled_band(band, max(mask.shape), max_side), rounds)
     changed = resize_mask(redrawn != shrunk, mask.shape)
