@@ -26,6 +26,7 @@ from napari_gfn.seeds.cam import (
     CamClassifier,
     class_activation_map,
     crf_available,
+    crf_refine,
     object_probability,
     read_image_labels,
     refine_object_mask,
@@ -293,6 +294,20 @@ def test_refinement_snaps_a_blurred_probability_to_the_photo_edge(use_crf):
     thresholded = probability >= 0.5
     assert score_mask(refined, disc).fg_iou > 0.95
     assert score_mask(refined, disc).fg_iou > score_mask(thresholded, disc).fg_iou + 0.05
+
+
+@pytest.mark.skipif(not crf_available(), reason="no pydensecrf")
+def test_the_crf_takes_a_read_only_photo():
+    """Photos read from disk can be read-only arrays; pydensecrf refuses those unless they are copied."""
+    photo = np.zeros((32, 40, 3), np.uint8)
+    photo[8:24, 10:30] = 200
+    probability = np.full(photo.shape[:2], 0.3)
+    probability[8:24, 10:30] = 0.7
+    writable = crf_refine(photo, probability)
+    photo.setflags(write=False)
+    np.testing.assert_array_equal(crf_refine(photo, probability), writable)
+    assert writable[16, 20]
+    assert not writable[2, 2]
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ __all__ = [
     "CamClassifier",
     "class_activation_map",
     "crf_available",
+    "crf_refine",
     "object_probability",
     "read_image_labels",
     "refine_object_mask",
@@ -140,7 +141,14 @@ def crf_available() -> bool:
     return True
 
 
-def _crf_refine(image: np.ndarray, probability: np.ndarray) -> np.ndarray:
+def crf_refine(
+    image: np.ndarray, probability: np.ndarray, spatial: float = 50, colour: float = 13, weight: float = 10
+) -> np.ndarray:
+    """Boolean mask from P(object) by a dense CRF (pydensecrf) on ``image``'s colours.
+
+    ``spatial`` (pixels) and ``colour`` (RGB levels) are the widths of the appearance kernel, ``weight``
+    its strength; the defaults are those of the CAM seed.
+    """
     import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_softmax
 
@@ -148,7 +156,9 @@ def _crf_refine(image: np.ndarray, probability: np.ndarray) -> np.ndarray:
     crf = dcrf.DenseCRF2D(width, height, 2)
     crf.setUnaryEnergy(unary_from_softmax(np.stack([1 - probability, probability]).astype(np.float32)))
     crf.addPairwiseGaussian(sxy=3, compat=3)
-    crf.addPairwiseBilateral(sxy=50, srgb=13, rgbim=np.ascontiguousarray(image), compat=10)
+    # pydensecrf needs a writable C-contiguous array; a photo read from disk may be read-only.
+    colours = np.require(image, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])
+    crf.addPairwiseBilateral(sxy=spatial, srgb=colour, rgbim=colours, compat=weight)
     posterior = np.asarray(crf.inference(10)).reshape(2, height, width)
     return posterior[1] > posterior[0]
 
@@ -162,7 +172,7 @@ def _guided_refine(image: np.ndarray, probability: np.ndarray) -> np.ndarray:
 
 def refine_object_mask(image: np.ndarray, probability: np.ndarray, use_crf: bool) -> np.ndarray:
     """A boolean mask from P(object) that follows ``image``'s colour edges."""
-    return _crf_refine(image, probability) if use_crf else _guided_refine(image, probability)
+    return crf_refine(image, probability) if use_crf else _guided_refine(image, probability)
 
 
 def _class_indices(context: SeedContext, labels: Mapping[str, str]) -> tuple[dict[str, int], list[str]]:
