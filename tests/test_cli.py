@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from napari_gfn.cli import main
+from napari_gfn.cli import _label_config, build_parser, main
 from napari_gfn.config import RunConfig
 from napari_gfn.store import RunFolder
 
@@ -120,6 +121,18 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     assert all(store.model_path(k).is_file() for k in (1, 2, 3))
     assert all(path.read_bytes() == data for path, data in kept.items())
     assert not list(out.rglob("*.tmp"))
+
+
+def test_every_label_flag_sets_the_run_setting_of_its_name():
+    """`label` passes its flags to RunConfig by name, so a flag named otherwise would be dropped without a word."""
+    label = next(action for action in build_parser()._actions if action.dest == "command").choices["label"]
+    field_names = {field.name for field in fields(RunConfig)}
+    flags = {action.dest for action in label._actions} - {"help", "resume"}
+    assert flags <= field_names, f"flags of `label` that set nothing: {sorted(flags - field_names)}"
+    argv = ["label", "photos", "--out", "run", "--area-max", "0.7", "--grabcut-edge-band", "1"]
+    config = _label_config(build_parser().parse_args(argv))
+    assert (config.images, config.out, config.area_max, config.grabcut_edge_band) == ("photos", "run", 0.7, 1)
+    assert config.upsample_radius == RunConfig().upsample_radius
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):

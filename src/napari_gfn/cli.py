@@ -7,7 +7,10 @@ import json
 import os
 import sys
 from collections.abc import Generator, Iterable, Sequence
+from dataclasses import fields
 from pathlib import Path
+
+from napari_gfn.config import CAM_REFINERS, SEED_METHODS, RunConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -76,39 +79,16 @@ def _iteration_line(result) -> str:
     return ", ".join(parts) + (" (best so far)" if result.is_best else "")
 
 
+def _label_config(args: argparse.Namespace) -> RunConfig:
+    """The run settings of `label`: each of its flags, but --resume, is named after the RunConfig field it sets."""
+    field_names = {field.name for field in fields(RunConfig)}
+    return RunConfig(**{name: value for name, value in vars(args).items() if name in field_names})
+
+
 def _label(args: argparse.Namespace) -> int:
-    from napari_gfn.config import RunConfig
     from napari_gfn.engine import distributed, run_labelling
 
-    config = RunConfig(
-        images=args.images,
-        out=args.out,
-        seed=args.seed,
-        simple=args.simple,
-        simple_threshold=args.simple_threshold,
-        simple_max_border=args.simple_max_border,
-        source_model=args.source_model,
-        labels=args.labels,
-        cam_threshold=args.cam_threshold,
-        cam_refiner=args.cam_refiner,
-        iterations=args.iterations,
-        gt=args.gt,
-        ignore=args.ignore,
-        backbone=args.backbone,
-        device=args.device,
-        image_size=args.image_size,
-        area_min=args.area_min,
-        area_max=args.area_max,
-        epochs=args.epochs,
-        seed_epochs=args.seed_epochs,
-        cam_epochs=args.cam_epochs,
-        min_steps=args.min_steps,
-        mask_threshold=args.mask_threshold,
-        upsample_radius=args.upsample_radius,
-        grabcut_edge_band=args.grabcut_edge_band,
-        random_seed=args.random_seed,
-        workers=args.workers,
-    )
+    config = _label_config(args)
     distributed.join_process_group(args.device)
     if not distributed.is_main():  # under torchrun, rank 0 alone reports
         for _ in run_labelling(config, resume=args.resume):
@@ -122,7 +102,6 @@ def _label(args: argparse.Namespace) -> int:
 
 
 def _train_source(args: argparse.Namespace) -> int:
-    from napari_gfn.config import RunConfig
     from napari_gfn.engine import resolve_device
     from napari_gfn.engine.source import LabelledSet, save_source_model, train_source_model
 
@@ -180,7 +159,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _add_label_parser(commands) -> None:
-    from napari_gfn.config import CAM_REFINERS, SEED_METHODS, RunConfig
     from napari_gfn.network import BACKBONES
 
     defaults = RunConfig()
@@ -265,7 +243,6 @@ def _add_label_parser(commands) -> None:
 
 
 def _add_train_source_parser(commands) -> None:
-    from napari_gfn.config import RunConfig
     from napari_gfn.engine.source import VOC_CLASSES
     from napari_gfn.network import BACKBONES
 
