@@ -73,9 +73,9 @@ class RunConfig:
     # +0.004 to +0.025 fg IoU over 0.5, depending on the model (docs/results.md), so 0.5 stays the default.
     mask_threshold: float = 0.5
     # GrabCut decides again, from each photo's own colours, the pixels within this many working-size pixels of a
-    # predicted mask's edge (0: off). Chosen on horses' validation half; over two rounds, 3 gained +0.019 fg IoU on
-    # horses and +0.010 on flowers17 from GrabCut seeds and +0.054 on horses from the Otsu seed, but it loses up to
-    # 0.014 on cherry-dev's polyline branches, so thin objects want 0 (docs/results.md).
+    # predicted mask's edge (0: off). Chosen on horses' validation half; over two rounds, 3 gained +0.016 fg IoU on
+    # horses (two random seeds) and +0.010 on flowers17 from GrabCut seeds and +0.054 on horses from the Otsu seed,
+    # but it loses up to 0.014 on cherry-dev's polyline branches, so thin objects want 0 (docs/results.md).
     grabcut_edge_band: int = 3
     gt: str | None = None
     ignore: str | None = None
