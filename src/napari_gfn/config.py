@@ -74,7 +74,7 @@ class RunConfig:
     mask_threshold: float = 0.5
     # GrabCut decides again, from each photo's own colours, the pixels within this many working-size pixels of a
     # predicted mask's edge (0: off). Chosen on horses' validation half; over two rounds, 3 gained +0.016 fg IoU on
-    # horses (two random seeds) and +0.010 on flowers17 from GrabCut seeds and +0.041 on horses from the Otsu seed,
+    # horses (two random seeds) and +0.009 on flowers17 from GrabCut seeds and +0.041 on horses from the Otsu seed,
     # but it loses up to 0.014 on cherry-dev's polyline branches, so thin objects want 0 (docs/results.md).
     grabcut_edge_band: int = 3
     gt: str | None = None
