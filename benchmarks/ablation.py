@@ -66,11 +66,10 @@ POOLED_SETTINGS = (
     "image_size",
     "backbone",
     "colour_jitter",
-    "bootstrap_weight",
     "upsample_radius",
     "grabcut_edge_band",
 )
-SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0, "bootstrap_weight": 0.0}
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0}
 ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
 ALL_OFF = dict.fromkeys(ALL_ON, False)
 # variant: (modules, trained on the true masks?)
@@ -240,12 +239,6 @@ def main() -> None:
     parser.add_argument("--backbone", default=RunConfig.backbone, choices=BACKBONES)
     parser.add_argument("--colour-jitter", type=float, default=RunConfig.colour_jitter)
     parser.add_argument(
-        "--bootstrap-weight",
-        type=float,
-        default=RunConfig.bootstrap_weight,
-        help="share of the loss taken by the network's own labels (hard bootstrapping; 0: off)",
-    )
-    parser.add_argument(
         "--upsample-radius", type=int, default=RunConfig.upsample_radius, help="sharpening radius of the guided rows"
     )
     parser.add_argument(
@@ -275,7 +268,6 @@ def main() -> None:
             image_size=args.image_size,
             backbone=args.backbone,
             colour_jitter=args.colour_jitter,
-            bootstrap_weight=args.bootstrap_weight,
             upsample_radius=args.upsample_radius,
             grabcut_edge_band=args.grabcut_edge_band,
             random_seed=random_seed,
@@ -297,7 +289,6 @@ def main() -> None:
         "image_size": args.image_size,
         "backbone": args.backbone,
         "colour_jitter": args.colour_jitter,
-        "bootstrap_weight": args.bootstrap_weight,
         "upsample_radius": args.upsample_radius,
         "grabcut_edge_band": args.grabcut_edge_band,
         "summary": summary,

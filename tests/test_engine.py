@@ -545,21 +545,3 @@ def test_phase_bars_start_one_bar_per_phase_and_follow_its_progress():
     assert [(bar.desc, bar.total, bar.n) for bar in made] == [("seed: train", 4, 3), ("iter 0: predict", 5, 2)]
     bars.close()
     assert bars.bar is None
-
-
-@pytest.mark.parametrize("bootstrap_weight", [0.0, 0.2, 0.5])
-def test_pseudo_label_loss_matches_a_numpy_reference(bootstrap_weight):
-    from napari_gfn.engine.training import IGNORE, pseudo_label_loss
-
-    rng = np.random.default_rng(7)
-    logits = rng.normal(0, 2, (2, 2, 5, 6))
-    targets = rng.integers(0, 2, (2, 5, 6)).astype(np.int64)
-    targets[0, :2] = IGNORE
-    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))  # log-softmax over the two classes
-    kept = targets != IGNORE
-    label_term = -np.take_along_axis(log_p, np.where(kept, targets, 0)[:, None], 1)[:, 0][kept].mean()
-    own_term = -log_p.max(1)[kept].mean()  # the most likely class has the largest log-probability
-    expected = (1 - bootstrap_weight) * label_term + bootstrap_weight * own_term
-
-    loss = pseudo_label_loss(torch.tensor(logits), torch.tensor(targets), bootstrap_weight)
-    assert loss.item() == pytest.approx(expected, rel=1e-9)

@@ -58,9 +58,6 @@ class RunConfig:
     # a sixth of it, as a fraction of the colour circle.
     # 0.3, fixed before measuring, adds +0.003 test mIoU on horses (docs/results.md).
     colour_jitter: float = 0.3
-    # Share of the training loss taken by the network's own most likely class instead of the pseudo label
-    # (hard bootstrapping, Reed et al. 2015), so that confident predictions can outvote a wrong label (0: off).
-    bootstrap_weight: float = 0.0
     gf_radius: int = 2
     gf_eps: float = 1e-2
     # Sharpening to full resolution, radius in working-resolution pixels. A wide window with a tiny eps
@@ -102,8 +99,6 @@ class RunConfig:
             problems.append(f"grabcut_edge_band must be >= 0, got {self.grabcut_edge_band}")
         if not 0.0 <= self.colour_jitter < 1.0:
             problems.append(f"colour_jitter must be at least 0 and below 1, got {self.colour_jitter}")
-        if not 0.0 <= self.bootstrap_weight < 1.0:
-            problems.append(f"bootstrap_weight must be at least 0 and below 1, got {self.bootstrap_weight}")
         if self.seed not in SEED_METHODS:
             problems.append(f"seed must be one of {', '.join(SEED_METHODS)}, not {self.seed!r}")
         if not 0.0 <= self.area_min < self.area_max <= 1.0:

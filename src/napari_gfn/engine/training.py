@@ -31,7 +31,6 @@ __all__ = [
     "batch_size_that_fits",
     "mixed_precision",
     "new_model",
-    "pseudo_label_loss",
     "train_model",
     "train_on_targets",
 ]
@@ -54,7 +53,6 @@ class TrainingSettings:
     autocast_dtype: torch.dtype | None = None
     workers: int = 0  # processes that load and augment batches
     random_seed: int = 0  # batch order and dropout follow it, so a run repeats exactly
-    bootstrap_weight: float = 0.0  # see RunConfig.bootstrap_weight
 
     @classmethod
     def from_config(cls, config: RunConfig, epochs: int) -> TrainingSettings:
@@ -68,7 +66,6 @@ class TrainingSettings:
             crop_size=config.image_size,
             workers=config.workers,
             random_seed=config.random_seed,
-            bootstrap_weight=config.bootstrap_weight,
         )
 
 
@@ -167,7 +164,7 @@ def _gpu_batch_size(model: torch.nn.Module, dataset: Dataset, requested: int, de
     image, target = dataset[0]
     with torch.autocast("cuda", dtype=mixed_precision(device), enabled=mixed_precision(device) is not None):
         target = torch.as_tensor(target)[None].to(device)
-        loss = pseudo_label_loss(model(image[None].to(device)).float(), target)
+        loss = F.cross_entropy(model(image[None].to(device)).float(), target, ignore_index=IGNORE)
     loss.backward()
     model.zero_grad(set_to_none=True)
     per_sample = torch.cuda.max_memory_allocated(device) - baseline
@@ -208,19 +205,6 @@ def _batches_forever(loader: DataLoader) -> Iterator:
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)  # a new shuffle every pass, the same on every rank
         yield from loader
-
-
-def pseudo_label_loss(logits: torch.Tensor, targets: torch.Tensor, bootstrap_weight: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy over the pixels not marked IGNORE in ``targets``.
-
-    With ``bootstrap_weight`` w, the pseudo labels take 1 - w of the loss and the network's own most likely
-    class takes w (hard bootstrapping, Reed et al. 2015).
-    """
-    loss = F.cross_entropy(logits, targets, ignore_index=IGNORE)
-    if bootstrap_weight == 0:
-        return loss
-    own_labels = logits.detach().argmax(1).masked_fill(targets == IGNORE, IGNORE)
-    return (1 - bootstrap_weight) * loss + bootstrap_weight * F.cross_entropy(logits, own_labels, ignore_index=IGNORE)
 
 
 def train_model(
@@ -264,7 +248,7 @@ def train_model(
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = network(images)
-        loss = pseudo_label_loss(logits.float(), targets, settings.bootstrap_weight)
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
