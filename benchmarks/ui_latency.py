@@ -70,7 +70,7 @@ def wait(seconds: float, until=lambda: False) -> None:
     check.timeout.connect(lambda: until() and loop.quit())
     check.start(50)
     QTimer.singleShot(int(seconds * 1000), loop.quit)
-    loop.exec_()
+    loop.exec()
     check.stop()
 
 

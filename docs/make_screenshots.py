@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import warnings
 from pathlib import Path
 
 import napari
@@ -38,7 +37,6 @@ def main() -> None:
     run = args.run or run_demo(Path(tempfile.mkdtemp()))
     IMAGES.mkdir(exist_ok=True)
 
-    warnings.filterwarnings("ignore", message="napari support for the PyQt5")  # a toast over the canvas
     viewer = napari.Viewer(title="napari-gfn")
     viewer.window.resize(1500, 950)
     _, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
