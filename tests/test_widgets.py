@@ -1,17 +1,19 @@
 """The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
 
+import gc
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
+import torch
 from napari.utils.notifications import notification_manager
 
 from napari_gfn.config import RunConfig
 from napari_gfn.demo import DEMO_CONFIG, open_demo
 from napari_gfn.store import RunFolder
-from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget
+from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
 from napari_gfn.widgets.run_layers import iteration_layer_name
 
 pytestmark = pytest.mark.gui
@@ -216,10 +218,28 @@ def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
     qtbot.waitUntil(lambda: iteration_layer_name(stems[-1], 0) in viewer.layers, timeout=RUN_TIMEOUT_MS)
     viewer.close()
     qtbot.waitUntil(lambda: not task.worker.is_running, timeout=RUN_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: gc.get_freeze_count() == 0)  # the job's clean-up ran: the heap is collected again,
+    assert torch.get_num_threads() == engine_task._ALL_THREADS  # and training's cores are given back
     store = RunFolder(tmp_path / "run")
     assert 0 in store.finished_iterations()
     for iteration in store.finished_iterations():
         assert all(store.has_mask(iteration, stem) for stem in stems)
+
+
+def test_a_job_runs_with_the_older_heap_left_out_of_garbage_collection(qtbot):
+    task = engine_task.EngineTask("freeze check")
+    frozen_during_the_job = []
+
+    def job(cancel):
+        frozen_during_the_job.append(gc.get_freeze_count())
+        yield from ()
+
+    assert gc.get_freeze_count() == 0
+    task.start(job)
+    _wait_until_done(qtbot, task)
+    assert task.status == "finished"
+    assert frozen_during_the_job[0] > 10_000  # napari's and torch's objects, not a handful
+    assert gc.get_freeze_count() == 0  # scanned again once the job has ended
 
 
 def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):
