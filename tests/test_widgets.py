@@ -1,6 +1,8 @@
 """The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
 
 import gc
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -47,6 +49,12 @@ def _layer_run(viewer, folder: Path, run_dir: Path, iterations: int) -> AutoLabe
 
 def _wait_until_done(qtbot, task) -> None:
     qtbot.waitUntil(lambda: task.status in ("finished", "cancelled", "failed"), timeout=RUN_TIMEOUT_MS)
+
+
+def _torch_threads_of_a_new_thread() -> int:
+    # torch copies its thread count into each thread once, so an older thread (this one) keeps what it read first.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(torch.get_num_threads).result()
 
 
 @pytest.mark.parametrize(
@@ -219,7 +227,7 @@ def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
     viewer.close()
     qtbot.waitUntil(lambda: not task.worker.is_running, timeout=RUN_TIMEOUT_MS)
     qtbot.waitUntil(lambda: gc.get_freeze_count() == 0)  # the job's clean-up ran: the heap is collected again,
-    assert torch.get_num_threads() == engine_task._ALL_THREADS  # and training's cores are given back
+    assert _torch_threads_of_a_new_thread() == engine_task._ALL_THREADS  # and training's cores are given back
     store = RunFolder(tmp_path / "run")
     assert 0 in store.finished_iterations()
     for iteration in store.finished_iterations():
@@ -240,6 +248,33 @@ def test_a_job_runs_with_the_older_heap_left_out_of_garbage_collection(qtbot):
     assert task.status == "finished"
     assert frozen_during_the_job[0] > 10_000  # napari's and torch's objects, not a handful
     assert gc.get_freeze_count() == 0  # scanned again once the job has ended
+
+
+def test_the_job_settings_stay_until_the_last_of_two_jobs_ends(qtbot):
+    first, second = engine_task.EngineTask("first"), engine_task.EngineTask("second")
+    second_ended = threading.Event()
+    seen_by_the_first_after_the_second = []
+
+    def first_job(cancel):
+        second_ended.wait(timeout=RUN_TIMEOUT_MS / 1000)
+        seen_by_the_first_after_the_second.append((gc.get_freeze_count(), _torch_threads_of_a_new_thread()))
+        yield from ()
+
+    def second_job(cancel):
+        yield from ()
+
+    first.start(first_job)
+    qtbot.waitUntil(lambda: gc.get_freeze_count() > 0)
+    second.start(second_job)
+    _wait_until_done(qtbot, second)
+    second_ended.set()
+    _wait_until_done(qtbot, first)
+    assert (first.status, second.status) == ("finished", "finished")
+    frozen, threads = seen_by_the_first_after_the_second[0]
+    assert frozen > 10_000
+    assert threads == max(1, engine_task._ALL_THREADS - 1)
+    assert gc.get_freeze_count() == 0
+    assert _torch_threads_of_a_new_thread() == engine_task._ALL_THREADS
 
 
 def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):

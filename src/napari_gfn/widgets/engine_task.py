@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Callable, Generator, Iterator
 
 import torch
@@ -61,9 +62,42 @@ def _older_objects_left_out_of_garbage_collection() -> Iterator[None]:
         gc.unfreeze()
 
 
+class _WhileAnyJobRuns:
+    """Process-wide settings entered when the first job starts and left when the last one ends.
+
+    Two docks may run jobs at once (a source model training beside a labelling run); the first to end must
+    not give back the cores or unfreeze the heap under the other.
+    """
+
+    def __init__(self, *settings: Callable[[], contextlib.AbstractContextManager]) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._jobs = 0
+        self._entered = contextlib.ExitStack()
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._jobs == 0:
+                self._entered = contextlib.ExitStack()
+                for setting in self._settings:
+                    self._entered.enter_context(setting())
+            self._jobs += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._jobs -= 1
+                if self._jobs == 0:
+                    self._entered.close()
+
+
+_job_settings = _WhileAnyJobRuns(_leave_a_core_for_the_gui, _older_objects_left_out_of_garbage_collection)
+
+
 def _drive(job: Job, cancel: CancelToken) -> Generator:
     try:
-        with _leave_a_core_for_the_gui(), _older_objects_left_out_of_garbage_collection():
+        with _job_settings():
             return (yield from job(cancel))
     except RunCancelled:
         return None
