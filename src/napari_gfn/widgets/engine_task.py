@@ -37,10 +37,17 @@ class JobFailed(Exception):
 _EXPECTED_ERRORS = (ValueError, JobFailed, OSError)
 
 
-@contextlib.contextmanager
-def _leave_a_core_for_the_gui() -> Iterator[None]:
-    """Train on all cores but one, so Qt's event loop is never starved on a small machine."""
+def _leave_a_core_for_the_gui() -> None:
+    """Train on all cores but one, so Qt's event loop is never starved on a small machine.
+
+    torch keeps a count per thread, copied from the last one set when the thread first uses torch,
+    so every job sets it in its own worker thread, which may have run an earlier job.
+    """
     torch.set_num_threads(max(1, _ALL_THREADS - 1))
+
+
+@contextlib.contextmanager
+def _all_cores_again_afterwards() -> Iterator[None]:
     try:
         yield
     finally:
@@ -66,7 +73,7 @@ class _WhileAnyJobRuns:
     """Process-wide settings entered when the first job starts and left when the last one ends.
 
     Two docks may run jobs at once (a source model training beside a labelling run); the first to end must
-    not give back the cores or unfreeze the heap under the other.
+    not give all cores back or unfreeze the heap under the other.
     """
 
     def __init__(self, *settings: Callable[[], contextlib.AbstractContextManager]) -> None:
@@ -92,12 +99,13 @@ class _WhileAnyJobRuns:
                     self._entered.close()
 
 
-_job_settings = _WhileAnyJobRuns(_leave_a_core_for_the_gui, _older_objects_left_out_of_garbage_collection)
+_job_settings = _WhileAnyJobRuns(_all_cores_again_afterwards, _older_objects_left_out_of_garbage_collection)
 
 
 def _drive(job: Job, cancel: CancelToken) -> Generator:
     try:
         with _job_settings():
+            _leave_a_core_for_the_gui()
             return (yield from job(cancel))
     except RunCancelled:
         return None
