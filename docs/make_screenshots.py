@@ -45,7 +45,7 @@ def main() -> None:
     settle()
     viewer.screenshot(str(IMAGES / "auto_label_dock.png"), canvas_only=False)
 
-    viewer.grid.enabled = True
+    (viewer.canvas if hasattr(viewer, "canvas") else viewer).grid.enabled = True  # napari 0.9 moved the grid
     viewer.reset_view()
     settle()
     viewer.screenshot(str(IMAGES / "iterations_side_by_side.png"), canvas_only=True)
