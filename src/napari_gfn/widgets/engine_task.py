@@ -46,66 +46,43 @@ def _leave_a_core_for_the_gui() -> None:
     torch.set_num_threads(max(1, _ALL_THREADS - 1))
 
 
-@contextlib.contextmanager
-def _all_cores_again_afterwards() -> Iterator[None]:
-    try:
-        yield
-    finally:
-        torch.set_num_threads(_ALL_THREADS)
+class _JobSettings:
+    """The process-wide settings of running jobs, set when the first starts and undone when the last ends.
 
-
-@contextlib.contextmanager
-def _older_objects_left_out_of_garbage_collection() -> Iterator[None]:
-    """Keep every object that exists when the job starts (napari's heap) out of garbage collections until it ends.
-
-    A full collection scans about 0.6 M objects once napari and torch are loaded, holding the GIL for about
-    0.2 s; falling while the viewer adds an iteration's layer, it doubled that pause. What the job makes is
-    still collected; the older objects are scanned again once it has ended.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-class _WhileAnyJobRuns:
-    """Process-wide settings entered when the first job starts and left when the last one ends.
-
-    Two docks may run jobs at once (a source model training beside a labelling run); the first to end must
-    not give all cores back or unfreeze the heap under the other.
+    Every object that exists when the first job starts (napari's heap) is kept out of garbage collection:
+    a full collection scans about 0.6 M objects once napari and torch are loaded, holding the GIL for about
+    0.2 s, and falling while the viewer added an iteration's layer, it doubled that pause. What the jobs
+    make is still collected. Two docks may run jobs at once (a source model training beside a labelling
+    run), so the first to end must not unfreeze the heap or give all cores back under the other.
     """
 
-    def __init__(self, *settings: Callable[[], contextlib.AbstractContextManager]) -> None:
-        self._settings = settings
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._jobs = 0
-        self._entered = contextlib.ExitStack()
+        self._running = 0
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
         with self._lock:
-            if self._jobs == 0:
-                self._entered = contextlib.ExitStack()
-                for setting in self._settings:
-                    self._entered.enter_context(setting())
-            self._jobs += 1
+            self._running += 1
+            if self._running == 1:
+                gc.freeze()
+        _leave_a_core_for_the_gui()
         try:
             yield
         finally:
             with self._lock:
-                self._jobs -= 1
-                if self._jobs == 0:
-                    self._entered.close()
+                self._running -= 1
+                if self._running == 0:
+                    gc.unfreeze()
+                    torch.set_num_threads(_ALL_THREADS)
 
 
-_job_settings = _WhileAnyJobRuns(_all_cores_again_afterwards, _older_objects_left_out_of_garbage_collection)
+_job_settings = _JobSettings()
 
 
 def _drive(job: Job, cancel: CancelToken) -> Generator:
     try:
         with _job_settings():
-            _leave_a_core_for_the_gui()
             return (yield from job(cancel))
     except RunCancelled:
         return None
