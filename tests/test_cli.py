@@ -13,7 +13,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from napari_gfn.cli import _label_config, build_parser, main
+from napari_gfn.cli import _label_config, _TerminalReport, build_parser, main
 from napari_gfn.config import RunConfig
 from napari_gfn.store import RunFolder
 
@@ -121,6 +121,22 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     assert all(store.model_path(k).is_file() for k in (1, 2, 3))
     assert all(path.read_bytes() == data for path, data in kept.items())
     assert not list(out.rglob("*.tmp"))
+
+
+def test_progress_written_to_a_log_file_reads_as_whole_lines(capsys):
+    """Under nohup on a server stderr is a file: no carriage-return redraws, a line at the start and at the end."""
+    from napari_gfn.engine import IterationResult, Progress
+
+    events = [Progress("iter 1: train", done, 5) for done in range(6)]
+    events.append(IterationResult(1, {}, {"images": 5, "trusted": 4}, None, elapsed_s=3.0))
+    _TerminalReport()(events)
+    captured = capsys.readouterr()
+    assert "\r" not in captured.err
+    bar_lines = [line for line in captured.err.splitlines() if line.startswith("iter 1: train")]
+    assert len(bar_lines) == 2, captured.err  # the five updates come within one 30 s interval
+    assert "0/5" in bar_lines[0]
+    assert "5/5" in bar_lines[1]
+    assert captured.out == "iteration 1: 5 masks, 4 trusted, 3 s\n"
 
 
 def test_every_label_flag_sets_the_run_setting_of_its_name():

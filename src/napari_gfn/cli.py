@@ -21,17 +21,44 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+# How often a bar writes a line when stderr is a log file rather than a terminal.
+LOG_LINE_INTERVAL_S = 30.0
+
+
+class _LogLines:
+    """A log file as tqdm's output: each redraw of a bar becomes one line, and clearing a bar writes nothing."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        # tqdm redraws in place with "\r" and padding; a log of a run on a server should read line by line.
+        line = text.strip()
+        if line:
+            self.stream.write(line + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _new_bar(phase: str, total: int):
+    """A progress bar with ETA on stderr: redrawn in a terminal, a line every 30 s in a log file."""
+    from tqdm import tqdm
+
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=phase, unit="step", leave=False, file=sys.stderr)
+    # maxinterval too, or tqdm's monitor thread would redraw sooner.
+    log_interval = {"mininterval": LOG_LINE_INTERVAL_S, "maxinterval": LOG_LINE_INTERVAL_S}
+    return tqdm(total=total, desc=phase, unit="step", file=_LogLines(sys.stderr), **log_interval)
+
+
 class _TerminalReport:
     """Renders engine events: one progress bar (with ETA) per phase, notices and iteration lines."""
 
     def __init__(self) -> None:
-        from tqdm import tqdm
-
         from napari_gfn.engine import PhaseBars
 
-        self.bars = PhaseBars(
-            lambda phase, total: tqdm(total=total, desc=phase, unit="step", leave=False, file=sys.stderr)
-        )
+        self.bars = PhaseBars(_new_bar)
 
     def __call__(self, events: Iterable) -> list:
         from tqdm import tqdm
