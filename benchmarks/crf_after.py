@@ -25,46 +25,51 @@ from paired_scores import halves, paired_gain
 from quality import ground_truth
 
 Setting = tuple[float, float, float, float]  # confidence, spatial, colour, weight
-RUN_MASKS: Setting = (0.0, 0.0, 0.0, 0.0)  # stands for the run's own masks
+PhotoScores = dict[str, np.ndarray]  # photo -> (fg IoU, mIoU)
 
 
-def score_settings(run: Path, dataset: Path, iteration: int, settings: list[Setting]) -> dict[Setting, dict]:
-    """Per setting (and for the run's masks), every photo's (fg IoU, mIoU)."""
+def score_settings(
+    run: Path, dataset: Path, iteration: int, settings: list[Setting]
+) -> tuple[PhotoScores, dict[Setting, PhotoScores]]:
+    """Every photo's score: of the run's own masks, and of its masks redrawn by the CRF, per setting."""
     store = RunFolder(run)
     photos = ImageSet.from_folder(dataset / "images")
     truth = ground_truth(dataset)
-    scores: dict[Setting, dict[str, np.ndarray]] = {setting: {} for setting in [RUN_MASKS, *settings]}
 
-    def keep(setting: Setting, stem: str, mask: np.ndarray) -> None:
-        score = truth.score(stem, mask)
-        scores[setting][stem] = np.array([score.fg_iou, score.miou])
+    def score(stem: str, mask: np.ndarray) -> np.ndarray:
+        result = truth.score(stem, mask)
+        return np.array([result.fg_iou, result.miou])
 
+    run_scores: PhotoScores = {}
+    crf_scores: dict[Setting, PhotoScores] = {setting: {} for setting in settings}
     for index, record in enumerate(photos):
         photo, mask = record.load(), store.read_mask(iteration, record.stem)
-        keep(RUN_MASKS, record.stem, mask)
+        run_scores[record.stem] = score(record.stem, mask)
         for setting in settings:
             confidence, *kernel = setting
-            keep(setting, record.stem, crf_refine(photo, np.where(mask, confidence, 1 - confidence), *kernel))
+            redrawn = crf_refine(photo, np.where(mask, confidence, 1 - confidence), *kernel)
+            crf_scores[setting][record.stem] = score(record.stem, redrawn)
         if index % 50 == 0:
             print(f"{index}/{len(photos)} photos", flush=True)
-    return scores
+    return run_scores, crf_scores
 
 
-def report(scores: dict[Setting, dict]) -> None:
-    """Each setting's means and per-photo gain over the run's masks, the best on the validation half first."""
-    parts = halves(list(scores[RUN_MASKS]))
+def report(run_scores: PhotoScores, crf_scores: dict[Setting, PhotoScores]) -> None:
+    """The run's means, then each setting's means and per-photo gain over it, best on validation first."""
+    parts = halves(list(run_scores))
 
-    def mean_gain(setting: Setting, part: str) -> float:
-        return float(np.mean([scores[setting][stem][0] - scores[RUN_MASKS][stem][0] for stem in parts[part]]))
+    def mean_over_all(scores: PhotoScores) -> str:
+        means = np.mean([scores[stem] for stem in parts["all"]], axis=0)
+        return f"all photos {means[0]:.3f} / {means[1]:.3f}"
 
-    for setting in sorted(scores, key=lambda setting: -mean_gain(setting, "validation")):
-        name = "confidence {}, spatial {}, colour {}, weight {}".format(*setting)
-        name = "run's masks" if setting == RUN_MASKS else name
-        means = np.mean([scores[setting][stem] for stem in parts["all"]], axis=0)
-        print(f"{name}: all photos {means[0]:.3f} / {means[1]:.3f}")
-        if setting != RUN_MASKS:
-            for part in ("validation", "test"):
-                print(f"  {part}: {paired_gain(scores[setting], scores[RUN_MASKS], parts[part])}")
+    def mean_validation_gain(setting: Setting) -> float:
+        return float(np.mean([crf_scores[setting][stem][0] - run_scores[stem][0] for stem in parts["validation"]]))
+
+    print(f"run's masks: {mean_over_all(run_scores)}")
+    for setting in sorted(crf_scores, key=mean_validation_gain, reverse=True):
+        print("confidence {}, spatial {}, colour {}, weight {}: ".format(*setting) + mean_over_all(crf_scores[setting]))
+        for part in ("validation", "test"):
+            print(f"  {part}: {paired_gain(crf_scores[setting], run_scores, parts[part])}")
 
 
 def main() -> None:
@@ -80,7 +85,7 @@ def main() -> None:
     if not crf_available():
         parser.error("needs pydensecrf: pip install 'napari-gfn[crf]'")
     settings = list(itertools.product(args.confidence, args.spatial, args.colour, args.weight))
-    report(score_settings(args.run, args.dataset, args.iteration, settings))
+    report(*score_settings(args.run, args.dataset, args.iteration, settings))
 
 
 if __name__ == "__main__":
