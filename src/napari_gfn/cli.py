@@ -42,7 +42,7 @@ class _LogLines:
 
 
 def _new_bar(phase: str, total: int):
-    """A progress bar with ETA on stderr: redrawn in a terminal, a line every 30 s in a log file."""
+    """A progress bar with ETA on stderr: redrawn in a terminal, a line every LOG_LINE_INTERVAL_S in a log file."""
     from tqdm import tqdm
 
     if sys.stderr.isatty():
