@@ -1,6 +1,8 @@
 """What each GFN module earns, and how automatic labels compare with manual ones, on a train/test split.
 
-The photos of DATASET, sorted by stem, are split in two: even positions train, odd positions test.
+The photos of DATASET, sorted by stem, are split in two: even positions train, odd positions test
+(``--train-half odd`` swaps the halves, so the two runs together score every photo with a model that
+did not train on it).
 Every variant is trained from ImageNet weights with the same budget (``--epochs``) on the training
 photos' labels, then scored on the test photos against their true masks:
 
@@ -68,8 +70,9 @@ POOLED_SETTINGS = (
     "colour_jitter",
     "upsample_radius",
     "grabcut_edge_band",
+    "train_half",
 )
-SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0}
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0, "train_half": "even"}
 ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
 ALL_OFF = dict.fromkeys(ALL_ON, False)
 # variant: (modules, trained on the true masks?)
@@ -83,9 +86,11 @@ VARIANTS = {
 }
 
 
-def split(stems: list[str]) -> tuple[list[str], list[str]]:
+def split(stems: list[str], train_half: str = "even") -> tuple[list[str], list[str]]:
+    """(training stems, test stems): the photos at even or odd positions by name train, the others test."""
     ordered = sorted(stems)
-    return ordered[0::2], ordered[1::2]
+    even, odd = ordered[0::2], ordered[1::2]
+    return (even, odd) if train_half == "even" else (odd, even)
 
 
 def trusted_pseudo_labels(folder: Path, stems: list[str], config: RunConfig) -> list[str]:
@@ -122,11 +127,13 @@ def score_test_photos(
     return scores
 
 
-def run_variant(name: str, dataset: Path, pseudo: Path, config: RunConfig, device: torch.device) -> list[dict]:
+def run_variant(
+    name: str, dataset: Path, pseudo: Path, config: RunConfig, device: torch.device, train_half: str
+) -> list[dict]:
     """One trained model of the variant, scored twice: as the run predicts, and as NAME-bilinear."""
     modules, manual = VARIANTS[name]
     photos = ImageSet.from_folder(dataset / "images")
-    train_stems, test_stems = split(photos.stems)
+    train_stems, test_stems = split(photos.stems, train_half)
     if not manual:
         train_stems = trusted_pseudo_labels(pseudo, train_stems, config)
     labelled = training_set(dataset, dataset / "masks" if manual else pseudo, train_stems)
@@ -247,6 +254,9 @@ def main() -> None:
         default=RunConfig.grabcut_edge_band,
         help="GrabCut edge band of the guided rows (0: off, as before it was the default)",
     )
+    parser.add_argument(
+        "--train-half", choices=("even", "odd"), default="even", help="photos at these positions by name train"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation"))
     parser.add_argument("--tag", default="")
     parser.add_argument("--summarise", nargs="+", type=Path, metavar="JSON", help="pool earlier runs' JSON files")
@@ -274,7 +284,7 @@ def main() -> None:
         )
         for name in args.variants:
             print(f"== {name}, random seed {random_seed}", flush=True)
-            for result in run_variant(name, args.dataset, args.pseudo, config, device):
+            for result in run_variant(name, args.dataset, args.pseudo, config, device, args.train_half):
                 scores = f"test fg IoU {result['fg_iou']:.3f}, mIoU {result['miou']:.3f}"
                 print(f"   {result['variant']}: {scores}, {result['train_s']:.0f} s training", flush=True)
                 results.append(result)
@@ -291,6 +301,7 @@ def main() -> None:
         "colour_jitter": args.colour_jitter,
         "upsample_radius": args.upsample_radius,
         "grabcut_edge_band": args.grabcut_edge_band,
+        "train_half": args.train_half,
         "summary": summary,
     }
     (args.out / f"{name}.json").write_text(json.dumps({**record, "runs": results}, indent=2))

@@ -3,16 +3,19 @@
 A CSV has the columns photo, iteration, fg_iou, miou. Photos sorted by name split into the
 validation half (even positions) and the test half (odd positions), the split docs/results.md uses.
 ``ablation.py``'s CSVs (columns variant, random_seed, photo, ...) are read too: ``--variant``
-picks one variant's rows, and its random seeds stand where a run's iterations do.
+picks one variant's rows, and its random seeds stand where a run's iterations do. Several CSVs
+given together are read as one, for example the two halves of ``ablation.py --train-half``.
 
     python benchmarks/paired_scores.py docs/results/grabcut-seed-horses-five-iterations.csv
     python benchmarks/paired_scores.py NEW.csv --against OLD.csv --iteration 2
     python benchmarks/paired_scores.py ABLATION.csv --variant gfn --against OTHER.csv --against-variant manual
+    python benchmarks/paired_scores.py EVEN.csv ODD.csv --variant gfn --iteration 0 \
+        --against RUN.csv --against-iteration 3
 
 It prints each iteration's mean fg IoU / mIoU on all photos and on each half; each iteration's
 per-photo gain over the one before and the last iteration's over the seed (mean ± standard
 error, share of photos better). With ``--against``, it prints instead the gain of ``--iteration``
-of the first CSV over the same iteration of the second, photo by photo.
+of the first CSV over the same iteration of the second (or over ``--against-iteration``), photo by photo.
 """
 
 from __future__ import annotations
@@ -27,20 +30,21 @@ import numpy as np
 Scores = dict[int, dict[str, np.ndarray]]  # iteration -> photo -> (fg IoU, mIoU)
 
 
-def read_scores(path: Path, variant: str | None = None) -> Scores:
-    """A run's scores by iteration, or with ``variant`` an ablation's scores of it by random seed."""
+def read_scores(paths: list[Path], variant: str | None = None) -> Scores:
+    """Runs' scores by iteration, or with ``variant`` ablations' scores of it by random seed."""
     scores: Scores = defaultdict(dict)
-    with path.open(newline="") as stream:
-        for row in csv.DictReader(stream):
-            if variant is None:
-                key = int(row["iteration"])
-            elif row["variant"] == variant:
-                key = int(row["random_seed"])
-            else:
-                continue
-            scores[key][row["photo"]] = np.array([float(row["fg_iou"]), float(row["miou"])])
+    for path in paths:
+        with path.open(newline="") as stream:
+            for row in csv.DictReader(stream):
+                if "variant" not in row:
+                    key = int(row["iteration"])
+                elif row["variant"] == variant:
+                    key = int(row["random_seed"])
+                else:
+                    continue
+                scores[key][row["photo"]] = np.array([float(row["fg_iou"]), float(row["miou"])])
     if not scores:
-        raise SystemExit(f"{path}: no rows" + (f" of variant {variant!r}" if variant else ""))
+        raise SystemExit(f"{', '.join(map(str, paths))}: no rows" + (f" of variant {variant!r}" if variant else ""))
     return dict(scores)
 
 
@@ -75,10 +79,13 @@ def print_run(scores: Scores, unit: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csv", type=Path, help="per-photo CSV of a scored run")
+    parser.add_argument("csv", type=Path, nargs="+", help="per-photo CSV of a scored run (several: read as one)")
     parser.add_argument("--against", type=Path, help="a second run's per-photo CSV, on the same photos")
     parser.add_argument(
         "--iteration", type=int, help="with --against: the iteration (or random seed) to compare (default: the last)"
+    )
+    parser.add_argument(
+        "--against-iteration", type=int, help="the iteration (or random seed) of --against (default: --iteration)"
     )
     parser.add_argument("--variant", help="an ablation CSV's variant to read (its random seeds as iterations)")
     parser.add_argument("--against-variant", help="the variant to read from --against (default: --variant)")
@@ -88,10 +95,11 @@ def main() -> None:
     if args.against is None:
         print_run(scores, unit)
         return
-    other = read_scores(args.against, args.against_variant or args.variant)
+    other = read_scores([args.against], args.against_variant or args.variant)
     iteration = max(scores) if args.iteration is None else args.iteration
+    against = iteration if args.against_iteration is None else args.against_iteration
     for name, photos in halves(list(scores[iteration])).items():
-        print(f"{unit} {iteration}, {name}: {paired_gain(scores[iteration], other[iteration], photos)}")
+        print(f"{unit} {iteration}, {name}: {paired_gain(scores[iteration], other[against], photos)}")
 
 
 if __name__ == "__main__":
