@@ -44,7 +44,8 @@ def read_scores(paths: list[Path], variant: str | None = None) -> Scores:
                     continue
                 scores[key][row["photo"]] = np.array([float(row["fg_iou"]), float(row["miou"])])
     if not scores:
-        raise SystemExit(f"{', '.join(map(str, paths))}: no rows" + (f" of variant {variant!r}" if variant else ""))
+        which = f" of variant {variant!r}" if variant else " of a run (an ablation.py CSV needs --variant)"
+        raise SystemExit(f"{', '.join(map(str, paths))}: no rows{which}")
     return dict(scores)
 
 
