@@ -86,7 +86,7 @@ VARIANTS = {
 }
 
 
-def split(stems: list[str], train_half: str = "even") -> tuple[list[str], list[str]]:
+def split(stems: list[str], train_half: str) -> tuple[list[str], list[str]]:
     """(training stems, test stems): the photos at even or odd positions by name train, the others test."""
     ordered = sorted(stems)
     even, odd = ordered[0::2], ordered[1::2]

@@ -21,11 +21,10 @@ import numpy as np
 from napari_gfn.engine import ImageSet
 from napari_gfn.seeds.cam import crf_available, crf_refine
 from napari_gfn.store import RunFolder
-from paired_scores import halves, paired_gain
+from paired_scores import PhotoScores, halves, mean_pair, paired_gain, score_pair
 from quality import ground_truth
 
 Setting = tuple[float, float, float, float]  # confidence, spatial, colour, weight
-PhotoScores = dict[str, np.ndarray]  # photo -> (fg IoU, mIoU)
 
 
 def score_settings(
@@ -36,19 +35,15 @@ def score_settings(
     photos = ImageSet.from_folder(dataset / "images")
     truth = ground_truth(dataset)
 
-    def score(stem: str, mask: np.ndarray) -> np.ndarray:
-        result = truth.score(stem, mask)
-        return np.array([result.fg_iou, result.miou])
-
     run_scores: PhotoScores = {}
     crf_scores: dict[Setting, PhotoScores] = {setting: {} for setting in settings}
     for index, record in enumerate(photos):
         photo, mask = record.load(), store.read_mask(iteration, record.stem)
-        run_scores[record.stem] = score(record.stem, mask)
+        run_scores[record.stem] = score_pair(truth.score(record.stem, mask))
         for setting in settings:
             confidence, *kernel = setting
             redrawn = crf_refine(photo, np.where(mask, confidence, 1 - confidence), *kernel)
-            crf_scores[setting][record.stem] = score(record.stem, redrawn)
+            crf_scores[setting][record.stem] = score_pair(truth.score(record.stem, redrawn))
         if index % 50 == 0:
             print(f"{index}/{len(photos)} photos", flush=True)
     return run_scores, crf_scores
@@ -59,7 +54,7 @@ def report(run_scores: PhotoScores, crf_scores: dict[Setting, PhotoScores]) -> N
     parts = halves(list(run_scores))
 
     def mean_over_all(scores: PhotoScores) -> str:
-        means = np.mean([scores[stem] for stem in parts["all"]], axis=0)
+        means = mean_pair(scores, parts["all"])
         return f"all photos {means[0]:.3f} / {means[1]:.3f}"
 
     def mean_validation_gain(setting: Setting) -> float:

@@ -19,7 +19,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from napari_gfn.engine import ImageSet, resolve_device
@@ -28,7 +27,7 @@ from napari_gfn.engine.predict import MaskPredictor
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import load_model
 from napari_gfn.store import RunFolder
-from paired_scores import halves, paired_gain
+from paired_scores import halves, mean_pair, paired_gain, score_pair
 from quality import ground_truth
 
 Scores = dict[int, dict[str, MaskScore]]  # band -> photo -> score
@@ -63,15 +62,12 @@ def score_bands(run: Path, dataset: Path, iteration: int, bands: list[int]) -> t
 
 def report(scores: Scores, seconds: dict[int, float]) -> None:
     """Each band's means, and its per-photo gain over the run's own masks, on all photos and on each half."""
-    as_arrays = {
-        band: {stem: np.array([score.fg_iou, score.miou]) for stem, score in by_stem.items()}
-        for band, by_stem in scores.items()
-    }
+    as_arrays = {band: {stem: score_pair(score) for stem, score in by_stem.items()} for band, by_stem in scores.items()}
     parts = halves(list(scores[0]))
     for band, by_stem in as_arrays.items():
         print(f"band {band} ({seconds[band]:.2f} s per photo):")
         for name, stems in parts.items():
-            means = np.mean([by_stem[stem] for stem in stems], axis=0)
+            means = mean_pair(by_stem, stems)
             print(f"  {name}: {means[0]:.3f} / {means[1]:.3f}; {paired_gain(by_stem, as_arrays[0], stems)}")
 
 

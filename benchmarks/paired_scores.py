@@ -27,7 +27,20 @@ from pathlib import Path
 
 import numpy as np
 
-Scores = dict[int, dict[str, np.ndarray]]  # iteration -> photo -> (fg IoU, mIoU)
+from napari_gfn.engine.metrics import MaskScore
+
+PhotoScores = dict[str, np.ndarray]  # photo -> (fg IoU, mIoU)
+Scores = dict[int, PhotoScores]  # iteration (or random seed) -> photo -> (fg IoU, mIoU)
+
+
+def score_pair(score: MaskScore) -> np.ndarray:
+    """A mask's (fg IoU, mIoU), the pair every per-photo table of these scripts holds."""
+    return np.array([score.fg_iou, score.miou])
+
+
+def mean_pair(scores: PhotoScores, photos: list[str]) -> np.ndarray:
+    """Mean (fg IoU, mIoU) over ``photos``."""
+    return np.mean([scores[photo] for photo in photos], axis=0)
 
 
 def read_scores(paths: list[Path], variant: str | None = None) -> Scores:
@@ -54,7 +67,7 @@ def halves(photos: list[str]) -> dict[str, list[str]]:
     return {"all": photos, "validation": photos[0::2], "test": photos[1::2]}
 
 
-def paired_gain(new: dict[str, np.ndarray], old: dict[str, np.ndarray], photos: list[str]) -> str:
+def paired_gain(new: PhotoScores, old: PhotoScores, photos: list[str]) -> str:
     gains = np.array([new[photo] - old[photo] for photo in photos])
     error = gains.std(axis=0, ddof=1) / np.sqrt(len(gains))
     better = np.mean(gains[:, 0] > 0)
@@ -67,7 +80,7 @@ def paired_gain(new: dict[str, np.ndarray], old: dict[str, np.ndarray], photos: 
 def print_run(scores: Scores, unit: str) -> None:
     parts = halves(list(scores[min(scores)]))
     for iteration, by_photo in sorted(scores.items()):
-        means = {name: np.mean([by_photo[photo] for photo in photos], axis=0) for name, photos in parts.items()}
+        means = {name: mean_pair(by_photo, photos) for name, photos in parts.items()}
         print(f"{unit} {iteration}: " + ", ".join(f"{name} {m[0]:.3f} / {m[1]:.3f}" for name, m in means.items()))
     iterations = sorted(scores)
     steps = [*zip(iterations[1:], iterations[:-1], strict=True)]
