@@ -1,5 +1,6 @@
 """The `napari-gfn` command line: evaluate, resume after a kill, clear errors, the demo."""
 
+import argparse
 import json
 import os
 import shutil
@@ -149,6 +150,21 @@ def test_every_label_flag_sets_the_run_setting_of_its_name():
     config = _label_config(build_parser().parse_args(argv))
     assert (config.images, config.out, config.area_max, config.grabcut_edge_band) == ("photos", "run", 0.7, 1)
     assert config.upsample_radius == RunConfig().upsample_radius
+
+
+def test_every_option_with_a_default_says_it_in_its_help():
+    commands = next(action for action in build_parser()._actions if action.dest == "command").choices
+    silent = [
+        f"{name} {action.option_strings[0]}"
+        for name, command in commands.items()
+        for action in command._actions
+        if action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+        if "%(default)s" not in (action.help or "")
+    ]
+    assert not silent, f"options whose help hides their default: {silent}"
+    label_help = commands["label"].format_help()
+    assert f"(default: {RunConfig().area_min})" in label_help
+    assert "(default: efficientnet_lite0)" in commands["train-source"].format_help()
 
 
 def test_cli_errors_name_the_problem(tmp_path, capsys):

@@ -185,26 +185,64 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_label_parser(commands) -> None:
+def _add_model_options(command: argparse.ArgumentParser) -> None:
+    """The options of the network and its training that `label` and `train-source` share."""
     from napari_gfn.network import BACKBONES
 
+    defaults = RunConfig()
+    command.add_argument(
+        "--backbone",
+        choices=BACKBONES,
+        default=defaults.backbone,
+        help="the network's encoder: efficientnet_lite0 has its ImageNet weights installed; a ResNet uses "
+        "torchvision's only when they are already in the local torch cache (default: %(default)s)",
+    )
+    command.add_argument(
+        "--device", default=defaults.device, help="auto (CUDA when present), cpu or cuda (default: %(default)s)"
+    )
+    command.add_argument(
+        "--image-size",
+        type=int,
+        default=defaults.image_size,
+        help="long side, in pixels, of the photos the network sees; masks come back at full size "
+        "(default: %(default)s)",
+    )
+    command.add_argument(
+        "--min-steps",
+        type=int,
+        default=defaults.min_steps,
+        help="fewest SGD steps each training runs for, so that small sets learn long enough (default: %(default)s)",
+    )
+    command.add_argument(
+        "--random-seed",
+        type=int,
+        default=defaults.random_seed,
+        help="sets new weights, augmentations and batch order, so that a run repeats (default: %(default)s)",
+    )
+
+
+def _add_label_parser(commands) -> None:
     defaults = RunConfig()
     label = commands.add_parser("label", help="label a folder of photos (seed, then iterative refinement)")
     label.add_argument("images", help="folder of photos (PNG, JPEG, TIFF)")
     label.add_argument("--out", required=True, help="run folder (created; or resumed with --resume)")
-    label.add_argument("--seed", choices=SEED_METHODS, default=defaults.seed, help="how iteration 0 is made")
-    label.add_argument("--simple", default=defaults.simple, help="folder of plain-background photos, or 'auto'")
+    label.add_argument(
+        "--seed", choices=SEED_METHODS, default=defaults.seed, help="how iteration 0 is made (default: %(default)s)"
+    )
+    label.add_argument(
+        "--simple", default=defaults.simple, help="folder of plain-background photos, or 'auto' (default: %(default)s)"
+    )
     label.add_argument(
         "--simple-threshold",
         type=float,
         default=defaults.simple_threshold,
-        help="Otsu separability a photo needs to count as simple with --simple auto",
+        help="Otsu separability a photo needs to count as simple with --simple auto (default: %(default)s)",
     )
     label.add_argument(
         "--simple-max-border",
         type=float,
         default=defaults.simple_max_border,
-        help="largest share of the image border a simple photo's object may cover (1 = no limit)",
+        help="largest share of the image border a simple photo's object may cover (default: %(default)s; 1 = no limit)",
     )
     label.add_argument("--source-model", help="model file for --seed transfer (from `napari-gfn train-source`)")
     label.add_argument("--labels", help="for --seed cam: CSV with columns image,class, or a folder of class folders")
@@ -212,30 +250,55 @@ def _add_label_parser(commands) -> None:
         "--cam-threshold",
         type=float,
         default=defaults.cam_threshold,
-        help="share of a photo's peak class activation above which a pixel leans to the object",
+        help="share of a photo's peak class activation above which a pixel leans to the object (default: %(default)s)",
     )
     label.add_argument(
         "--cam-refiner",
         choices=CAM_REFINERS,
         default=defaults.cam_refiner,
-        help="how CAMs become masks: dense CRF (needs the crf extra), guided filter, or auto",
+        help="how CAMs become masks: dense CRF (needs the crf extra), guided filter, or auto (default: %(default)s)",
     )
     label.add_argument(
-        "--cam-epochs", type=int, default=defaults.cam_epochs, help="training epochs of the CAM seed's classifier"
+        "--cam-epochs",
+        type=int,
+        default=defaults.cam_epochs,
+        help="training epochs of the CAM seed's classifier (default: %(default)s)",
     )
-    label.add_argument("--iterations", type=int, default=defaults.iterations, help="refinement rounds after the seed")
+    label.add_argument(
+        "--iterations",
+        type=int,
+        default=defaults.iterations,
+        help="refinement rounds after the seed (default: %(default)s)",
+    )
     label.add_argument("--gt", help="folder of true 0/255 masks (same stems): scores every iteration")
     label.add_argument("--ignore", help="folder of ignore masks (255 = leave the pixel out of the score)")
-    label.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone)
-    label.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
-    label.add_argument("--image-size", type=int, default=defaults.image_size, help="long side the network sees")
-    label.add_argument("--area-min", type=float, default=defaults.area_min)
-    label.add_argument("--area-max", type=float, default=defaults.area_max)
-    label.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs per refinement round")
+    _add_model_options(label)
     label.add_argument(
-        "--seed-epochs", type=int, default=defaults.seed_epochs, help="training epochs of the Otsu seed's GFN"
+        "--area-min",
+        type=float,
+        default=defaults.area_min,
+        help="smallest share of its photo a mask's object may cover to be trained on in the next round "
+        "(default: %(default)s)",
     )
-    label.add_argument("--min-steps", type=int, default=defaults.min_steps, help="fewest training steps per round")
+    label.add_argument(
+        "--area-max",
+        type=float,
+        default=defaults.area_max,
+        help="largest share of its photo a mask's object may cover to be trained on in the next round "
+        "(default: %(default)s)",
+    )
+    label.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help="training epochs per refinement round (default: %(default)s)",
+    )
+    label.add_argument(
+        "--seed-epochs",
+        type=int,
+        default=defaults.seed_epochs,
+        help="training epochs of the Otsu seed's GFN (default: %(default)s)",
+    )
     label.add_argument(
         "--mask-threshold",
         type=float,
@@ -256,7 +319,6 @@ def _add_label_parser(commands) -> None:
         help="GrabCut redraws each predicted mask's edge from the photo's colours, moving it by up to this many "
         "working-size pixels (default: %(default)s; 0, off, suits thin objects such as branches)",
     )
-    label.add_argument("--random-seed", type=int, default=defaults.random_seed)
     label.add_argument(
         "--workers",
         type=int,
@@ -271,22 +333,18 @@ def _add_label_parser(commands) -> None:
 
 def _add_train_source_parser(commands) -> None:
     from napari_gfn.engine.source import VOC_CLASSES
-    from napari_gfn.network import BACKBONES
 
-    defaults = RunConfig()
     train = commands.add_parser("train-source", help="train a source model for --seed transfer on labelled photos")
     train.add_argument("images", nargs="?", help="folder of photos")
     train.add_argument("masks", nargs="?", help="folder of 0/255 masks with the photos' stems")
     train.add_argument("--out", required=True, help="model file to write (MODEL.pt)")
     train.add_argument("--voc", metavar="ROOT", help="a PASCAL VOC 2012 root instead of IMAGES and MASKS")
     train.add_argument("--class", dest="voc_class", choices=VOC_CLASSES, help="the VOC class that is the object")
-    train.add_argument("--split", default="train", help="VOC split listed in ImageSets/Segmentation (default: train)")
-    train.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone)
+    train.add_argument(
+        "--split", default="train", help="VOC split listed in ImageSets/Segmentation (default: %(default)s)"
+    )
     train.add_argument("--epochs", type=int, default=8, help="training epochs (default: %(default)s)")
-    train.add_argument("--image-size", type=int, default=defaults.image_size, help="long side the network sees")
-    train.add_argument("--min-steps", type=int, default=defaults.min_steps, help="fewest training steps")
-    train.add_argument("--device", default=defaults.device, help="auto, cpu or cuda")
-    train.add_argument("--random-seed", type=int, default=defaults.random_seed)
+    _add_model_options(train)
     train.set_defaults(handler=_train_source)
 
 
