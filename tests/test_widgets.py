@@ -12,7 +12,7 @@ import tifffile
 import torch
 from napari.utils.notifications import notification_manager
 
-from napari_gfn.config import RunConfig
+from napari_gfn.config import SETTING_HELP, RunConfig
 from napari_gfn.demo import DEMO_CONFIG, open_demo
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
@@ -64,6 +64,14 @@ def _torch_threads_of_a_new_thread() -> int:
 def test_each_dock_opens_through_the_manifest(make_napari_viewer, name, kind):
     viewer = make_napari_viewer()
     assert isinstance(_dock(viewer, name), kind)
+
+
+def test_every_setting_of_the_auto_label_dock_says_what_it_does(make_napari_viewer):
+    widget = _dock(make_napari_viewer(), "Auto-label")
+    settings = ("seed", "iterations", "area_min", "area_max", "upsample_radius", "grabcut_edge_band", "device")
+    for name in settings:
+        assert getattr(widget, name).native.toolTip() == SETTING_HELP[name] != ""
+    assert "ridge" in widget.seed.native.toolTip()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from napari_gfn.config import CAM_REFINERS, SEED_METHODS, RunConfig
+from napari_gfn.config import CAM_REFINERS, SEED_METHODS, SETTING_HELP, RunConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -185,146 +185,58 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_model_options(command: argparse.ArgumentParser) -> None:
-    """The options of the network and its training that `label` and `train-source` share."""
+# The settings of the network and its training that `label` and `train-source` share.
+_MODEL_SETTINGS = ("backbone", "device", "image_size", "min_steps", "random_seed")
+# The settings `label` shows, by heading.
+_LABEL_SETTINGS = {
+    "iteration 0 (the seed)": (
+        "seed",
+        "simple",
+        "simple_threshold",
+        "simple_max_border",
+        "source_model",
+        "labels",
+        "cam_threshold",
+        "cam_refiner",
+        "cam_epochs",
+        "seed_epochs",
+    ),
+    "refinement rounds": (
+        "iterations",
+        "area_min",
+        "area_max",
+        "epochs",
+        "mask_threshold",
+        "upsample_radius",
+        "grabcut_edge_band",
+    ),
+    "network and training": (*_MODEL_SETTINGS, "workers"),
+    "scoring against true masks": ("gt", "ignore"),
+}
+
+
+def _add_settings(command, names: Sequence[str]) -> None:
+    """One option per RunConfig field in ``names``, named after it, with its default and SETTING_HELP's words."""
     from napari_gfn.network import BACKBONES
 
+    choices = {"seed": SEED_METHODS, "cam_refiner": CAM_REFINERS, "backbone": BACKBONES}
     defaults = RunConfig()
-    command.add_argument(
-        "--backbone",
-        choices=BACKBONES,
-        default=defaults.backbone,
-        help="the network's encoder: efficientnet_lite0 has its ImageNet weights installed; a ResNet uses "
-        "torchvision's only when they are already in the local torch cache (default: %(default)s)",
-    )
-    command.add_argument(
-        "--device", default=defaults.device, help="auto (CUDA when present), cpu or cuda (default: %(default)s)"
-    )
-    command.add_argument(
-        "--image-size",
-        type=int,
-        default=defaults.image_size,
-        help="long side, in pixels, of the photos the network sees; masks come back at full size "
-        "(default: %(default)s)",
-    )
-    command.add_argument(
-        "--min-steps",
-        type=int,
-        default=defaults.min_steps,
-        help="fewest SGD steps each training runs for, so that small sets learn long enough (default: %(default)s)",
-    )
-    command.add_argument(
-        "--random-seed",
-        type=int,
-        default=defaults.random_seed,
-        help="sets new weights, augmentations and batch order, so that a run repeats (default: %(default)s)",
-    )
+    for name in names:
+        default = getattr(defaults, name)
+        options = {"choices": choices[name]} if name in choices else {}
+        help_text = SETTING_HELP[name]
+        if default is not None:
+            options["type"] = type(default)
+            help_text += " (default: %(default)s)"
+        command.add_argument("--" + name.replace("_", "-"), default=default, help=help_text, **options)
 
 
 def _add_label_parser(commands) -> None:
-    defaults = RunConfig()
     label = commands.add_parser("label", help="label a folder of photos (seed, then iterative refinement)")
     label.add_argument("images", help="folder of photos (PNG, JPEG, TIFF)")
     label.add_argument("--out", required=True, help="run folder (created; or resumed with --resume)")
-    label.add_argument(
-        "--seed", choices=SEED_METHODS, default=defaults.seed, help="how iteration 0 is made (default: %(default)s)"
-    )
-    label.add_argument(
-        "--simple", default=defaults.simple, help="folder of plain-background photos, or 'auto' (default: %(default)s)"
-    )
-    label.add_argument(
-        "--simple-threshold",
-        type=float,
-        default=defaults.simple_threshold,
-        help="Otsu separability a photo needs to count as simple with --simple auto (default: %(default)s)",
-    )
-    label.add_argument(
-        "--simple-max-border",
-        type=float,
-        default=defaults.simple_max_border,
-        help="largest share of the image border a simple photo's object may cover (default: %(default)s; 1 = no limit)",
-    )
-    label.add_argument("--source-model", help="model file for --seed transfer (from `napari-gfn train-source`)")
-    label.add_argument("--labels", help="for --seed cam: CSV with columns image,class, or a folder of class folders")
-    label.add_argument(
-        "--cam-threshold",
-        type=float,
-        default=defaults.cam_threshold,
-        help="share of a photo's peak class activation above which a pixel leans to the object (default: %(default)s)",
-    )
-    label.add_argument(
-        "--cam-refiner",
-        choices=CAM_REFINERS,
-        default=defaults.cam_refiner,
-        help="how CAMs become masks: dense CRF (needs the crf extra), guided filter, or auto (default: %(default)s)",
-    )
-    label.add_argument(
-        "--cam-epochs",
-        type=int,
-        default=defaults.cam_epochs,
-        help="training epochs of the CAM seed's classifier (default: %(default)s)",
-    )
-    label.add_argument(
-        "--iterations",
-        type=int,
-        default=defaults.iterations,
-        help="refinement rounds after the seed (default: %(default)s)",
-    )
-    label.add_argument("--gt", help="folder of true 0/255 masks (same stems): scores every iteration")
-    label.add_argument("--ignore", help="folder of ignore masks (255 = leave the pixel out of the score)")
-    _add_model_options(label)
-    label.add_argument(
-        "--area-min",
-        type=float,
-        default=defaults.area_min,
-        help="smallest share of its photo a mask's object may cover to be trained on in the next round "
-        "(default: %(default)s)",
-    )
-    label.add_argument(
-        "--area-max",
-        type=float,
-        default=defaults.area_max,
-        help="largest share of its photo a mask's object may cover to be trained on in the next round "
-        "(default: %(default)s)",
-    )
-    label.add_argument(
-        "--epochs",
-        type=int,
-        default=defaults.epochs,
-        help="training epochs per refinement round (default: %(default)s)",
-    )
-    label.add_argument(
-        "--seed-epochs",
-        type=int,
-        default=defaults.seed_epochs,
-        help="training epochs of the Otsu seed's GFN (default: %(default)s)",
-    )
-    label.add_argument(
-        "--mask-threshold",
-        type=float,
-        default=defaults.mask_threshold,
-        help="object probability at which a pixel is object (default: %(default)s; lower keeps more of thin objects)",
-    )
-    label.add_argument(
-        "--upsample-radius",
-        type=int,
-        default=defaults.upsample_radius,
-        help="window, in working-size pixels, of the guided filter that sharpens masks to full resolution "
-        "(default: %(default)s; about 4 suits thin objects such as branches)",
-    )
-    label.add_argument(
-        "--grabcut-edge-band",
-        type=int,
-        default=defaults.grabcut_edge_band,
-        help="GrabCut redraws each predicted mask's edge from the photo's colours, moving it by up to this many "
-        "working-size pixels (default: %(default)s; 0, off, suits thin objects such as branches)",
-    )
-    label.add_argument(
-        "--workers",
-        type=int,
-        default=defaults.workers,
-        help="processes that read photos ahead of the network (default: %(default)s, the main process)",
-    )
+    for heading, names in _LABEL_SETTINGS.items():
+        _add_settings(label.add_argument_group(heading), names)
     label.add_argument(
         "--resume", action="store_true", help="continue the run in --out after its last finished iteration"
     )
@@ -344,7 +256,7 @@ def _add_train_source_parser(commands) -> None:
         "--split", default="train", help="VOC split listed in ImageSets/Segmentation (default: %(default)s)"
     )
     train.add_argument("--epochs", type=int, default=8, help="training epochs (default: %(default)s)")
-    _add_model_options(train)
+    _add_settings(train, _MODEL_SETTINGS)
     train.set_defaults(handler=_train_source)
 
 

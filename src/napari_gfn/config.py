@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["CAM_REFINERS", "SEED_METHODS", "RunConfig"]
+__all__ = ["CAM_REFINERS", "SEED_METHODS", "SETTING_HELP", "RunConfig"]
 
 SEED_METHODS = ("otsu", "transfer", "cam", "grabcut", "ridge")
 # "auto" uses the dense CRF when pydensecrf is installed and the guided filter otherwise.
@@ -142,3 +142,43 @@ class RunConfig:
 
     def updated(self, **changes) -> RunConfig:
         return replace(self, **changes)
+
+
+# What each setting a person can choose does, in words shown by `napari-gfn label --help` and as the dock's tooltips.
+SETTING_HELP = {
+    "seed": "how iteration 0 is made: otsu (learns from the plain-background photos first), transfer (a model "
+    "trained on a similar labelled set), cam (class maps from image-level labels), grabcut (a rectangle inset "
+    "from the border), ridge (thin line-like structures, such as branches)",
+    "simple": "the plain-background photos the Otsu seed learns from first: 'auto' (chosen by Otsu separability "
+    "and border contact) or a folder of them",
+    "simple_threshold": "Otsu separability a photo needs to count as simple when simple photos are chosen "
+    "automatically",
+    "simple_max_border": "largest share of the image border a simple photo's object may cover (1 = no limit)",
+    "source_model": "model file for the transfer seed (from `napari-gfn train-source` or the Source model dock)",
+    "labels": "for the CAM seed: CSV with columns image,class, or a folder of class folders",
+    "cam_threshold": "share of a photo's peak class activation above which a pixel leans to the object",
+    "cam_refiner": "how class maps become masks: dense CRF (needs the crf extra), guided filter, or auto",
+    "cam_epochs": "training epochs of the CAM seed's classifier",
+    "iterations": "refinement rounds after the seed",
+    "gt": "folder of true 0/255 masks (same stems): scores every iteration",
+    "ignore": "folder of ignore masks (255 = leave the pixel out of the score)",
+    "area_min": "smallest share of its photo a mask's object may cover to be trained on in the next round",
+    "area_max": "largest share of its photo a mask's object may cover to be trained on in the next round",
+    "backbone": "the network's encoder: efficientnet_lite0 has its ImageNet weights installed; a ResNet uses "
+    "torchvision's only when they are already in the local torch cache",
+    "device": "auto (CUDA when present), cpu or cuda",
+    "image_size": "long side, in pixels, of the photos the network sees; masks come back at full size",
+    "epochs": "training epochs per refinement round",
+    "seed_epochs": "training epochs of the Otsu seed's GFN",
+    "min_steps": "fewest SGD steps each training runs for, so that small sets learn long enough",
+    "learning_rate": "SGD learning rate of every training",
+    "gf_radius": "window radius of the guided filter inside the network (the GF module)",
+    "gf_eps": "smoothing of the guided filter inside the network: larger follows the guidance's edges less",
+    "mask_threshold": "object probability at which a pixel is object; lower keeps more of thin objects",
+    "upsample_radius": "window, in working-size pixels, of the guided filter that sharpens masks to full "
+    "resolution; about 4 suits thin objects such as branches",
+    "grabcut_edge_band": "GrabCut redraws each predicted mask's edge from the photo's colours, moving it by up to "
+    "this many working-size pixels; 0, off, suits thin objects such as branches",
+    "random_seed": "sets new weights, augmentations and batch order, so that a run repeats",
+    "workers": "processes that read photos ahead of the network (0: the main process)",
+}

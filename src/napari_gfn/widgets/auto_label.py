@@ -26,7 +26,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
-from napari_gfn.config import SEED_METHODS, RunConfig
+from napari_gfn.config import SEED_METHODS, SETTING_HELP, RunConfig
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress, run_labelling
 from napari_gfn.engine.images import to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
@@ -123,6 +123,8 @@ class AutoLabelWidget(Container):
         )
         self.native.layout().insertWidget(self.index(self.start_button), self.advanced)
         self.native.layout().addWidget(self.plot)
+        for name in ("seed", *_FORM_SETTINGS):
+            getattr(self, name).tooltip = SETTING_HELP[name]
         self._connect()
         self._show_relevant_fields()
 
@@ -160,21 +162,8 @@ class AutoLabelWidget(Container):
         self.mask_threshold = FloatSpinBox(
             label="Mask threshold", value=defaults.mask_threshold, min=0.05, max=0.95, step=0.05
         )
-        self.upsample_radius = SpinBox(
-            label="Sharpening radius",
-            value=defaults.upsample_radius,
-            min=1,
-            max=256,
-            tooltip="window of the filter that sharpens masks to full size; about 4 suits thin branches",
-        )
-        self.grabcut_edge_band = SpinBox(
-            label="GrabCut edge band",
-            value=defaults.grabcut_edge_band,
-            min=0,
-            max=32,
-            tooltip="GrabCut redraws each mask's edge from the photo's colours, by up to this many pixels of the "
-            "image size (0: off, which suits thin branches)",
-        )
+        self.upsample_radius = SpinBox(label="Sharpening radius", value=defaults.upsample_radius, min=1, max=256)
+        self.grabcut_edge_band = SpinBox(label="GrabCut edge band", value=defaults.grabcut_edge_band, min=0, max=32)
         self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value=defaults.device)
         self.gf_eps.native.setDecimals(6)
         self.learning_rate.native.setDecimals(6)

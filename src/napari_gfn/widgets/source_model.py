@@ -7,7 +7,7 @@ from pathlib import Path
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
 
-from napari_gfn.config import RunConfig
+from napari_gfn.config import SETTING_HELP, RunConfig
 from napari_gfn.engine import CancelToken, resolve_device
 from napari_gfn.engine.source import VOC_CLASSES, LabelledSet, save_source_model, train_source_model
 from napari_gfn.network import BACKBONES, read_model_card
@@ -53,6 +53,8 @@ class SourceModelWidget(Container):
         self.train_button = PushButton(text="Train source model")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = LineEdit(value="idle", enabled=False)
+        for name in ("backbone", "image_size"):
+            getattr(self, name).tooltip = SETTING_HELP[name]
         super().__init__(
             widgets=[
                 self.model_file,
