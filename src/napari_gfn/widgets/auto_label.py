@@ -137,7 +137,12 @@ class AutoLabelWidget(Container):
 
     def _build_seed(self, defaults: RunConfig) -> None:
         self.seed = ComboBox(label="Seed", choices=list(SEED_METHODS))
-        self.simple = ComboBox(label="Simple photos", choices=list(SIMPLE_CHOICES))
+        self.simple = ComboBox(
+            label="Simple photos",
+            choices=list(SIMPLE_CHOICES),
+            tooltip="the plain-background photos the Otsu seed learns from first: chosen automatically (by Otsu "
+            "separability and border contact), a folder of them, or chosen Image layers",
+        )
         self.simple_folder = FileEdit(label="Simple photo folder", mode="d")
         self.simple_layers = Select(label="Simple photo layers", choices=self._image_layer_names)
         self.source_model = FileEdit(label="Source model", mode="r", filter="*.pt")
