@@ -66,7 +66,7 @@ def test_each_dock_opens_through_the_manifest(make_napari_viewer, name, kind):
     assert isinstance(_dock(viewer, name), kind)
 
 
-def test_every_setting_of_the_auto_label_dock_says_what_it_does(make_napari_viewer):
+def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
     widget = _dock(make_napari_viewer(), "Auto-label")
     settings = ("seed", "iterations", "area_min", "area_max", "upsample_radius", "grabcut_edge_band", "device")
     for name in settings:
