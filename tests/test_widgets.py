@@ -68,7 +68,16 @@ def test_each_dock_opens_through_the_manifest(make_napari_viewer, name, kind):
 
 def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
     widget = _dock(make_napari_viewer(), "Auto-label")
-    settings = ("seed", "iterations", "area_min", "area_max", "upsample_radius", "grabcut_edge_band", "device")
+    settings = (
+        "seed",
+        "simple",
+        "iterations",
+        "area_min",
+        "area_max",
+        "upsample_radius",
+        "grabcut_edge_band",
+        "device",
+    )
     for name in settings:
         assert getattr(widget, name).native.toolTip() == SETTING_HELP[name] != ""
     assert "ridge" in widget.seed.native.toolTip()

@@ -149,8 +149,8 @@ SETTING_HELP = {
     "seed": "how iteration 0 is made: otsu (learns from the plain-background photos first), transfer (a model "
     "trained on a similar labelled set), cam (class maps from image-level labels), grabcut (a rectangle inset "
     "from the border), ridge (thin line-like structures, such as branches)",
-    "simple": "the plain-background photos the Otsu seed learns from first: 'auto' (chosen by Otsu separability "
-    "and border contact) or a folder of them",
+    "simple": "the plain-background photos the Otsu seed learns from first: chosen automatically ('auto', by Otsu "
+    "separability and border contact) or given as a folder (in the Auto-label dock, also as Image layers)",
     "simple_threshold": "Otsu separability a photo needs to count as simple when simple photos are chosen "
     "automatically",
     "simple_max_border": "largest share of the image border a simple photo's object may cover (1 = no limit)",

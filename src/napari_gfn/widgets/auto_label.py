@@ -123,7 +123,7 @@ class AutoLabelWidget(Container):
         )
         self.native.layout().insertWidget(self.index(self.start_button), self.advanced)
         self.native.layout().addWidget(self.plot)
-        for name in ("seed", *_FORM_SETTINGS):
+        for name in ("seed", "simple", *_FORM_SETTINGS):
             getattr(self, name).tooltip = SETTING_HELP[name]
         self._connect()
         self._show_relevant_fields()
@@ -137,12 +137,7 @@ class AutoLabelWidget(Container):
 
     def _build_seed(self, defaults: RunConfig) -> None:
         self.seed = ComboBox(label="Seed", choices=list(SEED_METHODS))
-        self.simple = ComboBox(
-            label="Simple photos",
-            choices=list(SIMPLE_CHOICES),
-            tooltip="the plain-background photos the Otsu seed learns from first: chosen automatically (by Otsu "
-            "separability and border contact), a folder of them, or chosen Image layers",
-        )
+        self.simple = ComboBox(label="Simple photos", choices=list(SIMPLE_CHOICES))
         self.simple_folder = FileEdit(label="Simple photo folder", mode="d")
         self.simple_layers = Select(label="Simple photo layers", choices=self._image_layer_names)
         self.source_model = FileEdit(label="Source model", mode="r", filter="*.pt")
