@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import ExifTags, Image
 
 from napari_gfn.config import RunConfig
 from napari_gfn.engine import (
@@ -21,7 +22,7 @@ from napari_gfn.engine import (
     score_mask,
     trusted_stems,
 )
-from napari_gfn.engine.images import to_rgb8
+from napari_gfn.engine.images import ImageReadError, ImageRecord, read_mask, to_rgb8
 from napari_gfn.sample_data import make_sample_set
 from napari_gfn.store import RunFolder, RunFolderError
 
@@ -171,14 +172,54 @@ def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path):
     iio.imwrite(folder / "rgba.png", rgba)
     iio.imwrite(folder / "sixteen.tif", sixteen)
     iio.imwrite(folder / "big.jpg", big)
+    _write_with_orientation(folder / "sideways.jpg", big, 6)
     iio.imwrite(folder / "plain_a.png", sample.images[4])
     iio.imwrite(folder / "plain_b.png", sample.images[5])
     config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), iterations=1, simple_threshold=0.5)
     results, _ = run_to_end(config)
     store = RunFolder(tmp_path / "run")
     assert results[-1].iteration == 1
-    for stem, shape in [("grey", (64, 64)), ("rgba", (64, 64)), ("sixteen", (64, 64)), ("big", (128, 192))]:
+    sizes = {"grey": (64, 64), "rgba": (64, 64), "sixteen": (64, 64), "big": (128, 192), "sideways": (192, 128)}
+    for stem, shape in sizes.items():
         assert store.read_mask(1, stem).shape == shape
+
+
+def _write_with_orientation(path, image, orientation):
+    picture = Image.fromarray(image)
+    exif = picture.getexif()
+    exif[ExifTags.Base.Orientation] = orientation
+    picture.save(path, exif=exif)
+
+
+# The EXIF standard's meaning of each orientation: how to turn the stored pixels to show them.
+UPRIGHT = {
+    1: lambda a: a,
+    2: np.fliplr,
+    3: lambda a: np.rot90(a, 2),
+    4: np.flipud,
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_a_photo_stored_sideways_is_read_upright_as_its_exif_says(tmp_path, orientation):
+    stored = np.random.default_rng(orientation).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    path = tmp_path / "photo.jpg"
+    _write_with_orientation(path, stored, orientation)
+    decoded = iio.imread(path)  # the stored pixels, after JPEG's losses
+    assert np.array_equal(ImageRecord("photo", path=path).load(), UPRIGHT[orientation](decoded))
+
+
+def test_a_mask_the_size_of_the_sideways_photo_is_named_as_maybe_turned(tmp_path):
+    iio.imwrite(tmp_path / "turned.png", np.zeros((40, 24), np.uint8))
+    with pytest.raises(ImageReadError, match=r"turned\.png: mask is 24x40 but its photo is 40x24 \(turned sideways\?"):
+        read_mask(tmp_path / "turned.png", (24, 40))
+    iio.imwrite(tmp_path / "small.png", np.zeros((10, 10), np.uint8))
+    with pytest.raises(ImageReadError, match=r"10x10 but its photo is 40x24$"):
+        read_mask(tmp_path / "small.png", (24, 40))
 
 
 def test_conversions_to_rgb8():

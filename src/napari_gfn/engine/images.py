@@ -1,8 +1,9 @@
 """Image sets: folders or arrays of photos, read lazily and converted to 8-bit RGB.
 
 A photo is only decoded when it is used. Grayscale, RGBA, 16-bit and float
-photos are converted to uint8 RGB; a file that cannot be read raises
-:class:`ImageReadError` naming it, so a caller can skip it and go on.
+photos are converted to uint8 RGB, and photos a camera stored sideways are
+turned upright as their EXIF orientation says; a file that cannot be read
+raises :class:`ImageReadError` naming it, so a caller can skip it and go on.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "ImageSet",
     "find_image",
     "read_mask",
+    "size_mismatch",
     "to_rgb8",
 ]
 
@@ -71,8 +73,12 @@ def to_rgb8(image: np.ndarray, source: str = "array") -> np.ndarray:
 
 
 def _read_file(path: Path) -> np.ndarray:
+    # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
+    # annotation tools show it upright: masks are made for the photo people see. (TIFFs are read by
+    # tifffile, which has no such option.)
+    upright = {} if path.suffix.lower() in (".tif", ".tiff") else {"rotate": True}
     try:
-        image = iio.imread(path)
+        image = iio.imread(path, **upright)
     except Exception as error:  # decoders raise many types for corrupt or truncated files
         raise ImageReadError(str(path), f"cannot be read as an image (corrupt or truncated?): {error}") from None
     if image.ndim == 4 and image.shape[0] == 1:
@@ -89,6 +95,17 @@ def find_image(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def size_mismatch(source: str, what_is: str, shape: tuple[int, int], photo_shape: tuple[int, int]) -> ImageReadError:
+    """The error for a mask or label file whose size is not its photo's, e.g. ``what_is="mask is"``."""
+    turned = (
+        " (turned sideways? photos are read upright, as their EXIF orientation says)"
+        if tuple(shape) == tuple(photo_shape)[::-1]
+        else ""
+    )
+    sizes = f"{shape[1]}x{shape[0]} but its photo is {photo_shape[1]}x{photo_shape[0]}"
+    return ImageReadError(source, f"{what_is} {sizes}{turned}")
+
+
 def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A mask file as a uint8 array (0/255 object masks, or 255 = ignore); checks its size."""
     path = Path(path)
@@ -96,9 +113,7 @@ def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> 
     if mask.ndim == 3:
         mask = mask[..., 0]
     if shape is not None and mask.shape != tuple(shape):
-        raise ImageReadError(
-            str(path), f"mask is {mask.shape[1]}x{mask.shape[0]} but its photo is {shape[1]}x{shape[0]}"
-        )
+        raise size_mismatch(str(path), "mask is", mask.shape, shape)
     return _rescale_to_uint8(mask) if mask.dtype != np.uint8 else mask
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet, find_image, read_mask
+from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet, find_image, read_mask, size_mismatch
 from napari_gfn.engine.training import IGNORE, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN, save_model
@@ -139,10 +139,7 @@ class LabelledSet:
         full = working.full(stem)
         target = self.read_target(self.label_paths[stem])
         if target.shape != full.shape[:2]:
-            raise ImageReadError(
-                str(self.label_paths[stem]),
-                f"labels are {target.shape[1]}x{target.shape[0]} but the photo is {full.shape[1]}x{full.shape[0]}",
-            )
+            raise size_mismatch(str(self.label_paths[stem]), "labels are", target.shape, full.shape[:2])
         small = working.get(stem, full)
         resized = torch.nn.functional.interpolate(
             torch.from_numpy(target)[None, None].float(), size=small.shape[:2], mode="nearest"
