@@ -213,6 +213,15 @@ def test_a_photo_stored_sideways_is_read_upright_as_its_exif_says(tmp_path, orie
     assert np.array_equal(ImageRecord("photo", path=path).load(), UPRIGHT[orientation](decoded))
 
 
+def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
+    colours = np.array([[200, 50, 0], [0, 120, 255], [240, 240, 240], [10, 10, 10]], np.uint8)
+    flat_patches = np.repeat(np.repeat(colours[None], 16, axis=0), 16, axis=1)  # JPEG keeps flat colours
+    Image.fromarray(flat_patches).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
+    photo = ImageRecord("print", path=tmp_path / "print.jpg").load()
+    assert photo.shape == flat_patches.shape
+    assert np.abs(photo.astype(int) - flat_patches).max() <= 8
+
+
 def test_a_mask_the_size_of_the_sideways_photo_is_named_as_maybe_turned(tmp_path):
     iio.imwrite(tmp_path / "turned.png", np.zeros((40, 24), np.uint8))
     with pytest.raises(ImageReadError, match=r"turned\.png: mask is 24x40 but its photo is 40x24 \(turned sideways\?"):

@@ -1,9 +1,9 @@
 """Image sets: folders or arrays of photos, read lazily and converted to 8-bit RGB.
 
 A photo is only decoded when it is used. Grayscale, RGBA, 16-bit and float
-photos are converted to uint8 RGB, and photos a camera stored sideways are
-turned upright as their EXIF orientation says; a file that cannot be read
-raises :class:`ImageReadError` naming it, so a caller can skip it and go on.
+photos are converted to uint8 RGB (CMYK JPEGs too), and photos a camera stored
+sideways are turned upright as their EXIF orientation says; a file that cannot
+be read raises :class:`ImageReadError` naming it, so a caller can skip it and go on.
 """
 
 from __future__ import annotations
@@ -72,13 +72,23 @@ def to_rgb8(image: np.ndarray, source: str = "array") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+# Pillow hands these colour models over as stored, and their channels would pass for R, G, B (and alpha).
+_NOT_RGB = {"CMYK", "YCbCr", "LAB", "HSV"}
+
+
+def _decode(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return iio.imread(path)  # tifffile: read as stored, with no orientation or colour conversion
+    with iio.imopen(path, "r", plugin="pillow") as file:
+        stored_as = file.metadata(exclude_applied=False)["mode"]
+        # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
+        # annotation tools show it upright: masks are made for the photo people see.
+        return file.read(rotate=True, mode="RGB" if stored_as in _NOT_RGB else None)
+
+
 def _read_file(path: Path) -> np.ndarray:
-    # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
-    # annotation tools show it upright: masks are made for the photo people see. (TIFFs are read by
-    # tifffile, which has no such option.)
-    upright = {} if path.suffix.lower() in (".tif", ".tiff") else {"rotate": True}
     try:
-        image = iio.imread(path, **upright)
+        image = _decode(path)
     except Exception as error:  # decoders raise many types for corrupt or truncated files
         raise ImageReadError(str(path), f"cannot be read as an image (corrupt or truncated?): {error}") from None
     if image.ndim == 4 and image.shape[0] == 1:
