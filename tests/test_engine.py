@@ -342,6 +342,27 @@ def test_existing_run_is_not_overwritten(tiny_folder, tmp_path):
         run_to_end(config)
 
 
+def test_a_run_opens_from_anywhere_and_resumes_after_moving_with_its_photos(tiny_folder, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    shutil.copytree(tiny_folder, project)
+    monkeypatch.chdir(project)  # a run started with paths relative to where it was started
+    run_to_end(TINY.updated(images="images", gt="masks", out="runs/first", iterations=1))
+    monkeypatch.chdir(tmp_path)
+    config = RunFolder(project / "runs" / "first").read_config()
+    assert (config.images, config.gt) == (str(project / "images"), str(project / "masks"))
+
+    moved = tmp_path / "elsewhere" / "project"  # the whole project copied to another machine, say
+    shutil.move(project, moved)
+    store = RunFolder(moved / "runs" / "first")
+    config = store.read_config()
+    assert (config.images, config.gt, config.out) == tuple(str(moved / p) for p in ("images", "masks", "runs/first"))
+    before = store.read_mask(1, "flower_000")
+    results, _ = run_to_end(TINY.updated(out=config.out, iterations=2), resume=True)
+    assert [result.iteration for result in results] == [2]
+    assert results[0].metrics["fg_iou"] is not None  # scored against the moved ground truth
+    np.testing.assert_array_equal(store.read_mask(1, "flower_000"), before)
+
+
 def test_arrays_work_like_a_folder(tmp_path):
     sample = make_sample_set("flower", 6, 64, simple_fraction=0.5, seed=9)
     images = ImageSet.from_arrays(sample.images, [f"a{i}" for i in range(6)])

@@ -143,6 +143,11 @@ class RunConfig:
     def updated(self, **changes) -> RunConfig:
         return replace(self, **changes)
 
+    def paths(self) -> dict[str, str]:
+        """The settings that name an input file or folder, by name (``simple`` only when it is a folder)."""
+        named = {name: getattr(self, name) for name in ("images", "simple", "source_model", "labels", "gt", "ignore")}
+        return {name: value for name, value in named.items() if value and not (name == "simple" and value == "auto")}
+
 
 # What each setting a person can choose does, in words shown by `napari-gfn label --help` and as the dock's tooltips.
 SETTING_HELP = {

@@ -2,7 +2,7 @@
 
 Layout::
 
-    RUN/run.json                 configuration and versions
+    RUN/run.json                 configuration (input paths absolute, and relative to RUN) and versions
     RUN/iter_NN/masks/<stem>.png 0/255 masks at each photo's full resolution
     RUN/iter_NN/model.pt         the network that produced iteration NN
     RUN/metrics.jsonl            one line per finished iteration
@@ -41,6 +41,16 @@ def _settings_before_they_existed(saved: dict) -> dict:
         "grabcut_edge_band": 0,
         "cam_epochs": saved.get("seed_epochs", RunConfig.seed_epochs),  # the CAM classifier trained as long
     }
+
+
+def _relative_paths(root: Path, paths: dict[str, str]) -> dict[str, str]:
+    relative = {}
+    for name, path in paths.items():
+        try:
+            relative[name] = os.path.relpath(path, root)
+        except ValueError:  # on another Windows drive there is no relative path
+            continue
+    return relative
 
 
 class RunFolderError(ValueError):
@@ -100,17 +110,38 @@ class RunFolder:
         elif self.root.exists() and any(entry.name != "inputs" for entry in self.root.iterdir()):
             raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
         self.root.mkdir(parents=True, exist_ok=True)
-        record = {"config": config.to_dict(), "versions": library_versions()}
+        paths = {name: os.path.abspath(os.path.expanduser(value)) for name, value in config.paths().items()}
+        config = config.updated(out=str(self.root.absolute()), **paths)
+        record = {
+            "config": config.to_dict(),
+            "paths_from_run_folder": _relative_paths(self.root.absolute(), paths),
+            "versions": library_versions(),
+        }
         atomic_write_text(self.config_path, json.dumps(record, indent=2, sort_keys=True))
 
     def read_config(self) -> RunConfig:
         if not self.config_path.is_file():
             raise RunFolderError(f"{self.root} is not a napari-gfn run folder (no run.json)")
         try:
-            saved = json.loads(self.config_path.read_text())["config"]
-            return RunConfig.from_dict({**_settings_before_they_existed(saved), **saved})
+            record = json.loads(self.config_path.read_text())
+            saved = record["config"]
+            config = RunConfig.from_dict({**_settings_before_they_existed(saved), **saved})
+            moved = self._moved_paths(config, record.get("paths_from_run_folder", {}))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}") from None
+        return config.updated(out=str(self.root.absolute()), **moved)
+
+    def _moved_paths(self, config: RunConfig, from_run_folder: dict[str, str]) -> dict[str, str]:
+        """Inputs that are gone from where they were but sit where they were relative to this folder.
+
+        That is a run copied or moved together with its photos, to another machine, say.
+        """
+        moved = {}
+        for name, recorded in config.paths().items():
+            beside = self.root / from_run_folder[name] if name in from_run_folder else None
+            if not os.path.exists(recorded) and beside is not None and beside.exists():
+                moved[name] = os.path.normpath(beside.absolute())
+        return moved
 
     def discard_unfinished(self) -> None:
         """Remove iteration folders that have no metrics line (the iteration a kill interrupted)."""
