@@ -1,4 +1,4 @@
-"""The `napari-gfn` command line: evaluate, resume after a kill, clear errors, the demo."""
+"""The `napari-gfn` command line: evaluate, resume after a kill, clear errors, open, the demo."""
 
 import argparse
 import json
@@ -182,6 +182,21 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "grabcut_edge_band must be >= 0, got -1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
     assert "not a napari-gfn run folder" in capsys.readouterr().err
+
+
+def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
+    tiny_folder, tmp_path, capsys, monkeypatch
+):
+    assert main(["open", str(tmp_path)]) == 1
+    assert f"{tmp_path} is not a napari-gfn run folder" in capsys.readouterr().err
+    run = tmp_path / "a run"
+    argv = ["label", str(tiny_folder / "images"), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]
+    assert main(argv) == 0
+    assert f"See them in napari: napari-gfn open '{run}'" in capsys.readouterr().out
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["open", str(run)]) == 1
+    assert "no display to open napari on" in capsys.readouterr().err
 
 
 @pytest.mark.slow

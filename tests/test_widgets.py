@@ -14,6 +14,7 @@ from napari.utils.notifications import notification_manager
 
 from napari_gfn.config import SETTING_HELP, RunConfig
 from napari_gfn.demo import DEMO_CONFIG, open_demo
+from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
 from napari_gfn.widgets.run_layers import iteration_layer_name
@@ -166,8 +167,7 @@ def test_labels_writer_round_trips_through_napari(make_napari_viewer, tmp_path):
 def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished_layer_run):
     run, stems = finished_layer_run["run"], finished_layer_run["stems"]
     viewer = make_napari_viewer()
-    widget = _dock(viewer, "Auto-label")
-    widget.open_run(run)
+    widget = open_run_window(viewer, run)  # what `napari-gfn open RUN` shows
     store = RunFolder(run)
     for iteration in (0, 1, 2):
         layer = viewer.layers[iteration_layer_name(stems[0], iteration)]

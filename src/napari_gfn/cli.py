@@ -1,10 +1,11 @@
-"""The `napari-gfn` command line: the same work as the dock widgets, without a screen."""
+"""The `napari-gfn` command line: the same work as the dock widgets, without a screen, and napari opened on a run."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import fields
@@ -125,6 +126,7 @@ def _label(args: argparse.Namespace) -> int:
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
     distributed.leave_process_group()
     print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({len(results)} iteration(s) this run)")
+    print(f"See them in napari: napari-gfn open {shlex.quote(args.out)}")
     return 0
 
 
@@ -182,6 +184,23 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"Wrote the demo run to {run_dir.resolve()}")
         return 0
     show_demo(Path(args.out))
+    return 0
+
+
+def _open(args: argparse.Namespace) -> int:
+    from napari_gfn.run_window import show_run
+    from napari_gfn.store import RunFolder
+
+    run = Path(args.run)
+    RunFolder(run).read_config()  # a folder that is no run is an error here, not in a window
+    if not _has_display():
+        print(
+            f"napari-gfn: error: no display to open napari on; copy {run} to a machine with a screen "
+            "(with its photos, keeping their place relative to it) and open it there",
+            file=sys.stderr,
+        )
+        return 1
+    show_run(run)
     return 0
 
 
@@ -273,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     _add_train_source_parser(commands)
+
+    opening = commands.add_parser("open", help="open a run folder in napari, to browse, compare and correct its masks")
+    opening.add_argument("run", help="run folder (from `napari-gfn label` or the Auto-label dock)")
+    opening.set_defaults(handler=_open)
 
     demo = commands.add_parser(
         "demo",
