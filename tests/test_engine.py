@@ -363,6 +363,25 @@ def test_a_run_opens_from_anywhere_and_resumes_after_moving_with_its_photos(tiny
     np.testing.assert_array_equal(store.read_mask(1, "flower_000"), before)
 
 
+def test_a_resumed_run_reads_its_photos_where_it_began_or_where_they_moved(tiny_folder, tmp_path):
+    photos, run = tmp_path / "photos", str(tmp_path / "run")
+    shutil.copytree(tiny_folder / "images", photos)
+    run_to_end(TINY.updated(images=str(photos), out=run, iterations=0))
+    two = tmp_path / "two photos"
+    two.mkdir()
+    for path in sorted(photos.iterdir())[:2]:
+        shutil.copy(path, two)
+    results, notices = run_to_end(TINY.updated(images=str(two), out=run, iterations=1), resume=True)
+    assert f"photos are read from {photos}, where this run began, not from {two}" in notices
+    assert len(results[0].stems) == 8
+
+    moved = shutil.move(photos, tmp_path / "moved photos")
+    results, notices = run_to_end(TINY.updated(images=str(moved), out=run, iterations=2), resume=True)
+    assert [result.iteration for result in results] == [2]
+    assert len(results[0].stems) == 8
+    assert not any("where this run began" in notice for notice in notices)
+
+
 def test_arrays_work_like_a_folder(tmp_path):
     sample = make_sample_set("flower", 6, 64, simple_fraction=0.5, seed=9)
     images = ImageSet.from_arrays(sample.images, [f"a{i}" for i in range(6)])

@@ -8,6 +8,7 @@ in a worker thread.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import ChainMap
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -327,8 +328,18 @@ def _start_store(config: RunConfig, resume: bool) -> tuple[RunConfig, RunFolder]
     distributed.barrier()  # the other ranks start once run.json is written and leftovers are gone
     if resume:
         saved = store.read_config()
-        config = saved.updated(iterations=max(saved.iterations, config.iterations))
+        config = saved.updated(
+            iterations=max(saved.iterations, config.iterations),
+            images=_photo_folder_on_resume(saved.images, config.images),
+        )
     return config, store
+
+
+def _photo_folder_on_resume(recorded: str | None, given: str | None) -> str | None:
+    """A resumed run reads its photos where it began; the folder given now serves when they are gone from there."""
+    if given and recorded and not os.path.isdir(recorded) and os.path.isdir(given):
+        return given
+    return recorded
 
 
 def run_labelling(
@@ -345,7 +356,10 @@ def run_labelling(
     continues from the last finished one.
     """
     cancel = cancel or CancelToken()
+    given = config.images
     config, store = _start_store(config, resume)
+    if resume and given and config.images and os.path.abspath(given) != os.path.abspath(config.images):
+        yield Notice(f"photos are read from {config.images}, where this run began, not from {given}")
     images = _open_images(config, images)
     for message in images.skipped:
         yield Notice(f"skipped {message}")
