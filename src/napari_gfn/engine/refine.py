@@ -327,19 +327,9 @@ def _start_store(config: RunConfig, resume: bool) -> tuple[RunConfig, RunFolder]
             store.create(config)
     distributed.barrier()  # the other ranks start once run.json is written and leftovers are gone
     if resume:
-        saved = store.read_config()
-        config = saved.updated(
-            iterations=max(saved.iterations, config.iterations),
-            images=_photo_folder_on_resume(saved.images, config.images),
-        )
+        saved = store.read_config(photos_now=config.images)
+        config = saved.updated(iterations=max(saved.iterations, config.iterations))
     return config, store
-
-
-def _photo_folder_on_resume(recorded: str | None, given: str | None) -> str | None:
-    """A resumed run reads its photos where it began; the folder given now serves when they are gone from there."""
-    if given and recorded and not os.path.isdir(recorded) and os.path.isdir(given):
-        return given
-    return recorded
 
 
 def run_labelling(
