@@ -110,11 +110,11 @@ class RunFolder:
         elif self.root.exists() and any(entry.name != "inputs" for entry in self.root.iterdir()):
             raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
         self.root.mkdir(parents=True, exist_ok=True)
+        root = self.root.absolute()
         paths = {name: os.path.abspath(os.path.expanduser(value)) for name, value in config.paths().items()}
-        config = config.updated(out=str(self.root.absolute()), **paths)
         record = {
-            "config": config.to_dict(),
-            "paths_from_run_folder": _relative_paths(self.root.absolute(), paths),
+            "config": config.updated(out=str(root), **paths).to_dict(),
+            "paths_from_run_folder": _relative_paths(root, paths),
             "versions": library_versions(),
         }
         atomic_write_text(self.config_path, json.dumps(record, indent=2, sort_keys=True))
