@@ -189,14 +189,17 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
 ):
     assert main(["open", str(tmp_path)]) == 1
     assert f"{tmp_path} is not a napari-gfn run folder" in capsys.readouterr().err
-    run = tmp_path / "a run"
-    argv = ["label", str(tiny_folder / "images"), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]
+    run, photos = tmp_path / "a run", shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    argv = ["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]
     assert main(argv) == 0
     assert f"See them in napari: napari-gfn open '{run}'" in capsys.readouterr().out
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["open", str(run)]) == 1
     assert "no display to open napari on" in capsys.readouterr().err
+    shutil.move(photos, tmp_path / "photos moved away")
+    assert main(["open", str(run)]) == 1
+    assert f"cannot show run {run}: its photos cannot be read ({photos}: no such folder)" in capsys.readouterr().err
 
 
 @pytest.mark.slow

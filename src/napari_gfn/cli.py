@@ -188,11 +188,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> int:
-    from napari_gfn.run_window import show_run
-    from napari_gfn.store import RunFolder
+    from napari_gfn.run_window import read_run, show_run
 
     run = Path(args.run)
-    RunFolder(run).read_config()  # a folder that is no run is an error here, not in a window
+    read_run(run)  # a run that cannot be shown is an error here, not in a window
     if not _has_display():
         print(
             f"napari-gfn: error: no display to open napari on; copy {run} to a machine with a screen "

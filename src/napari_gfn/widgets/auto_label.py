@@ -31,6 +31,7 @@ from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationRe
 from napari_gfn.engine.images import to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
 from napari_gfn.network import BACKBONES
+from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder, RunFolderError
 
 from .engine_task import EngineTask
@@ -363,11 +364,9 @@ class AutoLabelWidget(Container):
     def open_run(self, folder: Path) -> None:
         """Show a run folder (from the command line or a GPU server, say): its settings, metrics and masks."""
         try:
-            store = RunFolder(folder)
-            config = store.read_config()
-            photos = ImageSet.from_folder(config.images)
-        except (RunFolderError, ImageReadError) as error:
-            show_error(f"cannot open run {folder}: {error}")
+            store, config, photos = read_run(folder)
+        except RunFolderError as error:
+            show_error(str(error))
             return
         self.load_settings(config)
         self.store = store
