@@ -253,6 +253,7 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, workers):
     good = (folder / "flower_000.png").read_bytes()
     (folder / "truncated.png").write_bytes(good[: len(good) // 3])
     (folder / "notes.txt").write_text("field notes")
+    (folder / "unfinished copy.jpg").touch()
     gt = tmp_path / "gt"
     shutil.copytree(tiny_folder / "masks", gt)
     iio.imwrite(gt / "flower_001.png", np.zeros((10, 12), np.uint8))
@@ -262,6 +263,7 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, workers):
     text = "\n".join(notices)
     assert "notes.txt: not an image file" in text
     assert "truncated.png: cannot be read as an image" in text
+    assert "unfinished copy.jpg: the file is empty (0 bytes; an unfinished copy?)" in text
     assert "flower_001.png: mask is 12x10 but its photo is 64x64" in text
     assert "flower_002.png: no ground-truth mask" in text
     assert results[-1].iteration == 1

@@ -87,6 +87,9 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def _read_file(path: Path) -> np.ndarray:
+    # An empty file is a copy or sync that never finished, more often than a corrupt one.
+    if path.is_file() and path.stat().st_size == 0:
+        raise ImageReadError(str(path), "the file is empty (0 bytes; an unfinished copy?)")
     try:
         image = _decode(path)
     except Exception as error:  # decoders raise many types for corrupt or truncated files
