@@ -374,14 +374,14 @@ def test_a_resumed_run_reads_its_photos_where_it_began_or_where_they_moved(tiny_
     for path in sorted(photos.iterdir())[:2]:
         shutil.copy(path, two)
     results, notices = run_to_end(TINY.updated(images=str(two), out=run, iterations=1), resume=True)
-    assert f"photos are read from {photos}, where this run began, not from {two}" in notices
+    assert f"photos are read from {photos}, where this run's own photos are, not from {two}" in notices
     assert len(results[0].stems) == 8
 
     moved = shutil.move(photos, tmp_path / "moved photos")
     results, notices = run_to_end(TINY.updated(images=str(moved), out=run, iterations=2), resume=True)
     assert [result.iteration for result in results] == [2]
     assert len(results[0].stems) == 8
-    assert not any("where this run began" in notice for notice in notices)
+    assert not any("where this run's own photos are" in notice for notice in notices)
 
 
 def test_arrays_work_like_a_folder(tmp_path):

@@ -349,7 +349,7 @@ def run_labelling(
     given = config.images
     config, store = _start_store(config, resume)
     if resume and given and config.images and os.path.abspath(given) != os.path.abspath(config.images):
-        yield Notice(f"photos are read from {config.images}, where this run began, not from {given}")
+        yield Notice(f"photos are read from {config.images}, where this run's own photos are, not from {given}")
     images = _open_images(config, images)
     for message in images.skipped:
         yield Notice(f"skipped {message}")
