@@ -1,4 +1,4 @@
-"""napari opened on a run folder from the command line (`napari-gfn open RUN`)."""
+"""A run folder shown in napari: read and checked (for the dock and `napari-gfn open RUN`), then opened in a window."""
 
 from __future__ import annotations
 

@@ -87,16 +87,20 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def _read_file(path: Path) -> np.ndarray:
-    # An empty file is a copy or sync that never finished, more often than a corrupt one.
-    if path.is_file() and path.stat().st_size == 0:
-        raise ImageReadError(str(path), "the file is empty (0 bytes; an unfinished copy?)")
     try:
         image = _decode(path)
     except Exception as error:  # decoders raise many types for corrupt or truncated files
-        raise ImageReadError(str(path), f"cannot be read as an image (corrupt or truncated?): {error}") from None
+        raise ImageReadError(str(path), _why_unreadable(path, error)) from None
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     return image
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    # An empty file is a copy or sync that never finished, more often than a corrupt one.
+    if path.is_file() and path.stat().st_size == 0:
+        return "the file is empty (0 bytes; an unfinished copy?)"
+    return f"cannot be read as an image (corrupt or truncated?): {error}"
 
 
 def find_image(folder: Path, stem: str) -> Path | None:
