@@ -22,7 +22,7 @@ The pseudo labels are a folder of 0/255 masks, for example a labelling run's see
 object covers 10-90% of the photo are trained on. No true mask of a test photo is used for training.
 
     python benchmarks/ablation.py ../shared/datasets/horses \\
-        --pseudo benchmarks/results/quality/horses-grabcutgrabcut/iter_00/masks \\
+        --pseudo benchmarks/results/quality/horses-grabcut/iter_00/masks \\
         [--variants deeplab gf hgl bg gfn manual] [--random-seeds 0 1] [--epochs 8] [--backbone NAME] \\
         [--upsample-radius R] [--tag NAME]
     python benchmarks/ablation.py --summarise benchmarks/results/ablation/*.json
