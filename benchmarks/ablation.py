@@ -68,12 +68,11 @@ POOLED_SETTINGS = (
     "image_size",
     "backbone",
     "colour_jitter",
-    "iou_loss_weight",
     "upsample_radius",
     "grabcut_edge_band",
     "train_half",
 )
-SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0, "iou_loss_weight": 0.0, "train_half": "even"}
+SETTINGS_BEFORE_THEY_WERE_RECORDED = {"grabcut_edge_band": 0, "train_half": "even"}
 ALL_ON = {"use_bg": True, "use_hgl": True, "use_gf": True}
 ALL_OFF = dict.fromkeys(ALL_ON, False)
 # variant: (modules, trained on the true masks?)
@@ -246,7 +245,6 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=RunConfig.image_size)
     parser.add_argument("--backbone", default=RunConfig.backbone, choices=BACKBONES)
     parser.add_argument("--colour-jitter", type=float, default=RunConfig.colour_jitter)
-    parser.add_argument("--iou-loss-weight", type=float, default=RunConfig.iou_loss_weight)
     parser.add_argument(
         "--upsample-radius", type=int, default=RunConfig.upsample_radius, help="sharpening radius of the guided rows"
     )
@@ -280,7 +278,6 @@ def main() -> None:
             image_size=args.image_size,
             backbone=args.backbone,
             colour_jitter=args.colour_jitter,
-            iou_loss_weight=args.iou_loss_weight,
             upsample_radius=args.upsample_radius,
             grabcut_edge_band=args.grabcut_edge_band,
             random_seed=random_seed,
@@ -302,7 +299,6 @@ def main() -> None:
         "image_size": args.image_size,
         "backbone": args.backbone,
         "colour_jitter": args.colour_jitter,
-        "iou_loss_weight": args.iou_loss_weight,
         "upsample_radius": args.upsample_radius,
         "grabcut_edge_band": args.grabcut_edge_band,
         "train_half": args.train_half,

@@ -473,31 +473,6 @@ def test_bf16_autocast_paths_run_on_the_cpu_and_keep_the_guided_filter_in_float3
     assert float((plain - mixed).abs().max()) < 0.1  # bf16 keeps ~3 significant digits
 
 
-def test_soft_iou_loss_is_one_minus_the_smoothed_iou_of_hard_masks_leaving_ignored_pixels_out():
-    from napari_gfn.engine.training import IGNORE, soft_iou_loss
-
-    rng = np.random.default_rng(0)
-    predicted = rng.random((3, 16, 16)) < 0.4
-    targets = (rng.random((3, 16, 16)) < 0.5).astype(np.int64)
-    ignored = rng.random((3, 16, 16)) < 0.2
-    targets[ignored] = IGNORE
-    targets[2] = np.where(ignored[2], IGNORE, 0)  # an image without object in its crop
-    predicted[2] = False
-    # Logits of +-30 make the softmax 0 or 1 to within 1e-13: the soft IoU is then the IoU of sets.
-    logits = torch.from_numpy(np.stack([np.where(predicted, -30.0, 30.0), np.where(predicted, 30.0, -30.0)], 1))
-    expected = []
-    for mask, target, left_out in zip(predicted, targets, ignored, strict=True):
-        counted = mask & ~left_out
-        truth = target == 1
-        expected.append(1 - ((counted & truth).sum() + 1) / ((counted | truth).sum() + 1))
-    loss = soft_iou_loss(logits, torch.from_numpy(targets))
-    assert expected[2] == 0.0
-    assert float(loss) == pytest.approx(np.mean(expected), abs=1e-9)
-    # Whatever the network says at ignored pixels costs nothing.
-    noisy = logits + torch.from_numpy(np.where(ignored, rng.normal(0, 5, ignored.shape), 0.0))[:, None]
-    assert float(soft_iou_loss(noisy, torch.from_numpy(targets))) == pytest.approx(float(loss), abs=1e-9)
-
-
 def test_prediction_averages_its_scales_each_resized_back_to_the_working_size():
     from napari_gfn.engine.predict import MaskPredictor
 

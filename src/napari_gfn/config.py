@@ -58,8 +58,6 @@ class RunConfig:
     # a sixth of it, as a fraction of the colour circle.
     # 0.3, fixed before measuring, adds +0.003 test mIoU on horses (docs/results.md).
     colour_jitter: float = 0.3
-    # Weight of a soft IoU term (training.soft_iou_loss) beside the cross-entropy of every mask training (0: off).
-    iou_loss_weight: float = 0.0
     gf_radius: int = 2
     gf_eps: float = 1e-2
     # Sharpening to full resolution, radius in working-resolution pixels. A wide window with a tiny eps
@@ -99,8 +97,6 @@ class RunConfig:
             problems.append(f"mask_threshold must be between 0 and 1, got {self.mask_threshold}")
         if self.grabcut_edge_band < 0:
             problems.append(f"grabcut_edge_band must be >= 0, got {self.grabcut_edge_band}")
-        if self.iou_loss_weight < 0:
-            problems.append(f"iou_loss_weight must be >= 0, got {self.iou_loss_weight}")
         if not 0.0 <= self.colour_jitter < 1.0:
             problems.append(f"colour_jitter must be at least 0 and below 1, got {self.colour_jitter}")
         if self.seed not in SEED_METHODS:

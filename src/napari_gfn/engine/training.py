@@ -1,7 +1,7 @@
 """Training a GFN on (pseudo) masks: the paper's recipe, scaled for the CPU.
 
 SGD with momentum, weight decay and poly learning-rate decay; cross-entropy
-with pixels marked 255 ignored (optionally plus a soft IoU term); random scale, crop and flip.
+with pixels marked 255 ignored; random scale, crop and flip.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ __all__ = [
     "batch_size_that_fits",
     "mixed_precision",
     "new_model",
-    "soft_iou_loss",
     "train_model",
     "train_on_targets",
 ]
@@ -54,7 +53,6 @@ class TrainingSettings:
     autocast_dtype: torch.dtype | None = None
     workers: int = 0  # processes that load and augment batches
     random_seed: int = 0  # batch order and dropout follow it, so a run repeats exactly
-    iou_loss_weight: float = 0.0  # weight of soft_iou_loss beside the cross-entropy (masks only)
 
     @classmethod
     def from_config(cls, config: RunConfig, epochs: int) -> TrainingSettings:
@@ -68,7 +66,6 @@ class TrainingSettings:
             crop_size=config.image_size,
             workers=config.workers,
             random_seed=config.random_seed,
-            iou_loss_weight=config.iou_loss_weight,
         )
 
 
@@ -134,20 +131,6 @@ class PseudoLabelDataset(Dataset):
         if self.rng.random() < 0.5:
             image, target = image.flip(-1), target.flip(-1)
         return image.contiguous(), target.contiguous()
-
-
-def soft_iou_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1 - the soft IoU of the object class (index 1) with the target, per image, averaged over the batch.
-
-    ``logits``: N x 2 x H x W; ``targets``: N x H x W of 0, 1 and IGNORE, whose pixels are left out.
-    One is added to the overlap and the union, so a crop without object and without prediction costs nothing.
-    """
-    valid = (targets != IGNORE).float()
-    probability = logits.softmax(1)[:, 1] * valid
-    truth = (targets == 1).float()
-    overlap = (probability * truth).sum((1, 2))
-    union = (probability + truth).sum((1, 2)) - overlap
-    return (1 - (overlap + 1) / (union + 1)).mean()
 
 
 def _parameter_groups(model: torch.nn.Module, settings: TrainingSettings) -> list[dict]:
@@ -266,8 +249,6 @@ def train_model(
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = network(images)
         loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
-        if settings.iou_loss_weight:
-            loss = loss + settings.iou_loss_weight * soft_iou_loss(logits.float(), targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Generator, Mapping
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -235,8 +234,7 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
     dataset = _ClassLabelDataset(
         context.working, class_of, config.image_size, seed=config.random_seed + distributed.rank()
     )
-    # A classifier's output has no mask for an IoU term to compare.
-    settings = replace(TrainingSettings.from_config(config, config.cam_epochs), iou_loss_weight=0.0)
+    settings = TrainingSettings.from_config(config, config.cam_epochs)
     yield from train_model(model, dataset, settings, context.device, context.cancel, "seed: train classifier")
 
     def mask_of(stem: str, small: np.ndarray) -> np.ndarray:
