@@ -25,7 +25,8 @@ import napari
 import numpy as np
 from qtpy.QtCore import QElapsedTimer, QEventLoop, QTimer
 
-from napari_gfn.demo import DEMO_CONFIG, write_sample_folder
+from napari_gfn.config import DEMO_CONFIG
+from napari_gfn.demo import write_sample_folder
 from napari_gfn.widgets import engine_task
 
 TICK_MS = 10

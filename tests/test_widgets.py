@@ -12,8 +12,8 @@ import tifffile
 import torch
 from napari.utils.notifications import notification_manager
 
-from napari_gfn.config import SETTING_HELP, RunConfig
-from napari_gfn.demo import DEMO_CONFIG, open_demo
+from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, RunConfig
+from napari_gfn.demo import open_demo
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task

@@ -11,7 +11,7 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from napari_gfn.config import CAM_REFINERS, SEED_METHODS, SETTING_HELP, RunConfig
+from napari_gfn.config import CAM_REFINERS, DEMO_CONFIG, SEED_METHODS, SETTING_HELP, RunConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -180,10 +180,10 @@ def _demo(args: argparse.Namespace) -> int:
     from napari_gfn.demo import run_demo, show_demo
 
     if args.headless or not _has_display():
-        run_dir = run_demo(Path(args.out), report=_TerminalReport())
+        run_dir = run_demo(Path(args.out), report=_TerminalReport(), iterations=args.iterations)
         print(f"Wrote the demo run to {run_dir.resolve()}")
         return 0
-    show_demo(Path(args.out))
+    show_demo(Path(args.out), args.iterations)
     return 0
 
 
@@ -302,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--headless", action="store_true", help="no window, even when a display is present")
     demo.add_argument("--out", default="demo-output", help="folder for the demo's output (default: %(default)s)")
+    demo.add_argument(
+        "--iterations",
+        type=int,
+        default=DEMO_CONFIG.iterations,
+        help="refinement rounds after the seed, each about as long as the seed's training (default: %(default)s)",
+    )
     demo.set_defaults(handler=_demo)
     return parser
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import imageio.v3 as iio
 import numpy as np
 
-from napari_gfn.config import RunConfig
+from napari_gfn.config import DEMO_CONFIG, RunConfig
 from napari_gfn.engine import run_labelling
 from napari_gfn.sample_data import make_sample_set
 
@@ -19,13 +19,7 @@ if TYPE_CHECKING:
 
     from napari_gfn.widgets import AutoLabelWidget
 
-__all__ = ["DEMO_CONFIG", "open_demo", "run_demo", "show_demo", "write_sample_folder"]
-
-# Small photos, so that it finishes in about four minutes on two CPU cores, but the default training length:
-# with 60 steps a round the first round lost (fg IoU 0.785 -> 0.747 -> 0.782, as `napari-gfn demo --headless`
-# prints it), and with the default 150 it gains (0.894 -> 0.909 -> 0.905). Thin branches cover less than 10%
-# of some photos.
-DEMO_CONFIG = RunConfig(iterations=2, image_size=160, area_min=0.05)
+__all__ = ["open_demo", "run_demo", "show_demo", "write_sample_folder"]
 
 
 def write_sample_folder(
@@ -48,24 +42,27 @@ def write_sample_folder(
     return folder
 
 
-def _demo_config(out: Path) -> RunConfig:
+def _demo_config(out: Path, iterations: int) -> RunConfig:
     """Write a fresh synthetic branch set under ``out``; the demo's settings for it (ground truth included)."""
     data = write_sample_folder(out / "sample")
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    return DEMO_CONFIG.updated(images=str(data / "images"), out=str(run_dir), gt=str(data / "masks"))
+    return DEMO_CONFIG.updated(
+        images=str(data / "images"), out=str(run_dir), gt=str(data / "masks"), iterations=iterations
+    )
 
 
-def run_demo(out: Path, report: Callable[[Iterable], object] = list) -> Path:
-    """Label a fresh synthetic branch set under ``out`` without a window; returns the run folder."""
-    config = _demo_config(out)
+def run_demo(out: Path, report: Callable[[Iterable], object] = list, iterations: int = DEMO_CONFIG.iterations) -> Path:
+    """Label a fresh synthetic branch set under ``out`` without a window, with ``iterations`` refinement rounds
+    after the seed; returns the run folder."""
+    config = _demo_config(out, iterations)
     report(run_labelling(config))
     return Path(config.out)
 
 
-def open_demo(viewer: napari.Viewer, out: Path) -> AutoLabelWidget:
+def open_demo(viewer: napari.Viewer, out: Path, iterations: int = DEMO_CONFIG.iterations) -> AutoLabelWidget:
     """Open the sample photos as Image layers and the Auto-label dock, set up for them and ready to start."""
-    config = _demo_config(out)
+    config = _demo_config(out, iterations)
     for path in sorted(Path(config.images).glob("*.png")):
         viewer.add_image(iio.imread(path), name=path.stem, rgb=True)
     _, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
@@ -73,9 +70,9 @@ def open_demo(viewer: napari.Viewer, out: Path) -> AutoLabelWidget:
     return dock
 
 
-def show_demo(out: Path) -> None:
+def show_demo(out: Path, iterations: int = DEMO_CONFIG.iterations) -> None:
     """The demo in a window: napari with the sample photos and the Auto-label dock (blocks until closed)."""
     import napari
 
-    open_demo(napari.Viewer(title="napari-gfn demo"), out)
+    open_demo(napari.Viewer(title="napari-gfn demo"), out, iterations)
     napari.run()
