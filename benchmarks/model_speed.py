@@ -2,7 +2,9 @@
 
 Each configuration runs in a fresh process so its peak resident memory is its own.
 Inference uses the deployment path (``inference_copy``: batch norm folded,
-channels-last); training is one SGD step on a batch with cross-entropy.
+channels-last); training is one SGD step on a batch with cross-entropy, in
+channels-last as ``train_model`` trains, and its time is also compared with the
+default memory layout's, the two steps run alternately.
 
     python benchmarks/model_speed.py [--sizes 256 512] [--backbones efficientnet_lite0 resnet18]
 """
@@ -45,16 +47,12 @@ def _inference(model: GFN, images: torch.Tensor, device: str):
     return infer
 
 
-def _measure(backbone: str, variant: str, size: int, batch: int, threads: int, repeats: int, device: str) -> dict:
-    torch.set_num_threads(threads)
-    model = _model(backbone, variant, device)
-    images = torch.rand(batch, 3, size, size, device=device)
-    labels = torch.randint(0, 2, (batch, size, size), device=device)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    infer = _inference(model, images, device)
-
+def _train_step(model: GFN, images: torch.Tensor, memory_format: torch.memory_format, device: str):
+    model.to(memory_format=memory_format).train()
+    images = images.contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 2, (images.shape[0], *images.shape[2:]), device=device)
     optimiser = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train()
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def train_step():
         loss = F.cross_entropy(model(images), labels)
@@ -63,6 +61,15 @@ def _measure(backbone: str, variant: str, size: int, batch: int, threads: int, r
         optimiser.step()
         sync()
 
+    return train_step
+
+
+def _measure(backbone: str, variant: str, size: int, batch: int, threads: int, repeats: int, device: str) -> dict:
+    torch.set_num_threads(threads)
+    model = _model(backbone, variant, device)
+    images = torch.rand(batch, 3, size, size, device=device)
+    infer = _inference(model, images, device)
+    train_step = _train_step(model, images, torch.channels_last, device)
     inference_seconds = median_seconds(infer, repeats)
     train_seconds = median_seconds(train_step, repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -86,6 +93,17 @@ def _forward_ratio(backbone: str, size: int, batch: int, threads: int, repeats: 
     images = torch.rand(batch, 3, size, size, device=device)
     gfn, baseline = (_inference(_model(backbone, variant, device), images, device) for variant in ("gfn", "baseline"))
     return interleaved_ratio(gfn, baseline, 3 * repeats)
+
+
+def _layout_ratio(backbone: str, size: int, batch: int, threads: int, repeats: int, device: str) -> float:
+    """GFN training step time in channels-last over the default layout's, the two run alternately."""
+    torch.set_num_threads(threads)
+    images = torch.rand(batch, 3, size, size, device=device)
+    channels_last, default = (
+        _train_step(_model(backbone, "gfn", device), images, layout, device)
+        for layout in (torch.channels_last, torch.contiguous_format)
+    )
+    return interleaved_ratio(channels_last, default, repeats)
 
 
 def _run_isolated(function, *args):
@@ -125,6 +143,9 @@ def main() -> None:
                 ratio = _run_isolated(_forward_ratio, backbone, size, *settings, device)
                 pair["gfn"]["forward_time_vs_baseline"] = ratio
                 print(f"|  |  |  | GFN forward time / baseline (interleaved) | {ratio:.3f} |  |  |", flush=True)
+                layout = _run_isolated(_layout_ratio, backbone, size, *settings, device)
+                pair["gfn"]["train_time_channels_last_vs_default"] = layout
+                print(f"|  |  |  | GFN train step, channels-last / default (interleaved) |  | {layout:.3f} |  |")
     if args.json:
         with open(args.json, "w") as stream:
             json.dump(rows, stream, indent=2)

@@ -222,10 +222,11 @@ def train_model(
     stay those of a single process.
     """
     device = torch.device(device)
-    model.to(device).train()
+    # Channels-last suits the convolutions on GPUs and CPUs alike: on two CPU cores a training step of
+    # EfficientNet-Lite0 takes 17-26% less time than with the default layout (benchmarks/model_speed.py).
+    model.to(device, memory_format=torch.channels_last).train()
     batch_size = min(settings.batch_size, len(dataset))
     if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
         batch_size = _gpu_batch_size(model, dataset, batch_size, device)
     steps = max(settings.epochs * math.ceil(len(dataset) / batch_size), settings.min_steps)
     # torch's global generator starts each process from a random seed; seeded here, the batch order (one
@@ -238,13 +239,12 @@ def train_model(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: (1 - step / steps) ** 0.9)
     network = _data_parallel(model, device)
     autocast_dtype = settings.autocast_dtype or mixed_precision(device)
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     batches = _batches_forever(loader)
     yield Progress(phase, 0, steps)
     for step in range(steps):
         cancel.check()
         images, targets = next(batches)
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = network(images)
