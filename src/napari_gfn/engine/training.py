@@ -157,6 +157,10 @@ def batch_size_that_fits(requested: int, bytes_per_sample: float, free_bytes: fl
     return int(max(1, min(requested, headroom * free_bytes // max(bytes_per_sample, 1.0))))
 
 
+def _channels_last_on(device: torch.device, images: torch.Tensor) -> torch.Tensor:
+    return images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+
 def _gpu_batch_size(model: torch.nn.Module, dataset: Dataset, requested: int, device: torch.device) -> int:
     """Measure one training sample's GPU memory and keep the batch within the memory that is free."""
     torch.cuda.reset_peak_memory_stats(device)
@@ -164,7 +168,8 @@ def _gpu_batch_size(model: torch.nn.Module, dataset: Dataset, requested: int, de
     image, target = dataset[0]
     with torch.autocast("cuda", dtype=mixed_precision(device), enabled=mixed_precision(device) is not None):
         target = torch.as_tensor(target)[None].to(device)
-        loss = F.cross_entropy(model(image[None].to(device)).float(), target, ignore_index=IGNORE)
+        # In the layout training uses, whose activations can take a different amount of memory.
+        loss = F.cross_entropy(model(_channels_last_on(device, image[None])).float(), target, ignore_index=IGNORE)
     loss.backward()
     model.zero_grad(set_to_none=True)
     per_sample = torch.cuda.max_memory_allocated(device) - baseline
@@ -244,7 +249,7 @@ def train_model(
     for step in range(steps):
         cancel.check()
         images, targets = next(batches)
-        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        images = _channels_last_on(device, images)
         targets = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             logits = network(images)
