@@ -281,7 +281,7 @@ def test_empty_folder_is_a_clear_error(tmp_path):
 
 def test_no_simple_photo_is_a_clear_error(tiny_folder, tmp_path):
     config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), simple_threshold=0.999)
-    with pytest.raises(LabellingError, match=r"no photo qualifies as simple.*choose another seed: grabcut"):
+    with pytest.raises(LabellingError, match=r"no photo qualifies as simple.*--seed grabcut"):
         run_to_end(config)
 
 

@@ -204,6 +204,7 @@ def test_cam_label_problems_get_clear_errors(tiny_folder, tmp_path, capsys):
     assert "at least two classes" in message
     assert "--seed otsu" in message
     assert "--seed transfer" in message
+    assert "--seed grabcut" in message
     no_columns = tmp_path / "bad.csv"
     no_columns.write_text("file,species\na,b\n")
     assert "image,class" in label(str(no_columns), "bad")

@@ -183,7 +183,8 @@ def _class_indices(context: SeedContext, labels: Mapping[str, str]) -> tuple[dic
         found = f"only {classes[0]!r}" if classes else "no labelled photo"
         raise LabellingError(
             f"the CAM seed needs photos of at least two classes to learn what tells them apart, but "
-            f"{context.config.labels} has {found} among these photos. Use --seed otsu or --seed transfer instead."
+            f"{context.config.labels} has {found} among these photos. "
+            "Use --seed otsu, --seed grabcut, --seed ridge or --seed transfer instead."
         )
     return {stem: classes.index(name) for stem, name in known.items()}, classes
 

@@ -90,8 +90,8 @@ def otsu_seed(context):
                 f"no photo qualifies as simple: none reaches Otsu separability {config.simple_threshold:.2f} "
                 f"with its object covering at most {config.simple_max_border:.0%} of the border{detail}. "
                 "Lower --simple-threshold, raise --simple-max-border, give a folder of plain-background photos "
-                "with --simple DIR, or choose another seed: grabcut (one object away from the border), ridge "
-                "(thin line-like structures, such as branches), transfer or cam."
+                "with --simple DIR, or use another seed: --seed grabcut (one object away from the border), "
+                "--seed ridge (thin line-like structures, such as branches), --seed transfer or --seed cam."
             )
     else:
         try:
