@@ -34,6 +34,10 @@ def test_evaluate_matches_a_hand_computation(tmp_path, capsys):
     left_out = np.zeros((4, 4), np.uint8)
     left_out[3] = 255  # the last row of photo a is not scored
     iio.imwrite(ignore / "a.png", left_out)
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(gt), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"iterations": []}
+    assert "has no finished iteration yet" in captured.err
     # Iteration 0: a is predicted as its first column only; b gets 2 false object pixels.
     pred_a0 = np.zeros((4, 4), dtype=bool)
     pred_a0[:, 0] = True

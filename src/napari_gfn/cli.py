@@ -165,10 +165,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     report.close()
     for problem in problems:
         print(f"warning: not scored: {problem}", file=sys.stderr)
+    if not rows:
+        print(f"warning: {args.run} has no finished iteration yet, so there is nothing to score", file=sys.stderr)
     if args.json:
         print(json.dumps({"iterations": rows}))
         return 0
-    print("iteration  fg IoU   mIoU    photos")
+    if rows:
+        print("iteration  fg IoU   mIoU    photos")
     for row in rows:
         fg = "-" if row["fg_iou"] is None else f"{row['fg_iou']:.4f}"
         miou = "-" if row["miou"] is None else f"{row['miou']:.4f}"
