@@ -15,7 +15,7 @@ from scipy import ndimage
 from napari_gfn.cli import main
 from napari_gfn.config import RunConfig
 from napari_gfn.demo import write_sample_folder
-from napari_gfn.engine import IterationResult, LabellingError, score_mask
+from napari_gfn.engine import IterationResult, LabellingError, Notice, score_mask
 from napari_gfn.engine.source import VOC_CLASSES, LabelledSet
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN, read_model_card, save_model
@@ -31,7 +31,7 @@ from napari_gfn.seeds.cam import (
     read_image_labels,
     refine_object_mask,
 )
-from napari_gfn.seeds.ridge import RidgeSettings, largest_web, ridge_mask, ridge_salience
+from napari_gfn.seeds.ridge import THIN_OBJECT_SETTINGS, RidgeSettings, largest_web, ridge_mask, ridge_salience
 from napari_gfn.store import RunFolder
 
 SOURCE_FAST = ["--image-size", "64", "--epochs", "1", "--min-steps", "80"]
@@ -404,6 +404,27 @@ def test_photo_only_seed_masks_are_iteration_0(seed, mask_of_photo, tiny_folder,
     for path in sorted((tiny_folder / "images").glob("*.png")):
         # The photos are 64 px, the working size, so the written mask is the seed's own.
         np.testing.assert_array_equal(store.read_mask(0, path.stem), mask_of_photo(iio.imread(path)))
+
+
+def test_ridge_seed_names_the_thin_object_settings_when_its_rounds_would_not_use_them(tiny_folder, tmp_path):
+    from napari_gfn.engine import run_labelling
+
+    def notices_until_the_seed(name, **settings):
+        config = RunConfig(images=str(tiny_folder / "images"), out=str(tmp_path / name), seed="ridge", image_size=64)
+        messages = []
+        for event in run_labelling(config.updated(**settings)):  # leaving the loop stops the run after its seed
+            if isinstance(event, IterationResult):
+                return messages
+            if isinstance(event, Notice):
+                messages.append(event.message)
+        return messages
+
+    advice = "--upsample-radius 4 --grabcut-edge-band 0 --min-steps 600"
+    assert any(advice in message for message in notices_until_the_seed("defaults", iterations=2))
+    thin = notices_until_the_seed("thin", iterations=2, **THIN_OBJECT_SETTINGS)
+    assert any(message.startswith("Ridge seed:") for message in thin)  # notices were read, just not the advice
+    assert not any(advice in message for message in thin)
+    assert not any(advice in message for message in notices_until_the_seed("seed only", iterations=0))
 
 
 def test_largest_web_keeps_the_biggest_connected_lines_and_widens_them():

@@ -13,7 +13,20 @@ from skimage.measure import label
 from napari_gfn.engine.events import Notice
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 
-__all__ = ["RidgeSettings", "largest_web", "ridge_mask", "ridge_response", "ridge_salience", "ridge_seed"]
+__all__ = [
+    "THIN_OBJECT_SETTINGS",
+    "RidgeSettings",
+    "largest_web",
+    "ridge_mask",
+    "ridge_response",
+    "ridge_salience",
+    "ridge_seed",
+]
+
+# Refinement settings under which rounds improve on the ridge seed for cherry-dev's trees: a narrow sharpening
+# window, no GrabCut edge band and longer rounds (chosen on its validation half; docs/results.md). The defaults
+# suit bulky objects, and with them refinement at best holds a ridge seed.
+THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps": 600}
 
 
 @dataclass(frozen=True)
@@ -88,4 +101,13 @@ def ridge_seed(context: SeedContext) -> Generator[Notice, None, SeedOutput]:
         "Ridge seed: each photo's object is its largest connected web of thin lines (trunk and branches)",
         level="info",
     )
+    config = context.config
+    if config.iterations > 0 and any(getattr(config, name) != value for name, value in THIN_OBJECT_SETTINGS.items()):
+        flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in THIN_OBJECT_SETTINGS.items())
+        current = ", ".join(f"{name} {getattr(config, name)}" for name in THIN_OBJECT_SETTINGS)
+        yield Notice(
+            f"Refinement after a ridge seed wants the settings for thin objects such as branches, {flags}, "
+            f"with which each round improved on the seed on cherry-dev (docs/results.md); this run has {current}",
+            level="info",
+        )
     return SeedOutput(mask_of=lambda stem, small: ridge_mask(small))
