@@ -419,7 +419,10 @@ def test_ridge_seed_names_the_thin_object_settings_when_its_rounds_would_not_use
                 messages.append(event.message)
         return messages
 
-    advice = "--upsample-radius 4 --grabcut-edge-band 0 --min-steps 600"
+    advice = (
+        "sharpening radius 4 (--upsample-radius 4), GrabCut edge band 0 (--grabcut-edge-band 0), "
+        "fewest steps per training 600 (--min-steps 600)"
+    )
     assert any(advice in message for message in notices_until_the_seed("defaults", iterations=2))
     thin = notices_until_the_seed("thin", iterations=2, **THIN_OBJECT_SETTINGS)
     assert any(message.startswith("Ridge seed:") for message in thin)  # notices were read, just not the advice

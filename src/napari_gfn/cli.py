@@ -11,7 +11,7 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from napari_gfn.config import CAM_REFINERS, DEMO_CONFIG, SEED_METHODS, SETTING_HELP, RunConfig
+from napari_gfn.config import CAM_REFINERS, DEMO_CONFIG, SEED_METHODS, SETTING_HELP, RunConfig, setting_flag
 
 __all__ = ["build_parser", "main"]
 
@@ -249,7 +249,7 @@ def _add_settings(command, names: Sequence[str]) -> None:
         if default is not None:
             options["type"] = type(default)
             help_text += " (default: %(default)s)"
-        command.add_argument("--" + name.replace("_", "-"), default=default, help=help_text, **options)
+        command.add_argument(setting_flag(name), default=default, help=help_text, **options)
 
 
 def _add_label_parser(commands) -> None:

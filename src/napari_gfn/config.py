@@ -5,7 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["CAM_REFINERS", "DEMO_CONFIG", "SEED_METHODS", "SETTING_HELP", "RunConfig"]
+__all__ = [
+    "CAM_REFINERS",
+    "DEMO_CONFIG",
+    "SEED_METHODS",
+    "SETTING_HELP",
+    "SETTING_LABELS",
+    "RunConfig",
+    "describe_seed",
+    "describe_setting",
+    "setting_flag",
+]
 
 SEED_METHODS = ("otsu", "transfer", "cam", "grabcut", "ridge")
 # "auto" uses the dense CRF when pydensecrf is installed and the guided filter otherwise.
@@ -194,3 +204,46 @@ SETTING_HELP = {
     "random_seed": "sets new weights, augmentations and batch order, so that a run repeats",
     "workers": "processes that read photos ahead of the network (0: the main process)",
 }
+
+# What the Auto-label dock calls each setting it shows, as written in running text (the dock capitalises the
+# first letter). Messages name a setting by these words and its command-line flag, so both front ends find it.
+SETTING_LABELS = {
+    "seed": "seed",
+    "simple": "simple photos",
+    "simple_threshold": "simple threshold",
+    "simple_max_border": "simple max border",
+    "source_model": "source model",
+    "labels": "image labels",
+    "cam_epochs": "classifier epochs",
+    "iterations": "iterations",
+    "area_min": "area min",
+    "area_max": "area max",
+    "backbone": "backbone",
+    "image_size": "image size",
+    "gf_radius": "guided filter r",
+    "gf_eps": "guided filter eps",
+    "learning_rate": "learning rate",
+    "epochs": "epochs per iteration",
+    "seed_epochs": "seed epochs",
+    "min_steps": "fewest steps per training",
+    "mask_threshold": "mask threshold",
+    "upsample_radius": "sharpening radius",
+    "grabcut_edge_band": "GrabCut edge band",
+    "device": "device",
+}
+
+
+def setting_flag(name: str) -> str:
+    """The command-line option of a RunConfig field: ``upsample_radius`` is ``--upsample-radius``."""
+    return "--" + name.replace("_", "-")
+
+
+def describe_setting(name: str, value: object = None) -> str:
+    """A setting as the dock and the command line name it, for messages: "sharpening radius 4 (--upsample-radius 4)"."""
+    shown = "" if value is None else f" {value}"
+    return f"{SETTING_LABELS[name]}{shown} ({setting_flag(name)}{shown})"
+
+
+def describe_seed(name: str) -> str:
+    """A seed method as the dock and the command line name it, for messages: "the ridge seed (--seed ridge)"."""
+    return f"the {name} seed ({setting_flag('seed')} {name})"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from napari_gfn.config import RunConfig
+from napari_gfn.config import RunConfig, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import (
     CancelToken,
@@ -45,7 +45,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise LabellingError(f"device {name!r} was requested but this machine has no usable CUDA GPU; use --device cpu")
+        raise LabellingError(
+            f"device {name!r} was requested but this machine has no usable CUDA GPU; choose "
+            f"{describe_setting('device', 'cpu')}"
+        )
     return torch.device(name)
 
 
@@ -405,8 +408,8 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
     if not trusted:
         raise LabellingError(
             f"iteration {iteration}: no mask of iteration {iteration - 1} covers {config.area_min:.0%}-"
-            f"{config.area_max:.0%} of its photo, so there is nothing to train on. Widen the area range "
-            "(--area-min/--area-max) or try another seed."
+            f"{config.area_max:.0%} of its photo, so there is nothing to train on. Lower the "
+            f"{describe_setting('area_min')} or raise the {describe_setting('area_max')}, or try another seed."
         )
     yield from run.drain_notices()
     corrected = f" ({len(fixed)} corrected by hand)" if fixed else ""

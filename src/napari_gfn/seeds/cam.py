@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from napari_gfn.config import describe_seed, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import LabellingError, Notice, Progress
 from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError
@@ -184,7 +185,8 @@ def _class_indices(context: SeedContext, labels: Mapping[str, str]) -> tuple[dic
         raise LabellingError(
             f"the CAM seed needs photos of at least two classes to learn what tells them apart, but "
             f"{context.config.labels} has {found} among these photos. "
-            "Use --seed otsu, --seed grabcut, --seed ridge or --seed transfer instead."
+            f"Use {describe_seed('otsu')}, {describe_seed('grabcut')}, {describe_seed('ridge')} or "
+            f"{describe_seed('transfer')} instead."
         )
     return {stem: classes.index(name) for stem, name in known.items()}, classes
 
@@ -219,7 +221,10 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
     """Train the classifier on image-level labels, then turn each photo's CAM into a refined mask."""
     config = context.config
     if not config.labels:
-        raise LabellingError("the CAM seed needs image-level labels: pass --labels LABELS.csv or a class folder")
+        raise LabellingError(
+            f"the CAM seed needs {describe_setting('labels')}: a CSV file with columns image,class, or a folder of "
+            "class folders"
+        )
     class_of, classes = _class_indices(context, read_image_labels(config.labels))
     unlabelled = [stem for stem in context.working.stems if stem not in class_of]
     yield Notice(

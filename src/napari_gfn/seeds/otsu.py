@@ -8,6 +8,8 @@ import numpy as np
 from skimage.color import rgb2gray
 from skimage.filters import threshold_otsu
 
+from napari_gfn.config import describe_seed, describe_setting, setting_flag
+
 __all__ = ["OtsuResult", "otsu_mask"]
 
 
@@ -89,9 +91,11 @@ def otsu_seed(context):
             raise LabellingError(
                 f"no photo qualifies as simple: none reaches Otsu separability {config.simple_threshold:.2f} "
                 f"with its object covering at most {config.simple_max_border:.0%} of the border{detail}. "
-                "Lower --simple-threshold, raise --simple-max-border, give a folder of plain-background photos "
-                "with --simple DIR, or use another seed: --seed grabcut (one object away from the border), "
-                "--seed ridge (thin line-like structures, such as branches), --seed transfer or --seed cam."
+                f"Lower the {describe_setting('simple_threshold')}, raise the {describe_setting('simple_max_border')}, "
+                f"give a folder of plain-background photos as the simple photos ({setting_flag('simple')} DIR), or "
+                f"use another seed: {describe_seed('grabcut')} for one object away from the border, "
+                f"{describe_seed('ridge')} for thin line-like structures such as branches, "
+                f"{describe_seed('transfer')} or {describe_seed('cam')}."
             )
     else:
         try:

@@ -10,6 +10,7 @@ import numpy as np
 from skimage.filters import sato
 from skimage.measure import label
 
+from napari_gfn.config import SETTING_LABELS, describe_setting
 from napari_gfn.engine.events import Notice
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 
@@ -103,10 +104,10 @@ def ridge_seed(context: SeedContext) -> Generator[Notice, None, SeedOutput]:
     )
     config = context.config
     if config.iterations > 0 and any(getattr(config, name) != value for name, value in THIN_OBJECT_SETTINGS.items()):
-        flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in THIN_OBJECT_SETTINGS.items())
-        current = ", ".join(f"{name} {getattr(config, name)}" for name in THIN_OBJECT_SETTINGS)
+        wanted = ", ".join(describe_setting(name, value) for name, value in THIN_OBJECT_SETTINGS.items())
+        current = ", ".join(f"{SETTING_LABELS[name]} {getattr(config, name)}" for name in THIN_OBJECT_SETTINGS)
         yield Notice(
-            f"Refinement after a ridge seed wants the settings for thin objects such as branches, {flags}, "
+            f"Refinement after a ridge seed wants the settings for thin objects such as branches, {wanted}, "
             f"with which each round improved on the seed on cherry-dev (docs/results.md); this run has {current}",
             level="info",
         )

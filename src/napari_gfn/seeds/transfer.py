@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from napari_gfn.config import describe_setting
 from napari_gfn.network import GFN, ModelFileError, load_model
 
 __all__ = ["load_source_model", "transfer_seed"]
@@ -12,7 +13,10 @@ def load_source_model(path: str | None, backbone: str, device) -> GFN:
     from napari_gfn.engine.events import LabellingError
 
     if not path:
-        raise LabellingError("the transfer seed needs a source model: pass --source-model MODEL.pt")
+        raise LabellingError(
+            f"the transfer seed needs a {describe_setting('source_model')}: a model file from "
+            "`napari-gfn train-source` or the Source model dock"
+        )
     try:
         model = load_model(path, map_location=device)
     except ModelFileError as error:
@@ -26,7 +30,7 @@ def load_source_model(path: str | None, backbone: str, device) -> GFN:
     if config.backbone != backbone:
         raise LabellingError(
             f"source model {path}: it was trained with the {config.backbone} backbone but this run uses "
-            f"{backbone}; pass --backbone {config.backbone}"
+            f"{backbone}; choose the {describe_setting('backbone', config.backbone)}"
         )
     return model
 
