@@ -12,7 +12,7 @@ import tifffile
 import torch
 from napari.utils.notifications import notification_manager
 
-from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, RunConfig
+from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.demo import open_demo
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
@@ -82,6 +82,32 @@ def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
     for name in settings:
         assert getattr(widget, name).native.toolTip() == SETTING_HELP[name] != ""
     assert "ridge" in widget.seed.native.toolTip()
+
+
+def test_the_settings_messages_advise_are_dock_fields_by_the_same_words(make_napari_viewer, tmp_path):
+    # Messages name a setting by its SETTING_LABELS words and its flag (the ridge seed's advice, a failed
+    # Otsu seed, an empty area filter): a dock user must find a field so labelled, whose value reaches the run.
+    widget = _dock(make_napari_viewer(), "Auto-label")
+    widget.input_kind.value = "Folder"
+    widget.images_folder.value = tmp_path
+    widget.run_folder.value = tmp_path / "run"
+    fields = {field.label: field for form in (widget, widget._advanced_form) for field in form}
+    advised = {
+        "simple_threshold": 0.55,
+        "simple_max_border": 0.4,
+        "area_min": 0.2,
+        "area_max": 0.7,
+        "device": "cpu",
+        "upsample_radius": 4,
+        "grabcut_edge_band": 0,
+        "min_steps": 600,
+    }
+    for name, value in advised.items():
+        words = SETTING_LABELS[name]
+        fields[words[0].upper() + words[1:]].value = value
+    config, _, _ = widget._run_config()
+    assert {name: getattr(config, name) for name in advised} == advised
+    assert widget.simple_threshold.tooltip == SETTING_HELP["simple_threshold"]
 
 
 @pytest.fixture(scope="module")

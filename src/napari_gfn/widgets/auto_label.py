@@ -26,7 +26,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
-from napari_gfn.config import SEED_METHODS, SETTING_HELP, RunConfig
+from napari_gfn.config import SEED_METHODS, SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress, run_labelling
 from napari_gfn.engine.images import to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
@@ -66,6 +66,11 @@ def photo_stem(layer_name: str) -> str:
     return re.sub(r"[/\\:\x00]", "_", layer_name).lstrip(".") or "photo"
 
 
+def _label(setting: str) -> str:
+    words = SETTING_LABELS[setting]
+    return words[0].upper() + words[1:]
+
+
 def _default_run_folder() -> Path:
     return Path.home() / "napari-gfn-runs" / datetime.now().strftime("run-%Y%m%d-%H%M%S")
 
@@ -102,6 +107,8 @@ class AutoLabelWidget(Container):
                 self.run_folder,
                 self.seed,
                 self.simple,
+                self.simple_threshold,
+                self.simple_max_border,
                 self.simple_folder,
                 self.simple_layers,
                 self.source_model,
@@ -137,35 +144,44 @@ class AutoLabelWidget(Container):
         self.run_folder = FileEdit(label="Run folder", mode="d", value=_default_run_folder())
 
     def _build_seed(self, defaults: RunConfig) -> None:
-        self.seed = ComboBox(label="Seed", choices=list(SEED_METHODS))
-        self.simple = ComboBox(label="Simple photos", choices=list(SIMPLE_CHOICES))
+        self.seed = ComboBox(label=_label("seed"), choices=list(SEED_METHODS))
+        self.simple = ComboBox(label=_label("simple"), choices=list(SIMPLE_CHOICES))
+        self.simple_threshold = FloatSpinBox(
+            label=_label("simple_threshold"), value=defaults.simple_threshold, min=0, max=1, step=0.05
+        )
+        self.simple_max_border = FloatSpinBox(
+            label=_label("simple_max_border"), value=defaults.simple_max_border, min=0, max=1, step=0.05
+        )
         self.simple_folder = FileEdit(label="Simple photo folder", mode="d")
         self.simple_layers = Select(label="Simple photo layers", choices=self._image_layer_names)
-        self.source_model = FileEdit(label="Source model", mode="r", filter="*.pt")
-        self.image_labels = FileEdit(label="Image labels (CSV or class folders)", mode="r")
-        self.cam_epochs = SpinBox(label="Classifier epochs", value=defaults.cam_epochs, min=1, max=500)
+        self.source_model = FileEdit(label=_label("source_model"), mode="r", filter="*.pt")
+        self.image_labels = FileEdit(label=f"{_label('labels')} (CSV or class folders)", mode="r")
+        self.cam_epochs = SpinBox(label=_label("cam_epochs"), value=defaults.cam_epochs, min=1, max=500)
         self.truth = ComboBox(label="Ground truth", choices=self._truth_choices)
         self.truth_folder = FileEdit(label="Ground-truth folder", mode="d")
 
     def _build_settings(self, defaults: RunConfig) -> None:
-        self.iterations = SpinBox(label="Iterations", value=defaults.iterations, min=0, max=50)
-        self.area_min = FloatSpinBox(label="Area min", value=defaults.area_min, min=0, max=1, step=0.05)
-        self.area_max = FloatSpinBox(label="Area max", value=defaults.area_max, min=0, max=1, step=0.05)
-        self.backbone = ComboBox(label="Backbone", choices=list(BACKBONES), value=defaults.backbone)
-        self.image_size = SpinBox(label="Image size", value=defaults.image_size, min=32, max=2048, step=32)
-        self.gf_radius = SpinBox(label="Guided filter r", value=defaults.gf_radius, min=1, max=32)
-        self.gf_eps = FloatSpinBox(label="Guided filter eps", value=defaults.gf_eps, min=1e-6, max=1, step=1e-3)
+        self.iterations = SpinBox(label=_label("iterations"), value=defaults.iterations, min=0, max=50)
+        self.area_min = FloatSpinBox(label=_label("area_min"), value=defaults.area_min, min=0, max=1, step=0.05)
+        self.area_max = FloatSpinBox(label=_label("area_max"), value=defaults.area_max, min=0, max=1, step=0.05)
+        self.backbone = ComboBox(label=_label("backbone"), choices=list(BACKBONES), value=defaults.backbone)
+        self.image_size = SpinBox(label=_label("image_size"), value=defaults.image_size, min=32, max=2048, step=32)
+        self.gf_radius = SpinBox(label=_label("gf_radius"), value=defaults.gf_radius, min=1, max=32)
+        self.gf_eps = FloatSpinBox(label=_label("gf_eps"), value=defaults.gf_eps, min=1e-6, max=1, step=1e-3)
         self.learning_rate = FloatSpinBox(
-            label="Learning rate", value=defaults.learning_rate, min=1e-6, max=1, step=1e-3
+            label=_label("learning_rate"), value=defaults.learning_rate, min=1e-6, max=1, step=1e-3
         )
-        self.epochs = SpinBox(label="Epochs per iteration", value=defaults.epochs, min=1, max=500)
-        self.seed_epochs = SpinBox(label="Seed epochs", value=defaults.seed_epochs, min=1, max=500)
+        self.epochs = SpinBox(label=_label("epochs"), value=defaults.epochs, min=1, max=500)
+        self.seed_epochs = SpinBox(label=_label("seed_epochs"), value=defaults.seed_epochs, min=1, max=500)
+        self.min_steps = SpinBox(label=_label("min_steps"), value=defaults.min_steps, min=1, max=100_000, step=50)
         self.mask_threshold = FloatSpinBox(
-            label="Mask threshold", value=defaults.mask_threshold, min=0.05, max=0.95, step=0.05
+            label=_label("mask_threshold"), value=defaults.mask_threshold, min=0.05, max=0.95, step=0.05
         )
-        self.upsample_radius = SpinBox(label="Sharpening radius", value=defaults.upsample_radius, min=1, max=256)
-        self.grabcut_edge_band = SpinBox(label="GrabCut edge band", value=defaults.grabcut_edge_band, min=0, max=32)
-        self.device = ComboBox(label="Device", choices=["auto", "cpu", "cuda"], value=defaults.device)
+        self.upsample_radius = SpinBox(label=_label("upsample_radius"), value=defaults.upsample_radius, min=1, max=256)
+        self.grabcut_edge_band = SpinBox(
+            label=_label("grabcut_edge_band"), value=defaults.grabcut_edge_band, min=0, max=32
+        )
+        self.device = ComboBox(label=_label("device"), choices=["auto", "cpu", "cuda"], value=defaults.device)
         self.gf_eps.native.setDecimals(6)
         self.learning_rate.native.setDecimals(6)
         advanced = Container(
@@ -177,6 +193,7 @@ class AutoLabelWidget(Container):
                 self.learning_rate,
                 self.epochs,
                 self.seed_epochs,
+                self.min_steps,
                 self.mask_threshold,
                 self.upsample_radius,
                 self.grabcut_edge_band,
@@ -229,6 +246,7 @@ class AutoLabelWidget(Container):
         self.images_folder.visible = not from_layers
         otsu = self.seed.value == "otsu"
         self.simple.visible = otsu
+        self.simple_threshold.visible = self.simple_max_border.visible = otsu and self.simple.value == "automatic"
         self.simple_folder.visible = otsu and self.simple.value == "folder"
         self.simple_layers.visible = otsu and self.simple.value == "chosen layers"
         self.source_model.visible = self.seed.value == "transfer"
@@ -399,6 +417,8 @@ class AutoLabelWidget(Container):
 
 
 _FORM_SETTINGS = (
+    "simple_threshold",
+    "simple_max_border",
     "iterations",
     "area_min",
     "area_max",
@@ -409,6 +429,7 @@ _FORM_SETTINGS = (
     "learning_rate",
     "epochs",
     "seed_epochs",
+    "min_steps",
     "cam_epochs",
     "mask_threshold",
     "upsample_radius",
