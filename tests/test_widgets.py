@@ -15,6 +15,7 @@ from napari.utils.notifications import notification_manager
 from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.demo import open_demo
 from napari_gfn.run_window import open_run_window
+from napari_gfn.seeds.ridge import THIN_OBJECT_SETTINGS
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
 from napari_gfn.widgets.run_layers import iteration_layer_name
@@ -108,6 +109,21 @@ def test_the_settings_messages_advise_are_dock_fields_by_the_same_words(make_nap
     config, _, _ = widget._run_config()
     assert {name: getattr(config, name) for name in advised} == advised
     assert widget.simple_threshold.tooltip == SETTING_HELP["simple_threshold"]
+
+
+def test_the_ridge_seed_offers_the_settings_for_thin_objects_in_one_click(make_napari_viewer, tmp_path):
+    widget = _dock(make_napari_viewer(), "Auto-label")
+    widget.input_kind.value = "Folder"
+    widget.images_folder.value = tmp_path
+    widget.run_folder.value = tmp_path / "run"
+    assert widget.thin_object_button.native.isHidden()  # the Otsu seed is chosen first
+    widget.seed.value = "ridge"
+    assert not widget.thin_object_button.native.isHidden()
+    widget.thin_object_button.clicked.emit()
+    config, _, _ = widget._run_config()
+    assert config.seed == "ridge"
+    assert {name: getattr(config, name) for name in THIN_OBJECT_SETTINGS} == THIN_OBJECT_SETTINGS
+    assert config.upsample_radius != RunConfig().upsample_radius  # the click changed what the defaults would give
 
 
 @pytest.fixture(scope="module")

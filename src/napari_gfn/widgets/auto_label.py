@@ -32,6 +32,7 @@ from napari_gfn.engine.images import to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
 from napari_gfn.network import BACKBONES
 from napari_gfn.run_window import read_run
+from napari_gfn.seeds.ridge import THIN_OBJECT_SETTINGS
 from napari_gfn.store import RunFolder, RunFolderError
 
 from .engine_task import EngineTask
@@ -69,6 +70,9 @@ def photo_stem(layer_name: str) -> str:
 def _label(setting: str) -> str:
     words = SETTING_LABELS[setting]
     return words[0].upper() + words[1:]
+
+
+_THIN_OBJECT_SETTINGS_IN_WORDS = ", ".join(f"{_label(name)} {value}" for name, value in THIN_OBJECT_SETTINGS.items())
 
 
 def _default_run_folder() -> Path:
@@ -114,6 +118,7 @@ class AutoLabelWidget(Container):
                 self.source_model,
                 self.image_labels,
                 self.cam_epochs,
+                self.thin_object_button,
                 self.truth,
                 self.truth_folder,
                 self.iterations,
@@ -157,6 +162,11 @@ class AutoLabelWidget(Container):
         self.source_model = FileEdit(label=_label("source_model"), mode="r", filter="*.pt")
         self.image_labels = FileEdit(label=f"{_label('labels')} (CSV or class folders)", mode="r")
         self.cam_epochs = SpinBox(label=_label("cam_epochs"), value=defaults.cam_epochs, min=1, max=500)
+        self.thin_object_button = PushButton(text="Use the settings for thin objects")
+        self.thin_object_button.tooltip = (
+            "refinement after a ridge seed improved on it only with these advanced settings (on cherry trees, "
+            f"docs/results.md): {_THIN_OBJECT_SETTINGS_IN_WORDS}"
+        )
         self.truth = ComboBox(label="Ground truth", choices=self._truth_choices)
         self.truth_folder = FileEdit(label="Ground-truth folder", mode="d")
 
@@ -212,6 +222,7 @@ class AutoLabelWidget(Container):
         self.shared.source_model_changed.connect(self._use_source_model)
         if self.shared.source_model is not None:
             self._use_source_model(self.shared.source_model)
+        self.thin_object_button.changed.connect(self.use_thin_object_settings)
         self.start_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.task.cancel)
         self.open_button.changed.connect(lambda: self.open_run(Path(self.open_run_folder.value)))
@@ -251,12 +262,19 @@ class AutoLabelWidget(Container):
         self.simple_layers.visible = otsu and self.simple.value == "chosen layers"
         self.source_model.visible = self.seed.value == "transfer"
         self.image_labels.visible = self.cam_epochs.visible = self.seed.value == "cam"
+        self.thin_object_button.visible = self.seed.value == "ridge"
         self.truth_folder.visible = self.truth.value == TRUTH_FOLDER
 
     def _use_source_model(self, path: Path | None) -> None:
         if path is not None:
             self.source_model.value = path
             self.seed.value = "transfer"
+
+    def use_thin_object_settings(self) -> None:
+        """Set the refinement settings under which rounds improve on a ridge seed (advanced settings)."""
+        for name, value in THIN_OBJECT_SETTINGS.items():
+            getattr(self, name).value = value
+        show_info(f"Advanced settings: {_THIN_OBJECT_SETTINGS_IN_WORDS}")
 
     def load_settings(self, config: RunConfig) -> None:
         """Fill the form from a run configuration (a reopened run, or the demo's settings)."""
