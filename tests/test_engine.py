@@ -24,6 +24,7 @@ from napari_gfn.engine import (
 )
 from napari_gfn.engine.images import ImageReadError, ImageRecord, read_mask, to_rgb8
 from napari_gfn.sample_data import make_sample_set
+from napari_gfn.seeds.otsu import otsu_mask
 from napari_gfn.store import RunFolder, RunFolderError
 
 # Plumbing runs: a few steps teach the network little, so every mask is trusted (the filter has its own test).
@@ -281,8 +282,15 @@ def test_empty_folder_is_a_clear_error(tmp_path):
 
 def test_no_simple_photo_is_a_clear_error(tiny_folder, tmp_path):
     config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), simple_threshold=0.999)
-    with pytest.raises(LabellingError, match=r"no photo qualifies as simple.*--seed grabcut"):
+    with pytest.raises(LabellingError, match=r"no photo qualifies as simple.*--seed grabcut") as error:
         run_to_end(config)
+    # The photos are 64 px, the working size, so the seed scored the photos themselves.
+    scores = {path.stem: otsu_mask(iio.imread(path)) for path in (tiny_folder / "images").glob("*.png")}
+    stem, best = max(scores.items(), key=lambda item: item[1].separability)
+    assert (
+        f"the most separable photo, {stem}, reaches {best.separability:.2f} and its object covers "
+        f"{best.border_contact:.0%} of the border"
+    ) in str(error.value)
 
 
 def test_all_masks_rejected_by_the_area_filter_stops_clearly(tiny_folder, tmp_path):

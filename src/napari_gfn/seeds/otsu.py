@@ -87,7 +87,12 @@ def otsu_seed(context):
         }
         if not simple:
             best = max(scored.items(), key=lambda item: item[1].separability, default=None)
-            detail = f" (the best is {best[0]} at {best[1].separability:.2f})" if best else ""
+            detail = (
+                f" (the most separable photo, {best[0]}, reaches {best[1].separability:.2f} and its object covers "
+                f"{best[1].border_contact:.0%} of the border)"
+                if best
+                else ""
+            )
             raise LabellingError(
                 f"no photo qualifies as simple: none reaches Otsu separability {config.simple_threshold:.2f} "
                 f"with its object covering at most {config.simple_max_border:.0%} of the border{detail}. "
