@@ -13,7 +13,7 @@ from PIL import Image
 from scipy import ndimage
 
 from napari_gfn.cli import main
-from napari_gfn.config import RunConfig
+from napari_gfn.config import THIN_OBJECT_SETTINGS, RunConfig
 from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import IterationResult, LabellingError, Notice, score_mask
 from napari_gfn.engine.source import VOC_CLASSES, LabelledSet
@@ -31,7 +31,7 @@ from napari_gfn.seeds.cam import (
     read_image_labels,
     refine_object_mask,
 )
-from napari_gfn.seeds.ridge import THIN_OBJECT_SETTINGS, RidgeSettings, largest_web, ridge_mask, ridge_salience
+from napari_gfn.seeds.ridge import RidgeSettings, largest_web, ridge_mask, ridge_salience
 from napari_gfn.store import RunFolder
 
 SOURCE_FAST = ["--image-size", "64", "--epochs", "1", "--min-steps", "80"]

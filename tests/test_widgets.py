@@ -12,10 +12,9 @@ import tifffile
 import torch
 from napari.utils.notifications import notification_manager
 
-from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, SETTING_LABELS, RunConfig
+from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, SETTING_LABELS, THIN_OBJECT_SETTINGS, RunConfig
 from napari_gfn.demo import open_demo
 from napari_gfn.run_window import open_run_window
-from napari_gfn.seeds.ridge import THIN_OBJECT_SETTINGS
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
 from napari_gfn.widgets.run_layers import iteration_layer_name

@@ -11,6 +11,7 @@ __all__ = [
     "SEED_METHODS",
     "SETTING_HELP",
     "SETTING_LABELS",
+    "THIN_OBJECT_SETTINGS",
     "RunConfig",
     "describe_seed",
     "describe_setting",
@@ -164,6 +165,11 @@ class RunConfig:
 # `napari-gfn demo --headless` prints it), and with the default 150 it gains (0.894 -> 0.909 -> 0.905). Thin
 # branches cover less than 10% of some photos.
 DEMO_CONFIG = RunConfig(iterations=2, image_size=160, area_min=0.05)
+
+# Refinement settings under which rounds improve on the ridge seed for cherry-dev's trees: a narrow sharpening
+# window, no GrabCut edge band and longer rounds (chosen on its validation half; docs/results.md). The defaults
+# suit bulky objects, and with them refinement at best holds a ridge seed.
+THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps": 600}
 
 
 # What each setting a person can choose does, in words shown by `napari-gfn label --help` and as the dock's tooltips.

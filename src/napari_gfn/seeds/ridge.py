@@ -10,12 +10,11 @@ import numpy as np
 from skimage.filters import sato
 from skimage.measure import label
 
-from napari_gfn.config import SETTING_LABELS, describe_setting
+from napari_gfn.config import SETTING_LABELS, THIN_OBJECT_SETTINGS, describe_setting
 from napari_gfn.engine.events import Notice
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 
 __all__ = [
-    "THIN_OBJECT_SETTINGS",
     "RidgeSettings",
     "largest_web",
     "ridge_mask",
@@ -23,11 +22,6 @@ __all__ = [
     "ridge_salience",
     "ridge_seed",
 ]
-
-# Refinement settings under which rounds improve on the ridge seed for cherry-dev's trees: a narrow sharpening
-# window, no GrabCut edge band and longer rounds (chosen on its validation half; docs/results.md). The defaults
-# suit bulky objects, and with them refinement at best holds a ridge seed.
-THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps": 600}
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,12 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
-from napari_gfn.config import SEED_METHODS, SETTING_HELP, SETTING_LABELS, RunConfig
+from napari_gfn.config import SEED_METHODS, SETTING_HELP, SETTING_LABELS, THIN_OBJECT_SETTINGS, RunConfig
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress, run_labelling
 from napari_gfn.engine.images import to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
 from napari_gfn.network import BACKBONES
 from napari_gfn.run_window import read_run
-from napari_gfn.seeds.ridge import THIN_OBJECT_SETTINGS
 from napari_gfn.store import RunFolder, RunFolderError
 
 from .engine_task import EngineTask
