@@ -48,6 +48,15 @@ def _layer_run(viewer, folder: Path, run_dir: Path, iterations: int) -> AutoLabe
     return widget
 
 
+def _folder_form(viewer, folder: Path) -> AutoLabelWidget:
+    """An Auto-label dock set to label the photos of ``folder`` into ``folder/run``: enough for its settings."""
+    widget = _dock(viewer, "Auto-label")
+    widget.input_kind.value = "Folder"
+    widget.images_folder.value = folder
+    widget.run_folder.value = folder / "run"
+    return widget
+
+
 def _wait_until_done(qtbot, task) -> None:
     qtbot.waitUntil(lambda: task.status in ("finished", "cancelled", "failed"), timeout=RUN_TIMEOUT_MS)
 
@@ -87,10 +96,7 @@ def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
 def test_the_settings_messages_advise_are_dock_fields_by_the_same_words(make_napari_viewer, tmp_path):
     # Messages name a setting by its SETTING_LABELS words and its flag (the ridge seed's advice, a failed
     # Otsu seed, an empty area filter): a dock user must find a field so labelled, whose value reaches the run.
-    widget = _dock(make_napari_viewer(), "Auto-label")
-    widget.input_kind.value = "Folder"
-    widget.images_folder.value = tmp_path
-    widget.run_folder.value = tmp_path / "run"
+    widget = _folder_form(make_napari_viewer(), tmp_path)
     fields = {field.label: field for form in (widget, widget._advanced_form) for field in form}
     advised = {
         "simple_threshold": 0.55,
@@ -111,10 +117,7 @@ def test_the_settings_messages_advise_are_dock_fields_by_the_same_words(make_nap
 
 
 def test_the_ridge_seed_offers_the_settings_for_thin_objects_in_one_click(make_napari_viewer, tmp_path):
-    widget = _dock(make_napari_viewer(), "Auto-label")
-    widget.input_kind.value = "Folder"
-    widget.images_folder.value = tmp_path
-    widget.run_folder.value = tmp_path / "run"
+    widget = _folder_form(make_napari_viewer(), tmp_path)
     assert widget.thin_object_button.native.isHidden()  # the Otsu seed is chosen first
     widget.seed.value = "ridge"
     assert not widget.thin_object_button.native.isHidden()
