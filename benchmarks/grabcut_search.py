@@ -16,11 +16,8 @@ import itertools
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from napari_gfn.config import RunConfig
-from napari_gfn.engine.predict import sharpen_to_full_resolution
+from napari_gfn.engine.predict import sharpen_seed_mask
 from napari_gfn.seeds.grabcut import GRABCUT_INSET, grabcut_mask
 from quality import ground_truth
 from upsample_search import mean_over, photos_at_both_sizes
@@ -35,8 +32,8 @@ def score_photos(dataset: Path, settings: list[Setting]) -> dict[Setting, dict[s
     scores = {setting: {} for setting in settings}
     for stem, full, small in photos_at_both_sizes(dataset, defaults.image_size):
         for inset, rounds in settings:
-            probability = torch.from_numpy(grabcut_mask(small, inset, rounds).astype(np.float32))
-            mask = sharpen_to_full_resolution(probability, small, full, defaults.upsample_radius, defaults.upsample_eps)
+            seed = grabcut_mask(small, inset, rounds)
+            mask = sharpen_seed_mask(seed, small, full, defaults.upsample_radius, defaults.upsample_eps)
             score = truth.score(stem, mask)
             scores[inset, rounds][stem] = (score.fg_iou, score.miou)
     return scores

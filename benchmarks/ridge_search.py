@@ -23,10 +23,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from napari_gfn.config import RunConfig
-from napari_gfn.engine.predict import sharpen_to_full_resolution
+from napari_gfn.engine.predict import sharpen_seed_mask
 from napari_gfn.seeds.ridge import RidgeSettings, largest_web, ridge_response, ridge_salience
 from quality import ground_truth
 from upsample_search import mean_over, photos_at_both_sizes
@@ -54,8 +53,7 @@ def score_photos(
         responses = {sigmas: ridge_response(small, sigmas) for sigmas in {setting.sigmas for setting in settings}}
         for setting in settings:
             web = largest_web(ridge_salience(responses[setting.sigmas], setting), setting.share, setting.widening)
-            probability = torch.from_numpy(web.astype(np.float32))
-            mask = sharpen_to_full_resolution(probability, small, full, defaults.upsample_radius, defaults.upsample_eps)
+            mask = sharpen_seed_mask(web, small, full, defaults.upsample_radius, defaults.upsample_eps)
             score = truth.score(stem, mask)
             ridge_scores[setting][stem] = (score.fg_iou, score.miou)
         for fraction in fractions:

@@ -15,7 +15,7 @@ from napari_gfn.engine.working import resize_mask
 from napari_gfn.network import upsampling_coefficients
 from napari_gfn.network.inference import inference_copy
 
-__all__ = ["MaskPredictor", "sharpen_to_full_resolution"]
+__all__ = ["MaskPredictor", "sharpen_seed_mask", "sharpen_to_full_resolution"]
 
 
 def _as_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -46,6 +46,11 @@ def sharpen_to_full_resolution(
         band = _as_tensor(full[first : first + band_rows], device)
         mask[first : first + band_rows] = (coefficients.apply(band, height, first)[0, 0] >= threshold).cpu().numpy()
     return mask
+
+
+def sharpen_seed_mask(mask: np.ndarray, small: np.ndarray, full: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """A seed's boolean mask at working resolution, sharpened to full resolution as iteration 0 is written."""
+    return sharpen_to_full_resolution(torch.from_numpy(mask.astype(np.float32)), small, full, radius, eps)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from napari_gfn.engine.events import (
 )
 from napari_gfn.engine.images import ImageReadError, ImageSet, read_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores
-from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
+from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.training import new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
@@ -194,10 +194,7 @@ class _Run:
 
         def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             small_mask = np.asarray(mask_of(stem, small), dtype=bool)
-            probability = torch.from_numpy(small_mask.astype(np.float32))
-            sharp = sharpen_to_full_resolution(
-                probability, small, full, self.config.upsample_radius, self.config.upsample_eps
-            )
+            sharp = sharpen_seed_mask(small_mask, small, full, self.config.upsample_radius, self.config.upsample_eps)
             return sharp, small_mask
 
         return (yield from self._write_iteration(iteration, self.active, f"iter {iteration}: seed masks", masks_for))
