@@ -16,6 +16,7 @@ __all__ = [
     "describe_seed",
     "describe_setting",
     "setting_flag",
+    "settings_in_words",
 ]
 
 SEED_METHODS = ("otsu", "transfer", "cam", "grabcut", "ridge")
@@ -248,6 +249,11 @@ def describe_setting(name: str, value: object = None) -> str:
     """A setting as the dock and the command line name it, for messages: "sharpening radius 4 (--upsample-radius 4)"."""
     shown = "" if value is None else f" {value}"
     return f"{SETTING_LABELS[name]}{shown} ({setting_flag(name)}{shown})"
+
+
+def settings_in_words(values: dict[str, object]) -> str:
+    """Settings by their dock words, for messages: "sharpening radius 4, GrabCut edge band 0"."""
+    return ", ".join(f"{SETTING_LABELS[name]} {value}" for name, value in values.items())
 
 
 def describe_seed(name: str) -> str:

@@ -10,18 +10,11 @@ import numpy as np
 from skimage.filters import sato
 from skimage.measure import label
 
-from napari_gfn.config import SETTING_LABELS, THIN_OBJECT_SETTINGS, describe_setting
+from napari_gfn.config import THIN_OBJECT_SETTINGS, describe_setting, settings_in_words
 from napari_gfn.engine.events import Notice
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 
-__all__ = [
-    "RidgeSettings",
-    "largest_web",
-    "ridge_mask",
-    "ridge_response",
-    "ridge_salience",
-    "ridge_seed",
-]
+__all__ = ["RidgeSettings", "largest_web", "ridge_mask", "ridge_response", "ridge_salience", "ridge_seed"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +92,7 @@ def ridge_seed(context: SeedContext) -> Generator[Notice, None, SeedOutput]:
     config = context.config
     if config.iterations > 0 and any(getattr(config, name) != value for name, value in THIN_OBJECT_SETTINGS.items()):
         wanted = ", ".join(describe_setting(name, value) for name, value in THIN_OBJECT_SETTINGS.items())
-        current = ", ".join(f"{SETTING_LABELS[name]} {getattr(config, name)}" for name in THIN_OBJECT_SETTINGS)
+        current = settings_in_words({name: getattr(config, name) for name in THIN_OBJECT_SETTINGS})
         yield Notice(
             f"Refinement after a ridge seed wants the settings for thin objects such as branches, {wanted}, "
             f"with which each round improved on the seed on cherry-dev (docs/results.md); this run has {current}",

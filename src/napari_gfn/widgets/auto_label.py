@@ -26,7 +26,14 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
-from napari_gfn.config import SEED_METHODS, SETTING_HELP, SETTING_LABELS, THIN_OBJECT_SETTINGS, RunConfig
+from napari_gfn.config import (
+    SEED_METHODS,
+    SETTING_HELP,
+    SETTING_LABELS,
+    THIN_OBJECT_SETTINGS,
+    RunConfig,
+    settings_in_words,
+)
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress, run_labelling
 from napari_gfn.engine.images import to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
@@ -69,9 +76,6 @@ def photo_stem(layer_name: str) -> str:
 def _label(setting: str) -> str:
     words = SETTING_LABELS[setting]
     return words[0].upper() + words[1:]
-
-
-_THIN_OBJECT_SETTINGS_IN_WORDS = ", ".join(f"{_label(name)} {value}" for name, value in THIN_OBJECT_SETTINGS.items())
 
 
 def _default_run_folder() -> Path:
@@ -164,7 +168,7 @@ class AutoLabelWidget(Container):
         self.thin_object_button = PushButton(text="Use the settings for thin objects")
         self.thin_object_button.tooltip = (
             "refinement after a ridge seed improved on it only with these advanced settings (on cherry trees, "
-            f"docs/results.md): {_THIN_OBJECT_SETTINGS_IN_WORDS}"
+            f"docs/results.md): {settings_in_words(THIN_OBJECT_SETTINGS)}"
         )
         self.truth = ComboBox(label="Ground truth", choices=self._truth_choices)
         self.truth_folder = FileEdit(label="Ground-truth folder", mode="d")
@@ -273,7 +277,7 @@ class AutoLabelWidget(Container):
         """Set the refinement settings under which rounds improve on a ridge seed (advanced settings)."""
         for name, value in THIN_OBJECT_SETTINGS.items():
             getattr(self, name).value = value
-        show_info(f"Advanced settings: {_THIN_OBJECT_SETTINGS_IN_WORDS}")
+        show_info(f"Advanced settings: {settings_in_words(THIN_OBJECT_SETTINGS)}")
 
     def load_settings(self, config: RunConfig) -> None:
         """Fill the form from a run configuration (a reopened run, or the demo's settings)."""
