@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from napari_gfn.cli import _label_config, _TerminalReport, build_parser, main
-from napari_gfn.config import RunConfig
+from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.store import RunFolder
 
 FAST = ["--image-size", "64", "--epochs", "1", "--seed-epochs", "2", "--min-steps", "8", "--area-min", "0"]
@@ -154,6 +154,13 @@ def test_every_label_flag_sets_the_run_setting_of_its_name():
     config = _label_config(build_parser().parse_args(argv))
     assert (config.images, config.out, config.area_max, config.grabcut_edge_band) == ("photos", "run", 0.7, 1)
     assert config.upsample_radius == RunConfig().upsample_radius
+
+
+def test_every_setting_the_dock_shows_is_a_label_flag():
+    """Messages name a setting by its dock words and its flag, so a dock user's run can be repeated headless."""
+    label = next(action for action in build_parser()._actions if action.dest == "command").choices["label"]
+    flags = {action.dest for action in label._actions} - {"help", "resume", "images", "out"}
+    assert set(SETTING_LABELS) <= set(SETTING_HELP) == flags
 
 
 def test_every_option_with_a_default_says_it_in_its_help():

@@ -231,7 +231,7 @@ _LABEL_SETTINGS = {
         "upsample_radius",
         "grabcut_edge_band",
     ),
-    "network and training": (*_MODEL_SETTINGS, "workers"),
+    "network and training": (*_MODEL_SETTINGS, "gf_radius", "gf_eps", "learning_rate", "workers"),
     "scoring against true masks": ("gt", "ignore"),
 }
 

@@ -173,7 +173,8 @@ DEMO_CONFIG = RunConfig(iterations=2, image_size=160, area_min=0.05)
 THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps": 600}
 
 
-# What each setting a person can choose does, in words shown by `napari-gfn label --help` and as the dock's tooltips.
+# What each setting a person can choose does: each is a `napari-gfn label` option, and these words are its --help
+# and the dock's tooltip.
 SETTING_HELP = {
     "seed": "how iteration 0 is made: otsu (learns from the plain-background photos first), transfer (a model "
     "trained on a similar labelled set), cam (class maps from image-level labels), grabcut (a rectangle inset "
