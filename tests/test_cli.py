@@ -186,11 +186,11 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
         main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone", "vgg"])
     assert "invalid choice: 'vgg'" in capsys.readouterr().err
     assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--mask-threshold", "1.5"]) == 1
-    assert "mask_threshold must be between 0 and 1, got 1.5" in capsys.readouterr().err
+    assert "mask threshold (--mask-threshold) must be between 0 and 1, got 1.5" in capsys.readouterr().err
     assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--upsample-radius", "0"]) == 1
-    assert "upsample_radius must be at least 1" in capsys.readouterr().err
+    assert "sharpening radius (--upsample-radius) must be at least 1, got 0" in capsys.readouterr().err
     assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--grabcut-edge-band", "-1"]) == 1
-    assert "grabcut_edge_band must be >= 0, got -1" in capsys.readouterr().err
+    assert "GrabCut edge band (--grabcut-edge-band) must be at least 0, got -1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
     assert "not a napari-gfn run folder" in capsys.readouterr().err
 

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import re
 import shutil
 
 import imageio.v3 as iio
@@ -303,7 +304,7 @@ def test_all_masks_rejected_by_the_area_filter_stops_clearly(tiny_folder, tmp_pa
 
 
 def test_unknown_backbone_and_missing_cuda_are_clear(tiny_folder, tmp_path):
-    with pytest.raises(ValueError, match="valid names: efficientnet_lite0"):
+    with pytest.raises(ValueError, match=r"backbone \(--backbone\) must be one of efficientnet_lite0, .*got 'vgg'"):
         RunConfig(backbone="vgg")
     if not torch.cuda.is_available():
         config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), device="cuda")
@@ -409,8 +410,14 @@ def test_run_config_round_trips_through_json_and_rejects_nonsense():
         RunConfig(predict_scales=(1.0, 0.0))
     with pytest.raises(ValueError, match="unknown run settings: colour"):
         RunConfig.from_dict({"colour": "green"})
-    with pytest.raises(ValueError, match="area_min < area_max"):
-        RunConfig(area_min=0.9, area_max=0.1)
+    # Each setting by the names its users know: dock words and flag, the flag alone, or the run.json key.
+    every_problem = (
+        "mask threshold (--mask-threshold) must be between 0 and 1, got 1.5; "
+        "area min (--area-min) must be at least 0 and below area max 0.1 (--area-max 0.1), got 0.9; "
+        "upsample_eps must be above 0, got 0.0; --workers must be at least 0, got -1"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(every_problem)}$"):
+        RunConfig(area_min=0.9, area_max=0.1, mask_threshold=1.5, workers=-1, upsample_eps=0.0)
 
 
 @pytest.mark.parametrize(

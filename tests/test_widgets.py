@@ -128,6 +128,17 @@ def test_the_ridge_seed_offers_the_settings_for_thin_objects_in_one_click(make_n
     assert config.upsample_radius != RunConfig().upsample_radius  # the click changed what the defaults would give
 
 
+def test_settings_that_contradict_each_other_are_named_in_the_docks_words(make_napari_viewer, tmp_path):
+    widget = _folder_form(make_napari_viewer(), tmp_path)
+    widget.area_min.value, widget.area_max.value = 0.95, 0.9  # each in its spin box's range, not together
+    seen = len(notification_manager.records)
+    widget.start()
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    expected = "area min (--area-min) must be at least 0 and below area max 0.9 (--area-max 0.9), got 0.95"
+    assert any(expected in message for message in messages), messages
+    assert widget.store is None  # nothing started
+
+
 @pytest.fixture(scope="module")
 def finished_layer_run(tmp_path_factory):
     """Filled in by the first run test, reused by the tests that only read its run folder."""

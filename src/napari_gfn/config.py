@@ -97,42 +97,49 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "predict_scales", tuple(float(scale) for scale in self.predict_scales))  # JSON lists
-        problems = []
-        if not self.predict_scales or min(self.predict_scales) <= 0:
-            problems.append(f"predict_scales must be one or more positive numbers, got {self.predict_scales}")
-        if self.upsample_radius < 1 or self.upsample_eps <= 0:
-            problems.append(
-                f"upsample_radius must be at least 1 and upsample_eps above 0, got {self.upsample_radius} and "
-                f"{self.upsample_eps}"
-            )
-        if not 0.0 < self.mask_threshold < 1.0:
-            problems.append(f"mask_threshold must be between 0 and 1, got {self.mask_threshold}")
-        if self.grabcut_edge_band < 0:
-            problems.append(f"grabcut_edge_band must be >= 0, got {self.grabcut_edge_band}")
-        if not 0.0 <= self.colour_jitter < 1.0:
-            problems.append(f"colour_jitter must be at least 0 and below 1, got {self.colour_jitter}")
-        if self.seed not in SEED_METHODS:
-            problems.append(f"seed must be one of {', '.join(SEED_METHODS)}, not {self.seed!r}")
-        if not 0.0 <= self.area_min < self.area_max <= 1.0:
-            problems.append(f"need 0 <= area_min < area_max <= 1, got {self.area_min} and {self.area_max}")
-        if not 0.0 < self.cam_threshold < 1.0:
-            problems.append(f"cam_threshold must be between 0 and 1, got {self.cam_threshold}")
-        if self.cam_refiner not in CAM_REFINERS:
-            problems.append(f"cam_refiner must be one of {', '.join(CAM_REFINERS)}, not {self.cam_refiner!r}")
-        if self.iterations < 0:
-            problems.append(f"iterations must be >= 0, got {self.iterations}")
-        if self.workers < 0:
-            problems.append(f"workers must be >= 0, got {self.workers}")
-        if self.image_size < 32:
-            problems.append(f"image_size must be at least 32, got {self.image_size}")
-        from napari_gfn.network.backbones import BACKBONES
-
-        if self.backbone not in BACKBONES:
-            problems.append(f"unknown backbone {self.backbone!r}; valid names: {', '.join(BACKBONES)}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            problems.append(f"device must be auto, cpu or cuda, not {self.device!r}")
+        problems = [
+            f"{_setting_in_messages(name)} must be {rule}, got {getattr(self, name)!r}"
+            for name, valid, rule in self._rules()
+            if not valid
+        ]
         if problems:
             raise ValueError("; ".join(problems))
+
+    def _rules(self) -> list[tuple[str, bool, str]]:
+        """(setting, whether its value is valid, the rule in words) for each setting with a limited range."""
+        from napari_gfn.network.backbones import BACKBONES
+
+        device_valid = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
+        return [
+            ("seed", self.seed in SEED_METHODS, f"one of {', '.join(SEED_METHODS)}"),
+            ("cam_refiner", self.cam_refiner in CAM_REFINERS, f"one of {', '.join(CAM_REFINERS)}"),
+            ("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}"),
+            ("device", device_valid, "auto, cpu, cuda or cuda:N"),
+            ("cam_threshold", 0.0 < self.cam_threshold < 1.0, "between 0 and 1"),
+            ("mask_threshold", 0.0 < self.mask_threshold < 1.0, "between 0 and 1"),
+            (
+                "area_min",
+                0.0 <= self.area_min < self.area_max,
+                f"at least 0 and below {describe_setting('area_max', self.area_max)}",
+            ),
+            ("area_max", self.area_max <= 1.0, "at most 1"),
+            ("iterations", self.iterations >= 0, "at least 0"),
+            ("image_size", self.image_size >= 32, "at least 32"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("learning_rate", self.learning_rate > 0, "above 0"),
+            ("gf_radius", self.gf_radius >= 1, "at least 1"),
+            ("gf_eps", self.gf_eps > 0, "above 0"),
+            ("upsample_radius", self.upsample_radius >= 1, "at least 1"),
+            ("upsample_eps", self.upsample_eps > 0, "above 0"),
+            (
+                "predict_scales",
+                bool(self.predict_scales) and min(self.predict_scales) > 0,
+                "one or more numbers above 0",
+            ),
+            ("grabcut_edge_band", self.grabcut_edge_band >= 0, "at least 0"),
+            ("colour_jitter", 0.0 <= self.colour_jitter < 1.0, "at least 0 and below 1"),
+            ("workers", self.workers >= 0, "at least 0"),
+        ]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,18 +166,6 @@ class RunConfig:
         """The settings that name an input file or folder, by name (``simple`` only when it is a folder)."""
         named = {name: getattr(self, name) for name in ("images", "simple", "source_model", "labels", "gt", "ignore")}
         return {name: value for name, value in named.items() if value and not (name == "simple" and value == "auto")}
-
-
-# The demo's settings. Small photos, so that it finishes in about four minutes on two CPU cores, but the
-# default training length: with 60 steps a round the first round lost (fg IoU 0.785 -> 0.747 -> 0.782, as
-# `napari-gfn demo --headless` prints it), and with the default 150 it gains (0.894 -> 0.909 -> 0.905). Thin
-# branches cover less than 10% of some photos.
-DEMO_CONFIG = RunConfig(iterations=2, image_size=160, area_min=0.05)
-
-# Refinement settings under which rounds improve on the ridge seed for cherry-dev's trees: a narrow sharpening
-# window, no GrabCut edge band and longer rounds (chosen on its validation half; docs/results.md). The defaults
-# suit bulky objects, and with them refinement at best holds a ridge seed.
-THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps": 600}
 
 
 # What each setting a person can choose does: each is a `napari-gfn label` option, and these words are its --help
@@ -241,6 +236,13 @@ SETTING_LABELS = {
 }
 
 
+def _setting_in_messages(name: str) -> str:
+    """A setting as its messages name it: by its dock words and flag where it has them, else by its run.json key."""
+    if name in SETTING_LABELS:
+        return describe_setting(name)
+    return setting_flag(name) if name in SETTING_HELP else name
+
+
 def setting_flag(name: str) -> str:
     """The command-line option of a RunConfig field: ``upsample_radius`` is ``--upsample-radius``."""
     return "--" + name.replace("_", "-")
@@ -260,3 +262,15 @@ def settings_in_words(values: dict[str, object]) -> str:
 def describe_seed(name: str) -> str:
     """A seed method as the dock and the command line name it, for messages: "the ridge seed (--seed ridge)"."""
     return f"the {name} seed ({setting_flag('seed')} {name})"
+
+
+# The demo's settings, below the tables RunConfig's checks read since it is made at import. Small photos, so
+# that it finishes in about four minutes on two CPU cores, but the default training length: with 60 steps a
+# round the first round lost (fg IoU 0.785 -> 0.747 -> 0.782, as `napari-gfn demo --headless` prints it), and
+# with the default 150 it gains (0.894 -> 0.909 -> 0.905). Thin branches cover less than 10% of some photos.
+DEMO_CONFIG = RunConfig(iterations=2, image_size=160, area_min=0.05)
+
+# Refinement settings under which rounds improve on the ridge seed for cherry-dev's trees: a narrow sharpening
+# window, no GrabCut edge band and longer rounds (chosen on its validation half; docs/results.md). The defaults
+# suit bulky objects, and with them refinement at best holds a ridge seed.
+THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps": 600}
