@@ -142,14 +142,7 @@ def _train_source(args: argparse.Namespace) -> int:
         labelled = LabelledSet.from_folders(args.images, args.masks)
     else:
         raise ValueError("give IMAGES and MASKS folders, or --voc ROOT --class NAME")
-    config = RunConfig(
-        backbone=args.backbone,
-        device=args.device,
-        image_size=args.image_size,
-        epochs=args.epochs,
-        min_steps=args.min_steps,
-        random_seed=args.random_seed,
-    )
+    config = RunConfig(epochs=args.epochs, **{name: getattr(args, name) for name in _MODEL_SETTINGS})
     events = train_source_model(labelled, config, resolve_device(args.device))
     model = _TerminalReport().run(events)
     path = save_source_model(model, labelled, args.out, args.voc_class, args.image_size)
