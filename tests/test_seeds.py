@@ -1,6 +1,7 @@
 """Transfer, CAM, GrabCut and ridge seeds: source models, VOC parsing, class activation maps, and their clear errors."""
 
 import math
+import re
 import shutil
 
 import cv2
@@ -309,6 +310,29 @@ def test_the_crf_takes_a_read_only_photo():
     np.testing.assert_array_equal(crf_refine(photo, probability), writable)
     assert writable[16, 20]
     assert not writable[2, 2]
+
+
+def test_without_pydensecrf_the_cam_seed_falls_back_or_names_the_fix(monkeypatch):
+    from napari_gfn.seeds import cam
+
+    def choose(name: str) -> tuple[list, bool]:
+        returned = []
+
+        def capture():
+            returned.append((yield from cam._choose_refiner(name)))
+
+        events = list(capture())
+        return events, returned[0]
+
+    monkeypatch.setattr(cam, "crf_available", lambda: False)  # whether this machine could build pydensecrf
+    assert choose("guided") == ([], False)
+    notices, use_crf = choose("auto")
+    assert not use_crf
+    assert [notice.message for notice in notices] == [
+        "pydensecrf is not installed: refining CAMs with the guided filter"
+    ]
+    with pytest.raises(LabellingError, match=re.escape("CAM refiner crf (--cam-refiner crf) needs pydensecrf")):
+        choose("crf")
 
 
 @pytest.fixture(scope="module")

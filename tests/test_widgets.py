@@ -107,6 +107,8 @@ def test_the_settings_messages_advise_are_dock_fields_by_the_same_words(make_nap
         "upsample_radius": 4,
         "grabcut_edge_band": 0,
         "min_steps": 600,
+        "cam_threshold": 0.35,
+        "cam_refiner": "guided",
     }
     for name, value in advised.items():
         words = SETTING_LABELS[name]
@@ -114,6 +116,9 @@ def test_the_settings_messages_advise_are_dock_fields_by_the_same_words(make_nap
     config, _, _ = widget._run_config()
     assert {name: getattr(config, name) for name in advised} == advised
     assert widget.simple_threshold.tooltip == SETTING_HELP["simple_threshold"]
+    assert widget.cam_refiner.native.isHidden()  # the CAM seed's fields show with the CAM seed only
+    widget.seed.value = "cam"
+    assert not widget.cam_refiner.native.isHidden()
 
 
 def test_the_ridge_seed_offers_the_settings_for_thin_objects_in_one_click(make_napari_viewer, tmp_path):

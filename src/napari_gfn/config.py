@@ -218,6 +218,8 @@ SETTING_LABELS = {
     "source_model": "source model",
     "labels": "image labels",
     "cam_epochs": "classifier epochs",
+    "cam_threshold": "CAM threshold",
+    "cam_refiner": "CAM refiner",
     "iterations": "iterations",
     "area_min": "area min",
     "area_max": "area max",

@@ -198,7 +198,10 @@ def _choose_refiner(name: str) -> Generator[Notice, None, bool]:
     if crf_available():
         return True
     if name == "crf":
-        raise LabellingError("--cam-refiner crf needs pydensecrf: pip install 'napari-gfn[crf]' (needs a C++ compiler)")
+        raise LabellingError(
+            f"{describe_setting('cam_refiner', 'crf')} needs pydensecrf: pip install 'napari-gfn[crf]' (needs a C++ "
+            "compiler), or choose guided or auto"
+        )
     yield Notice("pydensecrf is not installed: refining CAMs with the guided filter", level="info")
     return False
 

@@ -27,6 +27,7 @@ from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
 from napari_gfn.config import (
+    CAM_REFINERS,
     SEED_METHODS,
     SETTING_HELP,
     SETTING_LABELS,
@@ -121,6 +122,8 @@ class AutoLabelWidget(Container):
                 self.source_model,
                 self.image_labels,
                 self.cam_epochs,
+                self.cam_threshold,
+                self.cam_refiner,
                 self.thin_object_button,
                 self.truth,
                 self.truth_folder,
@@ -165,6 +168,10 @@ class AutoLabelWidget(Container):
         self.source_model = FileEdit(label=_label("source_model"), mode="r", filter="*.pt")
         self.image_labels = FileEdit(label=f"{_label('labels')} (CSV or class folders)", mode="r")
         self.cam_epochs = SpinBox(label=_label("cam_epochs"), value=defaults.cam_epochs, min=1, max=500)
+        self.cam_threshold = FloatSpinBox(
+            label=_label("cam_threshold"), value=defaults.cam_threshold, min=0.05, max=0.95, step=0.05
+        )
+        self.cam_refiner = ComboBox(label=_label("cam_refiner"), choices=list(CAM_REFINERS), value=defaults.cam_refiner)
         self.thin_object_button = PushButton(text="Use the settings for thin objects")
         self.thin_object_button.tooltip = (
             "refinement after a ridge seed improved on it only with these advanced settings (on cherry trees, "
@@ -264,7 +271,8 @@ class AutoLabelWidget(Container):
         self.simple_folder.visible = otsu and self.simple.value == "folder"
         self.simple_layers.visible = otsu and self.simple.value == "chosen layers"
         self.source_model.visible = self.seed.value == "transfer"
-        self.image_labels.visible = self.cam_epochs.visible = self.seed.value == "cam"
+        for cam_field in (self.image_labels, self.cam_epochs, self.cam_threshold, self.cam_refiner):
+            cam_field.visible = self.seed.value == "cam"
         self.thin_object_button.visible = self.seed.value == "ridge"
         self.truth_folder.visible = self.truth.value == TRUTH_FOLDER
 
@@ -452,6 +460,8 @@ _FORM_SETTINGS = (
     "seed_epochs",
     "min_steps",
     "cam_epochs",
+    "cam_threshold",
+    "cam_refiner",
     "mask_threshold",
     "upsample_radius",
     "grabcut_edge_band",
