@@ -1,6 +1,8 @@
 """The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
 
 import gc
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,6 +76,28 @@ def _torch_threads_of_a_new_thread() -> int:
 def test_each_dock_opens_through_the_manifest(make_napari_viewer, name, kind):
     viewer = make_napari_viewer()
     assert isinstance(_dock(viewer, name), kind)
+
+
+# napari opens a plugin's dock after its OpenGL canvas exists, so napari-gfn (and torch) load after the
+# graphics driver; on Linux with Mesa, that driver has brought an LLVM of its own into the process.
+_DOCK_OPENED_AFTER_OPENGL = """
+import napari
+viewer = napari.Viewer(show=False)
+print("llvm" if any("/libLLVM" in line for line in open("/proc/self/maps")) else "no llvm", flush=True)
+viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
+print("dock open", flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_the_dock_opens_in_a_napari_whose_opengl_loaded_an_llvm():
+    opened = subprocess.run(
+        [sys.executable, "-c", _DOCK_OPENED_AFTER_OPENGL], capture_output=True, text=True, timeout=600
+    )
+    if opened.stdout.startswith("no llvm"):
+        pytest.skip("this machine's OpenGL loads no LLVM, so nothing can clash with Triton's")
+    assert opened.returncode == 0, opened.stderr[-3000:]  # Triton's LLVM binding to Mesa's was a SIGSEGV (-11)
+    assert opened.stdout.splitlines() == ["llvm", "dock open"]
 
 
 def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
