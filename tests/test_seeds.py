@@ -14,10 +14,10 @@ from PIL import Image
 from scipy import ndimage
 
 from napari_gfn.cli import main
-from napari_gfn.config import THIN_OBJECT_SETTINGS, RunConfig
+from napari_gfn.config import THIN_OBJECT_SETTINGS, VOC_CLASSES, RunConfig
 from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import IterationResult, LabellingError, Notice, score_mask
-from napari_gfn.engine.source import VOC_CLASSES, LabelledSet
+from napari_gfn.engine.source import LabelledSet
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN, read_model_card, save_model
 from napari_gfn.sample_data import make_sample_set

@@ -81,23 +81,26 @@ def test_each_dock_opens_through_the_manifest(make_napari_viewer, name, kind):
 # napari opens a plugin's dock after its OpenGL canvas exists, so napari-gfn (and torch) load after the
 # graphics driver; on Linux with Mesa, that driver has brought an LLVM of its own into the process.
 _DOCK_OPENED_AFTER_OPENGL = """
+import sys
 import napari
 viewer = napari.Viewer(show=False)
 print("llvm" if any("/libLLVM" in line for line in open("/proc/self/maps")) else "no llvm", flush=True)
-viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
-print("dock open", flush=True)
+for dock in ("Auto-label", "Source model", "Export labels"):
+    viewer.window.add_plugin_dock_widget("napari-gfn", dock)
+print("docks open", "with torch" if "torch" in sys.modules else "without torch", flush=True)
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
-def test_the_dock_opens_in_a_napari_whose_opengl_loaded_an_llvm():
+def test_the_docks_open_in_a_napari_whose_opengl_loaded_an_llvm_and_leave_torch_to_the_run():
     opened = subprocess.run(
         [sys.executable, "-c", _DOCK_OPENED_AFTER_OPENGL], capture_output=True, text=True, timeout=600
     )
     if opened.stdout.startswith("no llvm"):
         pytest.skip("this machine's OpenGL loads no LLVM, so nothing can clash with Triton's")
     assert opened.returncode == 0, opened.stderr[-3000:]  # Triton's LLVM binding to Mesa's was a SIGSEGV (-11)
-    assert opened.stdout.splitlines() == ["llvm", "dock open"]
+    # torch loads in a run's worker thread, not as a dock opens (4-5 s of a frozen viewer on two cores)
+    assert opened.stdout.splitlines() == ["llvm", "docks open without torch"]
 
 
 def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
@@ -328,7 +331,7 @@ def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
     viewer.close()
     qtbot.waitUntil(lambda: not task.worker.is_running, timeout=RUN_TIMEOUT_MS)
     qtbot.waitUntil(lambda: gc.get_freeze_count() == 0)  # the job's clean-up ran: the heap is collected again,
-    assert _torch_threads_of_a_new_thread() == engine_task._ALL_THREADS  # and training's cores are given back
+    assert _torch_threads_of_a_new_thread() == engine_task._all_threads()  # and training's cores are given back
     store = RunFolder(tmp_path / "run")
     assert 0 in store.finished_iterations()
     for iteration in store.finished_iterations():
@@ -375,9 +378,9 @@ def test_the_job_settings_stay_until_the_last_of_two_jobs_ends(qtbot):
     assert (first.status, second.status) == ("finished", "finished")
     frozen, threads = seen_by_the_first_after_the_second[0]
     assert frozen > 10_000
-    assert threads == threads_of_the_second[0] == max(1, engine_task._ALL_THREADS - 1)
+    assert threads == threads_of_the_second[0] == max(1, engine_task._all_threads() - 1)
     assert gc.get_freeze_count() == 0
-    assert _torch_threads_of_a_new_thread() == engine_task._ALL_THREADS
+    assert _torch_threads_of_a_new_thread() == engine_task._all_threads()
 
 
 def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):

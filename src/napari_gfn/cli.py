@@ -11,7 +11,16 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from napari_gfn.config import CAM_REFINERS, DEMO_CONFIG, SEED_METHODS, SETTING_HELP, RunConfig, setting_flag
+from napari_gfn.config import (
+    BACKBONES,
+    CAM_REFINERS,
+    DEMO_CONFIG,
+    SEED_METHODS,
+    SETTING_HELP,
+    VOC_CLASSES,
+    RunConfig,
+    setting_flag,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -231,8 +240,6 @@ _LABEL_SETTINGS = {
 
 def _add_settings(command, names: Sequence[str]) -> None:
     """One option per RunConfig field in ``names``, named after it, with its default and SETTING_HELP's words."""
-    from napari_gfn.network import BACKBONES
-
     choices = {"seed": SEED_METHODS, "cam_refiner": CAM_REFINERS, "backbone": BACKBONES}
     defaults = RunConfig()
     for name in names:
@@ -258,8 +265,6 @@ def _add_label_parser(commands) -> None:
 
 
 def _add_train_source_parser(commands) -> None:
-    from napari_gfn.engine.source import VOC_CLASSES
-
     train = commands.add_parser("train-source", help="train a source model for --seed transfer on labelled photos")
     train.add_argument("images", nargs="?", help="folder of photos")
     train.add_argument("masks", nargs="?", help="folder of 0/255 masks with the photos' stems")

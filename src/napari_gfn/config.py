@@ -6,12 +6,14 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = [
+    "BACKBONES",
     "CAM_REFINERS",
     "DEMO_CONFIG",
     "SEED_METHODS",
     "SETTING_HELP",
     "SETTING_LABELS",
     "THIN_OBJECT_SETTINGS",
+    "VOC_CLASSES",
     "RunConfig",
     "describe_seed",
     "describe_setting",
@@ -20,6 +22,31 @@ __all__ = [
 ]
 
 SEED_METHODS = ("otsu", "transfer", "cam", "grabcut", "ridge")
+# The encoders napari_gfn.network builds, named here so that a form can list them without loading torch.
+BACKBONES = ("efficientnet_lite0", "resnet18", "resnet50", "resnet101")
+# PASCAL VOC 2012's object classes, in its label order (index 0 is background), for source models.
+VOC_CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 # "auto" uses the dense CRF when pydensecrf is installed and the guided filter otherwise.
 CAM_REFINERS = ("auto", "crf", "guided")
 
@@ -107,8 +134,6 @@ class RunConfig:
 
     def _rules(self) -> list[tuple[str, bool, str]]:
         """(setting, whether its value is valid, the rule in words) for each setting with a limited range."""
-        from napari_gfn.network.backbones import BACKBONES
-
         device_valid = self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         return [
             ("seed", self.seed in SEED_METHODS, f"one of {', '.join(SEED_METHODS)}"),

@@ -12,37 +12,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from napari_gfn.config import RunConfig
+from napari_gfn.config import VOC_CLASSES, RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
 from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet, find_image, read_mask, size_mismatch
 from napari_gfn.engine.training import IGNORE, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN, save_model
 
-__all__ = ["VOC_CLASSES", "LabelledSet", "save_source_model", "train_source_model"]
-
-VOC_CLASSES = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
-)
+__all__ = ["LabelledSet", "save_source_model", "train_source_model"]
 
 TargetReader = Callable[[Path], np.ndarray]
 

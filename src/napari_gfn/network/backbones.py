@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.models._utils import IntermediateLayerGetter
 
+from napari_gfn.config import BACKBONES
+
 __all__ = ["BACKBONES", "Backbone", "EfficientNetLite0", "build_backbone", "pretrained_efficientnet_lite0"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -153,7 +155,6 @@ _RESNETS = {
     "resnet50": _TorchvisionSpec("resnet50", "ResNet50_Weights", 256, 2048),
     "resnet101": _TorchvisionSpec("resnet101", "ResNet101_Weights", 256, 2048),
 }
-BACKBONES = ("efficientnet_lite0", *_RESNETS)
 _warned_missing_weights: set[str] = set()
 
 

@@ -27,6 +27,7 @@ from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
 from napari_gfn.config import (
+    BACKBONES,
     CAM_REFINERS,
     SEED_METHODS,
     SETTING_HELP,
@@ -35,10 +36,9 @@ from napari_gfn.config import (
     RunConfig,
     settings_in_words,
 )
-from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress, run_labelling
+from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress
 from napari_gfn.engine.images import to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
-from napari_gfn.network import BACKBONES
 from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder, RunFolderError
 
@@ -329,6 +329,8 @@ class AutoLabelWidget(Container):
 
         def job(cancel: CancelToken):
             import pandas  # noqa: F401  napari's first Labels layer imports it (0.3 s): here, not in the GUI thread
+
+            from napari_gfn.engine import run_labelling  # torch-bound: loaded in the worker, never by the dock
 
             if not resume:
                 yield from _write_inputs(store, inputs, cancel)

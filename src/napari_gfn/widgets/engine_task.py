@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import threading
 from collections.abc import Callable, Generator, Iterator
 
-import torch
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -22,7 +22,25 @@ __all__ = ["EngineTask", "Job"]
 Job = Callable[[CancelToken], Generator]
 
 
-_ALL_THREADS = torch.get_num_threads()
+def _load_the_engine() -> None:
+    """Import the engine's torch-bound modules, which take seconds the first time: in a job's worker thread, so
+    that the GUI never waits for them, and before the heap is frozen, so that they are left out of collection."""
+    import napari_gfn.engine.refine
+    import napari_gfn.engine.source  # noqa: F401
+
+
+@functools.cache
+def _all_threads() -> int:
+    """torch's own thread count, read before any job sets it."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _set_torch_threads(count: int) -> None:
+    import torch
+
+    torch.set_num_threads(count)
 
 
 class JobFailed(Exception):
@@ -43,7 +61,7 @@ def _leave_a_core_for_the_gui() -> None:
     torch keeps a count per thread, copied from the last one set when the thread first uses torch,
     so every job sets it in its own worker thread, which may have run an earlier job.
     """
-    torch.set_num_threads(max(1, _ALL_THREADS - 1))
+    _set_torch_threads(max(1, _all_threads() - 1))
 
 
 class _JobSettings:
@@ -65,6 +83,7 @@ class _JobSettings:
         with self._lock:
             self._running += 1
             if self._running == 1:
+                _load_the_engine()
                 gc.freeze()
         _leave_a_core_for_the_gui()
         try:
@@ -74,7 +93,7 @@ class _JobSettings:
                 self._running -= 1
                 if self._running == 0:
                     gc.unfreeze()
-                    torch.set_num_threads(_ALL_THREADS)
+                    _set_torch_threads(_all_threads())
 
 
 _job_settings = _JobSettings()
@@ -89,6 +108,8 @@ def _drive(job: Job, cancel: CancelToken) -> Generator:
     except RuntimeError as error:
         raise JobFailed(str(error)) from error
     finally:
+        import torch
+
         # No gc.collect() here: a full collection of napari's heap holds the GIL for a third of a second.
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # hand the GPU memory of the finished run back to other programs

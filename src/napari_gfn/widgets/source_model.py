@@ -7,10 +7,8 @@ from pathlib import Path
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
 
-from napari_gfn.config import SETTING_HELP, RunConfig
-from napari_gfn.engine import CancelToken, resolve_device
-from napari_gfn.engine.source import VOC_CLASSES, LabelledSet, save_source_model, train_source_model
-from napari_gfn.network import BACKBONES, read_model_card
+from napari_gfn.config import BACKBONES, SETTING_HELP, VOC_CLASSES, RunConfig
+from napari_gfn.engine import CancelToken
 
 from .engine_task import EngineTask
 from .shared_state import shared_state
@@ -82,6 +80,8 @@ class SourceModelWidget(Container):
 
     def open_model(self, path: Path) -> None:
         """Read the card of the model at ``path`` and offer the model to the Auto-label dock."""
+        from napari_gfn.network import read_model_card  # loads torch, unless a run or a training already has
+
         try:
             card = read_model_card(path)
         except ValueError as error:
@@ -100,6 +100,9 @@ class SourceModelWidget(Container):
         images, masks, out = Path(self.images.value), Path(self.masks.value), Path(self.out_file.value)
 
         def job(cancel: CancelToken):
+            from napari_gfn.engine import resolve_device
+            from napari_gfn.engine.source import LabelledSet, save_source_model, train_source_model
+
             labelled = (
                 LabelledSet.from_voc(voc_root, voc_class) if from_voc else LabelledSet.from_folders(images, masks)
             )
