@@ -88,6 +88,9 @@ print("llvm" if any("/libLLVM" in line for line in open("/proc/self/maps")) else
 for dock in ("Auto-label", "Source model", "Export labels"):
     viewer.window.add_plugin_dock_widget("napari-gfn", dock)
 print("docks open", "with torch" if "torch" in sys.modules else "without torch", flush=True)
+from napari_gfn.widgets.engine_task import _load_the_engine
+_load_the_engine()  # as a run's worker does: torch, torchvision and with them Triton
+print("engine loaded", flush=True)
 """
 
 
@@ -100,7 +103,7 @@ def test_the_docks_open_in_a_napari_whose_opengl_loaded_an_llvm_and_leave_torch_
         pytest.skip("this machine's OpenGL loads no LLVM, so nothing can clash with Triton's")
     assert opened.returncode == 0, opened.stderr[-3000:]  # Triton's LLVM binding to Mesa's was a SIGSEGV (-11)
     # torch loads in a run's worker thread, not as a dock opens (4-5 s of a frozen viewer on two cores)
-    assert opened.stdout.splitlines() == ["llvm", "docks open without torch"]
+    assert opened.stdout.splitlines() == ["llvm", "docks open without torch", "engine loaded"]
 
 
 def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
