@@ -63,6 +63,19 @@ def test_evaluate_matches_a_hand_computation(tmp_path, capsys):
     assert rows[1]["miou"] == pytest.approx(1.0)
 
 
+def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):
+    """--help, evaluate and open answer at once: torch takes seconds to load and only label and train-source use it."""
+    RunFolder(tmp_path / "run").create(RunConfig())
+    commands = [["--help"], ["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path)], ["open", str(tmp_path)]]
+    check = (
+        "import sys\nfrom napari_gfn.cli import main\n"
+        "try: main({})\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    )
+    for argv in commands:
+        ran = subprocess.run([sys.executable, "-c", check.format(argv)], capture_output=True, text=True, timeout=120)
+        assert ran.stdout.splitlines()[-1] == "False", (argv, ran.stdout, ran.stderr)
+
+
 def _label_command(images, out, *extra):
     return [sys.executable, "-m", "napari_gfn", "label", str(images), "--out", str(out), *FAST, *extra]
 

@@ -314,14 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from napari_gfn.engine import ImageReadError, LabellingError
-    from napari_gfn.network import ModelFileError
-    from napari_gfn.store import RunFolderError
+    from napari_gfn.engine import LabellingError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (LabellingError, ImageReadError, ModelFileError, RunFolderError, ValueError) as error:
+    # A bad photo, model file or run folder raises a ValueError of its own kind, with the file named.
+    except (LabellingError, ValueError) as error:
         print(f"napari-gfn: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
