@@ -92,7 +92,8 @@ for dock in ("Auto-label", "Source model", "Export labels"):
 print("docks open", "with torch" if "torch" in sys.modules else "without torch", flush=True)
 from napari_gfn.widgets.engine_task import _load_the_engine
 _load_the_engine()  # as a run's worker does: torch, torchvision and with them Triton
-print("engine loaded", flush=True)
+import torch
+print("engine loaded", float(torch.nn.functional.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 3, 3))), flush=True)
 """
 
 
@@ -105,7 +106,27 @@ def test_the_docks_open_in_a_napari_whose_opengl_loaded_an_llvm_and_leave_torch_
         pytest.skip("this machine's OpenGL loads no LLVM, so nothing can clash with Triton's")
     assert opened.returncode == 0, opened.stderr[-3000:]  # Triton's LLVM binding to Mesa's was a SIGSEGV (-11)
     # torch loads in a run's worker thread, not as a dock opens (4-5 s of a frozen viewer on two cores)
-    assert opened.stdout.splitlines() == ["llvm", "docks open without torch", "engine loaded"]
+    assert opened.stdout.splitlines() == ["llvm", "docks open without torch", "engine loaded 9.0"]
+
+
+_TORCH_LIBRARIES_BEFORE_TORCH = """
+import sys
+from napari_gfn.widgets.engine_task import _load_torch_libraries
+_load_torch_libraries()
+maps = open("/proc/self/maps").read()
+print("torch imported" if "torch" in sys.modules else "torch not imported", "/libtorch_cpu.so" in maps, flush=True)
+import torch
+print(float(torch.nn.functional.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 3, 3))), flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_torch_imports_and_computes_after_its_libraries_were_loaded_without_the_gil():
+    loaded = subprocess.run(
+        [sys.executable, "-c", _TORCH_LIBRARIES_BEFORE_TORCH], capture_output=True, text=True, timeout=600
+    )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert loaded.stdout.splitlines() == ["torch not imported True", "9.0"]
 
 
 def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
@@ -432,3 +453,4 @@ def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari
         assert line in source.card.value
     assert auto_label.seed.value == "transfer"
     assert Path(auto_label.source_model.value) == path
+

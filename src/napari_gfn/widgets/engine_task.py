@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import gc
+import importlib.util
+import os
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
 
 from napari.qt.threading import create_worker
 from napari.utils import progress
@@ -16,15 +21,37 @@ from qtpy.QtWidgets import QWidget
 
 from napari_gfn.engine.events import CancelToken, Notice, PhaseBars, Progress, RunCancelled
 
-__all__ = ["EngineTask", "Job"]
+__all__ = ["EngineTask", "Job", "job_settings"]
 
 # A job turns a cancel token into the engine's event generator (which may return a value).
 Job = Callable[[CancelToken], Generator]
 
 
+def _load_torch_libraries() -> None:
+    """Load torch's C++ libraries (libtorch and what it needs) through a ctypes call, which releases the GIL.
+
+    ``import torch`` loads them through Python's own dlopen, which holds the GIL for the half second or more
+    their start-up code takes, so napari's GUI thread stalled even though torch loaded in a worker thread.
+    The import then finds them loaded. libtorch_python, which needs the GIL, is left to the import.
+    """
+    if not sys.platform.startswith("linux") or "torch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    libtorch = Path(spec.submodule_search_locations[0], "lib", "libtorch.so")
+    dlopen = getattr(ctypes.CDLL(None), "dlopen", None)
+    if dlopen is None or not libtorch.is_file():
+        return
+    dlopen.restype = ctypes.c_void_p
+    dlopen.argtypes = (ctypes.c_char_p, ctypes.c_int)
+    dlopen(os.fsencode(libtorch), os.RTLD_NOW | os.RTLD_LOCAL)  # on failure (NULL) the import loads it as usual
+
+
 def _load_the_engine() -> None:
-    """Import the engine's torch-bound modules, which take seconds the first time: in a job's worker thread, so
-    that the GUI never waits for them, and before the heap is frozen, so that they are left out of collection."""
+    """Import the engine's torch-bound modules, which take seconds the first time, in a job's worker thread, so
+    that the GUI never waits for them."""
+    _load_torch_libraries()
     import napari_gfn.engine.refine
     import napari_gfn.engine.source  # noqa: F401
 
@@ -67,11 +94,12 @@ def _leave_a_core_for_the_gui() -> None:
 class _JobSettings:
     """The process-wide settings of running jobs, set when the first starts and undone when the last ends.
 
-    Every object that exists when the first job starts (napari's heap) is kept out of garbage collection:
-    a full collection scans about 0.6 M objects once napari and torch are loaded, holding the GIL for about
-    0.2 s, and falling while the viewer added an iteration's layer, it doubled that pause. What the jobs
-    make is still collected. Two docks may run jobs at once (a source model training beside a labelling
-    run), so the first to end must not unfreeze the heap or give all cores back under the other.
+    The first also loads the engine, in its worker thread. Every object that exists when the first job starts
+    (napari's heap) is kept out of garbage collection: a full collection scans about 0.6 M objects once napari
+    and torch are loaded, holding the GIL for about 0.2 s, and falling while the viewer added an iteration's
+    layer, it doubled that pause. What the jobs make is still collected. Two docks may run jobs at once (a
+    source model training beside a labelling run), so the first to end must not unfreeze the heap or give
+    all cores back under the other.
     """
 
     def __init__(self) -> None:
@@ -83,8 +111,9 @@ class _JobSettings:
         with self._lock:
             self._running += 1
             if self._running == 1:
+                gc.freeze()  # first, or the many objects of torch's import set off full collections of it
                 _load_the_engine()
-                gc.freeze()
+                gc.freeze()  # the engine's modules join it
         _leave_a_core_for_the_gui()
         try:
             yield
@@ -96,12 +125,12 @@ class _JobSettings:
                     _set_torch_threads(_all_threads())
 
 
-_job_settings = _JobSettings()
+job_settings = _JobSettings()
 
 
 def _drive(job: Job, cancel: CancelToken) -> Generator:
     try:
-        with _job_settings():
+        with job_settings():
             return (yield from job(cancel))
     except RunCancelled:
         return None
