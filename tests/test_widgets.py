@@ -429,7 +429,7 @@ def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napa
     assert (dock._run_config()[0].upsample_radius, dock._run_config()[0].grabcut_edge_band) == (4, 2)
 
 
-def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari_viewer, tmp_path):
+def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari_viewer, qtbot, tmp_path):
     from napari_gfn.network import GFN, save_model
 
     path = save_model(
@@ -444,6 +444,7 @@ def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari
     auto_label = _dock(viewer, "Auto-label")
     source = _dock(viewer, "Source model")
     source.open_model(path)
+    qtbot.waitUntil(lambda: source.open_button.enabled)
     for line in (
         "backbone: efficientnet_lite0",
         "classes: background, orchid",
@@ -454,3 +455,24 @@ def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari
     assert auto_label.seed.value == "transfer"
     assert Path(auto_label.source_model.value) == path
 
+
+def test_an_unreadable_model_file_is_named_and_the_model_chosen_before_stays(make_napari_viewer, qtbot, tmp_path):
+    from napari_gfn.network import GFN, save_model
+
+    good = save_model(GFN(pretrained=False), tmp_path / "good.pt", source="orchid photos")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:5000])
+    viewer = make_napari_viewer()
+    auto_label = _dock(viewer, "Auto-label")
+    source = _dock(viewer, "Source model")
+    source.open_model(good)
+    qtbot.waitUntil(lambda: source.open_button.enabled)
+    card = source.card.value
+    seen = len(notification_manager.records)
+    source.open_model(truncated)
+    assert not source.open_button.enabled  # read in a worker thread
+    qtbot.waitUntil(lambda: source.open_button.enabled)
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    assert any(str(truncated) in message and "truncated or corrupt" in message for message in messages)
+    assert source.card.value == card
+    assert Path(auto_label.source_model.value) == good

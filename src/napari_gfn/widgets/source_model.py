@@ -6,11 +6,12 @@ from pathlib import Path
 
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+from napari.qt.threading import create_worker
 
 from napari_gfn.config import BACKBONES, SETTING_HELP, VOC_CLASSES, RunConfig
 from napari_gfn.engine import CancelToken
 
-from .engine_task import EngineTask
+from .engine_task import EngineTask, job_settings
 from .shared_state import shared_state
 
 __all__ = ["SourceModelWidget", "describe_card"]
@@ -28,6 +29,14 @@ def describe_card(card: dict) -> str:
             f"source set: {meta.get('source', 'not recorded')} ({meta.get('photos', '?')} photos)",
         ]
     )
+
+
+def _read_model_card(path: Path) -> tuple[Path, dict]:
+    """A short job of its own: like a run, it loads torch the first time, without stalling the GUI."""
+    with job_settings():
+        from napari_gfn.network import read_model_card
+
+        return path, read_model_card(path)
 
 
 class SourceModelWidget(Container):
@@ -77,19 +86,38 @@ class SourceModelWidget(Container):
         self.train_button.changed.connect(self.train)
         self.cancel_button.changed.connect(self.task.cancel)
         self.task.attach(self.native, self._on_status)
+        self._closed = False
+        self.native.destroyed.connect(self._on_closed)
 
     def open_model(self, path: Path) -> None:
-        """Read the card of the model at ``path`` and offer the model to the Auto-label dock."""
-        from napari_gfn.network import read_model_card  # loads torch, unless a run or a training already has
+        """Read the card of the model at ``path`` and offer the model to the Auto-label dock.
 
-        try:
-            card = read_model_card(path)
-        except ValueError as error:
-            napari.utils.notifications.show_error(str(error))
+        The card is read in a worker thread: reading it loads torch, unless a run or a training already has,
+        which takes seconds.
+        """
+        card_before = self.card.value
+        self.open_button.enabled = False
+        self.card.value = f"Reading {Path(path).name} ..."
+        self._card_reader = create_worker(
+            _read_model_card,
+            Path(path),
+            _connect={"returned": self._show_card, "errored": lambda error: self._card_unreadable(error, card_before)},
+        )
+
+    def _show_card(self, path_and_card: tuple[Path, dict]) -> None:
+        if self._closed:
             return
+        path, card = path_and_card
+        self.open_button.enabled = True
         self.model_file.value = path
         self.card.value = describe_card(card)
-        self.shared.choose_source_model(Path(path))
+        self.shared.choose_source_model(path)
+
+    def _card_unreadable(self, error: Exception, card_before: str) -> None:
+        napari.utils.notifications.show_error(str(error))
+        if not self._closed:  # the model chosen before, if any, stays chosen
+            self.open_button.enabled = True
+            self.card.value = card_before
 
     def train(self) -> None:
         config = RunConfig(
@@ -117,6 +145,9 @@ class SourceModelWidget(Container):
             widget.visible = from_voc
         for widget in (self.images, self.masks):
             widget.visible = not from_voc
+
+    def _on_closed(self, *_) -> None:
+        self._closed = True
 
     def _on_status(self, status: str) -> None:
         self.status.value = status
