@@ -60,17 +60,17 @@ def write_model_file(path: Path) -> Path:
 
 
 class TimerLateness:
-    """Records how late every tick of a repeating timer fires."""
+    """Records how long every tick of a repeating timer took to come."""
 
     def __init__(self) -> None:
-        self.late_ms: list[float] = []
+        self.intervals_ms: list[float] = []
         self._clock = QElapsedTimer()
         self._timer = QTimer()
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
 
     def start(self) -> None:
-        self.late_ms.clear()
+        self.intervals_ms.clear()
         self._clock.start()
         self._timer.start()
 
@@ -78,15 +78,18 @@ class TimerLateness:
         self._timer.stop()
 
     def _tick(self) -> None:
-        self.late_ms.append(max(0.0, self._clock.restart() - TICK_MS))
+        self.intervals_ms.append(self._clock.restart())
 
     def summary(self) -> dict:
-        late = np.asarray(self.late_ms)
+        intervals = np.asarray(self.intervals_ms, dtype=float)
+        late = np.maximum(0.0, intervals - TICK_MS)
+        worst = int(late.argmax())
         return {
             "ticks": int(late.size),
             "p50_ms": float(np.percentile(late, 50)),
             "p95_ms": float(np.percentile(late, 95)),
-            "worst_ms": float(late.max()),
+            "worst_ms": float(late[worst]),
+            "worst_ends_at_s": float(intervals[: worst + 1].sum() / 1000),  # from start(): what the pause was
         }
 
 
