@@ -263,6 +263,41 @@ def test_export_writes_what_the_layers_show(make_napari_viewer, qtbot, finished_
             np.testing.assert_array_equal(data, expected)
 
 
+_EXPORT_IN_A_FRESH_VIEWER = """
+import sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+viewer = napari.Viewer(show=False)
+_, exporter = viewer.window.add_plugin_dock_widget("napari-gfn", "Export labels")
+exporter.run_folder.value, exporter.out_folder.value = sys.argv[1], sys.argv[2]
+exporter.export()
+while exporter.task.running:
+    QApplication.processEvents()
+    time.sleep(0.01)
+print(exporter.task.status, "with torch" if "torch" in sys.modules else "without torch", flush=True)
+"""
+
+
+def test_an_export_in_a_fresh_viewer_writes_the_masks_without_loading_torch(tmp_path):
+    # A run trained on a GPU server, exported on a laptop: torch would take seconds to load, for nothing.
+    store = RunFolder(tmp_path / "run")
+    store.create(RunConfig())
+    masks = {"a": np.eye(5, dtype=bool), "b": np.zeros((3, 4), dtype=bool)}
+    for stem, mask in masks.items():
+        store.write_mask(0, stem, mask)
+    store.finish_iteration({"iteration": 0})
+    exported = subprocess.run(
+        [sys.executable, "-c", _EXPORT_IN_A_FRESH_VIEWER, str(store.root), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert exported.stdout.splitlines()[-1] == "finished without torch"
+    for stem, mask in masks.items():
+        np.testing.assert_array_equal(iio.imread(tmp_path / "out" / f"{stem}.png"), mask.astype(np.uint8) * 255)
+
+
 def test_labels_writer_round_trips_through_napari(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     rng = np.random.default_rng(0)

@@ -128,20 +128,26 @@ class _JobSettings:
 job_settings = _JobSettings()
 
 
-def _drive(job: Job, cancel: CancelToken) -> Generator:
+def _drive(job: Job, cancel: CancelToken, uses_torch: bool) -> Generator:
     try:
-        with job_settings():
+        with job_settings() if uses_torch else contextlib.nullcontext():
             return (yield from job(cancel))
     except RunCancelled:
         return None
     except RuntimeError as error:
         raise JobFailed(str(error)) from error
     finally:
-        import torch
-
         # No gc.collect() here: a full collection of napari's heap holds the GIL for a third of a second.
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # hand the GPU memory of the finished run back to other programs
+        if uses_torch:
+            _release_gpu_memory()
+
+
+def _release_gpu_memory() -> None:
+    """Hand the GPU memory of a finished job back to other programs."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _relay(events: Generator) -> Generator:
@@ -159,8 +165,10 @@ class EngineTask:
 
     status_changed = Signal(str)
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, uses_torch: bool = True) -> None:
+        """``uses_torch=False`` for jobs that need none of it (an export), so that they start at once."""
         self.name = name
+        self.uses_torch = uses_torch
         self.status = "idle"
         self.worker = None
         self._cancel = CancelToken()
@@ -192,7 +200,7 @@ class EngineTask:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         self._cancel = CancelToken()
-        events = _drive(job, self._cancel)
+        events = _drive(job, self._cancel, self.uses_torch)
         connections = {
             "yielded": lambda event: self._on_event(event, on_result),
             "errored": self._on_error,  # connected here, or the worker also re-raises the error in the GUI thread

@@ -25,7 +25,7 @@ class ExportWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self.viewer = viewer
-        self.task = EngineTask("export")
+        self.task = EngineTask("export", uses_torch=False)
         self.run_folder = FileEdit(label="Run folder", mode="d")
         self.iteration = ComboBox(label="Iteration", choices=self._iteration_choices)
         self.format = ComboBox(label="Format", choices=list(FORMAT_NAMES))
