@@ -511,3 +511,23 @@ def test_an_unreadable_model_file_is_named_and_the_model_chosen_before_stays(mak
     assert any(str(truncated) in message and "truncated or corrupt" in message for message in messages)
     assert source.card.value == card
     assert Path(auto_label.source_model.value) == good
+
+
+def test_a_runtime_error_while_reading_a_card_is_named_and_frees_the_dock(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
+    from napari_gfn.network import GFN, save_model
+
+    path = save_model(GFN(pretrained=False), tmp_path / "model.pt")
+
+    def broken_install() -> None:
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.setattr(engine_task, "_load_the_engine", broken_install)
+    source = _dock(make_napari_viewer(), "Source model")
+    seen = len(notification_manager.records)
+    source.open_model(path)
+    qtbot.waitUntil(lambda: source.open_button.enabled)
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    assert any("torchvision::nms" in message for message in messages), messages
+    assert source.card.value == "No model chosen."
