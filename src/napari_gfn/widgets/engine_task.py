@@ -173,7 +173,7 @@ class EngineTask:
         self.worker = None
         self._cancel = CancelToken()
         self._bars = PhaseBars(lambda phase, total: progress(total=total, desc=f"{self.name}: {phase}"))
-        self._dock_closed = False
+        self.dock_closed = False  # once the attached dock is destroyed, nothing may touch its widgets
 
     def attach(self, dock: QWidget, on_status: Callable[[str], None] | None = None) -> None:
         """Report status changes to ``dock``; when the dock is destroyed (the viewer closed), cancel the job
@@ -183,7 +183,7 @@ class EngineTask:
         dock.destroyed.connect(self._on_dock_closed)
 
     def _on_dock_closed(self, *_) -> None:
-        self._dock_closed = True
+        self.dock_closed = True
         self.status_changed.disconnect()
         self.cancel()
 
@@ -210,7 +210,7 @@ class EngineTask:
             "aborted": events.close,
         }
         if on_returned is not None:
-            connections["returned"] = lambda value: self._dock_closed or on_returned(value)
+            connections["returned"] = lambda value: self.dock_closed or on_returned(value)
         worker = create_worker(_relay, events, _connect=connections, _start_thread=False)
         self.worker = worker
         self._set_status("running")
@@ -231,7 +231,7 @@ class EngineTask:
             self._bars.show(event)
         elif isinstance(event, Notice):
             (show_info if event.level == "info" else show_warning)(event.message)
-        elif on_result is not None and not self._dock_closed:
+        elif on_result is not None and not self.dock_closed:
             on_result(event)
 
     def _on_error(self, error: Exception) -> None:

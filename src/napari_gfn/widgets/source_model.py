@@ -86,8 +86,6 @@ class SourceModelWidget(Container):
         self.train_button.changed.connect(self.train)
         self.cancel_button.changed.connect(self.task.cancel)
         self.task.attach(self.native, self._on_status)
-        self._closed = False
-        self.native.destroyed.connect(self._on_closed)
 
     def open_model(self, path: Path) -> None:
         """Read the card of the model at ``path`` and offer the model to the Auto-label dock.
@@ -105,7 +103,7 @@ class SourceModelWidget(Container):
         )
 
     def _show_card(self, path_and_card: tuple[Path, dict]) -> None:
-        if self._closed:
+        if self.task.dock_closed:  # the viewer closed while the card was read
             return
         path, card = path_and_card
         self.open_button.enabled = True
@@ -115,7 +113,7 @@ class SourceModelWidget(Container):
 
     def _card_unreadable(self, error: Exception, card_before: str) -> None:
         napari.utils.notifications.show_error(str(error))
-        if not self._closed:  # the model chosen before, if any, stays chosen
+        if not self.task.dock_closed:  # the model chosen before, if any, stays chosen
             self.open_button.enabled = True
             self.card.value = card_before
 
@@ -145,9 +143,6 @@ class SourceModelWidget(Container):
             widget.visible = from_voc
         for widget in (self.images, self.masks):
             widget.visible = not from_voc
-
-    def _on_closed(self, *_) -> None:
-        self._closed = True
 
     def _on_status(self, status: str) -> None:
         self.status.value = status
