@@ -19,6 +19,7 @@ from napari_gfn.engine import (
     IterationResult,
     LabellingError,
     Notice,
+    Progress,
     run_labelling,
     score_mask,
     trusted_stems,
@@ -248,29 +249,43 @@ def test_conversions_to_rgb8():
         to_rgb8(np.zeros((2, 2, 2, 2)))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, workers):
+# The Otsu seed reads every photo before training; GrabCut meets a bad photo while it writes masks.
+@pytest.mark.parametrize(("seed", "workers"), [("otsu", 0), ("grabcut", 2)])
+def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     folder = tmp_path / "photos"
     shutil.copytree(tiny_folder / "images", folder)
     good = (folder / "flower_000.png").read_bytes()
     (folder / "truncated.png").write_bytes(good[: len(good) // 3])
     (folder / "notes.txt").write_text("field notes")
     (folder / "unfinished copy.jpg").touch()
+    iio.imwrite(folder / "sliver.png", np.zeros((1, 12, 3), np.uint8))
+    # The same photo saved twice under one name: masks are named after photos, so one copy is skipped.
+    Image.open(folder / "flower_003.png").save(folder / "flower_003.bmp")
+    Image.open(folder / "flower_004.png").save(folder / "phone photo.webp", lossless=True)
     gt = tmp_path / "gt"
     shutil.copytree(tiny_folder / "masks", gt)
     iio.imwrite(gt / "flower_001.png", np.zeros((10, 12), np.uint8))
     (gt / "flower_002.png").unlink()
-    config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), gt=str(gt), iterations=1, workers=workers)
-    results, notices = run_to_end(config)
-    text = "\n".join(notices)
-    assert "notes.txt: not an image file" in text
+    shutil.copy(gt / "flower_004.png", gt / "phone photo.png")
+    config = TINY.updated(
+        images=str(folder), out=str(tmp_path / "run"), gt=str(gt), iterations=1, workers=workers, seed=seed
+    )
+    events = list(run_labelling(config))
+    text = "\n".join(event.message for event in events if isinstance(event, Notice))
+    assert "notes.txt: not a photo file napari-gfn reads" in text
     assert "truncated.png: cannot be read as an image" in text
     assert "unfinished copy.jpg: the file is empty (0 bytes; an unfinished copy?)" in text
+    assert "sliver.png: is 12x1 pixels: too small to label" in text
+    assert "flower_003.png: has the same name as flower_003.bmp, which is labelled instead" in text
     assert "flower_001.png: mask is 12x10 but its photo is 64x64" in text
     assert "flower_002.png: no ground-truth mask" in text
-    assert results[-1].iteration == 1
-    assert len(results[-1].mask_paths) == 8
-    assert results[-1].metrics["fg_iou"] is not None
+    result = [event for event in events if isinstance(event, IterationResult)][-1]
+    assert result.iteration == 1
+    assert sorted(result.mask_paths) == [f"flower_{i:03d}" for i in range(8)] + ["phone photo"]
+    assert result.metrics["fg_iou"] is not None
+    # Skipped photos still count as done, so each phase's progress reaches its end.
+    last_of_phase = {event.phase: event for event in events if isinstance(event, Progress)}
+    assert all(event.done == event.total for event in last_of_phase.values()), last_of_phase
 
 
 def test_empty_folder_is_a_clear_error(tmp_path):

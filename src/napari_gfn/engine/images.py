@@ -27,7 +27,7 @@ __all__ = [
     "to_rgb8",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 class ImageReadError(ValueError):
@@ -64,8 +64,10 @@ def to_rgb8(image: np.ndarray, source: str = "array") -> np.ndarray:
         image = image[..., :-1]  # drop alpha: the photo's colours are what the network sees
     if image.ndim == 2:
         image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3) or min(image.shape[:2]) < 2:
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise ImageReadError(source, f"not a 2-D grey or colour photo (array shape {image.shape})")
+    if min(image.shape[:2]) < 2:
+        raise ImageReadError(source, f"is {image.shape[1]}x{image.shape[0]} pixels: too small to label")
     image = _rescale_to_uint8(image)
     if image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
@@ -168,17 +170,22 @@ class ImageSet(Sequence):
         folder = Path(folder)
         if not folder.is_dir():
             raise ImageReadError(str(folder), "no such folder")
-        records, skipped = [], []
+        records: dict[str, ImageRecord] = {}
+        skipped = []
         for path in sorted(folder.iterdir()):
             if path.name.startswith(".") or path.is_dir():
                 continue
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                records.append(ImageRecord(path.stem, path=path))
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append(f"{path}: not a photo file napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})")
+            elif path.stem in records:
+                # Masks and ground truth are named after the photo's stem, so two photos cannot share one.
+                kept = records[path.stem].path.name
+                skipped.append(f"{path}: has the same name as {kept}, which is labelled instead")
             else:
-                skipped.append(f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+                records[path.stem] = ImageRecord(path.stem, path=path)
         if not records:
             raise ImageReadError(str(folder), "the folder holds no photos (" + ", ".join(IMAGE_SUFFIXES) + ")")
-        return cls(records, skipped)
+        return cls(list(records.values()), skipped)
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> ImageSet:

@@ -213,9 +213,9 @@ class _Run:
             self.cancel.check()
             if isinstance(photo, ImageReadError):
                 yield Notice(f"skipped {photo}")
-                continue
-            full_mask, small_mask = masks_for(stem, *photo)
-            stats[stem] = self._keep(iteration, stem, full_mask, small_mask)
+            else:
+                full_mask, small_mask = masks_for(stem, *photo)
+                stats[stem] = self._keep(iteration, stem, full_mask, small_mask)
             yield Progress(phase, index + 1, len(mine))
         return self._gathered(stats)  # also a barrier: every mask is on disk before rank 0 scores them
 
