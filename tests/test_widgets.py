@@ -197,6 +197,20 @@ def test_settings_that_contradict_each_other_are_named_in_the_docks_words(make_n
     assert widget.store is None  # nothing started
 
 
+def test_two_photo_layers_that_would_write_one_file_are_named_before_a_run(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    photo = np.zeros((20, 30, 3), np.uint8)
+    viewer.add_image(photo, name="Orchid 1", rgb=True)
+    viewer.add_image(photo, name="orchid 1", rgb=True)
+    widget = _layer_run(viewer, tmp_path, tmp_path / "run", iterations=1)
+    seen = len(notification_manager.records)
+    widget.start()
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    expected = "layers 'Orchid 1' and 'orchid 1' would both be saved as orchid 1.png in the run folder"
+    assert any(expected in message for message in messages), messages
+    assert widget.store is None  # nothing started
+
+
 @pytest.fixture(scope="module")
 def finished_layer_run(tmp_path_factory):
     """Filled in by the first run test, reused by the tests that only read its run folder."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -47,7 +48,7 @@ from .metrics_plot import MetricsPlot
 from .run_layers import METADATA_KEY, RunLayers
 from .shared_state import shared_state
 
-__all__ = ["AutoLabelWidget", "photo_stem"]
+__all__ = ["AutoLabelWidget", "photo_stem", "photo_stems"]
 
 # The longest the worker waits for the GUI to show an iteration (a closed dock never answers).
 _GUI_HANDOFF_SECONDS = 10.0
@@ -72,6 +73,22 @@ class _ShownIteration(NamedTuple):
 def photo_stem(layer_name: str) -> str:
     """A file name for a layer's photo: the layer's name without path separators or a leading dot."""
     return re.sub(r"[/\\:\x00]", "_", layer_name).lstrip(".") or "photo"
+
+
+def photo_stems(layer_names: Sequence[str]) -> dict[str, str]:
+    """Each photo layer's file name stem, mapped to the layer's name; two layers may not share a file."""
+    stems: dict[str, str] = {}
+    for name in layer_names:
+        stem = photo_stem(name)
+        # macOS and Windows file names ignore case, so "Photo" and "photo" would write one file.
+        clash = next((other for other in stems if other.casefold() == stem.casefold()), None)
+        if clash is not None:
+            raise ValueError(
+                f"layers {stems[clash]!r} and {name!r} would both be saved as {stem}.png in the run folder: "
+                "rename one of them"
+            )
+        stems[stem] = name
+    return stems
 
 
 def _label(setting: str) -> str:
@@ -353,7 +370,7 @@ class AutoLabelWidget(Container):
             names = self.image_layers.value or self._image_layer_names()
             if not names:
                 raise ValueError("no Image layer is open: open photos, or choose a folder of photos")
-            photo_layers = {photo_stem(name): name for name in names}
+            photo_layers = photo_stems(names)
             inputs["photos"] = {stem: self.viewer.layers[name].data for stem, name in photo_layers.items()}
             images = RunFolder(run_dir).input_dir("photos")
         else:
@@ -364,7 +381,8 @@ class AutoLabelWidget(Container):
         elif simple == "layers":
             if not self.simple_layers.value:
                 raise ValueError("choose the simple (plain-background) photo layers, or pick another option")
-            inputs["simple"] = {photo_stem(n): self.viewer.layers[n].data for n in self.simple_layers.value}
+            simple_layers = photo_stems(self.simple_layers.value)
+            inputs["simple"] = {stem: self.viewer.layers[name].data for stem, name in simple_layers.items()}
             simple = str(RunFolder(run_dir).input_dir("simple"))
         config = self._base_config.updated(
             images=str(images),
