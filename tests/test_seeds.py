@@ -244,8 +244,20 @@ def test_labels_from_csv_and_class_folders_agree(tmp_path):
         (tmp_path / "folders" / name).mkdir(parents=True)
         iio.imwrite(tmp_path / "folders" / name / f"{stem}.png", np.zeros((4, 4, 3), np.uint8))
     expected = {"rose_1": "rose", "tulip_1": "tulip"}
-    assert read_image_labels(tmp_path / "labels.csv") == expected
-    assert read_image_labels(tmp_path / "folders") == expected
+    assert read_image_labels(tmp_path / "labels.csv") == (expected, {})
+    assert read_image_labels(tmp_path / "folders") == (expected, {})
+
+
+def test_a_photo_given_two_classes_is_named_and_left_unlabelled(tmp_path):
+    (tmp_path / "labels.csv").write_text("image,class\nrose_1.jpg,rose\nrose_1.jpg,rose\nmix.jpg,rose\nmix.png,tulip\n")
+    labels, conflicts = read_image_labels(tmp_path / "labels.csv")
+    assert labels == {"rose_1": "rose"}  # a repeated line with the same class is no conflict
+    assert list(conflicts) == ["mix"]
+    assert f"mix: labelled both rose and tulip in {tmp_path / 'labels.csv'}" in conflicts["mix"]
+    for name in ("rose", "tulip"):
+        (tmp_path / "folders" / name).mkdir(parents=True)
+        iio.imwrite(tmp_path / "folders" / name / "mix.png", np.zeros((4, 4, 3), np.uint8))
+    assert read_image_labels(tmp_path / "folders")[0] == {}
 
 
 def test_class_maps_average_to_the_classifier_logits():

@@ -43,32 +43,52 @@ GUIDED_RADIUS_FRACTION = 0.03  # of the long side: about 10 px at 320 px
 GUIDED_EPS = 1e-2
 
 
-def read_image_labels(path: os.PathLike | str) -> dict[str, str]:
-    """Image-level classes by photo stem, from an ``image,class`` CSV or a folder of class folders."""
+def read_image_labels(path: os.PathLike | str) -> tuple[dict[str, str], dict[str, str]]:
+    """Image-level classes by photo stem, from an ``image,class`` CSV or a folder of class folders.
+
+    Also returns, by stem, a message for each photo given two different classes: such photos are
+    left out of the labels, so their class is predicted like an unlabelled photo's.
+    """
     path = Path(path)
     if path.is_dir():
-        return _labels_from_class_folders(path)
-    if not path.is_file():
+        pairs = _pairs_from_class_folders(path)
+    elif path.is_file():
+        pairs = _pairs_from_csv(path)
+    else:
         raise LabellingError(f"{path}: no such labels file or folder")
+    classes_of: dict[str, set[str]] = {}
+    for stem, name in pairs:
+        classes_of.setdefault(stem, set()).add(name)
+    labels = {stem: names.pop() for stem, names in classes_of.items() if len(names) == 1}
+    conflicts = {
+        stem: f"{stem}: labelled both {' and '.join(sorted(names))} in {path}; its class is predicted instead"
+        for stem, names in classes_of.items()
+        if len(names) > 1
+    }
+    return labels, conflicts
+
+
+def _pairs_from_csv(path: Path) -> list[tuple[str, str]]:
     with path.open(newline="") as stream:
         reader = csv.DictReader(stream)
         if not reader.fieldnames or not {"image", "class"} <= set(reader.fieldnames):
             raise LabellingError(f"{path}: a labels CSV needs the columns image,class (found {reader.fieldnames})")
-        labels = {Path(row["image"]).stem: row["class"].strip() for row in reader if row["image"] and row["class"]}
-    if not labels:
+        pairs = [(Path(row["image"]).stem, row["class"].strip()) for row in reader if row["image"] and row["class"]]
+    if not pairs:
         raise LabellingError(f"{path}: the labels file lists no image with a class")
-    return labels
+    return pairs
 
 
-def _labels_from_class_folders(folder: Path) -> dict[str, str]:
-    labels = {}
-    for class_folder in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for photo in class_folder.iterdir():
-            if photo.suffix.lower() in IMAGE_SUFFIXES:
-                labels[photo.stem] = class_folder.name
-    if not labels:
+def _pairs_from_class_folders(folder: Path) -> list[tuple[str, str]]:
+    pairs = [
+        (photo.stem, class_folder.name)
+        for class_folder in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for photo in class_folder.iterdir()
+        if photo.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not pairs:
         raise LabellingError(f"{folder}: no class folder holds a photo; expected {folder}/<class>/<photo>")
-    return labels
+    return pairs
 
 
 class CamClassifier(nn.Module):
@@ -228,7 +248,11 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
             f"the CAM seed needs {describe_setting('labels')}: a CSV file with columns image,class, or a folder of "
             "class folders"
         )
-    class_of, classes = _class_indices(context, read_image_labels(config.labels))
+    labels, conflicts = read_image_labels(config.labels)
+    for stem in context.working.stems:
+        if stem in conflicts:
+            yield Notice(conflicts[stem])
+    class_of, classes = _class_indices(context, labels)
     unlabelled = [stem for stem in context.working.stems if stem not in class_of]
     yield Notice(
         f"CAM seed: {len(class_of)} labelled photos in {len(classes)} classes"
