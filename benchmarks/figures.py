@@ -14,7 +14,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from napari_gfn.engine.images import ImageRecord, find_image, read_mask
+from napari_gfn.engine.images import ImageRecord, find_image, read_object_mask
 from napari_gfn.engine.working import resize_image, resize_mask
 from napari_gfn.store import RunFolder
 
@@ -29,7 +29,7 @@ def overlay(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def row(store: RunFolder, dataset: Path, stem: str, iterations: list[int]) -> np.ndarray:
     photo = ImageRecord(stem, path=find_image(dataset / "images", stem)).load()
-    truth = read_mask(find_image(dataset / "masks", stem), photo.shape[:2]) > 127
+    truth = read_object_mask(find_image(dataset / "masks", stem), photo.shape[:2])
     masks = [truth] + [store.read_mask(iteration, stem) for iteration in iterations]
     shape = (_HEIGHT, round(photo.shape[1] * _HEIGHT / photo.shape[0]))
     small = resize_image(photo, shape)

@@ -61,6 +61,13 @@ def test_evaluate_matches_a_hand_computation(tmp_path, capsys):
     # Iteration 1 is perfect; b has no object, so its fg IoU is 1 by convention (empty union).
     assert rows[1]["fg_iou"] == pytest.approx(1.0)
     assert rows[1]["miou"] == pytest.approx(1.0)
+    # The same truth as 0/1 label images (napari's Labels, the Export dock's TIFFs) scores the same.
+    labels = tmp_path / "gt-labels"
+    labels.mkdir()
+    iio.imwrite(labels / "a.tif", truth_a.astype(np.uint8))
+    iio.imwrite(labels / "b.tif", truth_b.astype(np.uint8))
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(labels), "--ignore", str(ignore), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["iterations"] == rows
 
 
 def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):

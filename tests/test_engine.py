@@ -24,7 +24,7 @@ from napari_gfn.engine import (
     score_mask,
     trusted_stems,
 )
-from napari_gfn.engine.images import ImageReadError, ImageRecord, read_mask, to_rgb8
+from napari_gfn.engine.images import ImageReadError, ImageRecord, read_mask, read_object_mask, to_rgb8
 from napari_gfn.sample_data import make_sample_set
 from napari_gfn.seeds.otsu import otsu_mask
 from napari_gfn.store import RunFolder, RunFolderError
@@ -223,6 +223,19 @@ def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
     photo = ImageRecord("print", path=tmp_path / "print.jpg").load()
     assert photo.shape == flat_patches.shape
     assert np.abs(photo.astype(int) - flat_patches).max() <= 8
+
+
+def test_object_masks_read_alike_as_0_255_jpeg_0_1_png_and_label_tiff(tmp_path):
+    truth = np.zeros((40, 50), bool)
+    truth[5:27, 9:33] = True
+    iio.imwrite(tmp_path / "jpeg.jpg", np.where(truth, 255, 0).astype(np.uint8), quality=90)
+    assert len(np.unique(read_mask(tmp_path / "jpeg.jpg"))) > 2  # the JPEG's noise is there to be absorbed
+    iio.imwrite(tmp_path / "ones.png", truth.astype(np.uint8))
+    iio.imwrite(tmp_path / "labels.tif", truth.astype(np.uint16) * 3)  # an instance label, 16-bit
+    for name in ("jpeg.jpg", "ones.png", "labels.tif"):
+        np.testing.assert_array_equal(read_object_mask(tmp_path / name, truth.shape), truth, err_msg=name)
+    iio.imwrite(tmp_path / "empty.png", np.zeros((40, 50), np.uint8))
+    assert not read_object_mask(tmp_path / "empty.png").any()
 
 
 def test_a_mask_the_size_of_the_sideways_photo_is_named_as_maybe_turned(tmp_path):

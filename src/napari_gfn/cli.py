@@ -267,7 +267,7 @@ def _add_label_parser(commands) -> None:
 def _add_train_source_parser(commands) -> None:
     train = commands.add_parser("train-source", help="train a source model for --seed transfer on labelled photos")
     train.add_argument("images", nargs="?", help="folder of photos")
-    train.add_argument("masks", nargs="?", help="folder of 0/255 masks with the photos' stems")
+    train.add_argument("masks", nargs="?", help="folder of masks (0/255 or 0/1) with the photos' stems")
     train.add_argument("--out", required=True, help="model file to write (MODEL.pt)")
     train.add_argument("--voc", metavar="ROOT", help="a PASCAL VOC 2012 root instead of IMAGES and MASKS")
     train.add_argument("--class", dest="voc_class", choices=VOC_CLASSES, help="the VOC class that is the object")
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score every iteration of a run against true masks")
     evaluate.add_argument("run", help="run folder")
-    evaluate.add_argument("--gt", required=True, help="folder of true 0/255 masks")
+    evaluate.add_argument("--gt", required=True, help="folder of true masks (0/255 or 0/1)")
     evaluate.add_argument("--ignore", help="folder of ignore masks (255 = leave out)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.set_defaults(handler=_evaluate)

@@ -210,7 +210,7 @@ SETTING_HELP = {
     "cam_refiner": "how class maps become masks: dense CRF (needs the crf extra), guided filter, or auto",
     "cam_epochs": "training epochs of the CAM seed's classifier",
     "iterations": "refinement rounds after the seed",
-    "gt": "folder of true 0/255 masks (same stems): scores every iteration",
+    "gt": "folder of true masks (0/255 or 0/1, same stems): scores every iteration",
     "ignore": "folder of ignore masks (255 = leave the pixel out of the score)",
     "area_min": "smallest share of its photo a mask's object may cover to be trained on in the next round",
     "area_max": "largest share of its photo a mask's object may cover to be trained on in the next round",

@@ -23,6 +23,7 @@ __all__ = [
     "ImageSet",
     "find_image",
     "read_mask",
+    "read_object_mask",
     "size_mismatch",
     "to_rgb8",
 ]
@@ -134,6 +135,17 @@ def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> 
     if shape is not None and mask.shape != tuple(shape):
         raise size_mismatch(str(path), "mask is", mask.shape, shape)
     return _rescale_to_uint8(mask) if mask.dtype != np.uint8 else mask
+
+
+def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A true or corrected mask file as a boolean object mask; checks its size.
+
+    A 0/255 mask is cut at the middle, which also absorbs a JPEG's noise. A label image, whose
+    values all lie below that (0/1 masks, napari's Labels, this plugin's label TIFFs), is object
+    wherever it is not 0.
+    """
+    mask = read_mask(path, shape)
+    return mask > (127 if mask.max(initial=0) > 127 else 0)
 
 
 @dataclass(frozen=True)

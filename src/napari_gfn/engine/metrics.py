@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_gfn.engine.events import Progress
-from napari_gfn.engine.images import ImageReadError, find_image, read_mask
+from napari_gfn.engine.images import ImageReadError, find_image, read_mask, read_object_mask
 from napari_gfn.store import RunFolder
 
 __all__ = ["GroundTruth", "MaskScore", "evaluate_run", "iou", "mean_scores", "score_mask", "truth_mask_for_photo"]
@@ -81,7 +81,7 @@ class GroundTruth:
         path = find_image(self.masks, stem)
         if path is None:
             raise ImageReadError(str(self.masks / f"{stem}.png"), "no ground-truth mask for this photo")
-        truth = read_mask(path, shape) > 127
+        truth = read_object_mask(path, shape)
         keep = None
         if self.ignore is not None:
             ignore_path = find_image(self.ignore, stem)

@@ -27,7 +27,7 @@ from napari_gfn.engine.events import (
     Progress,
     RunCancelled,
 )
-from napari_gfn.engine.images import ImageReadError, ImageSet, read_mask
+from napari_gfn.engine.images import ImageReadError, ImageSet, read_object_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.training import new_model, train_on_targets
@@ -159,7 +159,7 @@ class _Run:
             if stem not in self.active:
                 continue
             try:
-                fixed[stem] = read_mask(path, self.working.full(stem).shape[:2]) > 127
+                fixed[stem] = read_object_mask(path, self.working.full(stem).shape[:2])
             except ImageReadError as error:
                 self.notices.append(Notice(f"corrected mask not used: {error}"))
         return fixed

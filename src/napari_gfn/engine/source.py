@@ -14,7 +14,7 @@ from PIL import Image
 
 from napari_gfn.config import VOC_CLASSES, RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet, find_image, read_mask, size_mismatch
+from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet, find_image, read_object_mask, size_mismatch
 from napari_gfn.engine.training import IGNORE, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN, save_model
@@ -25,8 +25,8 @@ TargetReader = Callable[[Path], np.ndarray]
 
 
 def _object_mask_target(path: Path) -> np.ndarray:
-    """A 0/255 mask file as training targets: 1 = object, 0 = background."""
-    return (read_mask(path) > 127).astype(np.uint8)
+    """A mask file (0/255 or a label image) as training targets: 1 = object, 0 = background."""
+    return read_object_mask(path).astype(np.uint8)
 
 
 def _voc_target(class_index: int) -> TargetReader:

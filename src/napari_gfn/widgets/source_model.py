@@ -50,7 +50,7 @@ class SourceModelWidget(Container):
         self.card = Label(value="No model chosen.")
         self.source_kind = ComboBox(label="Train from", choices=["mask folders", "VOC root"])
         self.images = FileEdit(label="Photos", mode="d")
-        self.masks = FileEdit(label="Masks (0/255)", mode="d")
+        self.masks = FileEdit(label="Masks (0/255 or 0/1)", mode="d")
         self.voc_root = FileEdit(label="VOC root", mode="d", visible=False)
         self.voc_class = ComboBox(label="VOC class", choices=list(VOC_CLASSES), visible=False)
         self.backbone = ComboBox(label="Backbone", choices=list(BACKBONES), value=RunConfig.backbone)
