@@ -225,15 +225,25 @@ def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
     assert np.abs(photo.astype(int) - flat_patches).max() <= 8
 
 
-def test_object_masks_read_alike_as_0_255_jpeg_0_1_png_and_label_tiff(tmp_path):
+def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused(tmp_path):
     truth = np.zeros((40, 50), bool)
     truth[5:27, 9:33] = True
     iio.imwrite(tmp_path / "jpeg.jpg", np.where(truth, 255, 0).astype(np.uint8), quality=90)
     assert len(np.unique(read_mask(tmp_path / "jpeg.jpg"))) > 2  # the JPEG's noise is there to be absorbed
     iio.imwrite(tmp_path / "ones.png", truth.astype(np.uint8))
     iio.imwrite(tmp_path / "labels.tif", truth.astype(np.uint16) * 3)  # an instance label, 16-bit
-    for name in ("jpeg.jpg", "ones.png", "labels.tif"):
+    grey = np.where(truth, 255, 0).astype(np.uint8)
+    iio.imwrite(tmp_path / "rgb.jpg", np.stack([grey] * 3, axis=-1), quality=90)
+    iio.imwrite(tmp_path / "rgba.png", np.stack([grey] * 3 + [np.full_like(grey, 255)], axis=-1))
+    iio.imwrite(tmp_path / "grey-alpha.png", np.stack([grey, np.full_like(grey, 128)], axis=-1))
+    for name in ("jpeg.jpg", "ones.png", "labels.tif", "rgb.jpg", "rgba.png", "grey-alpha.png"):
         np.testing.assert_array_equal(read_object_mask(tmp_path / name, truth.shape), truth, err_msg=name)
+    # A photo given where masks were meant (--gt pointed at the photos) is named, not scored as a mask.
+    photo = np.zeros((40, 50, 3), np.uint8)
+    photo[..., 1] = 150
+    iio.imwrite(tmp_path / "photo.png", photo)
+    with pytest.raises(ImageReadError, match=r"photo\.png: is a colour picture, not a mask"):
+        read_object_mask(tmp_path / "photo.png")
     iio.imwrite(tmp_path / "empty.png", np.zeros((40, 50), np.uint8))
     assert not read_object_mask(tmp_path / "empty.png").any()
 

@@ -126,11 +126,21 @@ def size_mismatch(source: str, what_is: str, shape: tuple[int, int], photo_shape
     return ImageReadError(source, f"{what_is} {sizes}{turned}")
 
 
+def _is_coloured(picture: np.ndarray) -> bool:
+    # A grey mask saved as RGB keeps equal channels (a JPEG's noise moves them a few levels at most).
+    channels = picture.astype(np.int32)
+    return bool((channels.max(axis=-1) - channels.min(axis=-1)).max(initial=0) > 32)
+
+
 def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A mask file as a uint8 array (0/255 object masks, or 255 = ignore); checks its size."""
     path = Path(path)
     mask = _read_file(path)
     if mask.ndim == 3:
+        if mask.shape[-1] in (2, 4):
+            mask = mask[..., :-1]  # alpha says how opaque, not which pixels are object
+        if _is_coloured(mask):
+            raise ImageReadError(str(path), "is a colour picture, not a mask (a mask is grey: 0/255, or 0/1 labels)")
         mask = mask[..., 0]
     if shape is not None and mask.shape != tuple(shape):
         raise size_mismatch(str(path), "mask is", mask.shape, shape)
