@@ -315,7 +315,11 @@ def test_empty_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.md").write_text("nothing here")
     config = TINY.updated(images=str(tmp_path / "empty"), out=str(tmp_path / "run"))
-    with pytest.raises(LabellingError, match=r"empty: the folder holds no photos"):
+    with pytest.raises(LabellingError, match=r"empty: the folder holds no photos \(\.png, .*\)$"):
+        run_to_end(config)
+    for species in ("orchis", "ophrys", "dactylorhiza", "cypripedium"):
+        (tmp_path / "empty" / species).mkdir()
+    with pytest.raises(LabellingError, match=r"not its parent \(cypripedium, dactylorhiza, ophrys, \.\.\.\)$"):
         run_to_end(config)
 
 

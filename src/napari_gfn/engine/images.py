@@ -158,6 +158,16 @@ def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = No
     return mask > (127 if mask.max(initial=0) > 127 else 0)
 
 
+def _why_no_photos(folder: Path) -> str:
+    problem = "the folder holds no photos (" + ", ".join(IMAGE_SUFFIXES) + ")"
+    # Photos sorted into one folder per species or site are a common layout; a run takes one folder.
+    subfolders = sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
+    if subfolders:
+        shown = ", ".join(subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
+        problem += f"; a run labels one folder: choose the one that holds the photos, not its parent ({shown})"
+    return problem
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One photo: a stable stem (used for every file written about it) and where its pixels are."""
@@ -206,7 +216,7 @@ class ImageSet(Sequence):
             else:
                 records[path.stem] = ImageRecord(path.stem, path=path)
         if not records:
-            raise ImageReadError(str(folder), "the folder holds no photos (" + ", ".join(IMAGE_SUFFIXES) + ")")
+            raise ImageReadError(str(folder), _why_no_photos(folder))
         return cls(list(records.values()), skipped)
 
     @classmethod
