@@ -213,6 +213,9 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert "GrabCut edge band (--grabcut-edge-band) must be at least 0, got -1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
     assert "not a napari-gfn run folder" in capsys.readouterr().err
+    (tmp_path / "a file").touch()
+    assert main(["label", str(tmp_path), "--out", str(tmp_path / "a file" / "run"), "--seed", "grabcut"]) == 1
+    assert capsys.readouterr().err.endswith(f"Not a directory: '{tmp_path / 'a file' / 'run'}'\n")
 
 
 def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
@@ -224,6 +227,14 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     argv = ["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]
     assert main(argv) == 0
     assert f"See them in napari: napari-gfn open '{run}'" in capsys.readouterr().out
+    # A system error (here a file where the run keeps its cache) is one line naming the file, and says what is kept.
+    shutil.rmtree(run / "cache")
+    (run / "cache").touch()
+    assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "1", "--out", str(run), "--resume"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"napari-gfn: error: [Errno 20] Not a directory: '{run / 'cache'}")
+    assert error.endswith(f"; iteration 0 is kept in {run} (continue with --resume)")
+    (run / "cache").unlink()
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["open", str(run)]) == 1

@@ -323,10 +323,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LabellingError, ValueError) as error:
         print(f"napari-gfn: error: {error}", file=sys.stderr)
         return 1
+    # A full disk, a read-only or missing folder: the system's words name the file.
+    except OSError as error:
+        print(f"napari-gfn: error: {error}{_kept(args)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        kept = "; finished iterations are kept (continue with --resume)" if args.command == "label" else ""
-        print(f"napari-gfn: interrupted{kept}", file=sys.stderr)
+        print(f"napari-gfn: interrupted{_kept(args)}", file=sys.stderr)
         return 130
+
+
+def _kept(args: argparse.Namespace) -> str:
+    """What a stopped ``label`` leaves for ``--resume``: the iterations its run folder finished."""
+    from napari_gfn.store import RunFolder
+
+    finished = RunFolder(args.out).finished_iterations() if args.command == "label" else []
+    if not finished:
+        return ""
+    kept = f"iteration {finished[0]} is" if len(finished) == 1 else f"iterations {finished[0]}-{finished[-1]} are"
+    return f"; {kept} kept in {args.out} (continue with --resume)"
 
 
 if __name__ == "__main__":
