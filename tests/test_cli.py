@@ -68,6 +68,14 @@ def test_evaluate_matches_a_hand_computation(tmp_path, capsys):
     iio.imwrite(labels / "b.tif", truth_b.astype(np.uint8))
     assert main(["evaluate", str(tmp_path / "run"), "--gt", str(labels), "--ignore", str(ignore), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["iterations"] == rows
+    # A mask file cut short (a run copied from a server) is named; the iteration is scored on the others.
+    cut = store.mask_path(0, "b")
+    cut.write_bytes(cut.read_bytes()[:30])
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(gt), "--ignore", str(ignore), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: not scored: {cut}: cannot be read as a mask" in captured.err
+    first = json.loads(captured.out)["iterations"][0]
+    assert (first["images"], first["fg_iou"]) == (1, pytest.approx(3 / 6))
 
 
 def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):

@@ -1,6 +1,7 @@
 """The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
 
 import gc
+import shutil
 import subprocess
 import sys
 import threading
@@ -340,6 +341,36 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
     assert viewer.layers[iteration_layer_name(stems[1], 2)].visible
     assert not viewer.layers[iteration_layer_name(stems[0], 2)].visible
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
+
+
+def test_a_mask_cut_short_in_a_copied_run_is_named_and_the_rest_shows_and_exports(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path
+):
+    run = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "copied run"))
+    first, second = finished_layer_run["stems"][:2]
+    cut = RunFolder(run).mask_path(1, first)
+    cut.write_bytes(cut.read_bytes()[:40])
+    viewer = make_napari_viewer()
+    seen = len(notification_manager.records)
+    open_run_window(viewer, run)
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    assert any(f"{cut}: cannot be read as a mask" in message for message in messages), messages
+    assert iteration_layer_name(first, 0) in viewer.layers
+    assert iteration_layer_name(first, 1) not in viewer.layers
+    assert iteration_layer_name(first, 2) in viewer.layers
+
+    exporter = _dock(viewer, "Export labels")
+    exporter.run_folder.value, exporter.iteration.value, exporter.out_folder.value = run, 1, tmp_path / "out"
+    exporter.export()
+    _wait_until_done(qtbot, exporter.task)
+    assert exporter.task.status == "finished"
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    assert any(f"not exported: {cut}: cannot be read" in message for message in messages), messages
+    written = sorted(path.stem for path in (tmp_path / "out").iterdir())
+    assert written == sorted(set(finished_layer_run["stems"]) - {first})
+    np.testing.assert_array_equal(
+        iio.imread(tmp_path / "out" / f"{second}.png") > 0, RunFolder(run).read_mask(1, second)
+    )
 
 
 def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qtbot, tiny_folder, tmp_path):

@@ -6,11 +6,11 @@ import os
 from collections.abc import Generator
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 
 from napari_gfn._atomic import atomic_write_png, atomic_write_tiff
-from napari_gfn.engine.events import CancelToken, LabellingError, Progress
+from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
+from napari_gfn.engine.images import ImageReadError, read_object_mask
 from napari_gfn.store import RunFolder
 
 __all__ = ["EXPORT_FORMATS", "export_labels", "resolve_iteration"]
@@ -38,11 +38,12 @@ def export_labels(
     iteration: int | str = "best",
     fmt: str = "png",
     cancel: CancelToken | None = None,
-) -> Generator[Progress, None, list[Path]]:
+) -> Generator[Progress | Notice, None, list[Path]]:
     """Write every photo's mask of one iteration to ``out_dir/<stem>.<fmt>``; returns the files.
 
     PNG files hold 0/255; TIFF files are label images (0 background, 1 object).
-    A mask the user corrected and trusted replaces the iteration's mask.
+    A mask the user corrected and trusted replaces the iteration's mask. A mask file that
+    cannot be read is named in a notice and the others are written.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
@@ -55,8 +56,12 @@ def export_labels(
     written = []
     for index, (stem, path) in enumerate(masks.items()):
         cancel.check()
-        labels = (iio.imread(path) > 127).astype(np.uint8)
-        written.append(_write(out_dir / f"{stem}.{fmt}", labels, fmt))
+        try:
+            labels = read_object_mask(path).astype(np.uint8)
+        except ImageReadError as error:
+            yield Notice(f"not exported: {error}")
+        else:
+            written.append(_write(out_dir / f"{stem}.{fmt}", labels, fmt))
         yield Progress(f"export iteration {chosen}", index + 1, len(masks))
     return written
 

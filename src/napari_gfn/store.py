@@ -163,7 +163,11 @@ class RunFolder:
         return atomic_write_png(self.mask_path(iteration, stem), np.where(mask, 255, 0).astype(np.uint8))
 
     def read_mask(self, iteration: int, stem: str) -> np.ndarray:
-        return iio.imread(self.mask_path(iteration, stem)) > 127
+        path = self.mask_path(iteration, stem)
+        try:
+            return iio.imread(path) > 127
+        except Exception as error:  # a run folder copied from a server may hold a file cut short
+            raise RunFolderError(f"{path}: cannot be read as a mask (cut short while copied?): {error}") from None
 
     def has_mask(self, iteration: int, stem: str) -> bool:
         return self.mask_path(iteration, stem).is_file()

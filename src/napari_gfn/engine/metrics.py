@@ -17,7 +17,7 @@ import numpy as np
 
 from napari_gfn.engine.events import Progress
 from napari_gfn.engine.images import ImageReadError, find_image, read_mask, read_object_mask
-from napari_gfn.store import RunFolder
+from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = ["GroundTruth", "MaskScore", "evaluate_run", "iou", "mean_scores", "score_mask", "truth_mask_for_photo"]
 
@@ -110,7 +110,11 @@ def evaluate_run(
             done += 1
             if on_progress is not None:
                 on_progress(Progress("evaluate", done, total))
-            predicted = folder.read_mask(iteration, path.stem)
+            try:
+                predicted = folder.read_mask(iteration, path.stem)
+            except RunFolderError as error:
+                problems.append(str(error))
+                continue
             try:
                 scores.append(truth.score(path.stem, predicted))
             except ImageReadError as error:

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 
 import napari
 import numpy as np
+from napari.utils.notifications import show_warning
 
 from napari_gfn.engine import ImageReadError, ImageSet
-from napari_gfn.store import RunFolder
+from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = ["METADATA_KEY", "RunLayers", "iteration_layer_name"]
 
@@ -69,7 +70,10 @@ class RunLayers:
         self._photo_layer(stem)
         for iteration in self.store.finished_iterations():
             if not self._has_mask_layer(stem, iteration) and self.store.has_mask(iteration, stem):
-                self._add_mask(stem, iteration)
+                try:
+                    self._add_mask(stem, iteration)
+                except RunFolderError as error:
+                    show_warning(str(error))  # the other iterations still show
         for layer_stem, layers in self._layers.items():
             for layer in layers:
                 layer.visible = layer_stem == stem
