@@ -248,6 +248,21 @@ def test_labels_from_csv_and_class_folders_agree(tmp_path):
     assert read_image_labels(tmp_path / "folders") == (expected, {})
 
 
+def test_labels_saved_by_a_spreadsheet_read_as_written(tmp_path):
+    expected = {"rose_1": "Rosa canina", "tulip_1": "Tulipa sylvestris é"}
+    # Excel's "CSV UTF-8": a byte-order mark; its locale may separate columns with ';' and write Windows paths.
+    (tmp_path / "utf8.csv").write_text(
+        "Image;Class\r\nC:\\photos\\rose_1.JPG;Rosa canina\r\ntulip_1.jpg;Tulipa sylvestris é\r\n", encoding="utf-8-sig"
+    )
+    # Excel's plain "CSV": the system's 8-bit code page.
+    (tmp_path / "cp1252.csv").write_text(
+        "image,class\nrose_1.jpg,Rosa canina\ntulip_1.jpg,Tulipa sylvestris é\n", encoding="cp1252"
+    )
+    (tmp_path / "tabs.tsv").write_text("image\tclass\nrose_1\tRosa canina\ntulip_1\tTulipa sylvestris é\n")
+    for name in ("utf8.csv", "cp1252.csv", "tabs.tsv"):
+        assert read_image_labels(tmp_path / name) == (expected, {}), name
+
+
 def test_a_photo_given_two_classes_is_named_and_left_unlabelled(tmp_path):
     (tmp_path / "labels.csv").write_text("image,class\nrose_1.jpg,rose\nrose_1.jpg,rose\nmix.jpg,rose\nmix.png,tulip\n")
     labels, conflicts = read_image_labels(tmp_path / "labels.csv")

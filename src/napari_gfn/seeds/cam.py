@@ -10,9 +10,10 @@ installed, otherwise by a colour guided filter, which needs no compiler.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Generator, Mapping
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import torch
@@ -69,14 +70,36 @@ def read_image_labels(path: os.PathLike | str) -> tuple[dict[str, str], dict[str
 
 
 def _pairs_from_csv(path: Path) -> list[tuple[str, str]]:
-    with path.open(newline="") as stream:
-        reader = csv.DictReader(stream)
-        if not reader.fieldnames or not {"image", "class"} <= set(reader.fieldnames):
-            raise LabellingError(f"{path}: a labels CSV needs the columns image,class (found {reader.fieldnames})")
-        pairs = [(Path(row["image"]).stem, row["class"].strip()) for row in reader if row["image"] and row["class"]]
+    text = _spreadsheet_text(path)
+    reader = csv.DictReader(io.StringIO(text), dialect=_csv_dialect(text.partition("\n")[0]))
+    reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
+    if not {"image", "class"} <= set(reader.fieldnames):
+        raise LabellingError(f"{path}: a labels CSV needs the columns image,class (found {reader.fieldnames})")
+    # PureWindowsPath splits at both / and \, so a path column written on Windows gives its stem too.
+    pairs = [
+        (PureWindowsPath(row["image"].strip()).stem, row["class"].strip())
+        for row in reader
+        if row["image"] and row["class"]
+    ]
     if not pairs:
         raise LabellingError(f"{path}: the labels file lists no image with a class")
     return pairs
+
+
+def _spreadsheet_text(path: Path) -> str:
+    # Spreadsheets write UTF-8 with a byte-order mark, or (Excel's plain "CSV") the system's 8-bit code page.
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        return path.read_text(encoding="latin-1")
+
+
+def _csv_dialect(header: str) -> type[csv.Dialect] | csv.Dialect:
+    try:
+        # Where the decimal mark is a comma, spreadsheets separate columns with semicolons.
+        return csv.Sniffer().sniff(header, delimiters=",;\t")
+    except csv.Error:
+        return csv.excel
 
 
 def _pairs_from_class_folders(folder: Path) -> list[tuple[str, str]]:
