@@ -280,6 +280,8 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     good = (folder / "flower_000.png").read_bytes()
     (folder / "truncated.png").write_bytes(good[: len(good) // 3])
     (folder / "notes.txt").write_text("field notes")
+    for index in range(5):  # a camera's RAW files beside its JPEGs
+        (folder / f"IMG_{index:04d}.CR2").write_bytes(b"raw")
     (folder / "unfinished copy.jpg").touch()
     iio.imwrite(folder / "sliver.png", np.zeros((1, 12, 3), np.uint8))
     # The same photo saved twice under one name: masks are named after photos, so one copy is skipped.
@@ -296,6 +298,9 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     events = list(run_labelling(config))
     text = "\n".join(event.message for event in events if isinstance(event, Notice))
     assert "notes.txt: not a photo file napari-gfn reads" in text
+    raw = f"5 files in {folder} (IMG_0000.CR2, IMG_0001.CR2, IMG_0002.CR2, ...): not photo files napari-gfn reads"
+    assert raw in text
+    assert text.count(".CR2") == 3  # one message for all five
     assert "truncated.png: cannot be read as an image" in text
     assert "unfinished copy.jpg: the file is empty (0 bytes; an unfinished copy?)" in text
     assert "sliver.png: is 12x1 pixels: too small to label" in text

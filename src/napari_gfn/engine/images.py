@@ -158,6 +158,15 @@ def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = No
     return mask > (127 if mask.max(initial=0) > 127 else 0)
 
 
+def _not_photos(paths: list[Path]) -> str:
+    """One message for a folder's files of one type that are not photos: a camera's RAW files come in hundreds."""
+    reads = f"napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})"
+    if len(paths) == 1:
+        return f"{paths[0]}: not a photo file {reads}"
+    names = ", ".join(path.name for path in paths[:3]) + (", ..." if len(paths) > 3 else "")
+    return f"{len(paths)} files in {paths[0].parent} ({names}): not photo files {reads}"
+
+
 def _why_no_photos(folder: Path) -> str:
     problem = "the folder holds no photos (" + ", ".join(IMAGE_SUFFIXES) + ")"
     # Photos sorted into one folder per species or site are a common layout; a run takes one folder.
@@ -203,12 +212,13 @@ class ImageSet(Sequence):
         if not folder.is_dir():
             raise ImageReadError(str(folder), "no such folder")
         records: dict[str, ImageRecord] = {}
+        others: dict[str, list[Path]] = {}
         skipped = []
         for path in sorted(folder.iterdir()):
             if path.name.startswith(".") or path.is_dir():
                 continue
             if path.suffix.lower() not in IMAGE_SUFFIXES:
-                skipped.append(f"{path}: not a photo file napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})")
+                others.setdefault(path.suffix.lower(), []).append(path)
             elif path.stem in records:
                 # Masks and ground truth are named after the photo's stem, so two photos cannot share one.
                 kept = records[path.stem].path.name
@@ -217,7 +227,7 @@ class ImageSet(Sequence):
                 records[path.stem] = ImageRecord(path.stem, path=path)
         if not records:
             raise ImageReadError(str(folder), _why_no_photos(folder))
-        return cls(list(records.values()), skipped)
+        return cls(list(records.values()), [_not_photos(paths) for paths in others.values()] + skipped)
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> ImageSet:
