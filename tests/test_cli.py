@@ -78,6 +78,23 @@ def test_evaluate_matches_a_hand_computation(tmp_path, capsys):
     assert (first["images"], first["fg_iou"]) == (1, pytest.approx(3 / 6))
 
 
+def test_photos_without_ground_truth_are_named_in_one_warning(tmp_path, capsys):
+    """Often only a few photos of a set have a true mask: the others are not scored, and said so once."""
+    store = RunFolder(tmp_path / "run")
+    store.create(RunConfig())
+    mask = np.eye(4, dtype=bool)
+    for stem in "abcde":
+        store.write_mask(0, stem, mask)
+    store.finish_iteration({"iteration": 0})
+    (tmp_path / "gt").mkdir()
+    iio.imwrite(tmp_path / "gt" / "c.png", np.where(mask, 255, 0).astype(np.uint8))
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path / "gt"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["iterations"][0]["images"] == 1
+    warnings = [line for line in captured.err.splitlines() if "ground-truth" in line]
+    assert warnings == [f"warning: not scored: 4 photos have no ground-truth mask in {tmp_path / 'gt'} (a, b, d, ...)"]
+
+
 def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):
     """--help, evaluate and open answer at once: torch takes seconds to load and only label and train-source use it."""
     RunFolder(tmp_path / "run").create(RunConfig())

@@ -9,7 +9,7 @@ is the mean over its photos.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,16 @@ from napari_gfn.engine.events import Progress
 from napari_gfn.engine.images import ImageReadError, find_image, read_mask, read_object_mask
 from napari_gfn.store import RunFolder, RunFolderError
 
-__all__ = ["GroundTruth", "MaskScore", "evaluate_run", "iou", "mean_scores", "score_mask", "truth_mask_for_photo"]
+__all__ = [
+    "GroundTruth",
+    "MaskScore",
+    "evaluate_run",
+    "iou",
+    "mean_scores",
+    "score_mask",
+    "truth_mask_for_photo",
+    "unscored_messages",
+]
 
 
 def iou(predicted: np.ndarray, truth: np.ndarray, keep: np.ndarray | None = None) -> float:
@@ -66,6 +75,22 @@ def mean_scores(scores: Iterable[MaskScore]) -> dict[str, float] | None:
     }
 
 
+_NO_TRUTH = "no ground-truth mask for this photo"
+
+
+def unscored_messages(errors: Sequence[ImageReadError]) -> list[str]:
+    """What kept photos from being scored; missing masks in one message, as often only a few photos have one."""
+    missing = [error for error in errors if error.problem == _NO_TRUTH]
+    messages = [str(error) for error in errors if error.problem != _NO_TRUTH]
+    if len(missing) == 1:
+        messages.insert(0, str(missing[0]))
+    elif missing:
+        names = ", ".join(Path(error.source).stem for error in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        folder = Path(missing[0].source).parent
+        messages.insert(0, f"{len(missing)} photos have no ground-truth mask in {folder} ({names})")
+    return messages
+
+
 class GroundTruth:
     """True masks (and optional ignore masks) by photo stem, read on demand and checked for size."""
 
@@ -80,7 +105,7 @@ class GroundTruth:
         """(truth, keep) for ``stem``; raises ImageReadError naming a missing or wrong-sized file."""
         path = find_image(self.masks, stem)
         if path is None:
-            raise ImageReadError(str(self.masks / f"{stem}.png"), "no ground-truth mask for this photo")
+            raise ImageReadError(str(self.masks / f"{stem}.png"), _NO_TRUTH)
         truth = read_object_mask(path, shape)
         keep = None
         if self.ignore is not None:
@@ -100,7 +125,7 @@ def evaluate_run(
     """Per finished iteration: mean fg IoU and mIoU over the photos with ground truth; plus problems met."""
     folder = RunFolder(run)
     folder.read_config()
-    rows, problems = [], []
+    rows, problems, truth_errors = [], [], []
     iterations = folder.finished_iterations()
     paths = {k: sorted((folder.iteration_dir(k) / "masks").glob("*.png")) for k in iterations}
     total, done = sum(len(p) for p in paths.values()), 0
@@ -119,7 +144,7 @@ def evaluate_run(
                 scores.append(truth.score(path.stem, predicted))
             except ImageReadError as error:
                 if iteration == iterations[0]:
-                    problems.append(str(error))
+                    truth_errors.append(error)
         summary = mean_scores(scores) or {"fg_iou": None, "miou": None}
         rows.append({"iteration": iteration, **summary, "images": len(scores)})
-    return rows, problems
+    return rows, unscored_messages(truth_errors) + problems

@@ -28,7 +28,7 @@ from napari_gfn.engine.events import (
     RunCancelled,
 )
 from napari_gfn.engine.images import ImageReadError, ImageSet, read_object_mask
-from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores
+from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.training import new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
@@ -268,13 +268,14 @@ class _Run:
     def _truth_scores(self, iteration: int, stems: Iterable[str]) -> dict | None:
         if self.truth is None:
             return None
-        scores = []
+        scores, errors = [], []
         for stem in stems:
             try:
                 scores.append(self.truth.score(stem, self.store.read_mask(iteration, stem)))
             except ImageReadError as error:
-                if not self.truth_checked:
-                    self.notices.append(Notice(f"not scored: {error}"))
+                errors.append(error)
+        if not self.truth_checked:
+            self.notices.extend(Notice(f"not scored: {message}") for message in unscored_messages(errors))
         self.truth_checked = True
         return mean_scores(scores)
 
