@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from magicgui.widgets import FileEdit
 from napari.utils.notifications import notification_manager
 
 from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, SETTING_LABELS, THIN_OBJECT_SETTINGS, RunConfig
@@ -20,6 +21,7 @@ from napari_gfn.demo import open_demo
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
+from napari_gfn.widgets.path_fields import chosen_path
 from napari_gfn.widgets.run_layers import iteration_layer_name
 
 pytestmark = pytest.mark.gui
@@ -196,6 +198,37 @@ def test_settings_that_contradict_each_other_are_named_in_the_docks_words(make_n
     expected = "area min (--area-min) must be at least 0 and below area max 0.9 (--area-max 0.9), got 0.95"
     assert any(expected in message for message in messages), messages
     assert widget.store is None  # nothing started
+
+
+def test_a_path_typed_or_pasted_into_a_field_is_read_as_meant(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    field = FileEdit(mode="d")
+    field.line_edit.value = ' "~/orchid photos" '  # a file manager's "copy as path" brings the quotes
+    assert chosen_path(field, "a folder") == tmp_path / "orchid photos"
+    field.line_edit.value = "  "
+    with pytest.raises(ValueError, match=r"^choose a folder$"):
+        chosen_path(field, "a folder")
+
+
+def test_an_empty_folder_field_asks_for_the_folder_instead_of_using_naparis_own(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # magicgui reads an empty field as "."
+    iio.imwrite(tmp_path / "holiday.png", np.zeros((8, 8, 3), np.uint8))  # not to be labelled
+    viewer = make_napari_viewer()
+    widget = _folder_form(viewer, tmp_path)
+    widget.images_folder.line_edit.value = ""
+    exporter = _dock(viewer, "Export labels")
+    exporter.run_folder.value = tmp_path
+    exporter.out_folder.line_edit.value = ""
+    seen = len(notification_manager.records)
+    widget.start()
+    exporter.export()
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    assert "choose the folder of photos to label" in messages
+    assert "choose the folder to export to" in messages
+    assert widget.store is None
+    assert not exporter.task.running
 
 
 def test_two_photo_layers_that_would_write_one_file_are_named_before_a_run(make_napari_viewer, tmp_path):

@@ -45,6 +45,7 @@ from napari_gfn.store import RunFolder, RunFolderError
 
 from .engine_task import EngineTask
 from .metrics_plot import MetricsPlot
+from .path_fields import chosen_path
 from .run_layers import METADATA_KEY, RunLayers
 from .shared_state import shared_state
 
@@ -252,7 +253,7 @@ class AutoLabelWidget(Container):
         self.thin_object_button.changed.connect(self.use_thin_object_settings)
         self.start_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.task.cancel)
-        self.open_button.changed.connect(lambda: self.open_run(Path(self.open_run_folder.value)))
+        self.open_button.changed.connect(self._open_chosen_run)
         self.photo.changed.connect(self._show_photo)
         self.previous_button.changed.connect(lambda: self.step_photo(-1))
         self.next_button.changed.connect(lambda: self.step_photo(+1))
@@ -363,7 +364,7 @@ class AutoLabelWidget(Container):
 
     def _run_config(self) -> tuple[RunConfig, dict[str, dict[str, np.ndarray]], dict[str, str]]:
         """The configuration from the form, the layer arrays the run folder keeps a copy of, and photo layers."""
-        run_dir = Path(self.run_folder.value).expanduser()
+        run_dir = chosen_path(self.run_folder, "a run folder")
         inputs: dict[str, dict[str, np.ndarray]] = {}
         photo_layers: dict[str, str] = {}
         if self.input_kind.value == IMAGE_LAYERS:
@@ -374,23 +375,30 @@ class AutoLabelWidget(Container):
             inputs["photos"] = {stem: self.viewer.layers[name].data for stem, name in photo_layers.items()}
             images = RunFolder(run_dir).input_dir("photos")
         else:
-            images = Path(self.images_folder.value)
+            images = chosen_path(self.images_folder, "the folder of photos to label")
         simple = SIMPLE_CHOICES[self.simple.value]
         if simple == "folder":
-            simple = str(self.simple_folder.value)
+            simple = str(chosen_path(self.simple_folder, "the folder of simple (plain-background) photos"))
         elif simple == "layers":
             if not self.simple_layers.value:
                 raise ValueError("choose the simple (plain-background) photo layers, or pick another option")
             simple_layers = photo_stems(self.simple_layers.value)
             inputs["simple"] = {stem: self.viewer.layers[name].data for stem, name in simple_layers.items()}
             simple = str(RunFolder(run_dir).input_dir("simple"))
+        seed_files = {}
+        if self.seed.value == "transfer":
+            what = "a source model file: open or train one in the Source model dock"
+            seed_files["source_model"] = str(chosen_path(self.source_model, what))
+        if self.seed.value == "cam":
+            what = "the image-level labels: a CSV with columns image,class, or a folder of class folders"
+            seed_files["labels"] = str(chosen_path(self.image_labels, what))
         config = self._base_config.updated(
             images=str(images),
             out=str(run_dir),
             seed=self.seed.value,
             simple=simple,
-            source_model=str(self.source_model.value) if self.seed.value == "transfer" else None,
-            labels=str(self.image_labels.value) if self.seed.value == "cam" else None,
+            source_model=seed_files.get("source_model"),
+            labels=seed_files.get("labels"),
             gt=self._truth_folder(run_dir, inputs),
             **{name: getattr(self, name).value for name in _FORM_SETTINGS},
         )
@@ -401,7 +409,7 @@ class AutoLabelWidget(Container):
         if self.truth.value == NO_TRUTH:
             return None
         if self.truth.value == TRUTH_FOLDER:
-            return str(self.truth_folder.value)
+            return str(chosen_path(self.truth_folder, "the ground-truth folder"))
         truth = np.asarray(self.viewer.layers[self.truth.value].data)
         inputs["gt"] = truth_mask_for_photo(self.truth.value, truth, inputs.get("photos", {}))
         return str(RunFolder(run_dir).input_dir("gt"))
@@ -428,6 +436,14 @@ class AutoLabelWidget(Container):
         self.cancel_button.enabled = self.task.running
 
     # ------------------------------------------------------------------ inspecting
+    def _open_chosen_run(self) -> None:
+        try:
+            folder = chosen_path(self.open_run_folder, "the run folder to open")
+        except ValueError as error:
+            show_error(str(error))
+            return
+        self.open_run(folder)
+
     def open_run(self, folder: Path) -> None:
         """Show a run folder (from the command line or a GPU server, say): its settings, metrics and masks."""
         try:

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_error, show_info
 
 from napari_gfn.engine import CancelToken
 from napari_gfn.export import export_labels
 from napari_gfn.store import RunFolder
 
 from .engine_task import EngineTask
+from .path_fields import chosen_path
 from .shared_state import shared_state
 
 __all__ = ["ExportWidget"]
@@ -54,7 +55,12 @@ class ExportWidget(Container):
             self.iteration.reset_choices()
 
     def export(self) -> None:
-        run_dir, out_dir = Path(self.run_folder.value), Path(self.out_folder.value)
+        try:
+            run_dir = chosen_path(self.run_folder, "the run folder to export")
+            out_dir = chosen_path(self.out_folder, "the folder to export to")
+        except ValueError as error:
+            show_error(str(error))
+            return
         iteration, fmt = self.iteration.value, FORMAT_NAMES[self.format.value]
 
         def job(cancel: CancelToken):

@@ -12,6 +12,7 @@ from napari_gfn.config import BACKBONES, SETTING_HELP, VOC_CLASSES, RunConfig
 from napari_gfn.engine import CancelToken
 
 from .engine_task import EngineTask, job_settings
+from .path_fields import chosen_path
 from .shared_state import shared_state
 
 __all__ = ["SourceModelWidget", "describe_card"]
@@ -81,11 +82,19 @@ class SourceModelWidget(Container):
                 self.status,
             ]
         )
-        self.open_button.changed.connect(lambda: self.open_model(Path(self.model_file.value)))
+        self.open_button.changed.connect(self._open_chosen_model)
         self.source_kind.changed.connect(self._show_source_fields)
         self.train_button.changed.connect(self.train)
         self.cancel_button.changed.connect(self.task.cancel)
         self.task.attach(self.native, self._on_status)
+
+    def _open_chosen_model(self) -> None:
+        try:
+            path = chosen_path(self.model_file, "a model file to open")
+        except ValueError as error:
+            napari.utils.notifications.show_error(str(error))
+            return
+        self.open_model(path)
 
     def open_model(self, path: Path) -> None:
         """Read the card of the model at ``path`` and offer the model to the Auto-label dock.
@@ -122,16 +131,23 @@ class SourceModelWidget(Container):
             backbone=self.backbone.value, epochs=self.epochs.value, image_size=self.image_size.value, device="auto"
         )
         from_voc = self.source_kind.value == "VOC root"
-        voc_root, voc_class = Path(self.voc_root.value), self.voc_class.value
-        images, masks, out = Path(self.images.value), Path(self.masks.value), Path(self.out_file.value)
+        voc_class = self.voc_class.value
+        try:
+            out = chosen_path(self.out_file, "where to save the model")
+            folders = (
+                [chosen_path(self.voc_root, "the VOC root (the folder holding JPEGImages)")]
+                if from_voc
+                else [chosen_path(self.images, "the folder of labelled photos"), chosen_path(self.masks, "their masks")]
+            )
+        except ValueError as error:
+            napari.utils.notifications.show_error(str(error))
+            return
 
         def job(cancel: CancelToken):
             from napari_gfn.engine import resolve_device
             from napari_gfn.engine.source import LabelledSet, save_source_model, train_source_model
 
-            labelled = (
-                LabelledSet.from_voc(voc_root, voc_class) if from_voc else LabelledSet.from_folders(images, masks)
-            )
+            labelled = LabelledSet.from_voc(*folders, voc_class) if from_voc else LabelledSet.from_folders(*folders)
             model = yield from train_source_model(labelled, config, resolve_device(config.device), cancel)
             return save_source_model(model, labelled, out, voc_class if from_voc else None, config.image_size)
 
