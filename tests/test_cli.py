@@ -1,6 +1,7 @@
 """The `napari-gfn` command line: evaluate, resume after a kill, clear errors, open, the demo."""
 
 import argparse
+import importlib.metadata
 import json
 import os
 import shutil
@@ -98,7 +99,12 @@ def test_photos_without_ground_truth_are_named_in_one_warning(tmp_path, capsys):
 def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):
     """--help, evaluate and open answer at once: torch takes seconds to load and only label and train-source use it."""
     RunFolder(tmp_path / "run").create(RunConfig())
-    commands = [["--help"], ["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path)], ["open", str(tmp_path)]]
+    commands = [
+        ["--help"],
+        ["--version"],
+        ["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path)],
+        ["open", str(tmp_path)],
+    ]
     check = (
         "import sys\nfrom napari_gfn.cli import main\n"
         "try: main({})\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
@@ -106,6 +112,12 @@ def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):
     for argv in commands:
         ran = subprocess.run([sys.executable, "-c", check.format(argv)], capture_output=True, text=True, timeout=120)
         assert ran.stdout.splitlines()[-1] == "False", (argv, ran.stdout, ran.stderr)
+
+
+def test_version_is_the_installed_packages(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out == f"napari-gfn {importlib.metadata.version('napari-gfn')}\n"
 
 
 def _label_command(images, out, *extra):

@@ -11,6 +11,7 @@ from collections.abc import Generator, Iterable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
+from napari_gfn import __version__
 from napari_gfn.config import (
     BACKBONES,
     CAM_REFINERS,
@@ -281,6 +282,7 @@ def _add_train_source_parser(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-gfn", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_label_parser(commands)
 
