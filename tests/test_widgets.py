@@ -18,6 +18,7 @@ from napari.utils.notifications import notification_manager
 
 from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, SETTING_LABELS, THIN_OBJECT_SETTINGS, RunConfig
 from napari_gfn.demo import open_demo
+from napari_gfn.engine import Notice
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
@@ -520,6 +521,29 @@ def test_the_job_settings_stay_until_the_last_of_two_jobs_ends(qtbot):
     assert threads == threads_of_the_second[0] == max(1, TORCH_THREADS - 1)
     assert gc.get_freeze_count() == 0
     assert _torch_threads_of_a_new_thread() == TORCH_THREADS
+
+
+def test_warnings_that_come_together_share_one_notification_and_one_alone_shows_as_is(qtbot):
+    task = engine_task.EngineTask("many", uses_torch=False)
+    empty = [f"skipped /photos/IMG_{index:04d}.JPG: the file is empty" for index in range(30)]
+
+    def burst(cancel):
+        yield Notice("a seed's note", level="info")
+        for message in empty:
+            yield Notice(message)
+
+    def one_later(cancel):
+        yield Notice("only this one")
+
+    seen = len(notification_manager.records)
+    task.start(burst)
+    _wait_until_done(qtbot, task)
+    shown = [str(record.message) for record in notification_manager.records[seen:]]
+    assert shown == ["a seed's note", "many: 30 warnings\n" + "\n".join(empty)]
+    task.start(one_later)
+    _wait_until_done(qtbot, task)
+    qtbot.wait(engine_task.WARNING_BATCH_MS + 200)  # the timer set for the burst finds nothing left to show
+    assert [str(record.message) for record in notification_manager.records[seen + 2 :]] == ["only this one"]
 
 
 def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):

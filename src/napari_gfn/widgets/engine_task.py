@@ -17,6 +17,7 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
 from napari_gfn.engine.events import CancelToken, Notice, PhaseBars, Progress, RunCancelled
@@ -25,6 +26,10 @@ __all__ = ["EngineTask", "Job", "job_settings"]
 
 # A job turns a cancel token into the engine's event generator (which may return a value).
 Job = Callable[[CancelToken], Generator]
+
+# Warnings that come within this time of each other share one notification: a folder copied only in part
+# can hold a hundred empty photos, and a hundred notifications would bury the viewer.
+WARNING_BATCH_MS = 500
 
 
 def _load_torch_libraries() -> None:
@@ -160,7 +165,8 @@ class EngineTask:
 
     Events reach the GUI thread through the worker's ``yielded`` signal:
     :class:`Progress` drives a bar (with ETA) in napari's activity dock,
-    :class:`Notice` becomes a notification, anything else goes to ``on_result``.
+    :class:`Notice` becomes a notification (warnings that come together share one),
+    anything else goes to ``on_result``.
     """
 
     status_changed = Signal(str)
@@ -174,6 +180,7 @@ class EngineTask:
         self._cancel = CancelToken()
         self._bars = PhaseBars(lambda phase, total: progress(total=total, desc=f"{self.name}: {phase}"))
         self.dock_closed = False  # once the attached dock is destroyed, nothing may touch its widgets
+        self._warnings: list[str] = []
 
     def attach(self, dock: QWidget, on_status: Callable[[str], None] | None = None) -> None:
         """Report status changes to ``dock``; when the dock is destroyed (the viewer closed), cancel the job
@@ -229,17 +236,33 @@ class EngineTask:
     def _on_event(self, event: object, on_result: Callable[[object], None] | None) -> None:
         if isinstance(event, Progress):
             self._bars.show(event)
+        elif isinstance(event, Notice) and event.level == "info":
+            show_info(event.message)
         elif isinstance(event, Notice):
-            (show_info if event.level == "info" else show_warning)(event.message)
+            self._warn(event.message)
         elif on_result is not None and not self.dock_closed:
             on_result(event)
 
+    def _warn(self, message: str) -> None:
+        if not self._warnings:
+            QTimer.singleShot(WARNING_BATCH_MS, self._show_warnings)
+        self._warnings.append(message)
+
+    def _show_warnings(self) -> None:
+        warnings, self._warnings = self._warnings, []
+        if len(warnings) == 1:
+            show_warning(warnings[0])
+        elif warnings:
+            show_warning(f"{self.name}: {len(warnings)} warnings\n" + "\n".join(warnings))
+
     def _on_error(self, error: Exception) -> None:
+        self._show_warnings()
         detail = str(error) if isinstance(error, _EXPECTED_ERRORS) else f"{type(error).__name__}: {error}"
         show_error(f"{self.name} stopped: {detail}")
         self._set_status("failed")
 
     def _on_finished(self) -> None:
+        self._show_warnings()
         self._bars.close()
         if self.status == "failed":
             return
