@@ -312,6 +312,21 @@ def test_export_writes_what_the_layers_show(make_napari_viewer, qtbot, finished_
             np.testing.assert_array_equal(data, expected)
 
 
+def test_export_refuses_the_folder_of_the_runs_photos(make_napari_viewer, qtbot, finished_layer_run):
+    run = finished_layer_run["run"]
+    photos = RunFolder(run).read_config().images  # a layer run keeps its photos as PNG files in the run folder
+    before = {path.name: path.read_bytes() for path in Path(photos).iterdir()}
+    exporter = _dock(make_napari_viewer(), "Export labels")
+    exporter.run_folder.value, exporter.out_folder.value = run, photos
+    seen = len(notification_manager.records)
+    exporter.export()
+    _wait_until_done(qtbot, exporter.task)
+    assert exporter.task.status == "failed"
+    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    assert any(f"{photos} holds the run's photos: masks exported there could" in m for m in messages), messages
+    assert {path.name: path.read_bytes() for path in Path(photos).iterdir()} == before
+
+
 _EXPORT_IN_A_FRESH_VIEWER = """
 import sys, time
 import napari

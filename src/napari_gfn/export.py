@@ -50,9 +50,10 @@ def export_labels(
     cancel = cancel or CancelToken()
     store = RunFolder(run_dir)
     chosen = resolve_iteration(store, iteration)
+    out_dir = Path(out_dir)
+    _check_not_an_input(store, out_dir)
     masks = {path.stem: path for path in sorted((store.iteration_dir(chosen) / "masks").glob("*.png"))}
     masks.update(store.fixed_masks())
-    out_dir = Path(out_dir)
     written = []
     for index, (stem, path) in enumerate(masks.items()):
         cancel.check()
@@ -64,6 +65,20 @@ def export_labels(
             written.append(_write(out_dir / f"{stem}.{fmt}", labels, fmt))
         yield Progress(f"export iteration {chosen}", index + 1, len(masks))
     return written
+
+
+_INPUT_FOLDERS = {"images": "photos", "simple": "simple photos", "gt": "ground-truth masks", "ignore": "ignore masks"}
+
+
+def _check_not_an_input(store: RunFolder, out_dir: Path) -> None:
+    """Refuse to export into a folder the run reads: masks are named after the photos, so PNG masks would
+    overwrite PNG photos (or true masks) of the same name."""
+    inputs = store.read_config().paths()
+    for name, what in _INPUT_FOLDERS.items():
+        if name in inputs and out_dir.resolve() == Path(inputs[name]).resolve():
+            raise LabellingError(
+                f"{out_dir} holds the run's {what}: masks exported there could overwrite them; choose another folder"
+            )
 
 
 def _write(path: Path, labels: np.ndarray, fmt: str) -> Path:
