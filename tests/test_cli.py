@@ -272,6 +272,15 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     assert error.startswith(f"napari-gfn: error: [Errno 20] Not a directory: '{run / 'cache'}")
     assert error.endswith(f"; iteration 0 is kept in {run} (continue with --resume)")
     (run / "cache").unlink()
+    # --resume given a folder that is not a run (a home folder, by mistake) leaves everything in it alone.
+    home = tmp_path / "home"
+    (home / "iter_01").mkdir(parents=True)
+    (home / "notes" / ".draft.txt.tmp").parent.mkdir()
+    (home / "notes" / ".draft.txt.tmp").write_text("an editor's unsaved draft")
+    assert main(["label", str(photos), "--seed", "grabcut", "--out", str(home), "--resume"]) == 1
+    assert f"{home} is not a napari-gfn run folder (no run.json)" in capsys.readouterr().err
+    assert (home / "iter_01").is_dir()
+    assert (home / "notes" / ".draft.txt.tmp").is_file()
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["open", str(run)]) == 1

@@ -149,7 +149,14 @@ class RunFolder:
         return moved
 
     def discard_unfinished(self) -> None:
-        """Remove iteration folders that have no metrics line (the iteration a kill interrupted)."""
+        """Remove iteration folders that have no metrics line (the iteration a kill interrupted).
+
+        Only in a run folder: ``--resume`` given another folder (a home folder, by mistake) deletes nothing.
+        """
+        if not self.config_path.is_file():
+            raise RunFolderError(
+                f"{self.root} is not a napari-gfn run folder (no run.json): there is nothing to resume"
+            )
         finished = set(self.finished_iterations())
         for folder in self.root.glob("iter_*"):
             suffix = folder.name.removeprefix("iter_")
