@@ -17,6 +17,7 @@ import pytest
 
 from napari_gfn.cli import _label_config, _TerminalReport, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
+from napari_gfn.demo import _demo_config
 from napari_gfn.store import RunFolder
 
 FAST = ["--image-size", "64", "--epochs", "1", "--seed-epochs", "2", "--min-steps", "8", "--area-min", "0"]
@@ -291,7 +292,7 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
 
 
 @pytest.mark.slow
-def test_headless_demo_labels_the_sample_photos_and_says_where_it_wrote(tmp_path):
+def test_headless_demo_labels_the_sample_photos_and_says_where_it_wrote(tmp_path, capsys):
     # The seed alone: each refinement round would add as long again, and rounds are tested in test_engine.
     command = ["demo", "--headless", "--iterations", "0", "--out", str(tmp_path / "demo")]
     result = subprocess.run([sys.executable, "-m", "napari_gfn", *command], capture_output=True, text=True, timeout=900)
@@ -303,3 +304,12 @@ def test_headless_demo_labels_the_sample_photos_and_says_where_it_wrote(tmp_path
     assert len(photos) == 16
     assert all(run.has_mask(0, stem) for stem in photos)
     assert run.metrics()[0]["fg_iou"] > 0.5  # scored against the sample's true masks
+    # A second demo replaces its own earlier run (what the demo's set-up does before labelling) ...
+    _demo_config(tmp_path / "demo", iterations=0)
+    assert not (tmp_path / "demo" / "run").exists()
+    # ... but never a run of the user's that happens to sit in a folder named run.
+    mine = tmp_path / "project" / "run"
+    RunFolder(mine).create(RunConfig(images=str(tmp_path / "demo" / "sample" / "masks")))
+    assert main(["demo", "--headless", "--out", str(tmp_path / "project")]) == 1
+    assert f"{mine} holds something other than an earlier demo run" in capsys.readouterr().err
+    assert (mine / "run.json").is_file()

@@ -13,6 +13,7 @@ import numpy as np
 from napari_gfn.config import DEMO_CONFIG, RunConfig
 from napari_gfn.engine import run_labelling
 from napari_gfn.sample_data import make_sample_set
+from napari_gfn.store import RunFolder, RunFolderError
 
 if TYPE_CHECKING:
     import napari
@@ -42,11 +43,24 @@ def write_sample_folder(
     return folder
 
 
+def _clear_an_earlier_demo_run(run_dir: Path, photos: Path) -> None:
+    """Remove the run an earlier demo left in ``run_dir``, and nothing else: ``--out`` may name a user's project."""
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return
+    try:
+        earlier_photos = Path(RunFolder(run_dir).read_config().images)
+    except RunFolderError:
+        earlier_photos = None
+    if earlier_photos is None or earlier_photos.resolve() != photos.resolve():
+        raise ValueError(f"{run_dir} holds something other than an earlier demo run: choose another --out folder")
+    shutil.rmtree(run_dir)
+
+
 def _demo_config(out: Path, iterations: int) -> RunConfig:
     """Write a fresh synthetic branch set under ``out``; the demo's settings for it (ground truth included)."""
     data = write_sample_folder(out / "sample")
     run_dir = out / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    _clear_an_earlier_demo_run(run_dir, data / "images")
     return DEMO_CONFIG.updated(
         images=str(data / "images"), out=str(run_dir), gt=str(data / "masks"), iterations=iterations
     )
