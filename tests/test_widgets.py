@@ -65,6 +65,20 @@ def _folder_form(viewer, folder: Path) -> AutoLabelWidget:
     return widget
 
 
+def _messages_since(seen: int) -> list[str]:
+    """The notifications shown after the first ``seen``."""
+    return [str(record.message) for record in notification_manager.records[seen:]]
+
+
+def _assert_start_refused(widget: AutoLabelWidget, expected: str) -> None:
+    """Start names the problem (``expected`` in a notification) and starts nothing."""
+    seen = len(notification_manager.records)
+    widget.start()
+    messages = _messages_since(seen)
+    assert any(expected in message for message in messages), messages
+    assert widget.store is None
+
+
 def _wait_until_done(qtbot, task) -> None:
     qtbot.waitUntil(lambda: task.status in ("finished", "cancelled", "failed"), timeout=RUN_TIMEOUT_MS)
 
@@ -193,12 +207,9 @@ def test_the_ridge_seed_offers_the_settings_for_thin_objects_in_one_click(make_n
 def test_settings_that_contradict_each_other_are_named_in_the_docks_words(make_napari_viewer, tmp_path):
     widget = _folder_form(make_napari_viewer(), tmp_path)
     widget.area_min.value, widget.area_max.value = 0.95, 0.9  # each in its spin box's range, not together
-    seen = len(notification_manager.records)
-    widget.start()
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
-    expected = "area min (--area-min) must be at least 0 and below area max 0.9 (--area-max 0.9), got 0.95"
-    assert any(expected in message for message in messages), messages
-    assert widget.store is None  # nothing started
+    _assert_start_refused(
+        widget, "area min (--area-min) must be at least 0 and below area max 0.9 (--area-max 0.9), got 0.95"
+    )
 
 
 def test_a_path_typed_or_pasted_into_a_field_is_read_as_meant(qtbot, tmp_path, monkeypatch):
@@ -225,7 +236,7 @@ def test_an_empty_folder_field_asks_for_the_folder_instead_of_using_naparis_own(
     seen = len(notification_manager.records)
     widget.start()
     exporter.export()
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    messages = _messages_since(seen)
     assert "choose the folder of photos to label" in messages
     assert "choose the folder to export to" in messages
     assert widget.store is None
@@ -238,12 +249,7 @@ def test_two_photo_layers_that_would_write_one_file_are_named_before_a_run(make_
     viewer.add_image(photo, name="Orchid 1", rgb=True)
     viewer.add_image(photo, name="orchid 1", rgb=True)
     widget = _layer_run(viewer, tmp_path, tmp_path / "run", iterations=1)
-    seen = len(notification_manager.records)
-    widget.start()
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
-    expected = "layers 'Orchid 1' and 'orchid 1' would both be saved as orchid 1.png in the run folder"
-    assert any(expected in message for message in messages), messages
-    assert widget.store is None  # nothing started
+    _assert_start_refused(widget, "layers 'Orchid 1' and 'orchid 1' would both be saved as orchid 1.png in the run")
 
 
 @pytest.fixture(scope="module")
@@ -322,7 +328,7 @@ def test_export_refuses_the_folder_of_the_runs_photos(make_napari_viewer, qtbot,
     exporter.export()
     _wait_until_done(qtbot, exporter.task)
     assert exporter.task.status == "failed"
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    messages = _messages_since(seen)
     assert any(f"{photos} holds the run's photos: masks exported there could" in m for m in messages), messages
     assert {path.name: path.read_bytes() for path in Path(photos).iterdir()} == before
 
@@ -402,7 +408,7 @@ def test_a_mask_cut_short_in_a_copied_run_is_named_and_the_rest_shows_and_export
     viewer = make_napari_viewer()
     seen = len(notification_manager.records)
     open_run_window(viewer, run)
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    messages = _messages_since(seen)
     assert any(f"{cut}: cannot be read as a mask" in message for message in messages), messages
     assert iteration_layer_name(first, 0) in viewer.layers
     assert iteration_layer_name(first, 1) not in viewer.layers
@@ -413,7 +419,7 @@ def test_a_mask_cut_short_in_a_copied_run_is_named_and_the_rest_shows_and_export
     exporter.export()
     _wait_until_done(qtbot, exporter.task)
     assert exporter.task.status == "finished"
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    messages = _messages_since(seen)
     assert any(f"not exported: {cut}: cannot be read" in message for message in messages), messages
     written = sorted(path.stem for path in (tmp_path / "out").iterdir())
     assert written == sorted(set(finished_layer_run["stems"]) - {first})
@@ -469,7 +475,7 @@ def test_an_error_in_the_worker_is_a_notification_not_a_crash(
     widget.start()
     _wait_until_done(qtbot, widget.task)
     assert widget.task.status == "failed"
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    messages = _messages_since(seen)
     assert any(expected in message for message in messages), messages
     assert widget.start_button.enabled  # the dock is ready for another try
 
@@ -553,12 +559,12 @@ def test_warnings_that_come_together_share_one_notification_and_one_alone_shows_
     seen = len(notification_manager.records)
     task.start(burst)
     _wait_until_done(qtbot, task)
-    shown = [str(record.message) for record in notification_manager.records[seen:]]
+    shown = _messages_since(seen)
     assert shown == ["a seed's note", "many: 30 warnings\n" + "\n".join(empty)]
     task.start(one_later)
     _wait_until_done(qtbot, task)
     qtbot.wait(engine_task.WARNING_BATCH_MS + 200)  # the timer set for the burst finds nothing left to show
-    assert [str(record.message) for record in notification_manager.records[seen + 2 :]] == ["only this one"]
+    assert _messages_since(seen + 2) == ["only this one"]
 
 
 def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):
@@ -624,7 +630,7 @@ def test_an_unreadable_model_file_is_named_and_the_model_chosen_before_stays(mak
     source.open_model(truncated)
     assert not source.open_button.enabled  # read in a worker thread
     qtbot.waitUntil(lambda: source.open_button.enabled)
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    messages = _messages_since(seen)
     assert any(str(truncated) in message and "truncated or corrupt" in message for message in messages)
     assert source.card.value == card
     assert Path(auto_label.source_model.value) == good
@@ -645,6 +651,6 @@ def test_a_runtime_error_while_reading_a_card_is_named_and_frees_the_dock(
     seen = len(notification_manager.records)
     source.open_model(path)
     qtbot.waitUntil(lambda: source.open_button.enabled)
-    messages = [str(record.message) for record in notification_manager.records[seen:]]
+    messages = _messages_since(seen)
     assert any("torchvision::nms" in message for message in messages), messages
     assert source.card.value == "No model chosen."
