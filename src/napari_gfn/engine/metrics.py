@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_gfn.engine.events import Progress
-from napari_gfn.engine.images import ImageReadError, find_image, read_mask, read_object_mask
+from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, find_image, read_mask, read_object_mask
 from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = [
@@ -78,8 +78,11 @@ def mean_scores(scores: Iterable[MaskScore]) -> dict[str, float] | None:
 _NO_TRUTH = "no ground-truth mask for this photo"
 
 
-def unscored_messages(errors: Sequence[ImageReadError]) -> list[str]:
-    """What kept photos from being scored; missing masks in one message, as often only a few photos have one."""
+def unscored_messages(errors: Sequence[ImageReadError], scored: int) -> list[str]:
+    """What kept photos from being scored; missing masks in one message, as often only a few photos have one.
+
+    ``scored`` is how many photos were scored: when none was, the masks are likely named otherwise.
+    """
     missing = [error for error in errors if error.problem == _NO_TRUTH]
     messages = [str(error) for error in errors if error.problem != _NO_TRUTH]
     if len(missing) == 1:
@@ -87,8 +90,17 @@ def unscored_messages(errors: Sequence[ImageReadError]) -> list[str]:
     elif missing:
         names = ", ".join(Path(error.source).stem for error in missing[:3]) + (", ..." if len(missing) > 3 else "")
         folder = Path(missing[0].source).parent
-        messages.insert(0, f"{len(missing)} photos have no ground-truth mask in {folder} ({names})")
+        naming = _naming(folder) if scored == 0 else ""
+        messages.insert(0, f"{len(missing)} photos have no ground-truth mask in {folder} ({names}){naming}")
     return messages
+
+
+def _naming(folder: Path) -> str:
+    # Masks named otherwise (IMG_1_mask.png for IMG_1.jpg) are the usual reason that all are missing.
+    example = next((path.name for path in sorted(folder.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES), None)
+    if example is None:
+        return ""
+    return f"; a photo's mask is found by the photo's name (IMG_1.jpg: IMG_1.png), and this folder holds {example}, ..."
 
 
 class GroundTruth:
@@ -147,4 +159,5 @@ def evaluate_run(
                     truth_errors.append(error)
         summary = mean_scores(scores) or {"fg_iou": None, "miou": None}
         rows.append({"iteration": iteration, **summary, "images": len(scores)})
-    return rows, unscored_messages(truth_errors) + problems
+    first_scored = rows[0]["images"] if rows else 0
+    return rows, unscored_messages(truth_errors, first_scored) + problems

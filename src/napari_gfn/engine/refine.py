@@ -275,7 +275,7 @@ class _Run:
             except ImageReadError as error:
                 errors.append(error)
         if not self.truth_checked:
-            self.notices.extend(Notice(f"not scored: {message}") for message in unscored_messages(errors))
+            self.notices.extend(Notice(f"not scored: {message}") for message in unscored_messages(errors, len(scores)))
         self.truth_checked = True
         return mean_scores(scores)
 
