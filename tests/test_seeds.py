@@ -144,6 +144,23 @@ def test_train_source_from_voc_through_the_cli(tmp_path, capsys):
     assert "2007_000404" in capsys.readouterr().err
 
 
+def test_source_photos_without_a_mask_are_named_once(tmp_path):
+    data = write_sample_folder(tmp_path / "data", kind="flower", n=5, size=32, seed=1)
+    for stem in ("flower_000", "flower_001", "flower_003", "flower_004"):
+        (data / "masks" / f"{stem}.png").unlink()
+    labelled = LabelledSet.from_folders(data / "images", data / "masks")
+    assert labelled.images.stems == ["flower_002"]
+    expected = (
+        f"4 photos in {data / 'images'} have no mask in {data / 'masks'} (flower_000, flower_001, flower_003, ...)"
+    )
+    assert labelled.missing == (expected,)
+    (data / "images" / "flower_000.png").unlink()
+    (data / "images" / "flower_001.png").unlink()
+    (data / "images" / "flower_003.png").unlink()
+    missing = LabelledSet.from_folders(data / "images", data / "masks").missing
+    assert missing == (f"{data / 'images' / 'flower_004.png'}: no mask in {data / 'masks'}",)
+
+
 def test_source_masks_of_the_wrong_size_are_named_and_skipped(tmp_path):
     data = write_sample_folder(tmp_path / "data", kind="flower", n=3, size=48, seed=1)
     bad = data / "masks" / "flower_001.png"

@@ -21,6 +21,7 @@ __all__ = [
     "ImageReadError",
     "ImageRecord",
     "ImageSet",
+    "a_few",
     "find_image",
     "read_mask",
     "read_object_mask",
@@ -158,13 +159,17 @@ def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = No
     return mask > (127 if mask.max(initial=0) > 127 else 0)
 
 
+def a_few(names: Sequence[str]) -> str:
+    """The first three of ``names``, for a message about many files: "a, b, c, ..."."""
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def _not_photos(paths: list[Path]) -> str:
     """One message for a folder's files of one type that are not photos: a camera's RAW files come in hundreds."""
     reads = f"napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})"
     if len(paths) == 1:
         return f"{paths[0]}: not a photo file {reads}"
-    names = ", ".join(path.name for path in paths[:3]) + (", ..." if len(paths) > 3 else "")
-    return f"{len(paths)} files in {paths[0].parent} ({names}): not photo files {reads}"
+    return f"{len(paths)} files in {paths[0].parent} ({a_few([path.name for path in paths])}): not photo files {reads}"
 
 
 def _why_no_photos(folder: Path) -> str:
@@ -172,8 +177,9 @@ def _why_no_photos(folder: Path) -> str:
     # Photos sorted into one folder per species or site are a common layout; a run takes one folder.
     subfolders = sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
     if subfolders:
-        shown = ", ".join(subfolders[:3]) + (", ..." if len(subfolders) > 3 else "")
-        problem += f"; a run labels one folder: choose the one that holds the photos, not its parent ({shown})"
+        problem += (
+            f"; a run labels one folder: choose the one that holds the photos, not its parent ({a_few(subfolders)})"
+        )
     return problem
 
 

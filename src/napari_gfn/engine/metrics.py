@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_gfn.engine.events import Progress
-from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, find_image, read_mask, read_object_mask
+from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, a_few, find_image, read_mask, read_object_mask
 from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = [
@@ -88,7 +88,7 @@ def unscored_messages(errors: Sequence[ImageReadError], scored: int) -> list[str
     if len(missing) == 1:
         messages.insert(0, str(missing[0]))
     elif missing:
-        names = ", ".join(Path(error.source).stem for error in missing[:3]) + (", ..." if len(missing) > 3 else "")
+        names = a_few([Path(error.source).stem for error in missing])
         folder = Path(missing[0].source).parent
         naming = _naming(folder) if scored == 0 else ""
         messages.insert(0, f"{len(missing)} photos have no ground-truth mask in {folder} ({names}){naming}")

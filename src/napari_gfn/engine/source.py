@@ -14,7 +14,15 @@ from PIL import Image
 
 from napari_gfn.config import VOC_CLASSES, RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet, find_image, read_object_mask, size_mismatch
+from napari_gfn.engine.images import (
+    ImageReadError,
+    ImageRecord,
+    ImageSet,
+    a_few,
+    find_image,
+    read_object_mask,
+    size_mismatch,
+)
 from napari_gfn.engine.training import IGNORE, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN, save_model
@@ -44,6 +52,13 @@ def _voc_target(class_index: int) -> TargetReader:
     return read
 
 
+def _unpaired(photos: list[ImageRecord], images: os.PathLike | str, masks: Path) -> tuple[str, ...]:
+    """The photos of a labelled set without a mask, named in one message (a set may have hundreds)."""
+    if len(photos) <= 1:
+        return tuple(f"{photo.path}: no mask in {masks}" for photo in photos)
+    return (f"{len(photos)} photos in {images} have no mask in {masks} ({a_few([p.stem for p in photos])})",)
+
+
 @dataclass(frozen=True)
 class LabelledSet:
     """Photos with pixel labels; ``read_target`` turns a label file into 0/1 targets with 255 = ignore."""
@@ -68,8 +83,8 @@ class LabelledSet:
         paired = {stem: path for stem, path in found.items() if path is not None}
         if not paired:
             raise LabellingError(f"{masks}: no mask has the stem of a photo in {images}")
-        missing = tuple(f"{photos[i].path}: no mask in {masks}" for i, s in enumerate(photos.stems) if not found[s])
-        return cls(str(images), photos.subset(paired), paired, _object_mask_target, missing)
+        unpaired = [photo for photo in photos if found[photo.stem] is None]
+        return cls(str(images), photos.subset(paired), paired, _object_mask_target, _unpaired(unpaired, images, masks))
 
     @classmethod
     def from_voc(cls, root: os.PathLike | str, class_name: str, split: str = "train") -> LabelledSet:
