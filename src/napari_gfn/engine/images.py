@@ -129,8 +129,8 @@ def size_mismatch(source: str, what_is: str, shape: tuple[int, int], photo_shape
 
 def _is_coloured(picture: np.ndarray) -> bool:
     # A grey mask saved as RGB keeps equal channels (a JPEG's noise moves them a few levels at most).
-    channels = picture.astype(np.int32)
-    return bool((channels.max(axis=-1) - channels.min(axis=-1)).max(initial=0) > 32)
+    # np.ptp keeps the photo's own dtype: no wide copy of a 24-megapixel mask.
+    return bool(np.ptp(picture, axis=-1).max(initial=0) > 32)
 
 
 def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:

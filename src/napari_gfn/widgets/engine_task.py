@@ -27,7 +27,7 @@ __all__ = ["EngineTask", "Job", "job_settings"]
 # A job turns a cancel token into the engine's event generator (which may return a value).
 Job = Callable[[CancelToken], Generator]
 
-# Warnings that come within this time of each other share one notification: a folder copied only in part
+# Warnings that come within this time of the first share one notification: a folder copied only in part
 # can hold a hundred empty photos, and a hundred notifications would bury the viewer.
 WARNING_BATCH_MS = 500
 
