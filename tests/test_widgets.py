@@ -233,14 +233,19 @@ def test_an_empty_folder_field_asks_for_the_folder_instead_of_using_naparis_own(
     exporter = _dock(viewer, "Export labels")
     exporter.run_folder.value = tmp_path
     exporter.out_folder.line_edit.value = ""
+    source = _dock(viewer, "Source model")
+    source.images.line_edit.value = ""
     seen = len(notification_manager.records)
     widget.start()
     exporter.export()
+    source.train()
     messages = _messages_since(seen)
     assert "choose the folder of photos to label" in messages
     assert "choose the folder to export to" in messages
+    assert "choose the folder of labelled photos" in messages
     assert widget.store is None
     assert not exporter.task.running
+    assert not source.task.running
 
 
 def test_two_photo_layers_that_would_write_one_file_are_named_before_a_run(make_napari_viewer, tmp_path):

@@ -137,7 +137,10 @@ class SourceModelWidget(Container):
             folders = (
                 [chosen_path(self.voc_root, "the VOC root (the folder holding JPEGImages)")]
                 if from_voc
-                else [chosen_path(self.images, "the folder of labelled photos"), chosen_path(self.masks, "their masks")]
+                else [
+                    chosen_path(self.images, "the folder of labelled photos"),
+                    chosen_path(self.masks, "the folder of their masks"),
+                ]
             )
         except ValueError as error:
             napari.utils.notifications.show_error(str(error))
