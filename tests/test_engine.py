@@ -300,6 +300,7 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     assert "notes.txt: not a photo file napari-gfn reads" in text
     raw = f"5 files in {folder} (IMG_0000.CR2, IMG_0001.CR2, IMG_0002.CR2, ...): not photo files napari-gfn reads"
     assert raw in text
+    assert "; a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs" in text
     assert text.count(".CR2") == 3  # one message for all five
     assert "truncated.png: cannot be read as an image" in text
     assert "unfinished copy.jpg: the file is empty (0 bytes; an unfinished copy?)" in text

@@ -164,9 +164,20 @@ def a_few(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
+# Photo formats this plugin does not read, which cameras and phones write: what to do with them instead.
+_CONVERT = {
+    **dict.fromkeys((".heic", ".heif"), "a phone's HEIC photos: export them as JPEG"),
+    **dict.fromkeys(
+        (".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".dng"),
+        "a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs",
+    ),
+}
+
+
 def _not_photos(paths: list[Path]) -> str:
     """One message for a folder's files of one type that are not photos: a camera's RAW files come in hundreds."""
-    reads = f"napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})"
+    advice = _CONVERT.get(paths[0].suffix.lower())
+    reads = f"napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})" + (f"; {advice}" if advice else "")
     if len(paths) == 1:
         return f"{paths[0]}: not a photo file {reads}"
     return f"{len(paths)} files in {paths[0].parent} ({a_few([path.name for path in paths])}): not photo files {reads}"
