@@ -257,6 +257,21 @@ def test_two_photo_layers_that_would_write_one_file_are_named_before_a_run(make_
     _assert_start_refused(widget, "layers 'Orchid 1' and 'orchid 1' would both be saved as orchid 1.png in the run")
 
 
+def test_a_multiscale_photo_layer_is_labelled_at_its_finest_level(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+    viewer = make_napari_viewer()
+    photo = iio.imread(sorted((tiny_folder / "images").glob("*.png"))[0])
+    viewer.add_image([photo, photo[::2, ::2]], name="large", rgb=True, multiscale=True)
+    viewer.add_image(photo[:40], name="small", rgb=True)
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=0)
+    widget.seed.value = "grabcut"
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished"
+    store = RunFolder(tmp_path / "run")
+    assert store.read_mask(0, "large").shape == photo.shape[:2]
+    assert store.read_mask(0, "small").shape == (40, photo.shape[1])
+
+
 @pytest.fixture(scope="module")
 def finished_layer_run(tmp_path_factory):
     """Filled in by the first run test, reused by the tests that only read its run folder."""

@@ -372,7 +372,7 @@ class AutoLabelWidget(Container):
             if not names:
                 raise ValueError("no Image layer is open: open photos, or choose a folder of photos")
             photo_layers = photo_stems(names)
-            inputs["photos"] = {stem: self.viewer.layers[name].data for stem, name in photo_layers.items()}
+            inputs["photos"] = {stem: self._pixels(name) for stem, name in photo_layers.items()}
             images = RunFolder(run_dir).input_dir("photos")
         else:
             images = chosen_path(self.images_folder, "the folder of photos to label")
@@ -383,7 +383,7 @@ class AutoLabelWidget(Container):
             if not self.simple_layers.value:
                 raise ValueError("choose the simple (plain-background) photo layers, or pick another option")
             simple_layers = photo_stems(self.simple_layers.value)
-            inputs["simple"] = {stem: self.viewer.layers[name].data for stem, name in simple_layers.items()}
+            inputs["simple"] = {stem: self._pixels(name) for stem, name in simple_layers.items()}
             simple = str(RunFolder(run_dir).input_dir("simple"))
         seed_files = {}
         if self.seed.value == "transfer":
@@ -410,9 +410,14 @@ class AutoLabelWidget(Container):
             return None
         if self.truth.value == TRUTH_FOLDER:
             return str(chosen_path(self.truth_folder, "the ground-truth folder"))
-        truth = np.asarray(self.viewer.layers[self.truth.value].data)
+        truth = np.asarray(self._pixels(self.truth.value))
         inputs["gt"] = truth_mask_for_photo(self.truth.value, truth, inputs.get("photos", {}))
         return str(RunFolder(run_dir).input_dir("gt"))
+
+    def _pixels(self, layer_name: str):
+        """A layer's data at full resolution: a multiscale layer (a very large image) holds a list, finest first."""
+        layer = self.viewer.layers[layer_name]
+        return layer.data[0] if layer.multiscale else layer.data
 
     def _photos(self, config: RunConfig, inputs: dict) -> ImageSet:
         if "photos" in inputs:
