@@ -634,6 +634,29 @@ def test_a_source_model_shows_its_card_and_seeds_the_auto_label_dock(make_napari
     assert Path(auto_label.source_model.value) == path
 
 
+def test_training_in_the_dock_saves_offers_the_model_and_never_replaces_an_earlier_one(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, monkeypatch
+):
+    from napari_gfn.network import read_model_card
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    earlier = tmp_path / "source-model.pt"
+    earlier.write_bytes(b"a model trained last week")
+    viewer = make_napari_viewer()
+    auto_label = _dock(viewer, "Auto-label")
+    source = _dock(viewer, "Source model")
+    assert Path(source.out_file.value) == tmp_path / "source-model-2.pt"
+    source.images.value, source.masks.value = tiny_folder / "images", tiny_folder / "masks"
+    source.epochs.value, source.image_size.value = 1, 64
+    source.train()
+    _wait_until_done(qtbot, source.task)
+    assert source.task.status == "finished"
+    qtbot.waitUntil(lambda: Path(auto_label.source_model.value) == tmp_path / "source-model-2.pt")
+    assert read_model_card(tmp_path / "source-model-2.pt")["meta"]["photos"] == 8
+    assert earlier.read_bytes() == b"a model trained last week"
+    assert Path(source.out_file.value) == tmp_path / "source-model-3.pt"  # ready for the next training
+
+
 def test_an_unreadable_model_file_is_named_and_the_model_chosen_before_stays(make_napari_viewer, qtbot, tmp_path):
     from napari_gfn.network import GFN, save_model
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from itertools import chain, count
 from pathlib import Path
 
 import napari
@@ -15,7 +17,7 @@ from .engine_task import EngineTask, job_settings
 from .path_fields import chosen_path
 from .shared_state import shared_state
 
-__all__ = ["SourceModelWidget", "describe_card"]
+__all__ = ["SourceModelWidget", "describe_card", "unused_model_path"]
 
 
 def describe_card(card: dict) -> str:
@@ -30,6 +32,17 @@ def describe_card(card: dict) -> str:
             f"source set: {meta.get('source', 'not recorded')} ({meta.get('photos', '?')} photos)",
         ]
     )
+
+
+def unused_model_path(path: Path) -> Path:
+    """``path`` if no file is there, else the first free ``NAME-2.pt``, ``NAME-3.pt``, ... beside it.
+
+    The dock's Save-as field moves on to a free name after each training, so a second training does not
+    replace the first model unasked; a name the user picks in the Save dialog is still theirs to overwrite.
+    """
+    base = re.sub(r"-\d+$", "", path.stem)
+    numbered = (path.with_name(f"{base}-{number}{path.suffix}") for number in count(2))
+    return next(candidate for candidate in chain([path], numbered) if not candidate.exists())
 
 
 def _read_model_card(path: Path) -> tuple[Path, dict]:
@@ -57,7 +70,9 @@ class SourceModelWidget(Container):
         self.backbone = ComboBox(label="Backbone", choices=list(BACKBONES), value=RunConfig.backbone)
         self.epochs = SpinBox(label="Epochs", value=8, min=1, max=500)
         self.image_size = SpinBox(label="Image size", value=RunConfig.image_size, min=64, max=2048, step=32)
-        self.out_file = FileEdit(label="Save as", mode="w", filter="*.pt", value=Path.home() / "source-model.pt")
+        self.out_file = FileEdit(
+            label="Save as", mode="w", filter="*.pt", value=unused_model_path(Path.home() / "source-model.pt")
+        )
         self.train_button = PushButton(text="Train source model")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = LineEdit(value="idle", enabled=False)
@@ -154,7 +169,13 @@ class SourceModelWidget(Container):
             model = yield from train_source_model(labelled, config, resolve_device(config.device), cancel)
             return save_source_model(model, labelled, out, voc_class if from_voc else None, config.image_size)
 
-        self.task.start(job, on_returned=lambda path: path is not None and self.open_model(path))
+        self.task.start(job, on_returned=self._trained)
+
+    def _trained(self, path: Path | None) -> None:
+        if path is None:  # cancelled
+            return
+        self.out_file.value = unused_model_path(path)
+        self.open_model(path)
 
     def _show_source_fields(self, kind: str) -> None:
         from_voc = kind == "VOC root"
