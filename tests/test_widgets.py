@@ -302,6 +302,24 @@ def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
     finished_layer_run.update(run=tmp_path / "run", stems=stems)
 
 
+def test_the_metrics_plot_keeps_its_labels_inside_at_its_smallest_height(qtbot):
+    from matplotlib.transforms import Bbox
+
+    from napari_gfn.widgets.metrics_plot import MetricsPlot
+
+    plot = MetricsPlot()
+    qtbot.addWidget(plot)
+    plot.resize(320, plot.minimumHeight())
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.show_metrics([{"iteration": 0, "fg_iou": 0.5, "miou": 0.6}, {"iteration": 1, "fg_iou": 0.7, "miou": 0.8}])
+    plot.draw()
+    figure = plot.figure.bbox
+    assert figure.height <= plot.minimumHeight() * plot.devicePixelRatioF() + 1  # drawn at the size asked for
+    drawn = plot.axes.get_tightbbox(plot.get_renderer())  # the axes with its tick labels and axis label
+    assert Bbox.union([figure, drawn]).bounds == figure.bounds, drawn  # nothing drawn outside the canvas
+
+
 def test_cancel_keeps_finished_iterations_on_screen_and_on_disk(make_napari_viewer, qtbot, tiny_folder, tmp_path):
     viewer = make_napari_viewer()
     stems = _open_photos(viewer, tiny_folder)

@@ -19,8 +19,8 @@ class MetricsPlot(FigureCanvasQTAgg):
     """One line per metric against the iteration number; redrawn from the run's metrics rows."""
 
     def __init__(self) -> None:
-        figure = Figure(figsize=(3.2, 2.2))
-        figure.subplots_adjust(left=0.14, right=0.97, top=0.95, bottom=0.2)
+        # Constrained layout: fixed margins clipped the axis label at the dock's smallest height.
+        figure = Figure(figsize=(3.2, 2.2), layout="constrained")
         super().__init__(figure)
         self.axes = figure.add_subplot()
         self.setMinimumHeight(180)
