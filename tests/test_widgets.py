@@ -320,6 +320,16 @@ def test_the_metrics_plot_keeps_its_labels_inside_at_its_smallest_height(qtbot):
     assert Bbox.union([figure, drawn]).bounds == figure.bounds, drawn  # nothing drawn outside the canvas
 
 
+def test_the_metrics_plot_spans_every_iteration_with_whole_number_ticks(qtbot):
+    from napari_gfn.widgets.metrics_plot import MetricsPlot
+
+    plot = MetricsPlot()
+    qtbot.addWidget(plot)
+    plot.show_metrics([{"iteration": 0, "change_iou": None}, {"iteration": 1, "change_iou": 0.84}])  # one point
+    low, high = plot.axes.get_xlim()
+    assert [tick for tick in plot.axes.get_xticks() if low <= tick <= high] == [0, 1]
+
+
 def test_cancel_keeps_finished_iterations_on_screen_and_on_disk(make_napari_viewer, qtbot, tiny_folder, tmp_path):
     viewer = make_napari_viewer()
     stems = _open_photos(viewer, tiny_folder)

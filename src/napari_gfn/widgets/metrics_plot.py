@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["MetricsPlot"]
 
@@ -38,7 +39,10 @@ class MetricsPlot(FigureCanvasQTAgg):
         self.axes.grid(alpha=0.3)
         if self.axes.lines:
             self.axes.legend(fontsize="small", loc="lower right")
-            self.axes.xaxis.get_major_locator().set_params(integer=True)
+            # Every iteration of the run, even one with no point yet: a lone point would get fractional ticks.
+            iterations = [row["iteration"] for row in rows]
+            self.axes.set_xlim(min(iterations) - 0.25, max(iterations) + 0.25)
+            self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.draw_idle()
 
     def plotted(self) -> dict[str, list[float]]:
