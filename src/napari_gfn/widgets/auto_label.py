@@ -49,7 +49,7 @@ from .path_fields import chosen_path
 from .run_layers import METADATA_KEY, RunLayers
 from .shared_state import shared_state
 
-__all__ = ["AutoLabelWidget", "photo_stem", "photo_stems"]
+__all__ = ["AutoLabelWidget", "photo_stems"]
 
 # The longest the worker waits for the GUI to show an iteration (a closed dock never answers).
 _GUI_HANDOFF_SECONDS = 10.0
@@ -71,7 +71,7 @@ class _ShownIteration(NamedTuple):
     shown: threading.Event
 
 
-def photo_stem(layer_name: str) -> str:
+def _photo_stem(layer_name: str) -> str:
     """A file name for a layer's photo: the layer's name without path separators or a leading dot."""
     return re.sub(r"[/\\:\x00]", "_", layer_name).lstrip(".") or "photo"
 
@@ -80,7 +80,7 @@ def photo_stems(layer_names: Sequence[str]) -> dict[str, str]:
     """Each photo layer's file name stem, mapped to the layer's name; two layers may not share a file."""
     stems: dict[str, str] = {}
     for name in layer_names:
-        stem = photo_stem(name)
+        stem = _photo_stem(name)
         # macOS and Windows file names ignore case, so "Photo" and "photo" would write one file.
         clash = next((other for other in stems if other.casefold() == stem.casefold()), None)
         if clash is not None:
