@@ -342,6 +342,35 @@ def test_no_simple_photo_is_a_clear_error(tiny_folder, tmp_path):
     ) in str(error.value)
 
 
+def test_the_masks_the_area_filter_leaves_out_are_named(tiny_folder, tmp_path):
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    iio.imwrite(photos / "0_blank.png", np.full((64, 64, 3), 128, np.uint8))  # GrabCut finds no object in it
+    config = TINY.updated(images=str(photos), out=str(tmp_path / "run"), seed="grabcut", iterations=1)
+    config = config.updated(area_min=0.1, area_max=0.9)
+    _, notices = run_to_end(config)
+    store = RunFolder(tmp_path / "run")
+    areas = {
+        path.stem: np.mean(read_object_mask(path)) for path in sorted((store.iteration_dir(0) / "masks").iterdir())
+    }
+    left_out = [stem for stem, area in areas.items() if not 0.1 <= area <= 0.9]
+    assert left_out[0] == "0_blank"
+    (training,) = [notice for notice in notices if notice.startswith("iteration 1: training on")]
+    assert training.startswith(f"iteration 1: training on {len(areas) - len(left_out)} of {len(areas)} masks")
+    named = re.findall(r"(\w+) \(\d+\.\d%\)", training.partition("left out")[2])
+    assert named == left_out[:3], training
+    assert "0_blank (0.0%)" in training
+
+
+def test_asking_whether_a_mask_is_trusted_does_not_read_it(tmp_path):
+    from napari_gfn.engine.working import WorkingMasks
+
+    masks = WorkingMasks(tmp_path).of_iteration(0, ["kept"])
+    (tmp_path / "iter_00").mkdir()
+    (tmp_path / "iter_00" / "kept.png").write_bytes(b"not a PNG: reading it would raise")
+    assert "kept" in masks
+    assert "other" not in masks
+
+
 def test_all_masks_rejected_by_the_area_filter_stops_clearly(tiny_folder, tmp_path):
     config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), area_min=0.97)
     events = []

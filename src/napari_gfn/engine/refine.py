@@ -27,7 +27,7 @@ from napari_gfn.engine.events import (
     Progress,
     RunCancelled,
 )
-from napari_gfn.engine.images import ImageReadError, ImageSet, read_object_mask
+from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, read_object_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.training import new_model, train_on_targets
@@ -396,6 +396,14 @@ def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
     yield result
 
 
+def _left_out(areas: Mapping[str, float], trusted: Mapping[str, np.ndarray], config: RunConfig) -> str:
+    """Which masks the area filter kept out of training, so the user knows which photos to look at first."""
+    left_out = [f"{stem} ({area:.1%})" for stem, area in areas.items() if stem not in trusted]
+    if not left_out:
+        return ""
+    return f"; left out, object outside {config.area_min:.0%}-{config.area_max:.0%} of the photo: {a_few(left_out)}"
+
+
 def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
     started = time.perf_counter()
     config = run.config
@@ -411,7 +419,11 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
         )
     yield from run.drain_notices()
     corrected = f" ({len(fixed)} corrected by hand)" if fixed else ""
-    yield Notice(f"iteration {iteration}: training on {len(trusted)} of {len(run.areas)} masks{corrected}", "info")
+    yield Notice(
+        f"iteration {iteration}: training on {len(trusted)} of {len(run.areas)} masks{corrected}"
+        + _left_out(run.areas, trusted, config),
+        "info",
+    )
     previous = run.store.model_path(iteration - 1)
     model = load_model(previous, map_location=run.device) if previous.is_file() else run.context().new_model()
     yield from run.context().train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)

@@ -176,6 +176,9 @@ class IterationMasks(Mapping):
             raise KeyError(stem)
         return self.masks.read(self.iteration, stem)
 
+    def __contains__(self, stem: object) -> bool:  # Mapping's own would read the mask from disk
+        return stem in self._members
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.stems)
 
