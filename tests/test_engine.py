@@ -20,6 +20,7 @@ from napari_gfn.engine import (
     LabellingError,
     Notice,
     Progress,
+    resolve_device,
     run_labelling,
     score_mask,
     trusted_stems,
@@ -378,6 +379,26 @@ def test_all_masks_rejected_by_the_area_filter_stops_clearly(tiny_folder, tmp_pa
         events.extend(run_labelling(config))
     assert [e.iteration for e in events if isinstance(e, IterationResult)] == [0]
     assert RunFolder(tmp_path / "run").finished_iterations() == [0]
+
+
+def test_a_run_says_where_it_computes_and_why_not_on_a_gpu(tiny_folder, tmp_path, monkeypatch):
+    from napari_gfn.engine.training import describe_device
+
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), seed="grabcut", iterations=0)
+    _, notices = run_to_end(config)
+    assert notices[0] == f"computing {describe_device(resolve_device('auto'))}"
+    cpu = torch.device("cpu")
+    on_cpu = f"on the CPU ({torch.get_num_threads()} threads)"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only wheel, the usual slip on a GPU server
+    assert (
+        describe_device(cpu)
+        == f"{on_cpu}: this torch ({torch.__version__}) is built without CUDA, so no GPU can be used"
+    )
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    assert describe_device(cpu) == f"{on_cpu}: torch finds no CUDA GPU"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert describe_device(cpu) == f"{on_cpu}, as asked, though a CUDA GPU is present"
 
 
 def test_unknown_backbone_and_missing_cuda_are_clear(tiny_folder, tmp_path):

@@ -30,7 +30,7 @@ from napari_gfn.engine.events import (
 from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, read_object_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
-from napari_gfn.engine.training import new_model, train_on_targets
+from napari_gfn.engine.training import describe_device, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
 from napari_gfn.store import RunFolder
@@ -355,6 +355,7 @@ def run_labelling(
     for message in images.skipped:
         yield Notice(f"skipped {message}")
     run = _Run(config, store, images, cancel)
+    yield Notice(f"computing {describe_device(run.device)}", level="info")
     finished = store.finished_iterations()
     try:
         if finished:

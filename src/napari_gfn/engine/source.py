@@ -23,7 +23,7 @@ from napari_gfn.engine.images import (
     read_object_mask,
     size_mismatch,
 )
-from napari_gfn.engine.training import IGNORE, new_model, train_on_targets
+from napari_gfn.engine.training import IGNORE, describe_device, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN, save_model
 
@@ -156,7 +156,10 @@ def train_source_model(
     with tempfile.TemporaryDirectory(prefix="napari-gfn-source-") as cache:
         working = WorkingImages(labelled.images, config.image_size, Path(cache))
         targets = yield from labelled.working_targets(working, cancel, "source: read")
-        yield Notice(f"training a source model on {len(targets)} labelled photos of {labelled.name}", level="info")
+        yield Notice(
+            f"training a source model on {len(targets)} labelled photos of {labelled.name}, {describe_device(device)}",
+            level="info",
+        )
         model = model if model is not None else new_model(config, device)
         yield from train_on_targets(
             config, model, working, targets, phase="source: train", epochs=config.epochs, device=device, cancel=cancel

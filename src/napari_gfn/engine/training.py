@@ -29,6 +29,7 @@ __all__ = [
     "PseudoLabelDataset",
     "TrainingSettings",
     "batch_size_that_fits",
+    "describe_device",
     "mixed_precision",
     "new_model",
     "train_model",
@@ -260,6 +261,18 @@ def train_model(
         schedule.step()
         yield Progress(phase, step + 1, steps)
     model.eval()
+
+
+def describe_device(device: torch.device) -> str:
+    """Where training runs, and on the CPU why: a CPU-only torch on a GPU server would otherwise go unnoticed."""
+    if device.type == "cuda":
+        return f"on {device} ({torch.cuda.get_device_name(device)})"
+    on_cpu = f"on the CPU ({torch.get_num_threads()} threads)"
+    if torch.cuda.is_available():
+        return f"{on_cpu}, as asked, though a CUDA GPU is present"
+    if torch.version.cuda is None:
+        return f"{on_cpu}: this torch ({torch.__version__}) is built without CUDA, so no GPU can be used"
+    return f"{on_cpu}: torch finds no CUDA GPU"
 
 
 def new_model(config: RunConfig, device: torch.device, **modules: bool) -> GFN:
