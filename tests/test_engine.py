@@ -343,23 +343,32 @@ def test_no_simple_photo_is_a_clear_error(tiny_folder, tmp_path):
     ) in str(error.value)
 
 
+def _outside_10_to_90(store: RunFolder, iteration: int) -> tuple[list[str], int]:
+    """The photos whose mask of ``iteration`` the area filter does not trust, and how many masks there are."""
+    masks = sorted((store.iteration_dir(iteration) / "masks").iterdir())
+    return [path.stem for path in masks if not 0.1 <= np.mean(read_object_mask(path)) <= 0.9], len(masks)
+
+
+def _named(notice: str, after: str) -> list[str]:
+    return re.findall(r"(\w+) \(\d+\.\d%\)", notice.partition(after)[2])
+
+
 def test_the_masks_the_area_filter_leaves_out_are_named(tiny_folder, tmp_path):
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
     iio.imwrite(photos / "0_blank.png", np.full((64, 64, 3), 128, np.uint8))  # GrabCut finds no object in it
     config = TINY.updated(images=str(photos), out=str(tmp_path / "run"), seed="grabcut", iterations=1)
-    config = config.updated(area_min=0.1, area_max=0.9)
-    _, notices = run_to_end(config)
+    _, notices = run_to_end(config.updated(area_min=0.1, area_max=0.9))
     store = RunFolder(tmp_path / "run")
-    areas = {
-        path.stem: np.mean(read_object_mask(path)) for path in sorted((store.iteration_dir(0) / "masks").iterdir())
-    }
-    left_out = [stem for stem, area in areas.items() if not 0.1 <= area <= 0.9]
+    left_out, total = _outside_10_to_90(store, 0)
     assert left_out[0] == "0_blank"
     (training,) = [notice for notice in notices if notice.startswith("iteration 1: training on")]
-    assert training.startswith(f"iteration 1: training on {len(areas) - len(left_out)} of {len(areas)} masks")
-    named = re.findall(r"(\w+) \(\d+\.\d%\)", training.partition("left out")[2])
-    assert named == left_out[:3], training
+    assert training.startswith(f"iteration 1: training on {total - len(left_out)} of {total} masks; left out")
+    assert _named(training, "left out") == left_out[:3], training
     assert "0_blank (0.0%)" in training
+    # After the last iteration, its untrusted masks are the ones to check first.
+    to_check = [_named(notice, "check first") for notice in notices if notice.startswith("iteration 1: check first")]
+    last_outside, _ = _outside_10_to_90(store, 1)
+    assert to_check == ([last_outside[:3]] if last_outside else []), notices
 
 
 def test_asking_whether_a_mask_is_trusted_does_not_read_it(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections import ChainMap
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -375,9 +375,18 @@ def run_labelling(
                     level="info",
                 )
                 break
+        yield from _masks_to_check(run)
     except RunCancelled:
         kept = store.finished_iterations()
         yield Notice(f"cancelled; finished iterations {kept} are kept in {store.root}", level="info")
+
+
+def _masks_to_check(run: _Run) -> Iterator[Notice]:
+    """After the last iteration, the masks it would not trust: most likely the wrong ones."""
+    config = run.config
+    kept = {*trusted_stems(run.areas, config.area_min, config.area_max), *run.store.fixed_masks()}
+    if outside := _outside_area_range(run.areas, kept, config):
+        yield Notice(f"iteration {run.latest}: check first {outside}", level="info")
 
 
 def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
@@ -397,12 +406,14 @@ def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
     yield result
 
 
-def _left_out(areas: Mapping[str, float], trusted: Mapping[str, np.ndarray], config: RunConfig) -> str:
-    """Which masks the area filter kept out of training, so the user knows which photos to look at first."""
-    left_out = [f"{stem} ({area:.1%})" for stem, area in areas.items() if stem not in trusted]
-    if not left_out:
+def _outside_area_range(areas: Mapping[str, float], kept: Container[str], config: RunConfig) -> str:
+    """The masks, but ``kept``, that the area filter does not trust: the photos to look at first."""
+    outside = [f"{stem} ({area:.1%})" for stem, area in areas.items() if stem not in kept]
+    if not outside:
         return ""
-    return f"; left out, object outside {config.area_min:.0%}-{config.area_max:.0%} of the photo: {a_few(left_out)}"
+    masks = "mask" if len(outside) == 1 else "masks"
+    where = f"{config.area_min:.0%}-{config.area_max:.0%}"
+    return f"{len(outside)} {masks} with the object outside {where} of the photo: {a_few(outside)}"
 
 
 def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
@@ -420,10 +431,10 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
         )
     yield from run.drain_notices()
     corrected = f" ({len(fixed)} corrected by hand)" if fixed else ""
+    outside = _outside_area_range(run.areas, trusted, config)
+    left_out = f"; left out {outside}" if outside else ""
     yield Notice(
-        f"iteration {iteration}: training on {len(trusted)} of {len(run.areas)} masks{corrected}"
-        + _left_out(run.areas, trusted, config),
-        "info",
+        f"iteration {iteration}: training on {len(trusted)} of {len(run.areas)} masks{corrected}{left_out}", "info"
     )
     previous = run.store.model_path(iteration - 1)
     model = load_model(previous, map_location=run.device) if previous.is_file() else run.context().new_model()
