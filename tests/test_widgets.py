@@ -366,6 +366,37 @@ def test_export_writes_what_the_layers_show(make_napari_viewer, qtbot, finished_
             np.testing.assert_array_equal(data, expected)
 
 
+def test_an_export_can_be_cancelled_and_keeps_the_files_it_wrote(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
+):
+    from napari_gfn import export
+
+    first_written, go_on = threading.Event(), threading.Event()
+    write = export._write
+
+    def write_then_wait(*args):  # holds the export after its first file until the test has clicked Cancel
+        written = write(*args)
+        first_written.set()
+        go_on.wait(timeout=30)
+        return written
+
+    monkeypatch.setattr(export, "_write", write_then_wait)
+    exporter = _dock(make_napari_viewer(), "Export labels")
+    exporter.run_folder.value, exporter.out_folder.value = finished_layer_run["run"], tmp_path / "out"
+    exporter.export()
+    assert exporter.cancel_button.enabled
+    assert not exporter.export_button.enabled
+    assert first_written.wait(timeout=30)
+    exporter.cancel_button.clicked.emit()
+    go_on.set()
+    _wait_until_done(qtbot, exporter.task)
+    assert exporter.task.status == "cancelled"
+    assert exporter.status.value == "cancelled; the files written before are kept"
+    assert len(list((tmp_path / "out").iterdir())) == 1 < len(finished_layer_run["stems"])
+    assert exporter.export_button.enabled
+    assert not exporter.cancel_button.enabled
+
+
 def test_export_refuses_the_folder_of_the_runs_photos(make_napari_viewer, qtbot, finished_layer_run):
     run = finished_layer_run["run"]
     photos = RunFolder(run).read_config().images  # a layer run keeps its photos as PNG files in the run folder

@@ -19,6 +19,7 @@ from .shared_state import shared_state
 __all__ = ["ExportWidget"]
 
 FORMAT_NAMES = {"PNG (0/255)": "png", "label TIFF (0/1)": "tif"}
+_STATUS_LINES = {"running": "exporting ...", "cancelled": "cancelled; the files written before are kept", "failed": ""}
 
 
 class ExportWidget(Container):
@@ -32,9 +33,18 @@ class ExportWidget(Container):
         self.format = ComboBox(label="Format", choices=list(FORMAT_NAMES))
         self.out_folder = FileEdit(label="Export to", mode="d")
         self.export_button = PushButton(text="Export")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
         super().__init__(
-            widgets=[self.run_folder, self.iteration, self.format, self.out_folder, self.export_button, self.status]
+            widgets=[
+                self.run_folder,
+                self.iteration,
+                self.format,
+                self.out_folder,
+                self.export_button,
+                self.cancel_button,
+                self.status,
+            ]
         )
         self.run_folder.changed.connect(self.iteration.reset_choices)
         state = shared_state(viewer)
@@ -42,7 +52,8 @@ class ExportWidget(Container):
         if state.run is not None:
             self._follow_run(state.run)
         self.export_button.changed.connect(self.export)
-        self.task.attach(self.native)
+        self.cancel_button.changed.connect(self.task.cancel)
+        self.task.attach(self.native, self._on_status)
 
     def _iteration_choices(self, *_) -> list:
         finished = RunFolder(Path(self.run_folder.value)).finished_iterations() if self.run_folder.value else []
@@ -72,3 +83,9 @@ class ExportWidget(Container):
         if written:
             self.status.value = f"wrote {len(written)} files to {written[0].parent}"
             show_info(self.status.value)
+
+    def _on_status(self, status: str) -> None:
+        self.export_button.enabled = not self.task.running
+        self.cancel_button.enabled = self.task.running
+        if status in _STATUS_LINES:  # a finished export's line comes from _on_written
+            self.status.value = _STATUS_LINES[status]
