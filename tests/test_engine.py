@@ -397,7 +397,8 @@ def test_a_run_says_where_it_computes_and_why_not_on_a_gpu(tiny_folder, tmp_path
     _, notices = run_to_end(config)
     assert notices[0] == f"computing {describe_device(resolve_device('auto'))}"
     cpu = torch.device("cpu")
-    on_cpu = f"on the CPU ({torch.get_num_threads()} threads)"
+    on_cpu = "on the CPU (1 thread)"  # as in the dock on two cores, which leaves one to the GUI
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", None)  # a CPU-only wheel, the usual slip on a GPU server
     assert (

@@ -267,7 +267,8 @@ def describe_device(device: torch.device) -> str:
     """Where training runs, and on the CPU why: a CPU-only torch on a GPU server would otherwise go unnoticed."""
     if device.type == "cuda":
         return f"on {device} ({torch.cuda.get_device_name(device)})"
-    on_cpu = f"on the CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    on_cpu = f"on the CPU ({threads} thread{'s' if threads > 1 else ''})"
     if torch.cuda.is_available():
         return f"{on_cpu}, as asked, though a CUDA GPU is present"
     if torch.version.cuda is None:

@@ -17,7 +17,7 @@ from .engine_task import EngineTask, job_settings
 from .path_fields import chosen_path
 from .shared_state import shared_state
 
-__all__ = ["SourceModelWidget", "describe_card", "unused_model_path"]
+__all__ = ["SourceModelWidget", "describe_card"]
 
 
 def describe_card(card: dict) -> str:
@@ -34,7 +34,7 @@ def describe_card(card: dict) -> str:
     )
 
 
-def unused_model_path(path: Path) -> Path:
+def _unused_model_path(path: Path) -> Path:
     """``path`` if no file is there, else the first free ``NAME-2.pt``, ``NAME-3.pt``, ... beside it.
 
     The dock's Save-as field moves on to a free name after each training, so a second training does not
@@ -71,7 +71,7 @@ class SourceModelWidget(Container):
         self.epochs = SpinBox(label="Epochs", value=8, min=1, max=500)
         self.image_size = SpinBox(label="Image size", value=RunConfig.image_size, min=64, max=2048, step=32)
         self.out_file = FileEdit(
-            label="Save as", mode="w", filter="*.pt", value=unused_model_path(Path.home() / "source-model.pt")
+            label="Save as", mode="w", filter="*.pt", value=_unused_model_path(Path.home() / "source-model.pt")
         )
         self.train_button = PushButton(text="Train source model")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -174,7 +174,7 @@ class SourceModelWidget(Container):
     def _trained(self, path: Path | None) -> None:
         if path is None:  # cancelled
             return
-        self.out_file.value = unused_model_path(path)
+        self.out_file.value = _unused_model_path(path)
         self.open_model(path)
 
     def _show_source_fields(self, kind: str) -> None:
