@@ -204,6 +204,27 @@ def test_the_ridge_seed_offers_the_settings_for_thin_objects_in_one_click(make_n
     assert config.upsample_radius != RunConfig().upsample_radius  # the click changed what the defaults would give
 
 
+def test_a_stack_layer_is_not_offered_as_a_photo_and_a_run_of_all_layers_leaves_it_out(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path
+):
+    viewer = make_napari_viewer()
+    photos = [iio.imread(path) for path in sorted((tiny_folder / "images").glob("*.png"))[:2]]
+    viewer.add_image(np.stack(photos), name="time series", rgb=True)
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=0)
+    _assert_start_refused(
+        widget, "no Image layer holds one photo (time series: stacks of images): open photos, or choose a folder"
+    )
+    viewer.add_image(photos[0], name="photo", rgb=True)
+    widget.image_layers.reset_choices()
+    assert list(widget.image_layers.choices) == ["photo"]
+    seen = len(notification_manager.records)
+    widget.start()
+    assert "not labelled: time series: stacks of images, not single photos" in _messages_since(seen)
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished"
+    assert sorted(path.stem for path in (tmp_path / "run" / "iter_00" / "masks").iterdir()) == ["photo"]
+
+
 def test_settings_that_contradict_each_other_are_named_in_the_docks_words(make_napari_viewer, tmp_path):
     widget = _folder_form(make_napari_viewer(), tmp_path)
     widget.area_min.value, widget.area_max.value = 0.95, 0.9  # each in its spin box's range, not together

@@ -38,7 +38,7 @@ from napari_gfn.config import (
     settings_in_words,
 )
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress
-from napari_gfn.engine.images import to_rgb8
+from napari_gfn.engine.images import a_few, to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
 from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder, RunFolderError
@@ -261,7 +261,12 @@ class AutoLabelWidget(Container):
         self.task.attach(self.native, self._on_status)
 
     def _image_layer_names(self, *_) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
+        """The Image layers that hold one photo each (napari counts an RGB layer's colours out of ``ndim``)."""
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 2]
+
+    def _stack_layer_names(self) -> list[str]:
+        """The Image layers that hold a stack of images (a time series, a z-stack), which a run cannot label."""
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim != 2]
 
     def _photo_choices(self, *_) -> list[str]:
         # A callable, because napari resets every choice of the dock whenever a layer is added.
@@ -337,6 +342,9 @@ class AutoLabelWidget(Container):
         except (ValueError, RunFolderError, ImageReadError) as error:
             show_error(str(error))
             return
+        left_out = self._stack_layer_names() if photo_layers and not self.image_layers.value else []
+        if left_out:  # "none = all" took every photo layer but these
+            show_info(f"not labelled: {a_few(left_out)}: stacks of images, not single photos")
         self.store = store
         self.run_layers = RunLayers(self.viewer, store, photos, photo_layers)
         self.photo.reset_choices()
@@ -370,7 +378,9 @@ class AutoLabelWidget(Container):
         if self.input_kind.value == IMAGE_LAYERS:
             names = self.image_layers.value or self._image_layer_names()
             if not names:
-                raise ValueError("no Image layer is open: open photos, or choose a folder of photos")
+                stacks = self._stack_layer_names()
+                held = f"no Image layer holds one photo ({a_few(stacks)}: stacks of images)" if stacks else ""
+                raise ValueError(f"{held or 'no Image layer is open'}: open photos, or choose a folder of photos")
             photo_layers = photo_stems(names)
             inputs["photos"] = {stem: self._pixels(name) for stem, name in photo_layers.items()}
             images = RunFolder(run_dir).input_dir("photos")
