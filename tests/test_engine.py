@@ -406,7 +406,7 @@ def test_a_run_says_where_it_computes_and_why_not_on_a_gpu(tiny_folder, tmp_path
         == f"{on_cpu}: this torch ({torch.__version__}) is built without CUDA, so no GPU can be used"
     )
     monkeypatch.setattr(torch.version, "cuda", "12.8")
-    assert describe_device(cpu) == f"{on_cpu}: torch finds no CUDA GPU"
+    assert describe_device("cpu") == f"{on_cpu}: torch finds no CUDA GPU"  # scripts pass a name
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert describe_device(cpu) == f"{on_cpu}, as asked, though a CUDA GPU is present"
 

@@ -263,8 +263,9 @@ def train_model(
     model.eval()
 
 
-def describe_device(device: torch.device) -> str:
+def describe_device(device: torch.device | str) -> str:
     """Where training runs, and on the CPU why: a CPU-only torch on a GPU server would otherwise go unnoticed."""
+    device = torch.device(device)  # callers and scripts pass "cpu" as often as a torch.device
     if device.type == "cuda":
         return f"on {device} ({torch.cuda.get_device_name(device)})"
     threads = torch.get_num_threads()
