@@ -260,13 +260,11 @@ class AutoLabelWidget(Container):
         self.trust_button.changed.connect(self.trust_selected)
         self.task.attach(self.native, self._on_status)
 
-    def _image_layer_names(self, *_) -> list[str]:
-        """The Image layers that hold one photo each (napari counts an RGB layer's colours out of ``ndim``)."""
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim == 2]
-
-    def _stack_layer_names(self) -> list[str]:
-        """The Image layers that hold a stack of images (a time series, a z-stack), which a run cannot label."""
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.ndim != 2]
+    def _image_layer_names(self, *_, stacks: bool = False) -> list[str]:
+        """The Image layers that hold one photo each or, with ``stacks``, a stack of images (a time series,
+        a z-stack), which a run cannot label. napari counts an RGB layer's colours out of ``ndim``."""
+        layers = (layer for layer in self.viewer.layers if isinstance(layer, Image))
+        return [layer.name for layer in layers if (layer.ndim != 2) == stacks]
 
     def _photo_choices(self, *_) -> list[str]:
         # A callable, because napari resets every choice of the dock whenever a layer is added.
@@ -342,7 +340,7 @@ class AutoLabelWidget(Container):
         except (ValueError, RunFolderError, ImageReadError) as error:
             show_error(str(error))
             return
-        left_out = self._stack_layer_names() if photo_layers and not self.image_layers.value else []
+        left_out = self._image_layer_names(stacks=True) if photo_layers and not self.image_layers.value else []
         if left_out:  # "none = all" took every photo layer but these
             show_info(f"not labelled: {a_few(left_out)}: stacks of images, not single photos")
         self.store = store
@@ -378,7 +376,7 @@ class AutoLabelWidget(Container):
         if self.input_kind.value == IMAGE_LAYERS:
             names = self.image_layers.value or self._image_layer_names()
             if not names:
-                stacks = self._stack_layer_names()
+                stacks = self._image_layer_names(stacks=True)
                 held = f"no Image layer holds one photo ({a_few(stacks)}: stacks of images)" if stacks else ""
                 raise ValueError(f"{held or 'no Image layer is open'}: open photos, or choose a folder of photos")
             photo_layers = photo_stems(names)
