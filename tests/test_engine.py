@@ -164,6 +164,44 @@ def test_masks_between_iterations_live_on_disk_not_in_memory(branch_run, branch_
         assert results[iteration].metrics["change_iou"] == pytest.approx(np.mean(changes))
 
 
+def _uncertain_share(probability: np.ndarray, threshold: float = 0.5) -> float:
+    """The share of uncertain pixels as documented, restated in NumPy."""
+    uncertain = np.count_nonzero((probability > 0.2) & (probability < 0.8))
+    return uncertain / max(np.count_nonzero(probability >= threshold), 1)
+
+
+@pytest.mark.slow
+def test_each_iteration_records_how_sure_it_was_of_every_mask(branch_run, branch_folder):
+    from napari_gfn.engine.predict import MaskPredictor
+    from napari_gfn.network import load_model
+
+    out, _, notices = branch_run
+    store = RunFolder(out)
+    config = store.read_config()
+    photos = {p.stem: iio.imread(p) for p in sorted((branch_folder / "images").glob("*.png"))}
+    for iteration in (0, 1, 2):  # the Otsu seed's model predicted iteration 0
+        stats = store.mask_stats(iteration)
+        assert sorted(stats) == sorted(photos)
+        predictor = MaskPredictor.for_run(load_model(store.model_path(iteration)), torch.device("cpu"), config)
+        for stem, photo in photos.items():
+            mask = store.read_mask(iteration, stem)  # the photos are at the working size, as the stored masks
+            assert stats[stem].area == pytest.approx(np.mean(mask), abs=1e-6)
+            probability = predictor.probability(photo).numpy()
+            assert stats[stem].uncertain == pytest.approx(_uncertain_share(probability), rel=1e-5)
+            if iteration == 0:
+                assert stats[stem].change_iou is None
+                continue
+            previous = store.read_mask(iteration - 1, stem)
+            union = np.logical_or(mask, previous).sum()
+            assert stats[stem].change_iou == pytest.approx(np.logical_and(mask, previous).sum() / union, rel=1e-5)
+    # The run ends by naming the last iteration's least certain masks.
+    last = store.mask_stats(2)
+    least_sure = sorted(last, key=lambda stem: -last[stem].uncertain)[:3]
+    (check,) = [notice for notice in notices if notice.startswith("iteration 2: check first")]
+    assert re.findall(r"(\w+) \(\d+% uncertain\)", check) == least_sure
+    assert check.endswith(str(store.mask_stats_path(2)))
+
+
 def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path):
     sample = make_sample_set("flower", 6, 64, simple_fraction=0.5, seed=1)
     folder = tmp_path / "photos"
@@ -365,8 +403,12 @@ def test_the_masks_the_area_filter_leaves_out_are_named(tiny_folder, tmp_path):
     assert training.startswith(f"iteration 1: training on {total - len(left_out)} of {total} masks; left out")
     assert _named(training, "left out") == left_out[:3], training
     assert "0_blank (0.0%)" in training
-    # After the last iteration, its untrusted masks are the ones to check first.
-    to_check = [_named(notice, "check first") for notice in notices if notice.startswith("iteration 1: check first")]
+    # No network drew GrabCut's masks, so the seed records no uncertainty; iteration 1's network does.
+    assert {entry.uncertain for entry in store.mask_stats(0).values()} == {None}
+    assert None not in {entry.uncertain for entry in store.mask_stats(1).values()}
+    # After the last iteration, the masks it would not trust are named too.
+    untrusted = "iteration 1: the area filter would not trust"
+    to_check = [_named(notice, "would not trust") for notice in notices if notice.startswith(untrusted)]
     last_outside, _ = _outside_10_to_90(store, 1)
     assert to_check == ([last_outside[:3]] if last_outside else []), notices
 
@@ -645,8 +687,9 @@ def test_a_pixel_is_object_where_the_averaged_probability_reaches_the_run_thresh
 
     full_masks = []
     for predictor in (low, high):
-        full_mask, working_mask = predictor.predict(small, full)
+        full_mask, working_mask, uncertain = predictor.predict(small, full)
         np.testing.assert_array_equal(working_mask, (probability >= predictor.threshold).numpy())
+        assert 0 < uncertain == pytest.approx(_uncertain_share(probability.numpy(), predictor.threshold))
         assert full_mask.shape == full.shape[:2]
         # Where the photo is its own working size there is no sharpening: the threshold alone decides.
         np.testing.assert_array_equal(predictor.predict(small, small)[0], working_mask)

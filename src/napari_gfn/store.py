@@ -5,6 +5,7 @@ Layout::
     RUN/run.json                 configuration (input paths absolute, and relative to RUN) and versions
     RUN/iter_NN/masks/<stem>.png 0/255 masks at each photo's full resolution
     RUN/iter_NN/model.pt         the network that produced iteration NN
+    RUN/iter_NN/mask_stats.csv   each mask's area, change and uncertainty: which to check first
     RUN/metrics.jsonl            one line per finished iteration
     RUN/summary.json             the best iteration, when ground truth scored the run
     RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -29,6 +31,7 @@ import numpy as np
 from napari_gfn._atomic import atomic_write_png, atomic_write_text
 from napari_gfn._versions import library_versions
 from napari_gfn.config import RunConfig
+from napari_gfn.review import MaskStats, stats_from_csv, stats_to_csv
 
 __all__ = ["RunFolder", "RunFolderError"]
 
@@ -178,6 +181,22 @@ class RunFolder:
 
     def has_mask(self, iteration: int, stem: str) -> bool:
         return self.mask_path(iteration, stem).is_file()
+
+    def mask_stats_path(self, iteration: int) -> Path:
+        return self.iteration_dir(iteration) / "mask_stats.csv"
+
+    def write_mask_stats(self, iteration: int, stats: Mapping[str, MaskStats]) -> Path:
+        return atomic_write_text(self.mask_stats_path(iteration), stats_to_csv(stats))
+
+    def mask_stats(self, iteration: int) -> dict[str, MaskStats]:
+        """What ``iteration`` recorded about each mask; empty for a run made before it recorded any."""
+        path = self.mask_stats_path(iteration)
+        if not path.is_file():
+            return {}
+        try:
+            return stats_from_csv(path.read_text())
+        except (ValueError, KeyError, TypeError) as error:  # cut short by a copy from a server, say
+            raise RunFolderError(f"{path}: cannot be read ({error!r})") from None
 
     def write_input(self, kind: str, stem: str, image: np.ndarray) -> Path:
         """Keep a copy of an in-memory input, so the run folder alone can be resumed and reopened."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from napari_gfn.engine.working import resize_mask
 from napari_gfn.network import upsampling_coefficients
 from napari_gfn.network.inference import inference_copy
 
-__all__ = ["MaskPredictor", "sharpen_seed_mask", "sharpen_to_full_resolution"]
+__all__ = ["MaskPredictor", "Prediction", "sharpen_seed_mask", "sharpen_to_full_resolution", "uncertain_share"]
 
 
 def _as_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -51,6 +52,27 @@ def sharpen_to_full_resolution(
 def sharpen_seed_mask(mask: np.ndarray, small: np.ndarray, full: np.ndarray, radius: int, eps: float) -> np.ndarray:
     """A seed's boolean mask at working resolution, sharpened to full resolution as iteration 0 is written."""
     return sharpen_to_full_resolution(torch.from_numpy(mask.astype(np.float32)), small, full, radius, eps)
+
+
+# Probabilities this far from both 0 and 1 count as uncertain: a round band, chosen before measuring, never tuned.
+_UNCERTAIN_LOW, _UNCERTAIN_HIGH = 0.2, 0.8
+
+
+def uncertain_share(probability: torch.Tensor, threshold: float) -> float:
+    """The pixels whose object probability lies between 0.2 and 0.8, per pixel at or above ``threshold``.
+
+    Relative to the object, so a small object's blurred outline counts as much as a large one's.
+    """
+    uncertain = ((probability > _UNCERTAIN_LOW) & (probability < _UNCERTAIN_HIGH)).sum()
+    return float(uncertain) / max(int((probability >= threshold).sum()), 1)
+
+
+class Prediction(NamedTuple):
+    """A photo's mask at full and at working resolution, and how unsure the network was of it."""
+
+    full_mask: np.ndarray
+    small_mask: np.ndarray
+    uncertain: float  # uncertain_share of the probability the masks came from
 
 
 @dataclass
@@ -113,9 +135,10 @@ class MaskPredictor:
         return (probabilities[0] + probabilities[1].flip(-1)) / 2
 
     @torch.inference_mode()
-    def predict(self, small: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(full-resolution mask, working-resolution mask) for one photo."""
-        return self.masks(self.probability(small), small, full)
+    def predict(self, small: np.ndarray, full: np.ndarray) -> Prediction:
+        """One photo's masks from its working-resolution and full-resolution copies."""
+        probability = self.probability(small)
+        return Prediction(*self.masks(probability, small, full), uncertain_share(probability, self.threshold))
 
     def masks(self, probability: torch.Tensor, small: np.ndarray, full: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(full-resolution mask, working-resolution mask) from the object probability at working resolution."""

@@ -33,6 +33,7 @@ from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.training import describe_device, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
+from napari_gfn.review import MaskStats, check_first
 from napari_gfn.store import RunFolder
 
 __all__ = ["Event", "SeedContext", "SeedOutput", "resolve_device", "run_labelling", "trusted_stems"]
@@ -58,6 +59,8 @@ def trusted_stems(areas: Mapping[str, float], area_min: float, area_max: float) 
 
 
 MaskOfPhoto = Callable[[str, np.ndarray], np.ndarray]
+# A photo's mask at full and at working resolution, and its uncertain_share when a network predicted it.
+_Masks = tuple[np.ndarray, np.ndarray, float | None]
 
 
 @dataclass(frozen=True)
@@ -112,14 +115,6 @@ def _seed_methods() -> dict[str, SeedMethod]:
     return {"otsu": otsu_seed, "transfer": transfer_seed, "cam": cam_seed, "grabcut": grabcut_seed, "ridge": ridge_seed}
 
 
-@dataclass(frozen=True)
-class _MaskStats:
-    """What an iteration keeps in memory about one photo's mask; the mask itself stays on disk."""
-
-    area: float
-    change_iou: float | None  # IoU with the previous iteration's mask, when there is one
-
-
 class _Run:
     """The state of one run between iterations: photos still usable and their latest masks' areas.
 
@@ -164,17 +159,18 @@ class _Run:
                 self.notices.append(Notice(f"corrected mask not used: {error}"))
         return fixed
 
-    def _keep(self, iteration: int, stem: str, full_mask: np.ndarray, small_mask: np.ndarray) -> _MaskStats:
+    def _keep(self, iteration: int, stem: str, masks: _Masks) -> MaskStats:
+        full_mask, small_mask, uncertain = masks
         self.store.write_mask(iteration, stem, full_mask)
         self.working_masks.write(iteration, stem, small_mask)
         change = None
         if self.latest is not None and stem in self.areas:
             change = iou(small_mask, self.working_masks.read(self.latest, stem))
-        return _MaskStats(float(np.mean(small_mask)), change)
+        return MaskStats(float(np.mean(small_mask)), change, uncertain)
 
     def predict_iteration(
         self, iteration: int, model: torch.nn.Module, fixed: Mapping[str, np.ndarray] | None = None
-    ) -> Generator[Event, None, dict[str, _MaskStats]]:
+    ) -> Generator[Event, None, dict[str, MaskStats]]:
         """Predict, sharpen and write every photo's mask.
 
         A photo with a trusted correction in ``fixed`` gets that mask, never a prediction.
@@ -182,20 +178,20 @@ class _Run:
         fixed = fixed or {}
         predictor = MaskPredictor.for_run(model, self.device, self.config)
 
-        def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> _Masks:
             if stem in fixed:
-                return fixed[stem], resize_mask(fixed[stem], small.shape[:2])
+                return fixed[stem], resize_mask(fixed[stem], small.shape[:2]), None
             return predictor.predict(small, full)
 
         return (yield from self._write_iteration(iteration, self.active, f"iter {iteration}: predict", masks_for))
 
-    def write_masks(self, iteration: int, mask_of: MaskOfPhoto) -> Generator[Event, None, dict[str, _MaskStats]]:
+    def write_masks(self, iteration: int, mask_of: MaskOfPhoto) -> Generator[Event, None, dict[str, MaskStats]]:
         """Write a seed's working-resolution masks, sharpened to full resolution on the photo."""
 
-        def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        def masks_for(stem: str, full: np.ndarray, small: np.ndarray) -> _Masks:
             small_mask = np.asarray(mask_of(stem, small), dtype=bool)
             sharp = sharpen_seed_mask(small_mask, small, full, self.config.upsample_radius, self.config.upsample_eps)
-            return sharp, small_mask
+            return sharp, small_mask, None
 
         return (yield from self._write_iteration(iteration, self.active, f"iter {iteration}: seed masks", masks_for))
 
@@ -204,8 +200,8 @@ class _Run:
         iteration: int,
         stems: Sequence[str],
         phase: str,
-        masks_for: Callable[[str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
-    ) -> Generator[Event, None, dict[str, _MaskStats]]:
+        masks_for: Callable[[str, np.ndarray, np.ndarray], _Masks],
+    ) -> Generator[Event, None, dict[str, MaskStats]]:
         """Write this rank's share of ``stems``; photos that fail to load are named and dropped."""
         stats = {}
         mine = distributed.shard(stems)
@@ -214,12 +210,11 @@ class _Run:
             if isinstance(photo, ImageReadError):
                 yield Notice(f"skipped {photo}")
             else:
-                full_mask, small_mask = masks_for(stem, *photo)
-                stats[stem] = self._keep(iteration, stem, full_mask, small_mask)
+                stats[stem] = self._keep(iteration, stem, masks_for(stem, *photo))
             yield Progress(phase, index + 1, len(mine))
         return self._gathered(stats)  # also a barrier: every mask is on disk before rank 0 scores them
 
-    def _gathered(self, stats: dict[str, _MaskStats]) -> dict[str, _MaskStats]:
+    def _gathered(self, stats: dict[str, MaskStats]) -> dict[str, MaskStats]:
         """Every rank's share of an iteration's mask statistics, in the photos' order.
 
         A photo another rank could not read (or that has no mask) is marked failed
@@ -232,7 +227,7 @@ class _Run:
         return {stem: gathered[stem] for stem in self.active}
 
     def finish(
-        self, iteration: int, stats: dict[str, _MaskStats], model, started: float, trusted: int
+        self, iteration: int, stats: dict[str, MaskStats], model, started: float, trusted: int
     ) -> IterationResult:
         changes = [entry.change_iou for entry in stats.values() if entry.change_iou is not None]
         metrics = {
@@ -248,6 +243,7 @@ class _Run:
             metrics.update(self._truth_scores(iteration, stats) or {})
             if model is not None:
                 save_model(model, checkpoint, image_size=self.config.image_size, iteration=iteration)
+            self.store.write_mask_stats(iteration, stats)
             self.store.finish_iteration(metrics)
             best = self._mark_best()
             if self.latest is not None:  # only the latest iteration's working masks are read again
@@ -382,11 +378,16 @@ def run_labelling(
 
 
 def _masks_to_check(run: _Run) -> Iterator[Notice]:
-    """After the last iteration, the masks it would not trust: most likely the wrong ones."""
-    config = run.config
+    """After the last iteration, the masks most likely wrong: the network's least certain, and the area filter's."""
+    config, iteration = run.config, run.latest
+    stats = run.store.mask_stats(iteration)
+    if unsure := [stem for stem in check_first(stats, config.area_min, config.area_max) if stats[stem].uncertain]:
+        named = [f"{stem} ({stats[stem].uncertain:.0%} uncertain)" for stem in unsure]
+        where = run.store.mask_stats_path(iteration)
+        yield Notice(f"iteration {iteration}: check first {a_few(named)}; every photo's figures: {where}", "info")
     kept = {*trusted_stems(run.areas, config.area_min, config.area_max), *run.store.fixed_masks()}
     if outside := _outside_area_range(run.areas, kept, config):
-        yield Notice(f"iteration {run.latest}: check first {outside}", level="info")
+        yield Notice(f"iteration {iteration}: the area filter would not trust {outside}", level="info")
 
 
 def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
