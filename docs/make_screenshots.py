@@ -41,7 +41,7 @@ def main() -> None:
     viewer.window.resize(1500, 950)
     _, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
     dock.open_run(run)
-    dock.step_photo(+3)  # a cluttered photo shows the refinement better than the first, plain one
+    dock.browser.step(+3)  # a cluttered photo shows the refinement better than the first, plain one
     settle()
     viewer.screenshot(str(IMAGES / "auto_label_dock.png"), canvas_only=False)
 

@@ -320,6 +320,7 @@ def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
             np.testing.assert_array_equal(layer.data, store.read_mask(iteration, stem))
     plotted = widget.plot.plotted()
     assert len(plotted["mask change (IoU with previous)"]) == 2  # iterations 1 and 2 have a previous one
+    assert widget.browser.note.value.startswith("iteration 2: ")  # the last iteration's figures of the photo shown
     finished_layer_run.update(run=tmp_path / "run", stems=stems)
 
 
@@ -491,11 +492,38 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
         layer = viewer.layers[iteration_layer_name(stems[0], iteration)]
         np.testing.assert_array_equal(layer.data, store.read_mask(iteration, stems[0]))
     assert iteration_layer_name(stems[1], 0) not in viewer.layers  # other photos load only when shown
-    widget.next_button.changed.emit(True)
-    assert widget.photo.value == stems[1]
+    widget.browser.next_button.changed.emit(True)
+    assert widget.browser.photo.value == stems[1]
     assert viewer.layers[iteration_layer_name(stems[1], 2)].visible
     assert not viewer.layers[iteration_layer_name(stems[0], 2)].visible
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
+
+
+def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, qtbot, finished_layer_run, tmp_path):
+    from napari_gfn.review import MaskStats
+    from napari_gfn.widgets.photo_browser import BY_NAME, CHECK_FIRST
+
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    # The tiny run's network is sure of every pixel; give its photos figures that differ, in no particular order.
+    uncertain = np.random.default_rng(0).permutation(len(stems)) / 10
+    RunFolder(run).write_mask_stats(2, {s: MaskStats(0.5, 0.9, u) for s, u in zip(stems, uncertain, strict=True)})
+    viewer = make_napari_viewer()
+    browser = open_run_window(viewer, run).browser
+    stats = RunFolder(run).mask_stats(2)
+    assert list(browser.photo.choices) == stems  # by name until asked
+    browser.order.value = CHECK_FIRST
+    order = list(browser.photo.choices)
+    assert sorted(order) == sorted(stems)
+    assert [stats[stem].uncertain for stem in order] == sorted(uncertain, reverse=True)
+    browser.photo.value = order[0]
+    browser.next_button.changed.emit(True)
+    assert browser.photo.value == order[1]
+    assert viewer.layers[iteration_layer_name(order[1], 2)].visible
+    assert f"uncertain pixels {stats[order[1]].uncertain:.0%} of the object" in browser.note.value
+    assert browser.note.value.startswith("iteration 2: ")
+    browser.order.value = BY_NAME
+    assert list(browser.photo.choices) == stems
+    assert browser.photo.value == order[1]  # the photo on screen stays
 
 
 def test_a_mask_cut_short_in_a_copied_run_is_named_and_the_rest_shows_and_exports(

@@ -46,6 +46,7 @@ from napari_gfn.store import RunFolder, RunFolderError
 from .engine_task import EngineTask
 from .metrics_plot import MetricsPlot
 from .path_fields import chosen_path
+from .photo_browser import PhotoBrowser
 from .run_layers import METADATA_KEY, RunLayers
 from .shared_state import shared_state
 
@@ -120,9 +121,7 @@ class AutoLabelWidget(Container):
         self.open_run_folder = FileEdit(label="Open run folder", mode="d")
         self.open_button = PushButton(text="Open run")
         self.status = Label(value="idle")
-        self.photo = ComboBox(label="Photo", choices=self._photo_choices)
-        self.previous_button = PushButton(text="◀ Previous")
-        self.next_button = PushButton(text="Next ▶")
+        self.browser = PhotoBrowser(lambda: (self.area_min.value, self.area_max.value))
         self.trust_button = PushButton(text="Trust selected Labels layer")
         self.plot = MetricsPlot()
         super().__init__(
@@ -153,8 +152,7 @@ class AutoLabelWidget(Container):
                 self.status,
                 self.open_run_folder,
                 self.open_button,
-                self.photo,
-                Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False),
+                *self.browser.widgets,
                 self.trust_button,
             ]
         )
@@ -254,9 +252,6 @@ class AutoLabelWidget(Container):
         self.start_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.task.cancel)
         self.open_button.changed.connect(self._open_chosen_run)
-        self.photo.changed.connect(self._show_photo)
-        self.previous_button.changed.connect(lambda: self.step_photo(-1))
-        self.next_button.changed.connect(lambda: self.step_photo(+1))
         self.trust_button.changed.connect(self.trust_selected)
         self.task.attach(self.native, self._on_status)
 
@@ -265,10 +260,6 @@ class AutoLabelWidget(Container):
         a z-stack), which a run cannot label. napari counts an RGB layer's colours out of ``ndim``."""
         layers = (layer for layer in self.viewer.layers if isinstance(layer, Image))
         return [layer.name for layer in layers if (layer.ndim != 2) == stacks]
-
-    def _photo_choices(self, *_) -> list[str]:
-        # A callable, because napari resets every choice of the dock whenever a layer is added.
-        return self.run_layers.stems if self.run_layers is not None else []
 
     def _truth_choices(self, *_) -> list[str]:
         labels = [
@@ -345,7 +336,7 @@ class AutoLabelWidget(Container):
             show_info(f"not labelled: {a_few(left_out)}: stacks of images, not single photos")
         self.store = store
         self.run_layers = RunLayers(self.viewer, store, photos, photo_layers)
-        self.photo.reset_choices()
+        self.browser.browse(self.run_layers, store)
         self.plot.show_metrics(store.metrics())
         self.shared.show_run(store.root)
 
@@ -437,6 +428,7 @@ class AutoLabelWidget(Container):
         try:
             if self.run_layers is not None:
                 self.run_layers.add_iteration(shown.result.iteration, shown.masks)
+                self.browser.refresh()
                 self.plot.show_metrics(self.store.metrics())
                 self.shared.show_run(self.store.root)
         finally:
@@ -469,17 +461,7 @@ class AutoLabelWidget(Container):
         self.run_layers = RunLayers(self.viewer, store, photos)
         self.plot.show_metrics(store.metrics())
         self.shared.show_run(store.root)
-        self.photo.reset_choices()
-        self._show_photo(photos.stems[0])
-
-    def step_photo(self, step: int) -> None:
-        stems = list(self.photo.choices)
-        if stems:
-            self.photo.value = stems[(stems.index(self.photo.value) + step) % len(stems)]
-
-    def _show_photo(self, stem: str | None) -> None:
-        if stem is not None and self.run_layers is not None:
-            self.run_layers.show(stem)
+        self.browser.browse(self.run_layers, store)
 
     def trust_selected(self) -> None:
         """Keep the selected Labels layer as this photo's mask: later iterations train on it and never change it."""

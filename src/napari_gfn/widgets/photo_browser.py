@@ -1,0 +1,101 @@
+"""The Auto-label dock's photo browser: one photo of a run on screen, in name order or the masks to check first."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from magicgui.widgets import ComboBox, Container, Label, PushButton, Widget
+from napari.utils.notifications import show_error
+
+from napari_gfn.review import MaskStats, check_first, describe_mask
+from napari_gfn.store import RunFolder, RunFolderError
+
+from .run_layers import RunLayers
+
+__all__ = ["BY_NAME", "CHECK_FIRST", "PhotoBrowser"]
+
+BY_NAME, CHECK_FIRST = "by name", "check first"
+
+
+class PhotoBrowser:
+    """The Photo list, its order, ◀ Previous / Next ▶, and what the last iteration recorded about the photo shown.
+
+    Not a container of its own: its widgets sit in the dock's form, so their labels line up with the rest.
+    """
+
+    def __init__(self, area_range: Callable[[], tuple[float, float]]) -> None:
+        self._area_range = area_range  # the seed's order follows the area filter of the form
+        self.run_layers: RunLayers | None = None
+        self.store: RunFolder | None = None
+        self._iteration: int | None = None
+        self._stats: dict[str, MaskStats] = {}
+        self.order = ComboBox(label="Photo order", choices=[BY_NAME, CHECK_FIRST])
+        self.order.tooltip = (
+            "check first: the masks the network was least sure of in the last iteration first (the most pixels "
+            "with an object probability between 0.2 and 0.8, per object pixel); trusted corrections last"
+        )
+        self.photo = ComboBox(label="Photo", choices=self._photo_choices)
+        self.previous_button = PushButton(text="◀ Previous")
+        self.next_button = PushButton(text="Next ▶")
+        self.note = Label(value="")
+        self._buttons = Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False)
+        self.order.changed.connect(self._reorder)
+        self.photo.changed.connect(self._show)
+        self.previous_button.changed.connect(lambda: self.step(-1))
+        self.next_button.changed.connect(lambda: self.step(+1))
+
+    @property
+    def widgets(self) -> list[Widget]:
+        return [self.order, self.photo, self._buttons, self.note]
+
+    def browse(self, run_layers: RunLayers, store: RunFolder) -> None:
+        """Browse another run: the photo on screen stays if the run has it, else the first of the chosen order shows."""
+        self.run_layers, self.store = run_layers, store
+        self._read_stats()
+        self._reorder()
+        self._show(self.photo.value)
+
+    def refresh(self) -> None:
+        """Take up the figures of the run's last finished iteration (after each one), keeping the photo shown."""
+        self._read_stats()
+        self._reorder()
+        self._describe(self.photo.value)
+
+    def _read_stats(self) -> None:
+        finished = self.store.finished_iterations()
+        self._iteration = finished[-1] if finished else None
+        try:
+            self._stats = self.store.mask_stats(self._iteration) if self._iteration is not None else {}
+        except RunFolderError as error:
+            self._stats = {}
+            show_error(f"{error}; the photos stay in name order")
+
+    def _reorder(self, *_) -> None:
+        shown = self.photo.value
+        with self.photo.changed.blocked():
+            self.photo.choices = []  # else magicgui keeps the order of the choices it already has
+            self.photo.reset_choices()
+            if shown in self.photo.choices:
+                self.photo.value = shown
+
+    def step(self, step: int) -> None:
+        stems = list(self.photo.choices)
+        if stems:
+            self.photo.value = stems[(stems.index(self.photo.value) + step) % len(stems)]
+
+    def _photo_choices(self, *_) -> list[str]:
+        # A callable, because napari resets every choice of the dock whenever a layer is added.
+        stems = self.run_layers.stems if self.run_layers is not None else []
+        if self.order.value != CHECK_FIRST or not self._stats:
+            return stems
+        known = {stem: self._stats[stem] for stem in stems if stem in self._stats}
+        return check_first(known, *self._area_range()) + [stem for stem in stems if stem not in known]
+
+    def _show(self, stem: str | None) -> None:
+        if stem is not None and self.run_layers is not None:
+            self.run_layers.show(stem)
+        self._describe(stem)
+
+    def _describe(self, stem: str | None) -> None:
+        stats = self._stats.get(stem) if stem is not None else None
+        self.note.value = describe_mask(self._iteration, stats) if stats is not None else ""
