@@ -166,8 +166,8 @@ def test_masks_between_iterations_live_on_disk_not_in_memory(branch_run, branch_
 
 def _uncertain_share(probability: np.ndarray, threshold: float = 0.5) -> float:
     """The share of uncertain pixels as documented, restated in NumPy."""
-    uncertain = np.count_nonzero((probability > 0.2) & (probability < 0.8))
-    return uncertain / max(np.count_nonzero(probability >= threshold), 1)
+    uncertain = (probability > 0.2) & (probability < 0.8)
+    return np.count_nonzero(uncertain) / max(np.count_nonzero(uncertain | (probability >= threshold)), 1)
 
 
 @pytest.mark.slow
@@ -411,6 +411,15 @@ def test_the_masks_the_area_filter_leaves_out_are_named(tiny_folder, tmp_path):
     to_check = [_named(notice, "would not trust") for notice in notices if notice.startswith(untrusted)]
     last_outside, _ = _outside_10_to_90(store, 1)
     assert to_check == ([last_outside[:3]] if last_outside else []), notices
+
+
+def test_a_resumed_run_whose_mask_figures_were_cut_short_names_the_file_and_finishes(tiny_folder, tmp_path):
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=1)
+    run_to_end(config)
+    figures = RunFolder(tmp_path / "run").mask_stats_path(1)
+    figures.write_text(figures.read_text()[:-5])
+    _, notices = run_to_end(config, resume=True)
+    assert any(notice.startswith(f"{figures}: cannot be read") for notice in notices), notices
 
 
 def test_asking_whether_a_mask_is_trusted_does_not_read_it(tmp_path):

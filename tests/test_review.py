@@ -43,6 +43,6 @@ def test_a_figures_file_cut_short_is_named(tmp_path):
 
 def test_a_mask_is_described_with_the_figures_it_has():
     assert describe_mask(2, MaskStats(0.25, 0.875, 0.4)) == (
-        "iteration 2: object 25% of the photo; uncertain pixels 40% of the object; IoU 0.88 with iteration 1"
+        "iteration 2: object 25% of the photo; uncertain 40%; IoU 0.88 with iteration 1"
     )
     assert describe_mask(0, MaskStats(0.05)) == "iteration 0: object 5% of the photo"

@@ -519,7 +519,7 @@ def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, 
     browser.next_button.changed.emit(True)
     assert browser.photo.value == order[1]
     assert viewer.layers[iteration_layer_name(order[1], 2)].visible
-    assert f"uncertain pixels {stats[order[1]].uncertain:.0%} of the object" in browser.note.value
+    assert f"; uncertain {stats[order[1]].uncertain:.0%};" in browser.note.value
     assert browser.note.value.startswith("iteration 2: ")
     browser.order.value = BY_NAME
     assert list(browser.photo.choices) == stems

@@ -17,8 +17,8 @@ class MaskStats:
 
     area: float  # the share of the photo the object covers
     change_iou: float | None = None  # IoU with the previous iteration's mask, when there is one
-    # Pixels whose object probability lies between 0.2 and 0.8, per pixel called object. None where no network
-    # predicted the mask: a seed's masks and a trusted correction.
+    # Of the pixels the network called object or was unsure of (object probability between 0.2 and 0.8), the
+    # share it was unsure of. None where no network predicted the mask: a seed's masks and a trusted correction.
     uncertain: float | None = None
 
 
@@ -44,7 +44,7 @@ def describe_mask(iteration: int, stats: MaskStats) -> str:
     """One line about a mask, for a person deciding whether to check it."""
     parts = [f"iteration {iteration}: object {stats.area:.0%} of the photo"]
     if stats.uncertain is not None:
-        parts.append(f"uncertain pixels {stats.uncertain:.0%} of the object")
+        parts.append(f"uncertain {stats.uncertain:.0%}")
     if stats.change_iou is not None:
         parts.append(f"IoU {stats.change_iou:.2f} with iteration {iteration - 1}")
     return "; ".join(parts)
@@ -74,5 +74,7 @@ def stats_from_csv(text: str) -> dict[str, MaskStats]:
     }
 
 
-def _number(cell: str) -> float | None:
+def _number(cell: str | None) -> float | None:
+    if cell is None:  # csv gives None for the cells of a row cut short
+        raise ValueError("a row ends early")
     return float(cell) if cell else None

@@ -59,12 +59,13 @@ _UNCERTAIN_LOW, _UNCERTAIN_HIGH = 0.2, 0.8
 
 
 def uncertain_share(probability: torch.Tensor, threshold: float) -> float:
-    """The pixels whose object probability lies between 0.2 and 0.8, per pixel at or above ``threshold``.
+    """Of the pixels called object (probability >= ``threshold``) or uncertain (between 0.2 and 0.8), the uncertain.
 
-    Relative to the object, so a small object's blurred outline counts as much as a large one's.
+    Relative to the object, so a small object's blurred outline counts as much as a large one's; and
+    from 0 to 1, as an empty mask with a haze of doubt counts its haze.
     """
-    uncertain = ((probability > _UNCERTAIN_LOW) & (probability < _UNCERTAIN_HIGH)).sum()
-    return float(uncertain) / max(int((probability >= threshold).sum()), 1)
+    uncertain = (probability > _UNCERTAIN_LOW) & (probability < _UNCERTAIN_HIGH)
+    return float(uncertain.sum()) / max(int((uncertain | (probability >= threshold)).sum()), 1)
 
 
 class Prediction(NamedTuple):

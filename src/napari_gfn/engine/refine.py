@@ -34,7 +34,7 @@ from napari_gfn.engine.training import describe_device, new_model, train_on_targ
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
 from napari_gfn.review import MaskStats, check_first
-from napari_gfn.store import RunFolder
+from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = ["Event", "SeedContext", "SeedOutput", "resolve_device", "run_labelling", "trusted_stems"]
 
@@ -380,7 +380,11 @@ def run_labelling(
 def _masks_to_check(run: _Run) -> Iterator[Notice]:
     """After the last iteration, the masks most likely wrong: the network's least certain, and the area filter's."""
     config, iteration = run.config, run.latest
-    stats = run.store.mask_stats(iteration)
+    try:
+        stats = run.store.mask_stats(iteration)
+    except RunFolderError as error:  # a resumed copy's last iteration, cut short: its masks are what count
+        yield Notice(str(error))
+        stats = {}
     if unsure := [stem for stem in check_first(stats, config.area_min, config.area_max) if stats[stem].uncertain]:
         named = [f"{stem} ({stats[stem].uncertain:.0%} uncertain)" for stem in unsure]
         where = run.store.mask_stats_path(iteration)

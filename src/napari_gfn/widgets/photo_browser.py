@@ -31,8 +31,9 @@ class PhotoBrowser:
         self._stats: dict[str, MaskStats] = {}
         self.order = ComboBox(label="Photo order", choices=[BY_NAME, CHECK_FIRST])
         self.order.tooltip = (
-            "check first: the masks the network was least sure of in the last iteration first (the most pixels "
-            "with an object probability between 0.2 and 0.8, per object pixel); trusted corrections last"
+            "check first: the masks the network was least sure of in the last iteration first. Uncertain: of the "
+            "pixels it called object or gave a probability between 0.2 and 0.8, the share it was unsure of. "
+            "Trusted corrections come last"
         )
         self.photo = ComboBox(label="Photo", choices=self._photo_choices)
         self.previous_button = PushButton(text="◀ Previous")
