@@ -196,7 +196,7 @@ class RunFolder:
         try:
             return stats_from_csv(path.read_text())
         except (ValueError, KeyError, TypeError) as error:  # cut short by a copy from a server, say
-            raise RunFolderError(f"{path}: cannot be read ({error!r})") from None
+            raise RunFolderError(f"{path}: cannot be read (cut short while copied?): {error}") from None
 
     def write_input(self, kind: str, stem: str, image: np.ndarray) -> Path:
         """Keep a copy of an in-memory input, so the run folder alone can be resumed and reopened."""
