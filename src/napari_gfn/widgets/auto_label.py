@@ -250,10 +250,14 @@ class AutoLabelWidget(Container):
             self._use_source_model(self.shared.source_model)
         self.thin_object_button.changed.connect(self.use_thin_object_settings)
         self.start_button.changed.connect(self.start)
-        self.cancel_button.changed.connect(self.task.cancel)
         self.open_button.changed.connect(self._open_chosen_run)
         self.trust_button.changed.connect(self.trust_selected)
-        self.task.attach(self.native, self._on_status)
+        self.task.attach(
+            self.native,
+            self.status.set_value,
+            start_buttons=[self.start_button, self.open_button],
+            cancel_button=self.cancel_button,
+        )
 
     def _image_layer_names(self, *_, stacks: bool = False) -> list[str]:
         """The Image layers that hold one photo each or, with ``stacks``, a stack of images (a time series,
@@ -433,12 +437,6 @@ class AutoLabelWidget(Container):
                 self.shared.show_run(self.store.root)
         finally:
             QTimer.singleShot(0, shown.shown.set)  # after the plot's and the canvas's queued redraws
-
-    def _on_status(self, status: str) -> None:
-        self.status.value = status
-        for widget in (self.start_button, self.open_button):
-            widget.enabled = not self.task.running
-        self.cancel_button.enabled = self.task.running
 
     # ------------------------------------------------------------------ inspecting
     def _open_chosen_run(self) -> None:

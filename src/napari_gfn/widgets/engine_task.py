@@ -10,9 +10,10 @@ import importlib.util
 import os
 import sys
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
+from magicgui.widgets import PushButton
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
@@ -182,12 +183,32 @@ class EngineTask:
         self.dock_closed = False  # once the attached dock is destroyed, nothing may touch its widgets
         self._warnings: list[str] = []
 
-    def attach(self, dock: QWidget, on_status: Callable[[str], None] | None = None) -> None:
+    def attach(
+        self,
+        dock: QWidget,
+        on_status: Callable[[str], None] | None = None,
+        *,
+        start_buttons: Sequence[PushButton] = (),
+        cancel_button: PushButton | None = None,
+    ) -> None:
         """Report status changes to ``dock``; when the dock is destroyed (the viewer closed), cancel the job
-        and stop calling into the dock, while the engine keeps every finished iteration on disk."""
+        and stop calling into the dock, while the engine keeps every finished iteration on disk.
+
+        ``start_buttons`` are disabled while a job runs; ``cancel_button`` cancels it and is enabled only then.
+        """
+        buttons = [(button, False) for button in start_buttons]
+        if cancel_button is not None:
+            cancel_button.changed.connect(self.cancel)
+            buttons.append((cancel_button, True))
+        if buttons:
+            self.status_changed.connect(lambda _: self._enable(buttons))
         if on_status is not None:
             self.status_changed.connect(on_status)
         dock.destroyed.connect(self._on_dock_closed)
+
+    def _enable(self, buttons: Sequence[tuple[PushButton, bool]]) -> None:
+        for button, while_running in buttons:
+            button.enabled = self.running == while_running
 
     def _on_dock_closed(self, *_) -> None:
         self.dock_closed = True

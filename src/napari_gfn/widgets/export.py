@@ -52,8 +52,9 @@ class ExportWidget(Container):
         if state.run is not None:
             self._follow_run(state.run)
         self.export_button.changed.connect(self.export)
-        self.cancel_button.changed.connect(self.task.cancel)
-        self.task.attach(self.native, self._on_status)
+        self.task.attach(
+            self.native, self._on_status, start_buttons=[self.export_button], cancel_button=self.cancel_button
+        )
 
     def _iteration_choices(self, *_) -> list:
         finished = RunFolder(Path(self.run_folder.value)).finished_iterations() if self.run_folder.value else []
@@ -85,7 +86,5 @@ class ExportWidget(Container):
             show_info(self.status.value)
 
     def _on_status(self, status: str) -> None:
-        self.export_button.enabled = not self.task.running
-        self.cancel_button.enabled = self.task.running
         if status in _STATUS_LINES:  # a finished export's line comes from _on_written
             self.status.value = _STATUS_LINES[status]

@@ -100,8 +100,9 @@ class SourceModelWidget(Container):
         self.open_button.changed.connect(self._open_chosen_model)
         self.source_kind.changed.connect(self._show_source_fields)
         self.train_button.changed.connect(self.train)
-        self.cancel_button.changed.connect(self.task.cancel)
-        self.task.attach(self.native, self._on_status)
+        self.task.attach(
+            self.native, self.status.set_value, start_buttons=[self.train_button], cancel_button=self.cancel_button
+        )
 
     def _open_chosen_model(self) -> None:
         try:
@@ -183,8 +184,3 @@ class SourceModelWidget(Container):
             widget.visible = from_voc
         for widget in (self.images, self.masks):
             widget.visible = not from_voc
-
-    def _on_status(self, status: str) -> None:
-        self.status.value = status
-        self.train_button.enabled = not self.task.running
-        self.cancel_button.enabled = self.task.running
