@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from PIL import ExifTags, Image
 
 from napari_gfn.config import RunConfig
+from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import (
     CancelToken,
     ImageSet,
@@ -25,7 +26,14 @@ from napari_gfn.engine import (
     score_mask,
     trusted_stems,
 )
-from napari_gfn.engine.images import ImageReadError, ImageRecord, read_mask, read_object_mask, to_rgb8
+from napari_gfn.engine.images import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    ImageRecord,
+    read_mask,
+    read_object_mask,
+    to_rgb8,
+)
 from napari_gfn.sample_data import make_sample_set
 from napari_gfn.seeds.otsu import otsu_mask
 from napari_gfn.store import RunFolder, RunFolderError
@@ -364,8 +372,42 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         run_to_end(config)
     for species in ("orchis", "ophrys", "dactylorhiza", "cypripedium"):
         (tmp_path / "empty" / species).mkdir()
-    with pytest.raises(LabellingError, match=r"not its parent \(cypripedium, dactylorhiza, ophrys, \.\.\.\)$"):
+    with pytest.raises(LabellingError, match=r"nor do its subfolders \(cypripedium, dactylorhiza, ophrys, \.\.\.\)$"):
         run_to_end(config)
+
+
+def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
+    for site, stems in (("meadow", ["m1", "m2"]), ("wood", ["w1"])):
+        (tmp_path / "photos" / site).mkdir(parents=True)
+        for stem in stems:
+            iio.imwrite(tmp_path / "photos" / site / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "photos" / "wood" / "notes.txt").write_text("sunny")
+    # A run kept beside the photos is not read as more photos.
+    (tmp_path / "photos" / "run" / "inputs").mkdir(parents=True)
+    (tmp_path / "photos" / "run" / "run.json").write_text("{}")
+    iio.imwrite(tmp_path / "photos" / "run" / "copied.png", np.zeros((8, 8, 3), np.uint8))
+    photos = ImageSet.from_folder(tmp_path / "photos")
+    assert photos.stems == ["m1", "m2", "w1"]
+    assert photos[2].path == tmp_path / "photos" / "wood" / "w1.png"
+    assert photos.skipped == [
+        f"{tmp_path / 'photos' / 'wood' / 'notes.txt'}: not a photo file napari-gfn reads "
+        f"(it reads {', '.join(IMAGE_SUFFIXES)})"
+    ]
+    # A photo in the folder itself means the subfolders are something else (masks, runs): only it is read.
+    iio.imwrite(tmp_path / "photos" / "p0.png", np.zeros((8, 8, 3), np.uint8))
+    assert ImageSet.from_folder(tmp_path / "photos").stems == ["p0"]
+
+
+def test_a_dataset_folder_of_images_and_masks_is_refused_naming_the_repeats(tmp_path):
+    data = write_sample_folder(tmp_path / "data", kind="flower", n=4, size=32, seed=1)
+    expected = (
+        f"{data}: photos in different subfolders share a name, and each mask is named after its photo: "
+        "flower_000 (images, masks), flower_001 (images, masks), flower_002 (images, masks), ...; "
+        "choose the subfolder that holds the photos, or rename the repeats"
+    )
+    with pytest.raises(ImageReadError) as error:
+        ImageSet.from_folder(data)
+    assert str(error.value) == expected
 
 
 def test_no_simple_photo_is_a_clear_error(tiny_folder, tmp_path):

@@ -265,6 +265,37 @@ def test_labels_from_csv_and_class_folders_agree(tmp_path):
     assert read_image_labels(tmp_path / "folders") == (expected, {})
 
 
+def test_photos_sorted_into_class_folders_are_their_own_cam_labels(tmp_path, capsys):
+    """The usual layout for image-level labels: one folder per species, given as both photos and labels."""
+    species = tmp_path / "species"
+    for kind in ("branch", "flower"):
+        data = write_sample_folder(tmp_path / kind, kind=kind, n=3, size=64, seed=3, simple_fraction=0.0)
+        shutil.copytree(data / "images", species / kind)
+    run = tmp_path / "run"
+    argv = ["label", str(species), "--labels", str(species), "--seed", "cam", "--cam-refiner", "guided"]
+    assert (
+        main(
+            [
+                *argv,
+                "--out",
+                str(run),
+                "--iterations",
+                "0",
+                "--image-size",
+                "64",
+                "--cam-epochs",
+                "1",
+                "--min-steps",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert "CAM seed: 6 labelled photos in 2 classes" in capsys.readouterr().err
+    stems = [f"{kind}_{index:03d}" for kind in ("branch", "flower") for index in range(3)]
+    assert all(RunFolder(run).has_mask(0, stem) for stem in stems)
+
+
 def test_labels_saved_by_a_spreadsheet_read_as_written(tmp_path):
     expected = {"rose_1": "Rosa canina", "tulip_1": "Tulipa sylvestris é"}
     # Excel's "CSV UTF-8": a byte-order mark; its locale may separate columns with ';' and write Windows paths.

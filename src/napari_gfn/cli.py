@@ -255,7 +255,9 @@ def _add_settings(command, names: Sequence[str]) -> None:
 
 def _add_label_parser(commands) -> None:
     label = commands.add_parser("label", help="label a folder of photos (seed, then iterative refinement)")
-    label.add_argument("images", help="folder of photos (PNG, JPEG, TIFF, WebP)")
+    label.add_argument(
+        "images", help="folder of photos (PNG, JPEG, TIFF, WebP), or of subfolders of photos (one per species, say)"
+    )
     label.add_argument("--out", required=True, help="run folder (created; or resumed with --resume)")
     for heading, names in _LABEL_SETTINGS.items():
         _add_settings(label.add_argument_group(heading), names)

@@ -183,15 +183,51 @@ def _not_photos(paths: list[Path]) -> str:
     return f"{len(paths)} files in {paths[0].parent} ({a_few([path.name for path in paths])}): not photo files {reads}"
 
 
-def _why_no_photos(folder: Path) -> str:
-    problem = "the folder holds no photos (" + ", ".join(IMAGE_SUFFIXES) + ")"
-    # Photos sorted into one folder per species or site are a common layout; a run takes one folder.
-    subfolders = sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
-    if subfolders:
-        problem += (
-            f"; a run labels one folder: choose the one that holds the photos, not its parent ({a_few(subfolders)})"
+def _visible_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if not path.name.startswith(".") and path.is_file())
+
+
+def _photo_subfolders(folder: Path) -> list[Path]:
+    """``folder``'s subfolders that may hold photos: not hidden, and not a napari-gfn run folder."""
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_dir() and not path.name.startswith(".") and not (path / "run.json").is_file()
+    )
+
+
+def _is_photo(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _repeated_names(photos: list[Path]) -> list[str]:
+    """Photo names found in more than one folder, each with the folders: "horse001 (images, masks)"."""
+    folders_of: dict[str, list[str]] = {}
+    for path in photos:
+        folders = folders_of.setdefault(path.stem, [])
+        if path.parent.name not in folders:
+            folders.append(path.parent.name)
+    return [f"{stem} ({', '.join(folders)})" for stem, folders in folders_of.items() if len(folders) > 1]
+
+
+def _files_of_subfolders(folder: Path) -> list[Path]:
+    """The files one level down, for a folder of photos sorted into one folder per species or site."""
+    subfolders = _photo_subfolders(folder)
+    files = [path for subfolder in subfolders for path in _visible_files(subfolder)]
+    if not any(_is_photo(path) for path in files):
+        problem = f"the folder holds no photos ({', '.join(IMAGE_SUFFIXES)})"
+        if subfolders:
+            problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])})"
+        raise ImageReadError(str(folder), problem)
+    repeated = _repeated_names([path for path in files if _is_photo(path)])
+    if repeated:
+        # A dataset's images/ and masks/ share names: it is the photos' folder that is wanted, not its parent.
+        raise ImageReadError(
+            str(folder),
+            f"photos in different subfolders share a name, and each mask is named after its photo: {a_few(repeated)}; "
+            "choose the subfolder that holds the photos, or rename the repeats",
         )
-    return problem
+    return files
 
 
 @dataclass(frozen=True)
@@ -224,26 +260,29 @@ class ImageSet(Sequence):
 
     @classmethod
     def from_folder(cls, folder: os.PathLike | str) -> ImageSet:
-        """Every photo in ``folder`` (not recursive), sorted by name; other files are listed in ``skipped``."""
+        """Every photo in ``folder``, sorted by name; other files are listed in ``skipped``.
+
+        A folder that holds no photo itself gives the photos of its subfolders (one level down, run
+        folders left out), which must then have distinct names.
+        """
         folder = Path(folder)
         if not folder.is_dir():
             raise ImageReadError(str(folder), "no such folder")
+        files = _visible_files(folder)
+        if not any(_is_photo(path) for path in files):
+            files = _files_of_subfolders(folder)
         records: dict[str, ImageRecord] = {}
-        others: dict[str, list[Path]] = {}
+        others: dict[tuple[Path, str], list[Path]] = {}
         skipped = []
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") or path.is_dir():
-                continue
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                others.setdefault(path.suffix.lower(), []).append(path)
+        for path in files:
+            if not _is_photo(path):
+                others.setdefault((path.parent, path.suffix.lower()), []).append(path)
             elif path.stem in records:
                 # Masks and ground truth are named after the photo's stem, so two photos cannot share one.
                 kept = records[path.stem].path.name
                 skipped.append(f"{path}: has the same name as {kept}, which is labelled instead")
             else:
                 records[path.stem] = ImageRecord(path.stem, path=path)
-        if not records:
-            raise ImageReadError(str(folder), _why_no_photos(folder))
         return cls(list(records.values()), [_not_photos(paths) for paths in others.values()] + skipped)
 
     @classmethod

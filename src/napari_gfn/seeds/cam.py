@@ -269,7 +269,7 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
     if not config.labels:
         raise LabellingError(
             f"the CAM seed needs {describe_setting('labels')}: a CSV file with columns image,class, or a folder of "
-            "class folders"
+            "class folders (photos sorted into one folder per class: give that folder as both photos and labels)"
         )
     labels, conflicts = read_image_labels(config.labels)
     for stem in context.working.stems:
