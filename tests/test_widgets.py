@@ -524,6 +524,12 @@ def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, 
     browser.order.value = BY_NAME
     assert list(browser.photo.choices) == stems
     assert browser.photo.value == order[1]  # the photo on screen stays
+    # A run made before the figures were recorded: the order cannot change, and the dock says why.
+    RunFolder(run).mask_stats_path(2).unlink()
+    browser = open_run_window(make_napari_viewer(), run).browser
+    browser.order.value = CHECK_FIRST
+    assert list(browser.photo.choices) == stems
+    assert browser.note.value == "iteration 2 recorded no figures (an older run): photos in name order"
 
 
 def test_a_mask_cut_short_in_a_copied_run_is_named_and_the_rest_shows_and_exports(

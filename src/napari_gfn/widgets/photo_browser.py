@@ -60,7 +60,6 @@ class PhotoBrowser:
         """Take up the figures of the run's last finished iteration (after each one), keeping the photo shown."""
         self._read_stats()
         self._reorder()
-        self._describe(self.photo.value)
 
     def _read_stats(self) -> None:
         finished = self.store.finished_iterations()
@@ -78,6 +77,7 @@ class PhotoBrowser:
             self.photo.reset_choices()
             if shown in self.photo.choices:
                 self.photo.value = shown
+        self._describe(self.photo.value)
 
     def step(self, step: int) -> None:
         stems = list(self.photo.choices)
@@ -99,4 +99,10 @@ class PhotoBrowser:
 
     def _describe(self, stem: str | None) -> None:
         stats = self._stats.get(stem) if stem is not None else None
-        self.note.value = describe_mask(self._iteration, stats) if stats is not None else ""
+        if stats is not None:
+            self.note.value = describe_mask(self._iteration, stats)
+        elif self._iteration is not None and not self._stats and self.order.value == CHECK_FIRST:
+            # Runs made before the figures were recorded have none: say why the order did not change.
+            self.note.value = f"iteration {self._iteration} recorded no figures (an older run): photos in name order"
+        else:
+            self.note.value = ""
