@@ -38,6 +38,16 @@ def orders(stats: dict[str, MaskStats], area_min: float, area_max: float) -> dic
     }
 
 
+def worst_masks(fg_iou: dict[str, float], share: float) -> set[str]:
+    """The ``share`` of photos whose masks score lowest: those a person checking the masks wants to find."""
+    return set(sorted(fg_iou, key=fg_iou.get)[: round(share * len(fg_iou))])
+
+
+def found_first(order: list[str], worst: set[str], share: float) -> int:
+    """How many of the ``worst`` masks the first ``share`` of ``order`` holds."""
+    return len(worst.intersection(order[: round(share * len(order))]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -54,8 +64,8 @@ def main() -> None:
         parser.error(f"{store.mask_stats_path(iteration)} is missing: the run was made before masks had figures")
     truth = ground_truth(args.dataset)
     fg_iou = {stem: truth.score(stem, store.read_mask(iteration, stem)).fg_iou for stem in stats}
-    worst_count = round(args.worst * len(stats))
-    worst = set(sorted(fg_iou, key=fg_iou.get)[:worst_count])
+    worst = worst_masks(fg_iou, args.worst)
+    worst_count = len(worst)
     uncertain = [stats[stem].uncertain for stem in stats]
     mean = np.mean(list(fg_iou.values()))
     print(f"{args.run.name}, iteration {iteration}: {len(stats)} photos, mean fg IoU {mean:.3f}")
@@ -66,9 +76,8 @@ def main() -> None:
     print("| order | worst masks in the first 10% | in the first 20% | mean fg IoU of the first 10% |")
     print("|---|---|---|---|")
     for name, order in orders(stats, config.area_min, config.area_max).items():
-        first = {share: order[: round(share * len(order))] for share in (0.1, 0.2)}
-        found = {share: len(worst.intersection(stems)) for share, stems in first.items()}
-        mean_first = np.mean([fg_iou[stem] for stem in first[0.1]])
+        found = {share: found_first(order, worst, share) for share in (0.1, 0.2)}
+        mean_first = np.mean([fg_iou[stem] for stem in order[: round(0.1 * len(order))]])
         print(f"| {name} | {found[0.1]} of {worst_count} | {found[0.2]} of {worst_count} | {mean_first:.3f} |")
 
 

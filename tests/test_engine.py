@@ -172,9 +172,9 @@ def test_masks_between_iterations_live_on_disk_not_in_memory(branch_run, branch_
         assert results[iteration].metrics["change_iou"] == pytest.approx(np.mean(changes))
 
 
-def _uncertain_share(probability: np.ndarray, threshold: float = 0.5) -> float:
+def _uncertain_share(probability: np.ndarray, threshold: float = 0.5, low: float = 0.2, high: float = 0.8) -> float:
     """The share of uncertain pixels as documented, restated in NumPy."""
-    uncertain = (probability > 0.2) & (probability < 0.8)
+    uncertain = (probability > low) & (probability < high)
     return np.count_nonzero(uncertain) / max(np.count_nonzero(uncertain | (probability >= threshold)), 1)
 
 
@@ -719,7 +719,7 @@ def test_prediction_averages_its_scales_each_resized_back_to_the_working_size():
 
 
 def test_a_pixel_is_object_where_the_averaged_probability_reaches_the_run_threshold():
-    from napari_gfn.engine.predict import MaskPredictor
+    from napari_gfn.engine.predict import MaskPredictor, uncertain_share
     from napari_gfn.engine.working import resize_image
 
     torch.manual_seed(0)
@@ -741,6 +741,8 @@ def test_a_pixel_is_object_where_the_averaged_probability_reaches_the_run_thresh
         full_mask, working_mask, uncertain = predictor.predict(small, full)
         np.testing.assert_array_equal(working_mask, (probability >= predictor.threshold).numpy())
         assert 0 < uncertain == pytest.approx(_uncertain_share(probability.numpy(), predictor.threshold))
+        narrow = uncertain_share(probability, predictor.threshold, (0.4, 0.6))
+        assert narrow == pytest.approx(_uncertain_share(probability.numpy(), predictor.threshold, 0.4, 0.6))
         assert full_mask.shape == full.shape[:2]
         # Where the photo is its own working size there is no sharpening: the threshold alone decides.
         np.testing.assert_array_equal(predictor.predict(small, small)[0], working_mask)

@@ -54,17 +54,19 @@ def sharpen_seed_mask(mask: np.ndarray, small: np.ndarray, full: np.ndarray, rad
     return sharpen_to_full_resolution(torch.from_numpy(mask.astype(np.float32)), small, full, radius, eps)
 
 
-# Probabilities this far from both 0 and 1 count as uncertain: a round band, chosen before measuring, never tuned.
-_UNCERTAIN_LOW, _UNCERTAIN_HIGH = 0.2, 0.8
+# Probabilities this far from both 0 and 1 count as uncertain: a round band, chosen before measuring, never tuned
+# (benchmarks/uncertain_band.py measures how much the order of the masks depends on it).
+UNCERTAIN_BAND = (0.2, 0.8)
 
 
-def uncertain_share(probability: torch.Tensor, threshold: float) -> float:
-    """Of the pixels called object (probability >= ``threshold``) or uncertain (between 0.2 and 0.8), the uncertain.
+def uncertain_share(probability: torch.Tensor, threshold: float, band: tuple[float, float] = UNCERTAIN_BAND) -> float:
+    """Of the pixels called object (probability >= ``threshold``) or uncertain (inside ``band``), the uncertain.
 
     Relative to the object, so a small object's blurred outline counts as much as a large one's; and
     from 0 to 1, as an empty mask with a haze of doubt counts its haze.
     """
-    uncertain = (probability > _UNCERTAIN_LOW) & (probability < _UNCERTAIN_HIGH)
+    low, high = band
+    uncertain = (probability > low) & (probability < high)
     return float(uncertain.sum()) / max(int((uncertain | (probability >= threshold)).sum()), 1)
 
 
