@@ -266,13 +266,13 @@ def test_labels_from_csv_and_class_folders_agree(tmp_path):
 
 
 def test_photos_sorted_into_class_folders_are_their_own_cam_labels(tmp_path, capsys):
-    """The usual layout for image-level labels: one folder per species, given as both photos and labels."""
+    """The usual layout for image-level labels, one folder per species, needs no labels file."""
     species = tmp_path / "species"
     for kind in ("branch", "flower"):
         data = write_sample_folder(tmp_path / kind, kind=kind, n=3, size=64, seed=3, simple_fraction=0.0)
         shutil.copytree(data / "images", species / kind)
     run = tmp_path / "run"
-    argv = ["label", str(species), "--labels", str(species), "--seed", "cam", "--cam-refiner", "guided"]
+    argv = ["label", str(species), "--seed", "cam", "--cam-refiner", "guided"]
     assert (
         main(
             [
@@ -291,7 +291,9 @@ def test_photos_sorted_into_class_folders_are_their_own_cam_labels(tmp_path, cap
         )
         == 0
     )
-    assert "CAM seed: 6 labelled photos in 2 classes" in capsys.readouterr().err
+    assert (
+        "CAM seed: 6 labelled photos in 2 classes (the folders the photos are sorted into)" in capsys.readouterr().err
+    )
     stems = [f"{kind}_{index:03d}" for kind in ("branch", "flower") for index in range(3)]
     assert all(RunFolder(run).has_mask(0, stem) for stem in stems)
 

@@ -17,7 +17,7 @@ from magicgui.widgets import FileEdit
 from napari.utils.notifications import notification_manager
 
 from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, SETTING_LABELS, THIN_OBJECT_SETTINGS, RunConfig
-from napari_gfn.demo import open_demo
+from napari_gfn.demo import open_demo, write_sample_folder
 from napari_gfn.engine import Notice
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
@@ -291,6 +291,26 @@ def test_a_multiscale_photo_layer_is_labelled_at_its_finest_level(make_napari_vi
     store = RunFolder(tmp_path / "run")
     assert store.read_mask(0, "large").shape == photo.shape[:2]
     assert store.read_mask(0, "small").shape == (40, photo.shape[1])
+
+
+def test_photos_sorted_into_species_folders_are_labelled_by_cam_without_a_labels_file(
+    make_napari_viewer, qtbot, tmp_path
+):
+    species = tmp_path / "species"
+    for kind in ("branch", "flower"):
+        data = write_sample_folder(tmp_path / kind, kind=kind, n=2, size=64, seed=3, simple_fraction=0.0)
+        shutil.copytree(data / "images", species / kind)
+    viewer = make_napari_viewer()
+    widget = _folder_form(viewer, species)  # the run folder sits beside the species folders
+    widget.load_settings(QUICK.updated(iterations=0, cam_epochs=1, cam_refiner="guided"))
+    widget.seed.value = "cam"
+    seen = len(notification_manager.records)
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished", _messages_since(seen)
+    assert any("4 labelled photos in 2 classes (the folders" in message for message in _messages_since(seen))
+    assert sorted(widget.run_layers.stems) == ["branch_000", "branch_001", "flower_000", "flower_001"]
+    assert RunFolder(species / "run").has_mask(0, "flower_001")
 
 
 @pytest.fixture(scope="module")

@@ -205,7 +205,8 @@ SETTING_HELP = {
     "automatically",
     "simple_max_border": "largest share of the image border a simple photo's object may cover (1 = no limit)",
     "source_model": "model file for the transfer seed (from `napari-gfn train-source` or the Source model dock)",
-    "labels": "for the CAM seed: CSV with columns image,class, or a folder of class folders",
+    "labels": "for the CAM seed: CSV with columns image,class, or a folder of class folders (not needed when the "
+    "photos are sorted into one folder per class)",
     "cam_threshold": "share of a photo's peak class activation above which a pixel leans to the object",
     "cam_refiner": "how class maps become masks: dense CRF (needs the crf extra), guided filter, or auto",
     "cam_epochs": "training epochs of the CAM seed's classifier",

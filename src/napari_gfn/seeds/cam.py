@@ -219,7 +219,21 @@ def refine_object_mask(image: np.ndarray, probability: np.ndarray, use_crf: bool
     return crf_refine(image, probability) if use_crf else _guided_refine(image, probability)
 
 
-def _class_indices(context: SeedContext, labels: Mapping[str, str]) -> tuple[dict[str, int], list[str]]:
+def _labels_source(context: SeedContext) -> str:
+    """The run's labels file or folder; without one, photos sorted into one folder per class are labelled by it."""
+    config = context.config
+    if config.labels:
+        return config.labels
+    photos = Path(config.images) if config.images else None
+    if photos is not None and all(record.path and record.path.parent != photos for record in context.working.images):
+        return str(photos)
+    raise LabellingError(
+        f"the CAM seed needs {describe_setting('labels')}: a CSV file with columns image,class, or a folder of "
+        "class folders (photos already sorted into one folder per class need none: give their parent as the photos)"
+    )
+
+
+def _class_indices(context: SeedContext, labels: Mapping[str, str], source: str) -> tuple[dict[str, int], list[str]]:
     stems = set(context.working.stems)
     known = {stem: name for stem, name in labels.items() if stem in stems}
     classes = sorted(set(known.values()))
@@ -227,7 +241,7 @@ def _class_indices(context: SeedContext, labels: Mapping[str, str]) -> tuple[dic
         found = f"only {classes[0]!r}" if classes else "no labelled photo"
         raise LabellingError(
             f"the CAM seed needs photos of at least two classes to learn what tells them apart, but "
-            f"{context.config.labels} has {found} among these photos. "
+            f"{source} has {found} among these photos. "
             f"Use {describe_seed('otsu')}, {describe_seed('grabcut')}, {describe_seed('ridge')} or "
             f"{describe_seed('transfer')} instead."
         )
@@ -266,19 +280,16 @@ def _read_photos(context: SeedContext) -> Generator[Progress | Notice, None, lis
 def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOutput]:
     """Train the classifier on image-level labels, then turn each photo's CAM into a refined mask."""
     config = context.config
-    if not config.labels:
-        raise LabellingError(
-            f"the CAM seed needs {describe_setting('labels')}: a CSV file with columns image,class, or a folder of "
-            "class folders (photos sorted into one folder per class: give that folder as both photos and labels)"
-        )
-    labels, conflicts = read_image_labels(config.labels)
+    source = _labels_source(context)
+    labels, conflicts = read_image_labels(source)
     for stem in context.working.stems:
         if stem in conflicts:
             yield Notice(conflicts[stem])
-    class_of, classes = _class_indices(context, labels)
+    class_of, classes = _class_indices(context, labels, source)
     unlabelled = [stem for stem in context.working.stems if stem not in class_of]
     yield Notice(
         f"CAM seed: {len(class_of)} labelled photos in {len(classes)} classes"
+        + ("" if config.labels else " (the folders the photos are sorted into)")
         + (f"; {len(unlabelled)} unlabelled photos use the predicted class" if unlabelled else ""),
         level="info",
     )

@@ -392,9 +392,9 @@ class AutoLabelWidget(Container):
         if self.seed.value == "transfer":
             what = "a source model file: open or train one in the Source model dock"
             seed_files["source_model"] = str(chosen_path(self.source_model, what))
-        if self.seed.value == "cam":
-            what = "the image-level labels: a CSV with columns image,class, or a folder of class folders"
-            seed_files["labels"] = str(chosen_path(self.image_labels, what))
+        if self.seed.value == "cam" and self.image_labels.line_edit.value.strip():
+            # Empty: the engine labels photos sorted into class folders by their folders, or asks for labels.
+            seed_files["labels"] = str(chosen_path(self.image_labels, "the image-level labels"))
         config = self._base_config.updated(
             images=str(images),
             out=str(run_dir),
