@@ -1,5 +1,6 @@
 """Transfer, CAM, GrabCut and ridge seeds: source models, VOC parsing, class activation maps, and their clear errors."""
 
+import json
 import math
 import re
 import shutil
@@ -266,36 +267,29 @@ def test_labels_from_csv_and_class_folders_agree(tmp_path):
 
 
 def test_photos_sorted_into_class_folders_are_their_own_cam_labels(tmp_path, capsys):
-    """The usual layout for image-level labels, one folder per species, needs no labels file."""
-    species = tmp_path / "species"
+    """The usual layout for image-level labels, one folder per species, needs no labels file; nor do its masks."""
+    species, truth = tmp_path / "species", tmp_path / "truth"
     for kind in ("branch", "flower"):
         data = write_sample_folder(tmp_path / kind, kind=kind, n=3, size=64, seed=3, simple_fraction=0.0)
         shutil.copytree(data / "images", species / kind)
+        shutil.copytree(data / "masks", truth / kind)
     run = tmp_path / "run"
-    argv = ["label", str(species), "--seed", "cam", "--cam-refiner", "guided"]
-    assert (
-        main(
-            [
-                *argv,
-                "--out",
-                str(run),
-                "--iterations",
-                "0",
-                "--image-size",
-                "64",
-                "--cam-epochs",
-                "1",
-                "--min-steps",
-                "2",
-            ]
-        )
-        == 0
-    )
-    assert (
-        "CAM seed: 6 labelled photos in 2 classes (the folders the photos are sorted into)" in capsys.readouterr().err
-    )
+    quick = ["--iterations", "0", "--image-size", "64", "--cam-epochs", "1", "--min-steps", "2"]
+    assert main(["label", str(species), "--seed", "cam", "--cam-refiner", "guided", "--out", str(run), *quick]) == 0
+    message = "CAM seed: 6 labelled photos in 2 classes (the folders the photos are sorted into)"
+    assert message in capsys.readouterr().err
     stems = [f"{kind}_{index:03d}" for kind in ("branch", "flower") for index in range(3)]
     assert all(RunFolder(run).has_mask(0, stem) for stem in stems)
+    # True masks sorted like their photos are found by name in their folders.
+    assert main(["evaluate", str(run), "--gt", str(truth), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)["iterations"][0]
+    expected = np.mean(
+        [
+            score_mask(RunFolder(run).read_mask(0, path.stem), iio.imread(path) > 127).fg_iou
+            for path in truth.rglob("*.png")
+        ]
+    )
+    assert scored["fg_iou"] == pytest.approx(expected)
 
 
 def test_labels_saved_by_a_spreadsheet_read_as_written(tmp_path):

@@ -108,11 +108,15 @@ def _why_unreadable(path: Path, error: Exception) -> str:
 
 
 def find_image(folder: Path, stem: str) -> Path | None:
-    """The file in ``folder`` named ``stem`` with an image suffix, if there is one."""
-    for suffix in IMAGE_SUFFIXES:
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
+    """The file named ``stem`` with an image suffix in ``folder``, or else in one of its subfolders.
+
+    Masks sorted into one folder per species, as their photos may be, are found too.
+    """
+    for place in (folder, *_photo_subfolders(folder)):
+        for suffix in IMAGE_SUFFIXES:
+            candidate = place / f"{stem}{suffix}"
+            if candidate.is_file():
+                return candidate
     return None
 
 
