@@ -16,6 +16,7 @@ from napari_gfn.config import RunConfig
 from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import (
     CancelToken,
+    GroundTruth,
     ImageSet,
     IterationResult,
     LabellingError,
@@ -408,6 +409,11 @@ def test_a_dataset_folder_of_images_and_masks_is_refused_naming_the_repeats(tmp_
     with pytest.raises(ImageReadError) as error:
         ImageSet.from_folder(data)
     assert str(error.value) == expected
+    # Given as the ground truth by mistake, the same folder is named once, not as 4 photos that are not masks.
+    with pytest.raises(
+        ImageReadError, match=r"masks in different subfolders share a name.*flower_000 \(images, masks\)"
+    ):
+        GroundTruth(data)
 
 
 def test_no_simple_photo_is_a_clear_error(tiny_folder, tmp_path):

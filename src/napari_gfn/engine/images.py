@@ -22,7 +22,7 @@ __all__ = [
     "ImageRecord",
     "ImageSet",
     "a_few",
-    "find_image",
+    "image_files",
     "read_mask",
     "read_object_mask",
     "size_mismatch",
@@ -107,17 +107,16 @@ def _why_unreadable(path: Path, error: Exception) -> str:
     return f"cannot be read as an image (corrupt or truncated?): {error}"
 
 
-def find_image(folder: Path, stem: str) -> Path | None:
-    """The file named ``stem`` with an image suffix in ``folder``, or else in one of its subfolders.
+def image_files(folder: Path) -> dict[str, Path]:
+    """Image files by stem, in ``folder`` or, when it holds none itself, its subfolders; of two suffixes, .png first.
 
-    Masks sorted into one folder per species, as their photos may be, are found too.
+    Masks are found this way: sorted into one folder per species, as their photos may be, they are found too.
     """
-    for place in (folder, *_photo_subfolders(folder)):
-        for suffix in IMAGE_SUFFIXES:
-            candidate = place / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
+    paths = [path for path in _listed_files(folder, "masks") if _is_photo(path)]
+    found: dict[str, Path] = {}
+    for path in sorted(paths, key=lambda path: IMAGE_SUFFIXES.index(path.suffix.lower())):
+        found.setdefault(path.stem, path)
+    return found
 
 
 def size_mismatch(source: str, what_is: str, shape: tuple[int, int], photo_shape: tuple[int, int]) -> ImageReadError:
@@ -214,24 +213,39 @@ def _repeated_names(photos: list[Path]) -> list[str]:
     return [f"{stem} ({', '.join(folders)})" for stem, folders in folders_of.items() if len(folders) > 1]
 
 
-def _files_of_subfolders(folder: Path) -> list[Path]:
-    """The files one level down, for a folder of photos sorted into one folder per species or site."""
-    subfolders = _photo_subfolders(folder)
-    files = [path for subfolder in subfolders for path in _visible_files(subfolder)]
-    if not any(_is_photo(path) for path in files):
-        problem = f"the folder holds no photos ({', '.join(IMAGE_SUFFIXES)})"
-        if subfolders:
-            problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])})"
-        raise ImageReadError(str(folder), problem)
-    repeated = _repeated_names([path for path in files if _is_photo(path)])
+# Why two files of one name in different subfolders cannot both be used.
+_ONE_NAME_EACH = {
+    "photos": "each mask is named after its photo",
+    "masks": "each is matched to its photo by name",
+}
+
+
+def _listed_files(folder: Path, what: str) -> list[Path]:
+    """``folder``'s files; or, when it holds no image itself, its subfolders' (one per species or site, say).
+
+    The subfolders' images must have distinct names: a dataset's images/ and masks/ share theirs, and
+    then it is one of them that is wanted, not their parent.
+    """
+    files = _visible_files(folder)
+    if any(_is_photo(path) for path in files):
+        return files
+    below = [path for subfolder in _photo_subfolders(folder) for path in _visible_files(subfolder)]
+    repeated = _repeated_names([path for path in below if _is_photo(path)])
     if repeated:
-        # A dataset's images/ and masks/ share names: it is the photos' folder that is wanted, not its parent.
         raise ImageReadError(
             str(folder),
-            f"photos in different subfolders share a name, and each mask is named after its photo: {a_few(repeated)}; "
-            "choose the subfolder that holds the photos, or rename the repeats",
+            f"{what} in different subfolders share a name, and {_ONE_NAME_EACH[what]}: {a_few(repeated)}; "
+            f"choose the subfolder that holds the {what}, or rename the repeats",
         )
-    return files
+    return files + below
+
+
+def _why_no_photos(folder: Path) -> str:
+    problem = f"the folder holds no photos ({', '.join(IMAGE_SUFFIXES)})"
+    subfolders = _photo_subfolders(folder)
+    if subfolders:
+        problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])})"
+    return problem
 
 
 @dataclass(frozen=True)
@@ -272,9 +286,9 @@ class ImageSet(Sequence):
         folder = Path(folder)
         if not folder.is_dir():
             raise ImageReadError(str(folder), "no such folder")
-        files = _visible_files(folder)
+        files = _listed_files(folder, "photos")
         if not any(_is_photo(path) for path in files):
-            files = _files_of_subfolders(folder)
+            raise ImageReadError(str(folder), _why_no_photos(folder))
         records: dict[str, ImageRecord] = {}
         others: dict[tuple[Path, str], list[Path]] = {}
         skipped = []

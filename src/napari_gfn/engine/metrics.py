@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_gfn.engine.events import Progress
-from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, a_few, find_image, read_mask, read_object_mask
+from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, a_few, image_files, read_mask, read_object_mask
 from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = [
@@ -112,18 +112,17 @@ class GroundTruth:
         for folder in (self.masks, self.ignore):
             if folder is not None and not folder.is_dir():
                 raise ImageReadError(str(folder), "no such folder")
+        self._mask_paths = image_files(self.masks)
+        self._ignore_paths = image_files(self.ignore) if self.ignore is not None else {}
 
     def load(self, stem: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
         """(truth, keep) for ``stem``; raises ImageReadError naming a missing or wrong-sized file."""
-        path = find_image(self.masks, stem)
+        path = self._mask_paths.get(stem)
         if path is None:
             raise ImageReadError(str(self.masks / f"{stem}.png"), _NO_TRUTH)
         truth = read_object_mask(path, shape)
-        keep = None
-        if self.ignore is not None:
-            ignore_path = find_image(self.ignore, stem)
-            if ignore_path is not None:
-                keep = read_mask(ignore_path, shape) != 255
+        ignore_path = self._ignore_paths.get(stem)
+        keep = read_mask(ignore_path, shape) != 255 if ignore_path is not None else None
         return truth, keep
 
     def score(self, stem: str, predicted: np.ndarray) -> MaskScore:

@@ -19,7 +19,7 @@ from napari_gfn.engine.images import (
     ImageRecord,
     ImageSet,
     a_few,
-    find_image,
+    image_files,
     read_object_mask,
     size_mismatch,
 )
@@ -77,9 +77,10 @@ class LabelledSet:
             raise LabellingError(f"{masks}: no such mask folder")
         try:
             photos = ImageSet.from_folder(images)
+            mask_paths = image_files(masks)
         except ImageReadError as error:
             raise LabellingError(str(error)) from None
-        found = {stem: find_image(masks, stem) for stem in photos.stems}
+        found = {stem: mask_paths.get(stem) for stem in photos.stems}
         paired = {stem: path for stem, path in found.items() if path is not None}
         if not paired:
             raise LabellingError(f"{masks}: no mask has the stem of a photo in {images}")
