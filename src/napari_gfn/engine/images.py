@@ -23,6 +23,7 @@ __all__ = [
     "ImageSet",
     "a_few",
     "image_files",
+    "photo_subfolders",
     "read_mask",
     "read_object_mask",
     "size_mismatch",
@@ -190,7 +191,7 @@ def _visible_files(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if not path.name.startswith(".") and path.is_file())
 
 
-def _photo_subfolders(folder: Path) -> list[Path]:
+def photo_subfolders(folder: Path) -> list[Path]:
     """``folder``'s subfolders that may hold photos: not hidden, and not a napari-gfn run folder."""
     return sorted(
         path
@@ -229,7 +230,7 @@ def _listed_files(folder: Path, what: str) -> list[Path]:
     files = _visible_files(folder)
     if any(_is_photo(path) for path in files):
         return files
-    below = [path for subfolder in _photo_subfolders(folder) for path in _visible_files(subfolder)]
+    below = [path for subfolder in photo_subfolders(folder) for path in _visible_files(subfolder)]
     repeated = _repeated_names([path for path in below if _is_photo(path)])
     if repeated:
         raise ImageReadError(
@@ -242,7 +243,7 @@ def _listed_files(folder: Path, what: str) -> list[Path]:
 
 def _why_no_photos(folder: Path) -> str:
     problem = f"the folder holds no photos ({', '.join(IMAGE_SUFFIXES)})"
-    subfolders = _photo_subfolders(folder)
+    subfolders = photo_subfolders(folder)
     if subfolders:
         problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])})"
     return problem

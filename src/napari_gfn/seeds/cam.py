@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from napari_gfn.config import describe_seed, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import LabellingError, Notice, Progress
-from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError
+from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, photo_subfolders
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
 from napari_gfn.network import build_backbone, guided_upsample
@@ -105,7 +105,7 @@ def _csv_dialect(header: str) -> type[csv.Dialect] | csv.Dialect:
 def _pairs_from_class_folders(folder: Path) -> list[tuple[str, str]]:
     pairs = [
         (photo.stem, class_folder.name)
-        for class_folder in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for class_folder in photo_subfolders(folder)  # as the photo reader lists them: a run folder is no class
         for photo in class_folder.iterdir()
         if photo.suffix.lower() in IMAGE_SUFFIXES
     ]
