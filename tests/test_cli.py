@@ -248,6 +248,7 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["label", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 1
     assert "empty: the folder holds no photos" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # a refused folder leaves no run folder behind
     with pytest.raises(SystemExit):
         main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone", "vgg"])
     assert "invalid choice: 'vgg'" in capsys.readouterr().err
@@ -260,7 +261,11 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
     assert "not a napari-gfn run folder" in capsys.readouterr().err
     (tmp_path / "a file").touch()
-    assert main(["label", str(tmp_path), "--out", str(tmp_path / "a file" / "run"), "--seed", "grabcut"]) == 1
+    (tmp_path / "photos").mkdir()
+    iio.imwrite(tmp_path / "photos" / "a.png", np.zeros((8, 8, 3), np.uint8))
+    assert (
+        main(["label", str(tmp_path / "photos"), "--out", str(tmp_path / "a file" / "run"), "--seed", "grabcut"]) == 1
+    )
     assert capsys.readouterr().err.endswith(f"Not a directory: '{tmp_path / 'a file' / 'run'}'\n")
 
 

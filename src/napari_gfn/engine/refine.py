@@ -303,6 +303,7 @@ class _Run:
 
 
 def _open_images(config: RunConfig, images: ImageSet | None) -> ImageSet:
+    """``images`` when given, else the photos of ``config.images``, or an error naming the folder's problem."""
     if images is not None:
         return images
     if not config.images:
@@ -344,6 +345,8 @@ def run_labelling(
     """
     cancel = cancel or CancelToken()
     given = config.images
+    if not resume:  # a folder refused here leaves no run folder behind
+        images = _open_images(config, images)
     config, store = _start_store(config, resume)
     if resume and given and config.images and os.path.abspath(given) != os.path.abspath(config.images):
         yield Notice(f"photos are read from {config.images}, where this run's own photos are, not from {given}")
