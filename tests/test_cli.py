@@ -1,4 +1,4 @@
-"""The `napari-gfn` command line: evaluate, resume after a kill, clear errors, open, the demo."""
+"""The `napari-gfn` command line: evaluate, resume after a kill, clear errors, open, export, the demo."""
 
 import argparse
 import importlib.metadata
@@ -14,6 +14,7 @@ from dataclasses import fields
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 
 from napari_gfn.cli import _label_config, _TerminalReport, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
@@ -106,13 +107,14 @@ def test_photos_without_ground_truth_are_named_in_one_warning(tmp_path, capsys):
 
 
 def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):
-    """--help, evaluate and open answer at once: torch takes seconds to load and only label and train-source use it."""
+    """Commands that train nothing answer at once: torch takes seconds to load; only label and train-source use it."""
     RunFolder(tmp_path / "run").create(RunConfig())
     commands = [
         ["--help"],
         ["--version"],
         ["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path)],
         ["open", str(tmp_path)],
+        ["export", str(tmp_path / "run"), str(tmp_path / "out")],
     ]
     check = (
         "import sys\nfrom napari_gfn.cli import main\n"
@@ -302,6 +304,48 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     shutil.move(photos, tmp_path / "photos moved away")
     assert main(["open", str(run)]) == 1
     assert f"cannot show run {run}: its photos cannot be read ({photos}: no such folder)" in capsys.readouterr().err
+
+
+def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_folder, tmp_path, capsys):
+    species = tmp_path / "species"
+    photos = sorted((tiny_folder / "images").iterdir())
+    folder_of = {photo.stem: "orchis" if index % 2 else "ophrys" for index, photo in enumerate(photos)}
+    for photo in photos:
+        (species / folder_of[photo.stem]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, species / folder_of[photo.stem])
+    run = species / "run"
+    assert main(["label", str(species), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]) == 0
+    store = RunFolder(run)
+    corrected = photos[1].stem
+    correction = ~store.read_mask(0, corrected)
+    store.write_fixed_mask(corrected, correction)
+    expected = {stem: store.read_mask(0, stem) for stem in folder_of} | {corrected: correction}
+    capsys.readouterr()
+
+    assert main(["export", str(run), str(tmp_path / "png")]) == 0
+    sorted_as_photos = f"wrote 8 files to {tmp_path / 'png'}, sorted into 2 subfolders as the photos are\n"
+    assert capsys.readouterr().out == sorted_as_photos
+    for stem, mask in expected.items():
+        written = iio.imread(tmp_path / "png" / folder_of[stem] / f"{stem}.png")
+        np.testing.assert_array_equal(written, mask.astype(np.uint8) * 255)
+    assert main(["export", str(run), str(tmp_path / "tif"), "--format", "tif", "--iteration", "0"]) == 0
+    for stem, mask in expected.items():
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "tif" / folder_of[stem] / f"{stem}.tif"), mask)
+
+    assert main(["export", str(run), str(tmp_path / "none"), "--iteration", "1"]) == 1
+    assert f"{run}: iteration 1 is not finished; finished: [0]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", str(run), str(tmp_path / "none"), "--iteration", "first"])
+    assert "'first': give best, last or an iteration number" in capsys.readouterr().err
+    # Photos moved away since the run: every mask is written, and the message says why none is sorted.
+    (tmp_path / "elsewhere").mkdir()
+    for folder in set(folder_of.values()):
+        shutil.move(species / folder, tmp_path / "elsewhere")
+    assert main(["export", str(run), str(tmp_path / "flat")]) == 0
+    outcome = capsys.readouterr()
+    assert f"warning: 8 masks go into {tmp_path / 'flat'} itself: their photos are not in {species} (" in outcome.err
+    assert outcome.out == f"wrote 8 files to {tmp_path / 'flat'}\n"
+    assert sorted(path.stem for path in (tmp_path / "flat").iterdir()) == sorted(expected)
 
 
 @pytest.mark.slow

@@ -310,7 +310,15 @@ def test_photos_sorted_into_species_folders_are_labelled_by_cam_without_a_labels
     assert widget.task.status == "finished", _messages_since(seen)
     assert any("4 labelled photos in 2 classes (the folders" in message for message in _messages_since(seen))
     assert sorted(widget.run_layers.stems) == ["branch_000", "branch_001", "flower_000", "flower_001"]
-    assert RunFolder(species / "run").has_mask(0, "flower_001")
+    # Exported from the dock, which follows the run on screen, the masks are sorted as the photos are.
+    exporter = _dock(viewer, "Export labels")
+    exporter.out_folder.value = tmp_path / "masks"
+    exporter.export()
+    _wait_until_done(qtbot, exporter.task)
+    assert exporter.status.value == f"wrote 4 files to {tmp_path / 'masks'}, sorted into 2 subfolders as the photos are"
+    for stem in widget.run_layers.stems:
+        written = iio.imread(tmp_path / "masks" / stem.split("_")[0] / f"{stem}.png")
+        np.testing.assert_array_equal(written, RunFolder(species / "run").read_mask(0, stem).astype(np.uint8) * 255)
 
 
 @pytest.fixture(scope="module")

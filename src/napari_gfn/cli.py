@@ -182,6 +182,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from napari_gfn.export import describe_export, export_labels
+
+    written = _TerminalReport().run(export_labels(args.run, args.out, args.iteration, args.format))
+    print(describe_export(written, args.out))
+    return 0
+
+
+def _iteration_to_export(text: str) -> int | str:
+    if text.isdigit():
+        return int(text)
+    if text in ("best", "last"):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: give best, last or an iteration number")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from napari_gfn.demo import run_demo, show_demo
 
@@ -282,6 +298,29 @@ def _add_train_source_parser(commands) -> None:
     train.set_defaults(handler=_train_source)
 
 
+def _add_export_parser(commands) -> None:
+    from napari_gfn.export import EXPORT_FORMATS
+
+    export = commands.add_parser(
+        "export", help="write one iteration's masks, corrections included, to a folder: one file per photo"
+    )
+    export.add_argument("run", help="run folder")
+    export.add_argument("out", help="folder to write to (photos sorted into subfolders get their masks sorted so)")
+    export.add_argument(
+        "--iteration",
+        type=_iteration_to_export,
+        default="best",
+        help="best (by ground truth, else the last), last, or a number (default: %(default)s)",
+    )
+    export.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="png",
+        help="png: 0/255; tif: label image 0/1 (default: %(default)s)",
+    )
+    export.set_defaults(handler=_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-gfn", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -296,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     _add_train_source_parser(commands)
+    _add_export_parser(commands)
 
     opening = commands.add_parser("open", help="open a run folder in napari, to browse, compare and correct its masks")
     opening.add_argument("run", help="run folder (from `napari-gfn label` or the Auto-label dock)")

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from napari_gfn._atomic import atomic_write_png, atomic_write_tiff
+from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, read_object_mask
+from napari_gfn.engine.images import ImageReadError, a_few, image_files, read_object_mask
 from napari_gfn.store import RunFolder
 
-__all__ = ["EXPORT_FORMATS", "export_labels", "resolve_iteration"]
+__all__ = ["EXPORT_FORMATS", "describe_export", "export_labels", "resolve_iteration"]
 
 EXPORT_FORMATS = ("png", "tif")
 
@@ -41,9 +42,10 @@ def export_labels(
 ) -> Generator[Progress | Notice, None, list[Path]]:
     """Write every photo's mask of one iteration to ``out_dir/<stem>.<fmt>``; returns the files.
 
-    PNG files hold 0/255; TIFF files are label images (0 background, 1 object).
-    A mask the user corrected and trusted replaces the iteration's mask. A mask file that
-    cannot be read is named in a notice and the others are written.
+    Photos sorted into subfolders (one per species, say) have their masks sorted the same way:
+    ``out_dir/<subfolder>/<stem>.<fmt>``. PNG files hold 0/255; TIFF files are label images
+    (0 background, 1 object). A mask the user corrected and trusted replaces the iteration's mask.
+    A mask file that cannot be read is named in a notice and the others are written.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
@@ -51,9 +53,11 @@ def export_labels(
     store = RunFolder(run_dir)
     chosen = resolve_iteration(store, iteration)
     out_dir = Path(out_dir)
-    _check_not_an_input(store, out_dir)
+    config = store.read_config()
+    _check_not_an_input(config, out_dir)
     masks = {path.stem: path for path in sorted((store.iteration_dir(chosen) / "masks").glob("*.png"))}
     masks.update(store.fixed_masks())
+    subfolders = yield from _subfolder_of_each_photo(config.images, list(masks), out_dir)
     written = []
     for index, (stem, path) in enumerate(masks.items()):
         cancel.check()
@@ -62,18 +66,47 @@ def export_labels(
         except ImageReadError as error:
             yield Notice(f"not exported: {error}")
         else:
-            written.append(_write(out_dir / f"{stem}.{fmt}", labels, fmt))
+            written.append(_write(out_dir / subfolders.get(stem, "") / f"{stem}.{fmt}", labels, fmt))
         yield Progress(f"export iteration {chosen}", index + 1, len(masks))
     return written
+
+
+def describe_export(written: list[Path], out_dir: os.PathLike | str) -> str:
+    """The line that reports an export: how many files, where, and into how many subfolders."""
+    out_dir = Path(out_dir)
+    subfolders = {path.parent for path in written} - {out_dir}
+    plural = "s" if len(subfolders) > 1 else ""
+    sorted_into = f", sorted into {len(subfolders)} subfolder{plural} as the photos are" if subfolders else ""
+    return f"wrote {len(written)} files to {out_dir}{sorted_into}"
+
+
+def _subfolder_of_each_photo(
+    photos: str | None, stems: list[str], out_dir: Path
+) -> Generator[Notice, None, dict[str, Path]]:
+    """Each photo's folder relative to the run's photo folder: "." for its own photos, "ophrys" for a species'."""
+    if not photos:
+        return {}
+    try:
+        found = image_files(Path(photos))
+    except ImageReadError as error:  # names repeated across subfolders since the run
+        yield Notice(f"every mask is written into {out_dir} itself, not sorted as the photos are: {error}")
+        return {}
+    except OSError:  # moved without its photos (from a GPU server, say): named below
+        found = {}
+    if missing := [stem for stem in stems if stem not in found]:
+        yield Notice(
+            f"{len(missing)} masks go into {out_dir} itself: their photos are not in {photos} ({a_few(missing)})"
+        )
+    return {stem: path.parent.relative_to(photos) for stem, path in found.items()}
 
 
 _INPUT_FOLDERS = {"images": "photos", "simple": "simple photos", "gt": "ground-truth masks", "ignore": "ignore masks"}
 
 
-def _check_not_an_input(store: RunFolder, out_dir: Path) -> None:
+def _check_not_an_input(config: RunConfig, out_dir: Path) -> None:
     """Refuse to export into a folder the run reads: masks are named after the photos, so PNG masks would
     overwrite PNG photos (or true masks) of the same name."""
-    inputs = store.read_config().paths()
+    inputs = config.paths()
     for name, what in _INPUT_FOLDERS.items():
         if name in inputs and out_dir.resolve() == Path(inputs[name]).resolve():
             raise LabellingError(

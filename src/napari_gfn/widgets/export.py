@@ -9,7 +9,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from napari_gfn.engine import CancelToken
-from napari_gfn.export import export_labels
+from napari_gfn.export import describe_export, export_labels
 from napari_gfn.store import RunFolder
 
 from .engine_task import EngineTask
@@ -78,11 +78,11 @@ class ExportWidget(Container):
         def job(cancel: CancelToken):
             return (yield from export_labels(run_dir, out_dir, iteration, fmt, cancel))
 
-        self.task.start(job, on_returned=self._on_written)
+        self.task.start(job, on_returned=lambda written: self._on_written(written, out_dir))
 
-    def _on_written(self, written: list[Path] | None) -> None:
+    def _on_written(self, written: list[Path] | None, out_dir: Path) -> None:
         if written:
-            self.status.value = f"wrote {len(written)} files to {written[0].parent}"
+            self.status.value = describe_export(written, out_dir)
             show_info(self.status.value)
 
     def _on_status(self, status: str) -> None:
