@@ -19,6 +19,7 @@ import tifffile
 from napari_gfn.cli import _label_config, _TerminalReport, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.demo import _demo_config
+from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder
 
 FAST = ["--image-size", "64", "--epochs", "1", "--seed-epochs", "2", "--min-steps", "8", "--area-min", "0"]
@@ -301,9 +302,19 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["open", str(run)]) == 1
     assert "no display to open napari on" in capsys.readouterr().err
-    shutil.move(photos, tmp_path / "photos moved away")
+    moved = tmp_path / "photos moved away"
+    shutil.move(photos, moved)
     assert main(["open", str(run)]) == 1
     assert f"cannot show run {run}: its photos cannot be read ({photos}: no such folder)" in capsys.readouterr().err
+    # Given their new folder, the run reads its photos there; photos without a mask in the run are not its own.
+    _, config, found = read_run(run, moved)
+    assert (config.images, found.stems) == (str(moved), sorted(path.stem for path in moved.iterdir()))
+    other = tmp_path / "other photos"
+    other.mkdir()
+    iio.imwrite(other / "x.png", np.zeros((8, 8, 3), np.uint8))
+    assert main(["open", str(run), "--photos", str(other)]) == 1
+    refused = f"{photos}: no such folder; {other}: none of its photos has a mask in this run"
+    assert refused in capsys.readouterr().err
 
 
 def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_folder, tmp_path, capsys):

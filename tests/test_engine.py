@@ -581,6 +581,23 @@ def test_a_run_opens_from_anywhere_and_resumes_after_moving_with_its_photos(tiny
     np.testing.assert_array_equal(store.read_mask(1, "flower_000"), before)
 
 
+def test_a_run_made_in_its_photo_folder_and_copied_alone_resumes_on_the_photos_given(tiny_folder, tmp_path):
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    run_to_end(TINY.updated(images=str(photos), out=str(photos / "run"), iterations=0))
+    run = shutil.copytree(photos / "run", tmp_path / "laptop" / "run")  # its parent folder holds no photo
+    moved = shutil.move(photos, tmp_path / "photos elsewhere")
+    with pytest.raises(LabellingError) as refused:
+        run_to_end(TINY.updated(images=str(tmp_path / "nowhere"), out=str(run), iterations=1), resume=True)
+    assert str(refused.value).startswith(
+        f"cannot resume {run}: its photos cannot be read ({tmp_path / 'laptop'}: the folder holds no photos ("
+    )
+    assert str(refused.value).endswith(f"; {tmp_path / 'nowhere'}: no such folder)")
+    results, notices = run_to_end(TINY.updated(images=str(moved), out=str(run), iterations=1), resume=True)
+    assert [result.iteration for result in results] == [1]
+    assert len(results[0].stems) == 8
+    assert not any("where this run's own photos are" in notice for notice in notices)
+
+
 def test_a_resumed_run_reads_its_photos_where_it_began_or_where_they_moved(tiny_folder, tmp_path):
     photos, run = tmp_path / "photos", str(tmp_path / "run")
     shutil.copytree(tiny_folder / "images", photos)

@@ -527,6 +527,35 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
 
 
+def test_a_run_copied_away_from_its_photos_opens_with_the_photo_folder_given(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path
+):
+    from napari_gfn.cli import main
+
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(photos / "run")]) == 0
+    # The run alone to a laptop, the photos somewhere else: the run's parent folder is no longer its photos'.
+    run = shutil.copytree(photos / "run", tmp_path / "laptop" / "run")
+    photos = shutil.move(photos, tmp_path / "photos elsewhere")
+    widget = _dock(make_napari_viewer(), "Auto-label")
+    widget.open_run_folder.value = run
+    seen = len(notification_manager.records)
+    widget.open_button.changed.emit(True)
+    assert any(
+        f"cannot show run {run}: its photos cannot be read ({tmp_path / 'laptop'}: the folder holds no photos" in m
+        and "photos elsewhere are read from the folder given" in m
+        for m in _messages_since(seen)
+    ), _messages_since(seen)
+    assert widget.run_layers is None
+    widget.input_kind.value, widget.images_folder.value = "Folder", photos
+    widget.open_button.changed.emit(True)
+    stems = sorted(path.stem for path in tiny_folder.joinpath("images").iterdir())
+    assert widget.run_layers.stems == stems
+    layer = widget.viewer.layers[iteration_layer_name(stems[0], 0)]
+    np.testing.assert_array_equal(layer.data, RunFolder(run).read_mask(0, stems[0]))
+    assert widget.images_folder.value == Path(photos)  # a later Start resumes the run on these photos
+
+
 def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, qtbot, finished_layer_run, tmp_path):
     from napari_gfn.review import MaskStats
     from napari_gfn.widgets.photo_browser import BY_NAME, CHECK_FIRST

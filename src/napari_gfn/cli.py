@@ -212,16 +212,16 @@ def _demo(args: argparse.Namespace) -> int:
 def _open(args: argparse.Namespace) -> int:
     from napari_gfn.run_window import read_run, show_run
 
-    run = Path(args.run)
-    read_run(run)  # a run that cannot be shown is an error here, not in a window
+    run, photos = Path(args.run), Path(args.photos) if args.photos else None
+    read_run(run, photos)  # a run that cannot be shown is an error here, not in a window
     if not _has_display():
         print(
-            f"napari-gfn: error: no display to open napari on; copy {run} to a machine with a screen "
-            "(with its photos, keeping their place relative to it) and open it there",
+            f"napari-gfn: error: no display to open napari on; copy {run} to a machine with a screen and open "
+            "it there (its photos found in their place relative to it, or given with --photos)",
             file=sys.stderr,
         )
         return 1
-    show_run(run)
+    show_run(run, photos)
     return 0
 
 
@@ -339,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     opening = commands.add_parser("open", help="open a run folder in napari, to browse, compare and correct its masks")
     opening.add_argument("run", help="run folder (from `napari-gfn label` or the Auto-label dock)")
+    opening.add_argument(
+        "--photos", metavar="DIR", help="where the run's photos are now, if neither where they were nor beside the run"
+    )
     opening.set_defaults(handler=_open)
 
     demo = commands.add_parser(

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari_gfn.config import RunConfig
-from napari_gfn.engine import ImageReadError, ImageSet
+from napari_gfn.engine import ImageSet
+from napari_gfn.engine.run_photos import find_run_photos
 from napari_gfn.store import RunFolder, RunFolderError
 
 if TYPE_CHECKING:
@@ -17,30 +18,38 @@ if TYPE_CHECKING:
 __all__ = ["open_run_window", "read_run", "show_run"]
 
 
-def read_run(run: Path) -> tuple[RunFolder, RunConfig, ImageSet]:
-    """``run``'s folder, settings and photos, or a RunFolderError saying which of them cannot be read."""
+# How a run finds photos that moved: said where a run cannot find its photos.
+PHOTOS_MOVED = (
+    "photos moved together with the run are found when they keep their place relative to the run folder; "
+    "photos elsewhere are read from the folder given (napari-gfn open RUN --photos DIR, or the Auto-label "
+    "dock's Photo folder)"
+)
+
+
+def read_run(run: Path, photos_now: Path | None = None) -> tuple[RunFolder, RunConfig, ImageSet]:
+    """``run``'s folder, settings and photos, or a RunFolderError saying which of them cannot be read.
+
+    Photos found neither where they were nor in their place relative to the run are read from ``photos_now``.
+    """
     store = RunFolder(run)
     config = store.read_config()
     try:
-        photos = ImageSet.from_folder(config.images)
-    except ImageReadError as error:
-        raise RunFolderError(
-            f"cannot show run {run}: its photos cannot be read ({error}); photos moved together with "
-            "the run are found again when they keep their place relative to the run folder"
-        ) from None
-    return store, config, photos
+        folder, photos = find_run_photos(store, config.images, str(photos_now) if photos_now else None)
+    except RunFolderError as error:
+        raise RunFolderError(f"cannot show run {run}: its photos cannot be read ({error}); {PHOTOS_MOVED}") from None
+    return store, config.updated(images=folder), photos
 
 
-def open_run_window(viewer: napari.Viewer, run: Path) -> AutoLabelWidget:
+def open_run_window(viewer: napari.Viewer, run: Path, photos_now: Path | None = None) -> AutoLabelWidget:
     """The Auto-label dock in ``viewer``, showing ``run``: its settings, metrics plot and first photo's masks."""
     _, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
-    dock.open_run(run)
+    dock.open_run(run, photos_now)
     return dock
 
 
-def show_run(run: Path) -> None:
+def show_run(run: Path, photos_now: Path | None = None) -> None:
     """napari on ``run``, for browsing, comparing and correcting its iterations (blocks until closed)."""
     import napari
 
-    open_run_window(napari.Viewer(title=f"napari-gfn: {run.name}"), run)
+    open_run_window(napari.Viewer(title=f"napari-gfn: {run.name}"), run, photos_now)
     napari.run()

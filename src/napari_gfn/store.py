@@ -122,12 +122,12 @@ class RunFolder:
         }
         atomic_write_text(self.config_path, json.dumps(record, indent=2, sort_keys=True))
 
-    def read_config(self, photos_now: str | None = None) -> RunConfig:
+    def read_config(self) -> RunConfig:
         """The run's settings, with its inputs where they are now.
 
         An input gone from where it was is looked for where it was relative to this folder (a run copied
-        or moved together with its photos, to another machine, say). Photos gone from both places are
-        read from ``photos_now``, a folder the user gives, when it exists.
+        or moved together with its photos, to another machine, say). ``find_run_photos`` checks that the
+        photo folder found holds the run's photos, or reads them from a folder the user gives.
         """
         if not self.config_path.is_file():
             raise RunFolderError(f"{self.root} is not a napari-gfn run folder (no run.json)")
@@ -138,9 +138,6 @@ class RunFolder:
             moved = self._moved_paths(config, record.get("paths_from_run_folder", {}))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}") from None
-        photos = moved.get("images", config.images)
-        if photos and not os.path.isdir(photos) and photos_now and os.path.isdir(photos_now):
-            moved["images"] = photos_now
         return config.updated(out=str(self.root.absolute()), **moved)
 
     def _moved_paths(self, config: RunConfig, from_run_folder: dict[str, str]) -> dict[str, str]:

@@ -30,6 +30,7 @@ from napari_gfn.engine.events import (
 from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, read_object_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
+from napari_gfn.engine.run_photos import find_run_photos
 from napari_gfn.engine.training import describe_device, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
@@ -303,7 +304,7 @@ class _Run:
 
 
 def _open_images(config: RunConfig, images: ImageSet | None) -> ImageSet:
-    """``images`` when given, else the photos of ``config.images``, or an error naming the folder's problem."""
+    """A new run's photos: ``images`` when given, else those of ``config.images``, or an error naming the problem."""
     if images is not None:
         return images
     if not config.images:
@@ -312,6 +313,19 @@ def _open_images(config: RunConfig, images: ImageSet | None) -> ImageSet:
         return ImageSet.from_folder(config.images)
     except ImageReadError as error:
         raise LabellingError(str(error)) from None
+
+
+def _resumed_photos(
+    store: RunFolder, config: RunConfig, given: str | None, images: ImageSet | None
+) -> tuple[RunConfig, ImageSet]:
+    """A resumed run's photos: its own, where they are now, else those of the folder given."""
+    if images is not None:
+        return config, images
+    try:
+        folder, images = find_run_photos(store, config.images, given)
+    except RunFolderError as error:
+        raise LabellingError(f"cannot resume {store.root}: its photos cannot be read ({error})") from None
+    return config.updated(images=folder), images
 
 
 def _start_store(config: RunConfig, resume: bool) -> tuple[RunConfig, RunFolder]:
@@ -325,7 +339,7 @@ def _start_store(config: RunConfig, resume: bool) -> tuple[RunConfig, RunFolder]
             store.create(config)
     distributed.barrier()  # the other ranks start once run.json is written and leftovers are gone
     if resume:
-        saved = store.read_config(photos_now=config.images)
+        saved = store.read_config()
         config = saved.updated(iterations=max(saved.iterations, config.iterations))
     return config, store
 
@@ -348,9 +362,10 @@ def run_labelling(
     if not resume:  # a folder refused here leaves no run folder behind
         images = _open_images(config, images)
     config, store = _start_store(config, resume)
-    if resume and given and config.images and os.path.abspath(given) != os.path.abspath(config.images):
-        yield Notice(f"photos are read from {config.images}, where this run's own photos are, not from {given}")
-    images = _open_images(config, images)
+    if resume:
+        config, images = _resumed_photos(store, config, given, images)
+        if given and config.images and os.path.abspath(given) != os.path.abspath(config.images):
+            yield Notice(f"photos are read from {config.images}, where this run's own photos are, not from {given}")
     for message in images.skipped:
         yield Notice(f"skipped {message}")
     run = _Run(config, store, images, cancel)

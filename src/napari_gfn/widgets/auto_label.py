@@ -45,7 +45,7 @@ from napari_gfn.store import RunFolder, RunFolderError
 
 from .engine_task import EngineTask
 from .metrics_plot import MetricsPlot
-from .path_fields import chosen_path
+from .path_fields import chosen_path, given_path
 from .photo_browser import PhotoBrowser
 from .run_layers import METADATA_KEY, RunLayers
 from .shared_state import shared_state
@@ -445,12 +445,15 @@ class AutoLabelWidget(Container):
         except ValueError as error:
             show_error(str(error))
             return
-        self.open_run(folder)
+        self.open_run(folder, given_path(self.images_folder) if self.input_kind.value == FOLDER else None)
 
-    def open_run(self, folder: Path) -> None:
-        """Show a run folder (from the command line or a GPU server, say): its settings, metrics and masks."""
+    def open_run(self, folder: Path, photos_now: Path | None = None) -> None:
+        """Show a run folder (from the command line or a GPU server, say): its settings, metrics and masks.
+
+        Photos the run cannot find where they were are read from ``photos_now`` (the form's Photo folder).
+        """
         try:
-            store, config, photos = read_run(folder)
+            store, config, photos = read_run(folder, photos_now)
         except RunFolderError as error:
             show_error(str(error))
             return
