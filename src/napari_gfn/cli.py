@@ -310,6 +310,7 @@ def _add_export_parser(commands) -> None:
         "--iteration",
         type=_iteration_to_export,
         default="best",
+        metavar="best|last|N",
         help="best (by ground truth, else the last), last, or a number (default: %(default)s)",
     )
     export.add_argument(
