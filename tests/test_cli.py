@@ -348,15 +348,32 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
     with pytest.raises(SystemExit):
         main(["export", str(run), str(tmp_path / "none"), "--iteration", "first"])
     assert "'first': give best, last or an iteration number" in capsys.readouterr().err
+    # A photo deleted since the run: its mask is still written, into the folder itself, and named.
+    gone = photos[1].stem
+    (species / folder_of[gone] / f"{gone}.png").unlink()
+    assert main(["export", str(run), str(tmp_path / "one gone")]) == 0
+    one_gone = f"masks written into {tmp_path / 'one gone'} itself, as their photos are no longer in {species}: "
+    assert f"warning: {one_gone}{gone} (1 in all)" in capsys.readouterr().err
+    np.testing.assert_array_equal(
+        iio.imread(tmp_path / "one gone" / f"{gone}.png"), expected[gone].astype(np.uint8) * 255
+    )
+    assert len(list((tmp_path / "one gone").rglob("*.png"))) == 8
     # Photos moved away since the run: every mask is written, and the message says why none is sorted.
     (tmp_path / "elsewhere").mkdir()
     for folder in set(folder_of.values()):
         shutil.move(species / folder, tmp_path / "elsewhere")
     assert main(["export", str(run), str(tmp_path / "flat")]) == 0
     outcome = capsys.readouterr()
-    assert f"warning: 8 masks go into {tmp_path / 'flat'} itself: their photos are not in {species} (" in outcome.err
+    not_sorted = f"warning: every mask is written into {tmp_path / 'flat'} itself, not sorted as the photos are: "
+    assert f"{not_sorted}{species}: the folder holds no photos (" in outcome.err
     assert outcome.out == f"wrote 8 files to {tmp_path / 'flat'}\n"
     assert sorted(path.stem for path in (tmp_path / "flat").iterdir()) == sorted(expected)
+    assert main(["export", str(run), str(tmp_path / "found"), "--photos", str(tmp_path / "elsewhere")]) == 0
+    assert (
+        capsys.readouterr().out
+        == f"wrote 8 files to {tmp_path / 'found'}, sorted into 2 subfolders as the photos are\n"
+    )
+    assert (tmp_path / "found" / folder_of[photos[0].stem] / f"{photos[0].stem}.png").is_file()
 
 
 @pytest.mark.slow

@@ -185,7 +185,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from napari_gfn.export import describe_export, export_labels
 
-    written = _TerminalReport().run(export_labels(args.run, args.out, args.iteration, args.format))
+    exporting = export_labels(args.run, args.out, args.iteration, args.format, photos_now=args.photos)
+    written = _TerminalReport().run(exporting)
     print(describe_export(written, args.out))
     return 0
 
@@ -298,6 +299,12 @@ def _add_train_source_parser(commands) -> None:
     train.set_defaults(handler=_train_source)
 
 
+def _add_photos_option(command) -> None:
+    command.add_argument(
+        "--photos", metavar="DIR", help="where the run's photos are now, if neither where they were nor beside the run"
+    )
+
+
 def _add_export_parser(commands) -> None:
     from napari_gfn.export import EXPORT_FORMATS
 
@@ -319,6 +326,7 @@ def _add_export_parser(commands) -> None:
         default="png",
         help="png: 0/255; tif: label image 0/1 (default: %(default)s)",
     )
+    _add_photos_option(export)
     export.set_defaults(handler=_export)
 
 
@@ -340,9 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     opening = commands.add_parser("open", help="open a run folder in napari, to browse, compare and correct its masks")
     opening.add_argument("run", help="run folder (from `napari-gfn label` or the Auto-label dock)")
-    opening.add_argument(
-        "--photos", metavar="DIR", help="where the run's photos are now, if neither where they were nor beside the run"
-    )
+    _add_photos_option(opening)
     opening.set_defaults(handler=_open)
 
     demo = commands.add_parser(

@@ -11,8 +11,9 @@ import numpy as np
 from napari_gfn._atomic import atomic_write_png, atomic_write_tiff
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, a_few, image_files, read_object_mask
-from napari_gfn.store import RunFolder
+from napari_gfn.engine.images import ImageReadError, a_few, read_object_mask
+from napari_gfn.engine.run_photos import find_run_photos
+from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = ["EXPORT_FORMATS", "describe_export", "export_labels", "resolve_iteration"]
 
@@ -39,13 +40,15 @@ def export_labels(
     iteration: int | str = "best",
     fmt: str = "png",
     cancel: CancelToken | None = None,
+    photos_now: os.PathLike | str | None = None,
 ) -> Generator[Progress | Notice, None, list[Path]]:
     """Write every photo's mask of one iteration to ``out_dir/<stem>.<fmt>``; returns the files.
 
     Photos sorted into subfolders (one per species, say) have their masks sorted the same way:
     ``out_dir/<subfolder>/<stem>.<fmt>``. PNG files hold 0/255; TIFF files are label images
     (0 background, 1 object). A mask the user corrected and trusted replaces the iteration's mask.
-    A mask file that cannot be read is named in a notice and the others are written.
+    A mask file that cannot be read is named in a notice and the others are written. Photos found
+    neither where they were nor in their place relative to the run are looked for in ``photos_now``.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
@@ -57,7 +60,7 @@ def export_labels(
     _check_not_an_input(config, out_dir)
     masks = {path.stem: path for path in sorted((store.iteration_dir(chosen) / "masks").glob("*.png"))}
     masks.update(store.fixed_masks())
-    subfolders = yield from _subfolder_of_each_photo(config.images, list(masks), out_dir)
+    subfolders = yield from _subfolder_of_each_photo(store, config.images, photos_now, list(masks), out_dir)
     written = []
     for index, (stem, path) in enumerate(masks.items()):
         cancel.check()
@@ -81,23 +84,23 @@ def describe_export(written: list[Path], out_dir: os.PathLike | str) -> str:
 
 
 def _subfolder_of_each_photo(
-    photos: str | None, stems: list[str], out_dir: Path
+    store: RunFolder, photos: str | None, photos_now: os.PathLike | str | None, stems: list[str], out_dir: Path
 ) -> Generator[Notice, None, dict[str, Path]]:
     """Each photo's folder relative to the run's photo folder: "." for its own photos, "ophrys" for a species'."""
     if not photos:
         return {}
     try:
-        found = image_files(Path(photos))
-    except ImageReadError as error:  # names repeated across subfolders since the run
+        folder, found = find_run_photos(store, photos, str(photos_now) if photos_now else None)
+    except RunFolderError as error:  # moved without its photos (from a GPU server, say)
         yield Notice(f"every mask is written into {out_dir} itself, not sorted as the photos are: {error}")
         return {}
-    except OSError:  # moved without its photos (from a GPU server, say): named below
-        found = {}
-    if missing := [stem for stem in stems if stem not in found]:
+    subfolders = {record.stem: record.path.parent.relative_to(folder) for record in found.records}
+    if missing := [stem for stem in stems if stem not in subfolders]:
         yield Notice(
-            f"{len(missing)} masks go into {out_dir} itself: their photos are not in {photos} ({a_few(missing)})"
+            f"masks written into {out_dir} itself, as their photos are no longer in {folder}: {a_few(missing)} "
+            f"({len(missing)} in all)"
         )
-    return {stem: path.parent.relative_to(photos) for stem, path in found.items()}
+    return subfolders
 
 
 _INPUT_FOLDERS = {"images": "photos", "simple": "simple photos", "gt": "ground-truth masks", "ignore": "ignore masks"}
