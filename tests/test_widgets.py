@@ -527,17 +527,23 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
 
 
-def test_a_run_copied_away_from_its_photos_opens_with_the_photo_folder_given(
+def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_folder_given(
     make_napari_viewer, qtbot, tiny_folder, tmp_path
 ):
     from napari_gfn.cli import main
 
-    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
-    assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(photos / "run")]) == 0
+    species = tmp_path / "species"
+    stems = sorted(path.stem for path in (tiny_folder / "images").iterdir())
+    folder_of = {stem: ("ophrys", "orchis")[index % 2] for index, stem in enumerate(stems)}
+    for stem, folder in folder_of.items():
+        (species / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_folder / "images" / f"{stem}.png", species / folder)
+    assert main(["label", str(species), "--seed", "grabcut", "--iterations", "0", "--out", str(species / "run")]) == 0
     # The run alone to a laptop, the photos somewhere else: the run's parent folder is no longer its photos'.
-    run = shutil.copytree(photos / "run", tmp_path / "laptop" / "run")
-    photos = shutil.move(photos, tmp_path / "photos elsewhere")
-    widget = _dock(make_napari_viewer(), "Auto-label")
+    run = shutil.copytree(species / "run", tmp_path / "laptop" / "run")
+    photos = Path(shutil.move(species, tmp_path / "photos elsewhere"))
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, "Auto-label")
     widget.open_run_folder.value = run
     seen = len(notification_manager.records)
     widget.open_button.changed.emit(True)
@@ -549,11 +555,19 @@ def test_a_run_copied_away_from_its_photos_opens_with_the_photo_folder_given(
     assert widget.run_layers is None
     widget.input_kind.value, widget.images_folder.value = "Folder", photos
     widget.open_button.changed.emit(True)
-    stems = sorted(path.stem for path in tiny_folder.joinpath("images").iterdir())
-    assert widget.run_layers.stems == stems
-    layer = widget.viewer.layers[iteration_layer_name(stems[0], 0)]
+    assert widget.run_layers.stems == sorted(stems, key=lambda stem: (folder_of[stem], stem))  # folder by folder
+    layer = viewer.layers[iteration_layer_name(stems[0], 0)]
     np.testing.assert_array_equal(layer.data, RunFolder(run).read_mask(0, stems[0]))
-    assert widget.images_folder.value == Path(photos)  # a later Start resumes the run on these photos
+    assert widget.images_folder.value == photos  # a later Start resumes the run on these photos
+    # The Export labels dock exports the run on screen sorted as its photos are, where they are now.
+    exporter = _dock(viewer, "Export labels")
+    exporter.out_folder.value = tmp_path / "masks"
+    exporter.export()
+    _wait_until_done(qtbot, exporter.task)
+    assert exporter.status.value == f"wrote 8 files to {tmp_path / 'masks'}, sorted into 2 subfolders as the photos are"
+    for stem, folder in folder_of.items():
+        written = iio.imread(tmp_path / "masks" / folder / f"{stem}.png")
+        np.testing.assert_array_equal(written, RunFolder(run).read_mask(0, stem).astype(np.uint8) * 255)
 
 
 def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, qtbot, finished_layer_run, tmp_path):

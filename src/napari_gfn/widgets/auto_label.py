@@ -111,6 +111,7 @@ class AutoLabelWidget(Container):
         self.shared = shared_state(viewer)
         self.run_layers: RunLayers | None = None
         self.store: RunFolder | None = None
+        self.photo_folder: Path | None = None  # the run on screen's photos (they may have moved since the run)
         self._base_config = RunConfig()  # settings without a field in the form (kept from load_settings)
         defaults = RunConfig()
         self._build_input()
@@ -338,11 +339,11 @@ class AutoLabelWidget(Container):
         left_out = self._image_layer_names(stacks=True) if photo_layers and not self.image_layers.value else []
         if left_out:  # "none = all" took every photo layer but these
             show_info(f"not labelled: {a_few(left_out)}: stacks of images, not single photos")
-        self.store = store
+        self.store, self.photo_folder = store, Path(config.images)
         self.run_layers = RunLayers(self.viewer, store, photos, photo_layers)
         self.browser.browse(self.run_layers, store)
         self.plot.show_metrics(store.metrics())
-        self.shared.show_run(store.root)
+        self._share_run()
 
         run_layers = self.run_layers
 
@@ -434,7 +435,7 @@ class AutoLabelWidget(Container):
                 self.run_layers.add_iteration(shown.result.iteration, shown.masks)
                 self.browser.refresh()
                 self.plot.show_metrics(self.store.metrics())
-                self.shared.show_run(self.store.root)
+                self._share_run()
         finally:
             QTimer.singleShot(0, shown.shown.set)  # after the plot's and the canvas's queued redraws
 
@@ -458,11 +459,15 @@ class AutoLabelWidget(Container):
             show_error(str(error))
             return
         self.load_settings(config)
-        self.store = store
+        self.store, self.photo_folder = store, Path(config.images)
         self.run_layers = RunLayers(self.viewer, store, photos)
         self.plot.show_metrics(store.metrics())
-        self.shared.show_run(store.root)
+        self._share_run()
         self.browser.browse(self.run_layers, store)
+
+    def _share_run(self) -> None:
+        """Tell the other docks (Export labels) which run is on screen, and where its photos are read from."""
+        self.shared.show_run(self.store.root, self.photo_folder)
 
     def trust_selected(self) -> None:
         """Keep the selected Labels layer as this photo's mask: later iterations train on it and never change it."""

@@ -47,10 +47,10 @@ class ExportWidget(Container):
             ]
         )
         self.run_folder.changed.connect(self.iteration.reset_choices)
-        state = shared_state(viewer)
-        state.run_changed.connect(self._follow_run)
-        if state.run is not None:
-            self._follow_run(state.run)
+        self.shared = shared_state(viewer)
+        self.shared.run_changed.connect(self._follow_run)
+        if self.shared.run is not None:
+            self._follow_run(self.shared.run)
         self.export_button.changed.connect(self.export)
         self.task.attach(
             self.native, self._on_status, start_buttons=[self.export_button], cancel_button=self.cancel_button
@@ -74,9 +74,12 @@ class ExportWidget(Container):
             show_error(str(error))
             return
         iteration, fmt = self.iteration.value, FORMAT_NAMES[self.format.value]
+        # The run on screen may have been opened with its photos found elsewhere (the Auto-label dock's Photo folder).
+        on_screen = self.shared.run and Path(self.shared.run).resolve() == run_dir.resolve()
+        photos_now = self.shared.run_photos if on_screen else None
 
         def job(cancel: CancelToken):
-            return (yield from export_labels(run_dir, out_dir, iteration, fmt, cancel))
+            return (yield from export_labels(run_dir, out_dir, iteration, fmt, cancel, photos_now))
 
         self.task.start(job, on_returned=lambda written: self._on_written(written, out_dir))
 

@@ -1,4 +1,4 @@
-"""What the napari-gfn docks of one viewer share: the chosen source model and the run on screen."""
+"""What the napari-gfn docks of one viewer share: the chosen source model and the run on screen (and its photos)."""
 
 from __future__ import annotations
 
@@ -20,14 +20,15 @@ class SharedState:
     def __init__(self) -> None:
         self.source_model: Path | None = None
         self.run: Path | None = None
+        self.run_photos: Path | None = None
 
     def choose_source_model(self, path: Path | None) -> None:
         self.source_model = path
         self.source_model_changed.emit(path)
 
-    def show_run(self, path: Path | None) -> None:
-        """The run on screen changed, or gained an iteration."""
-        self.run = path
+    def show_run(self, path: Path | None, photos: Path | None = None) -> None:
+        """The run on screen changed, or gained an iteration; ``photos``: the folder its photos are read from."""
+        self.run, self.run_photos = path, photos
         self.run_changed.emit(path)
 
 
