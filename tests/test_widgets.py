@@ -570,6 +570,20 @@ def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_fold
         np.testing.assert_array_equal(written, RunFolder(run).read_mask(0, stem).astype(np.uint8) * 255)
 
 
+def test_a_photo_the_run_could_not_read_says_why_when_browsed(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+    from napari_gfn.cli import main
+
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    (photos / "cut.png").write_bytes((photos / "flower_000.png").read_bytes()[:300])  # a copy that never finished
+    assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(tmp_path / "run")]) == 0
+    browser = open_run_window(make_napari_viewer(), tmp_path / "run").browser  # opened later, as from a server
+    browser.photo.value = "cut"
+    assert browser.note.value.startswith("not labelled: cannot be read as an image (corrupt or truncated?): ")
+    browser.next_button.changed.emit(True)  # a photo that was labelled shows its mask's figures again
+    area = RunFolder(tmp_path / "run").mask_stats(0)[browser.photo.value].area
+    assert browser.note.value.startswith(f"iteration 0: object {area:.0%} of the photo")
+
+
 def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, qtbot, finished_layer_run, tmp_path):
     from napari_gfn.review import MaskStats
     from napari_gfn.widgets.photo_browser import BY_NAME, CHECK_FIRST

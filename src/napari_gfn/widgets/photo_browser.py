@@ -99,8 +99,11 @@ class PhotoBrowser:
 
     def _describe(self, stem: str | None) -> None:
         stats = self._stats.get(stem) if stem is not None else None
+        unreadable = self.run_layers.unreadable.get(stem) if self.run_layers is not None else None
         if stats is not None:
             self.note.value = describe_mask(self._iteration, stats)
+        elif unreadable is not None:
+            self.note.value = f"not labelled: {unreadable}"
         elif self._iteration is not None and not self._stats and self.order.value == CHECK_FIRST:
             # Runs made before the figures were recorded have none: say why the order did not change.
             self.note.value = f"iteration {self._iteration} recorded no figures (an older run): photos in name order"

@@ -41,6 +41,7 @@ class RunLayers:
         self.photos = photos
         self.photo_layers = dict(photo_layers or {})
         self.current = self.stems[0]
+        self.unreadable: dict[str, str] = {}  # stem -> why its photo cannot be shown (nor was labelled)
         self._layers: dict[str, list] = {}
 
     @property
@@ -93,8 +94,10 @@ class RunLayers:
         else:
             try:
                 pixels = self.photos[self.stems.index(stem)].load()
-            except ImageReadError:
-                return None  # the run already reported this photo as unreadable
+            except ImageReadError as error:
+                # The run reported it as it skipped it, but a run opened later never showed that report.
+                self.unreadable[stem] = error.problem
+                return None
             layer = self.viewer.add_image(pixels, name=name, rgb=True)
         self._remember(stem, layer)
         return layer
