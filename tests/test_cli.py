@@ -197,6 +197,33 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     assert not list(out.rglob("*.tmp"))
 
 
+def test_ctrl_c_stops_a_run_keeping_its_finished_iterations_and_its_log_says_so(tiny_folder, tmp_path):
+    out = tmp_path / "run"
+    store = RunFolder(out)
+    process = subprocess.Popen(
+        _label_command(tiny_folder / "images", out, "--iterations", "50", "--gt", str(tiny_folder / "masks")),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A shell's background job ignores Ctrl-C, and its children inherit that: the run must see it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        _wait_for_iterations(store, 1, process)
+        process.send_signal(signal.SIGINT)
+        _, error = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    finished = store.finished_iterations()
+    assert 1 <= len(finished) < 51
+    assert error.strip().splitlines()[-1].startswith("napari-gfn: interrupted; iteration")
+    assert error.strip().endswith(f"kept in {out} (continue with --resume)")
+    log = store.log_path.read_text().splitlines()
+    assert log[-1].endswith(" error: interrupted (Ctrl-C)")
+    assert sum(" info: iteration " in line and " masks, " in line for line in log) == len(finished)
+
+
 def test_progress_written_to_a_log_file_reads_as_whole_lines(capsys):
     """Under nohup on a server stderr is a file: no carriage-return redraws, a line at the start and at the end."""
     from napari_gfn.engine import IterationResult, Progress
@@ -287,7 +314,10 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "1", "--out", str(run), "--resume"]) == 1
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith(f"napari-gfn: error: [Errno 20] Not a directory: '{run / 'cache'}")
-    assert error.endswith(f"; iteration 0 is kept in {run} (continue with --resume)")
+    kept = f"; iteration 0 is kept in {run} (continue with --resume)"
+    assert error.endswith(kept)
+    reason = error.removeprefix("napari-gfn: error: ").removesuffix(kept)
+    assert RunFolder(run).log_path.read_text().splitlines()[-1].endswith(f" error: {reason}")  # the run's log too
     (run / "cache").unlink()
     # --resume given a folder that is not a run (a home folder, by mistake) leaves everything in it alone.
     home = tmp_path / "home"

@@ -4,6 +4,7 @@ import itertools
 import json
 import re
 import shutil
+from datetime import datetime
 
 import imageio.v3 as iio
 import numpy as np
@@ -487,6 +488,45 @@ def test_all_masks_rejected_by_the_area_filter_stops_clearly(tiny_folder, tmp_pa
         events.extend(run_labelling(config))
     assert [e.iteration for e in events if isinstance(e, IterationResult)] == [0]
     assert RunFolder(tmp_path / "run").finished_iterations() == [0]
+
+
+def _logged(events, error):
+    """What the run's log should say of ``events`` and the ``error`` that stopped them, times left out."""
+    notices = [
+        f"{e.level}: {e.message}" if isinstance(e, Notice) else f"info: {e.describe()}"
+        for e in events
+        if isinstance(e, Notice | IterationResult)
+    ]
+    return [*notices, f"error: {error}"]
+
+
+def test_the_run_folder_keeps_what_each_start_of_the_run_reported_and_why_it_stopped(tiny_folder, tmp_path):
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    (photos / "cut.png").write_bytes((photos / "flower_000.png").read_bytes()[:300])  # a copy that never finished
+    config = TINY.updated(images=str(photos), out=str(tmp_path / "run"), seed="grabcut", iterations=1, area_min=0.97)
+    began = datetime.now().replace(microsecond=0)
+    runs = []
+    for resume in (False, True):  # the resumed run meets the same empty area filter, and stops again
+        events = []
+        with pytest.raises(LabellingError, match="nothing to train on") as stopped:
+            events.extend(run_labelling(config, resume=resume))
+        runs.append((events, stopped.value))
+    store = RunFolder(tmp_path / "run")
+    lines = store.log_path.read_text().splitlines()
+    times = [datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S") for line in lines]
+    assert began <= times[0]
+    assert times == sorted(times)
+    assert times[-1] <= datetime.now()
+    first, second = (_logged(events, error) for events, error in runs)
+    assert "warning: skipped " + str(photos / "cut.png") in "\n".join(first)
+    assert [line[20:] for line in lines] == [
+        f"info: started on 9 photos from {photos}",
+        *first,
+        f"info: resumed on 9 photos from {photos}",
+        *second,
+    ]
+    problems = [line for line in first + second if line.startswith(("warning: ", "error: "))]
+    assert store.logged_problems() == len(problems) >= 3
 
 
 def test_a_run_says_where_it_computes_and_why_not_on_a_gpu(tiny_folder, tmp_path, monkeypatch):

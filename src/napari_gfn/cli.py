@@ -85,7 +85,7 @@ class _TerminalReport:
             elif isinstance(event, IterationResult):
                 self.close()
                 results.append(event)
-                print(_iteration_line(event), flush=True)
+                print(event.describe(), flush=True)
         self.close()
         return results
 
@@ -104,17 +104,6 @@ class _TerminalReport:
 
     def close(self) -> None:
         self.bars.close()
-
-
-def _iteration_line(result) -> str:
-    metrics = result.metrics
-    parts = [f"iteration {result.iteration}: {metrics['images']} masks", f"{metrics['trusted']} trusted"]
-    if metrics.get("change_iou") is not None:
-        parts.append(f"change IoU {metrics['change_iou']:.3f}")
-    if metrics.get("fg_iou") is not None:
-        parts.append(f"fg IoU {metrics['fg_iou']:.3f}, mIoU {metrics['miou']:.3f}")
-    parts.append(f"{result.elapsed_s:.0f} s")
-    return ", ".join(parts) + (" (best so far)" if result.is_best else "")
 
 
 def _label_config(args: argparse.Namespace) -> RunConfig:
@@ -383,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"napari-gfn: interrupted{_kept(args)}", file=sys.stderr)
+        _log_interruption(args)
         return 130
 
 
@@ -395,6 +385,18 @@ def _kept(args: argparse.Namespace) -> str:
         return ""
     kept = f"iteration {finished[0]} is" if len(finished) == 1 else f"iterations {finished[0]}-{finished[-1]} are"
     return f"; {kept} kept in {args.out} (continue with --resume)"
+
+
+def _log_interruption(args: argparse.Namespace) -> None:
+    """A ``label`` run stopped by Ctrl-C says so in its log, as a run stopped by an error does."""
+    if args.command != "label":
+        return
+    from napari_gfn.engine import distributed
+    from napari_gfn.store import RunFolder
+
+    store = RunFolder(args.out)
+    if store.config_path.is_file() and distributed.is_main():
+        store.append_log("error", "interrupted (Ctrl-C)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Layout::
     RUN/iter_NN/model.pt         the network that produced iteration NN
     RUN/iter_NN/mask_stats.csv   each mask's area, change and uncertainty: which to check first
     RUN/metrics.jsonl            one line per finished iteration
+    RUN/log.txt                  what the run reported (skipped photos, each round, the error that stopped it), timed
     RUN/summary.json             the best iteration, when ground truth scored the run
     RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
     RUN/cache/                   resized photos and working-size masks, safe to delete
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -56,6 +59,10 @@ def _relative_paths(root: Path, paths: dict[str, str]) -> dict[str, str]:
     return relative
 
 
+# A log line's time and level, as append_log writes them: "2026-12-05 08:40:12 warning: ..."
+_LOGGED_PROBLEM = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (warning|error): ", re.MULTILINE)
+
+
 class RunFolderError(ValueError):
     """A run folder that is missing, foreign, or in the way of a new run."""
 
@@ -78,6 +85,10 @@ class RunFolder:
     @property
     def summary_path(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "log.txt"
 
     @property
     def cache_dir(self) -> Path:
@@ -164,6 +175,21 @@ class RunFolder:
                 shutil.rmtree(folder)
         for leftover in self.root.rglob(".*.tmp"):
             leftover.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- the run's log
+    def append_log(self, level: str, message: str) -> None:
+        """Add a timed line to log.txt, which a resumed run continues."""
+        try:
+            with self.log_path.open("a", encoding="utf-8") as log:
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {level}: {message}\n")
+        except OSError:  # the log only repeats what the run reports; a full disk must not stop the run here
+            pass
+
+    def logged_problems(self) -> int:
+        """How many warnings and errors log.txt holds: 0 for a run made before runs kept a log."""
+        if not self.log_path.is_file():
+            return 0
+        return len(_LOGGED_PROBLEM.findall(self.log_path.read_text(encoding="utf-8", errors="replace")))
 
     # ---------------------------------------------------------------- per-iteration data
     def write_mask(self, iteration: int, stem: str, mask: np.ndarray) -> Path:

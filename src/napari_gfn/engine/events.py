@@ -74,6 +74,17 @@ class IterationResult:
     is_best: bool = False
     stems: list[str] = field(default_factory=list)
 
+    def describe(self) -> str:
+        """One line for a terminal or the run's log: masks, trusted, change, scores, time."""
+        metrics = self.metrics
+        parts = [f"iteration {self.iteration}: {metrics['images']} masks", f"{metrics['trusted']} trusted"]
+        if metrics.get("change_iou") is not None:
+            parts.append(f"change IoU {metrics['change_iou']:.3f}")
+        if metrics.get("fg_iou") is not None:
+            parts.append(f"fg IoU {metrics['fg_iou']:.3f}, mIoU {metrics['miou']:.3f}")
+        parts.append(f"{self.elapsed_s:.0f} s")
+        return ", ".join(parts) + (" (best so far)" if self.is_best else "")
+
 
 class PhaseBars:
     """Shows :class:`Progress` events as one progress bar per phase, so each phase gets its own ETA.

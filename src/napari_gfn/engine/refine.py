@@ -362,10 +362,37 @@ def run_labelling(
     if not resume:  # a folder refused here leaves no run folder behind
         images = _open_images(config, images)
     config, store = _start_store(config, resume)
+    yield from _logged(store, _label_photos(config, store, images, given, resume, cancel))
+
+
+def _logged(store: RunFolder, events: Iterator[Event]) -> Iterator[Event]:
+    """``events``, with each notice, finished iteration and the error that stops the run kept in the run's log.
+
+    A run started on a server is often opened later, when its notices are long gone from the terminal.
+    """
+    log = store.append_log if distributed.is_main() else lambda level, message: None
+    try:
+        for event in events:
+            if isinstance(event, Notice):
+                log(event.level, event.message)
+            elif isinstance(event, IterationResult):
+                log("info", event.describe())
+            yield event
+    except Exception as error:  # Ctrl-C is logged by the command line, wherever in its loop it lands
+        log("error", str(error))
+        raise
+
+
+def _label_photos(
+    config: RunConfig, store: RunFolder, images: ImageSet | None, given: str | None, resume: bool, cancel: CancelToken
+) -> Iterator[Event]:
     if resume:
         config, images = _resumed_photos(store, config, given, images)
         if given and config.images and os.path.abspath(given) != os.path.abspath(config.images):
             yield Notice(f"photos are read from {config.images}, where this run's own photos are, not from {given}")
+    if distributed.is_main():
+        started = "resumed" if resume else "started"
+        store.append_log("info", f"{started} on {len(images)} photos from {config.images or 'napari layers'}")
     for message in images.skipped:
         yield Notice(f"skipped {message}")
     run = _Run(config, store, images, cancel)
