@@ -576,12 +576,20 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(make_napari_viewer
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
     (photos / "cut.png").write_bytes((photos / "flower_000.png").read_bytes()[:300])  # a copy that never finished
     assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(tmp_path / "run")]) == 0
+    seen = len(notification_manager.records)
     browser = open_run_window(make_napari_viewer(), tmp_path / "run").browser  # opened later, as from a server
+    log = RunFolder(tmp_path / "run").log_path
+    assert f"reported 1 problem while it worked (photos skipped, say): see {log}" in _messages_since(seen)[-1]
+    assert "warning: skipped " in log.read_text()
     browser.photo.value = "cut"
     assert browser.note.value.startswith("not labelled: cannot be read as an image (corrupt or truncated?): ")
     browser.next_button.changed.emit(True)  # a photo that was labelled shows its mask's figures again
     area = RunFolder(tmp_path / "run").mask_stats(0)[browser.photo.value].area
     assert browser.note.value.startswith(f"iteration 0: object {area:.0%} of the photo")
+    log.unlink()  # as a run made before runs kept a log: nothing to warn of
+    seen = len(notification_manager.records)
+    open_run_window(make_napari_viewer(), tmp_path / "run")
+    assert not any("reported" in message for message in _messages_since(seen))
 
 
 def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, qtbot, finished_layer_run, tmp_path):

@@ -23,7 +23,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
@@ -464,6 +464,11 @@ class AutoLabelWidget(Container):
         self.plot.show_metrics(store.metrics())
         self._share_run()
         self.browser.browse(self.run_layers, store)
+        if problems := store.logged_problems():  # the run may have been made on a server, its notices unseen
+            counted = "1 problem" if problems == 1 else f"{problems} problems"
+            show_warning(
+                f"run {store.root} reported {counted} while it worked (photos skipped, say): see {store.log_path}"
+            )
 
     def _share_run(self) -> None:
         """Tell the other docks (Export labels) which run is on screen, and where its photos are read from."""
