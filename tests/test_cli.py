@@ -332,6 +332,9 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["open", str(run)]) == 1
     assert "no display to open napari on" in capsys.readouterr().err
+    assert main(["open", str(run), "--photos", str(home)]) == 1  # its own photos are still where they were
+    said = capsys.readouterr().err
+    assert f"warning: photos are read from {photos}, where this run's own photos are, not from {home}\n" in said
     moved = tmp_path / "photos moved away"
     shutil.move(photos, moved)
     assert main(["open", str(run)]) == 1
@@ -404,6 +407,16 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
         == f"wrote 8 files to {tmp_path / 'found'}, sorted into 2 subfolders as the photos are\n"
     )
     assert (tmp_path / "found" / folder_of[photos[0].stem] / f"{photos[0].stem}.png").is_file()
+    # Photos given while the run's own are found: the run's own sort the masks, and the folder given is named.
+    for folder in set(folder_of.values()):
+        shutil.move(tmp_path / "elsewhere" / folder, species)
+    assert main(["export", str(run), str(tmp_path / "own"), "--photos", str(tmp_path / "elsewhere")]) == 0
+    said = capsys.readouterr()
+    assert (
+        f"photos are read from {species}, where this run's own photos are, not from {tmp_path / 'elsewhere'}"
+        in said.err
+    )
+    assert said.out == f"wrote 8 files to {tmp_path / 'own'}, sorted into 2 subfolders as the photos are\n"
 
 
 @pytest.mark.slow

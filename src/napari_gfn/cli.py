@@ -200,10 +200,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> int:
+    from napari_gfn.engine.run_photos import photos_not_read_from
     from napari_gfn.run_window import read_run, show_run
 
     run, photos = Path(args.run), Path(args.photos) if args.photos else None
-    read_run(run, photos)  # a run that cannot be shown is an error here, not in a window
+    _, config, _ = read_run(run, photos)  # a run that cannot be shown is an error here, not in a window
+    if elsewhere := photos_not_read_from(config.images, photos):
+        print(f"warning: {elsewhere}", file=sys.stderr)
     if not _has_display():
         print(
             f"napari-gfn: error: no display to open napari on; copy {run} to a machine with a screen and open "

@@ -12,7 +12,7 @@ from napari_gfn._atomic import atomic_write_png, atomic_write_tiff
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
 from napari_gfn.engine.images import ImageReadError, a_few, read_object_mask
-from napari_gfn.engine.run_photos import find_run_photos
+from napari_gfn.engine.run_photos import find_run_photos, photos_not_read_from
 from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = ["EXPORT_FORMATS", "describe_export", "export_labels", "resolve_iteration"]
@@ -94,6 +94,8 @@ def _subfolder_of_each_photo(
     except RunFolderError as error:  # moved without its photos (from a GPU server, say)
         yield Notice(f"every mask is written into {out_dir} itself, not sorted as the photos are: {error}")
         return {}
+    if elsewhere := photos_not_read_from(folder, photos_now):
+        yield Notice(elsewhere)
     subfolders = {record.stem: record.path.parent.relative_to(folder) for record in found.records}
     if missing := [stem for stem in stems if stem not in subfolders]:
         yield Notice(

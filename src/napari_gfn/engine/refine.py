@@ -8,7 +8,6 @@ in a worker thread.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import ChainMap
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
@@ -30,7 +29,7 @@ from napari_gfn.engine.events import (
 from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, read_object_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
-from napari_gfn.engine.run_photos import find_run_photos
+from napari_gfn.engine.run_photos import find_run_photos, photos_not_read_from
 from napari_gfn.engine.training import describe_device, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
@@ -388,8 +387,8 @@ def _label_photos(
 ) -> Iterator[Event]:
     if resume:
         config, images = _resumed_photos(store, config, given, images)
-        if given and config.images and os.path.abspath(given) != os.path.abspath(config.images):
-            yield Notice(f"photos are read from {config.images}, where this run's own photos are, not from {given}")
+        if elsewhere := photos_not_read_from(config.images, given):
+            yield Notice(elsewhere)
     if distributed.is_main():
         started = "resumed" if resume else "started"
         store.append_log("info", f"{started} on {len(images)} photos from {config.images or 'napari layers'}")

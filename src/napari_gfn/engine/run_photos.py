@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 from napari_gfn.store import RunFolder, RunFolderError
 
 from .images import ImageReadError, ImageSet
 
-__all__ = ["find_run_photos"]
+__all__ = ["find_run_photos", "photos_not_read_from"]
 
 
 def find_run_photos(store: RunFolder, recorded: str | None, given: str | None) -> tuple[str, ImageSet]:
@@ -33,3 +35,10 @@ def find_run_photos(store: RunFolder, recorded: str | None, given: str | None) -
 def _has_a_mask_for_one_of(store: RunFolder, photos: ImageSet) -> bool:
     finished = store.finished_iterations()
     return not finished or any(store.has_mask(finished[0], stem) for stem in photos.stems)
+
+
+def photos_not_read_from(found: str | None, given: os.PathLike | str | None) -> str:
+    """What to say when a folder was ``given`` but the run found its own photos in ``found``; "" otherwise."""
+    if given and found and os.path.abspath(given) != os.path.abspath(found):
+        return f"photos are read from {found}, where this run's own photos are, not from {given}"
+    return ""
