@@ -369,7 +369,7 @@ def _logged(store: RunFolder, events: Iterator[Event]) -> Iterator[Event]:
 
     A run started on a server is often opened later, when its notices are long gone from the terminal.
     """
-    log = store.append_log if distributed.is_main() else lambda level, message: None
+    log = _run_log(store)
     try:
         for event in events:
             if isinstance(event, Notice):
@@ -382,6 +382,11 @@ def _logged(store: RunFolder, events: Iterator[Event]) -> Iterator[Event]:
         raise
 
 
+def _run_log(store: RunFolder) -> Callable[[str, str], None]:
+    """Writes a line to the run's log, in the one process that keeps the run's records."""
+    return store.append_log if distributed.is_main() else lambda level, message: None
+
+
 def _label_photos(
     config: RunConfig, store: RunFolder, images: ImageSet | None, given: str | None, resume: bool, cancel: CancelToken
 ) -> Iterator[Event]:
@@ -389,9 +394,8 @@ def _label_photos(
         config, images = _resumed_photos(store, config, given, images)
         if elsewhere := photos_not_read_from(config.images, given):
             yield Notice(elsewhere)
-    if distributed.is_main():
-        started = "resumed" if resume else "started"
-        store.append_log("info", f"{started} on {len(images)} photos from {config.images or 'napari layers'}")
+    log = _run_log(store)
+    log("info", f"{'resumed' if resume else 'started'} on {len(images)} photos from {config.images or 'napari layers'}")
     for message in images.skipped:
         yield Notice(f"skipped {message}")
     run = _Run(config, store, images, cancel)
@@ -416,6 +420,7 @@ def _label_photos(
                 )
                 break
         yield from _masks_to_check(run)
+        log("info", f"finished with iteration {run.latest}")
     except RunCancelled:
         kept = store.finished_iterations()
         yield Notice(f"cancelled; finished iterations {kept} are kept in {store.root}", level="info")
