@@ -362,12 +362,29 @@ def test_the_metrics_plot_keeps_its_labels_inside_at_its_smallest_height(qtbot):
     plot.resize(320, plot.minimumHeight())
     plot.show()
     qtbot.waitExposed(plot)
-    plot.show_metrics([{"iteration": 0, "fg_iou": 0.5, "miou": 0.6}, {"iteration": 1, "fg_iou": 0.7, "miou": 0.8}])
-    plot.draw()
-    figure = plot.figure.bbox
-    assert figure.height <= plot.minimumHeight() * plot.devicePixelRatioF() + 1  # drawn at the size asked for
-    drawn = plot.axes.get_tightbbox(plot.get_renderer())  # the axes with its tick labels and axis label
-    assert Bbox.union([figure, drawn]).bounds == figure.bounds, drawn  # nothing drawn outside the canvas
+    two_scored_iterations = [{"iteration": 0, "fg_iou": 0.5, "miou": 0.6}, {"iteration": 1, "fg_iou": 0.7, "miou": 0.8}]
+    for rows in (two_scored_iterations, [{"iteration": 0, "change_iou": None}]):  # curves, or words in their place
+        plot.show_metrics(rows)
+        plot.draw()
+        figure = plot.figure.bbox
+        assert figure.height <= plot.minimumHeight() * plot.devicePixelRatioF() + 1  # drawn at the size asked for
+        drawn = plot.axes.get_tightbbox(plot.get_renderer())  # the axes with its tick labels, axis label and words
+        assert Bbox.union([figure, drawn]).bounds == figure.bounds, drawn  # nothing drawn outside the canvas
+
+
+def test_the_metrics_plot_says_when_it_will_show_figures_rather_than_stay_blank(qtbot):
+    from napari_gfn.widgets.metrics_plot import MetricsPlot
+
+    plot = MetricsPlot()
+    qtbot.addWidget(plot)
+    assert plot.note() == "no iteration has finished yet"
+    plot.show_metrics([{"iteration": 0, "change_iou": None, "fg_iou": None}])  # a seed, without ground truth
+    assert plot.plotted() == {}
+    assert plot.note() == "mask change is plotted from iteration 1;\nIoU when the run has ground truth"
+    low, high = plot.axes.get_xlim()
+    assert [tick for tick in plot.axes.get_xticks() if low <= tick <= high] == [0]  # the one iteration there is
+    plot.show_metrics([{"iteration": 0, "change_iou": None}, {"iteration": 1, "change_iou": 0.9}])
+    assert plot.note() == ""
 
 
 def test_the_metrics_plot_spans_every_iteration_with_whole_number_ticks(qtbot):

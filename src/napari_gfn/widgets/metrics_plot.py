@@ -37,14 +37,26 @@ class MetricsPlot(FigureCanvasQTAgg):
         self.axes.set_xlabel("iteration")
         self.axes.set_ylim(0, 1.02)
         self.axes.grid(alpha=0.3)
-        if self.axes.lines:
-            self.axes.legend(fontsize="small", loc="lower right")
-            # Every iteration of the run, even one with no point yet: a lone point would get fractional ticks.
+        if rows:  # every iteration of the run, even one with no point yet: a lone point would get fractional ticks
             iterations = [row["iteration"] for row in rows]
             self.axes.set_xlim(min(iterations) - 0.25, max(iterations) + 0.25)
-            self.axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            self.axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if self.axes.lines:
+            self.axes.legend(fontsize="small", loc="lower right")
+        else:  # an empty frame would look broken: say when figures will come
+            self.axes.text(0.5, 0.5, _why_no_curve(rows), ha="center", va="center", transform=self.axes.transAxes)
         self.draw_idle()
 
     def plotted(self) -> dict[str, list[float]]:
         """What the plot shows, by legend label (for tests and screenshots' captions)."""
         return {line.get_label(): list(line.get_ydata()) for line in self.axes.lines}
+
+    def note(self) -> str:
+        """The words shown in place of curves, when there are none."""
+        return "\n".join(text.get_text() for text in self.axes.texts)
+
+
+def _why_no_curve(rows: list[dict]) -> str:
+    if not rows:
+        return "no iteration has finished yet"
+    return "mask change is plotted from iteration 1;\nIoU when the run has ground truth"
