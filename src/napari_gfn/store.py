@@ -7,7 +7,7 @@ Layout::
     RUN/iter_NN/model.pt         the network that produced iteration NN
     RUN/iter_NN/mask_stats.csv   each mask's area, change and uncertainty: which to check first
     RUN/metrics.jsonl            one line per finished iteration
-    RUN/log.txt                  what the run reported (skipped photos, each round, the error that stopped it), timed
+    RUN/log.txt                  what the run reported (each start, skipped photos, each round, how it ended), timed
     RUN/summary.json             the best iteration, when ground truth scored the run
     RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
     RUN/cache/                   resized photos and working-size masks, safe to delete
@@ -59,8 +59,8 @@ def _relative_paths(root: Path, paths: dict[str, str]) -> dict[str, str]:
     return relative
 
 
-# A log line's time and level, as append_log writes them: "2026-12-05 08:40:12 warning: ..."
-_LOGGED_PROBLEM = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (warning|error): ", re.MULTILINE)
+# A log line as append_log writes it, "2026-12-05 08:40:12 warning: ...": its level and message.
+_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+): (.*)$", re.MULTILINE)
 
 
 class RunFolderError(ValueError):
@@ -186,10 +186,16 @@ class RunFolder:
             pass
 
     def logged_problems(self) -> int:
-        """How many warnings and errors log.txt holds: 0 for a run made before runs kept a log."""
+        """The different warnings log.txt holds, plus the error that stopped the run, if nothing ran after it.
+
+        A warning each start repeats (a skipped photo) counts once, and an error a resume got past
+        (a Ctrl-C) counts no more. A run made before runs kept a log has none.
+        """
         if not self.log_path.is_file():
             return 0
-        return len(_LOGGED_PROBLEM.findall(self.log_path.read_text(encoding="utf-8", errors="replace")))
+        lines = _LOG_LINE.findall(self.log_path.read_text(encoding="utf-8", errors="replace"))
+        warnings = {message for level, message in lines if level == "warning"}
+        return len(warnings) + (bool(lines) and lines[-1][0] == "error")
 
     # ---------------------------------------------------------------- per-iteration data
     def write_mask(self, iteration: int, stem: str, mask: np.ndarray) -> Path:
