@@ -542,6 +542,22 @@ def test_the_run_folder_keeps_what_each_start_of_the_run_reported_and_why_it_sto
     assert store.logged_problems() == len(warnings) >= 1
 
 
+def test_an_unexpected_error_is_logged_with_its_type(tiny_folder, tmp_path, monkeypatch):
+    from napari_gfn.engine import refine
+
+    def broken_seed(context):  # a bug in a seed method, not a problem with the photos
+        yield Notice("seed started", level="info")
+        return 1 / 0
+
+    monkeypatch.setattr(refine, "_seed_methods", lambda: {"otsu": broken_seed})
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"))
+    with pytest.raises(ZeroDivisionError):
+        run_to_end(config)
+    logged = RunFolder(tmp_path / "run").log_path.read_text().splitlines()
+    assert logged[-2].endswith(" info: seed started")
+    assert logged[-1].endswith(" error: ZeroDivisionError: division by zero")
+
+
 def test_a_run_says_where_it_computes_and_why_not_on_a_gpu(tiny_folder, tmp_path, monkeypatch):
     from napari_gfn.engine.training import describe_device
 

@@ -354,7 +354,8 @@ def run_labelling(
 
     Every finished iteration is on disk before it is yielded; a cancel (or a
     kill) loses at most the iteration in progress, and ``resume=True``
-    continues from the last finished one.
+    continues from the last finished one. The run's log (``RUN/log.txt``)
+    keeps every notice, iteration line and the error that stops the run.
     """
     cancel = cancel or CancelToken()
     given = config.images
@@ -378,7 +379,9 @@ def _logged(store: RunFolder, events: Iterator[Event]) -> Iterator[Event]:
                 log("info", event.describe())
             yield event
     except Exception as error:  # Ctrl-C is logged by the command line, wherever in its loop it lands
-        log("error", str(error))
+        # A message written for the user stands alone; a bug's ("division by zero") needs its type to be found.
+        written = isinstance(error, LabellingError | ValueError | OSError)
+        log("error", str(error) if written else f"{type(error).__name__}: {error}")
         raise
 
 
