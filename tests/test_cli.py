@@ -197,6 +197,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     assert not list(out.rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_run_keeping_its_finished_iterations_and_its_log_says_so(tiny_folder, tmp_path):
     out = tmp_path / "run"
     store = RunFolder(out)

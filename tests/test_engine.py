@@ -129,7 +129,7 @@ def test_run_folder_layout_and_metrics(branch_run, branch_folder):
     assert not list(out.rglob("*.tmp"))
     logged = [line[20:] for line in store.log_path.read_text().splitlines()]
     assert logged[0] == f"info: started on {len(stems)} photos from {branch_folder / 'images'}"
-    assert [line for line in logged if line.endswith(" s") or line.endswith("(best so far)")] == [
+    assert [line for line in logged if re.match(r"info: iteration \d+: \d+ masks, ", line)] == [
         f"info: {result.describe()}" for result in results
     ]
     assert logged[-1] == "info: finished with iteration 2"
