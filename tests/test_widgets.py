@@ -683,8 +683,10 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     corrected[10:40, 12:30] = 1  # a hand-drawn box, unlike anything the network predicts
     layer.data = corrected
     viewer.layers.selection.active = layer
+    widget.browser.photo.value = stems[0]
     widget.trust_selected()
-    assert layer.name.endswith("· trusted")
+    assert layer.name == f"{stems[0]} · trusted"
+    assert widget.browser.note.value.startswith("trusted; iteration 1: ")
 
     widget.iterations.value = 2
     widget.start()  # the run folder has finished iterations: the run continues
@@ -692,6 +694,21 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     assert widget.task.status == "finished"
     np.testing.assert_array_equal(RunFolder(tmp_path / "run").read_mask(2, stems[0]), corrected > 0)
     np.testing.assert_array_equal(viewer.layers[iteration_layer_name(stems[0], 2)].data, corrected)
+    for stem in (stems[1], stems[0]):  # browsing away and back shows the same one trusted layer
+        widget.browser.photo.value = stem
+    assert [layer.name for layer in viewer.layers if layer.name.endswith("trusted")] == [f"{stems[0]} · trusted"]
+
+    # Reopened later, the correction shows on top of the photo's iterations, and the note says it is trusted.
+    reopened = make_napari_viewer()
+    browser = open_run_window(reopened, tmp_path / "run").browser
+    browser.photo.value = stems[0]
+    assert reopened.layers[-1].name == f"{stems[0]} · trusted"
+    np.testing.assert_array_equal(reopened.layers[-1].data, corrected)
+    assert browser.note.value.startswith("trusted; iteration 2: ")
+    browser.photo.value = stems[1]
+    assert not browser.note.value.startswith("trusted")
+    assert not reopened.layers[f"{stems[0]} · trusted"].visible
+    assert sum(layer.name.endswith("· trusted") for layer in reopened.layers) == 1
 
 
 def _broken_source_model(widget, tmp_path) -> str:

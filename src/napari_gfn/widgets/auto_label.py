@@ -482,8 +482,8 @@ class AutoLabelWidget(Container):
             show_error("select a Labels layer of a photo in the run (its mask, corrected) to trust it")
             return
         self.store.write_fixed_mask(stem, np.asarray(layer.data) > 0)
-        if METADATA_KEY in layer.metadata:
-            layer.name = f"{self.run_layers.photo_name(stem)} · trusted"
+        self.run_layers.mark_trusted(layer, stem)
+        self.browser.refresh()
         show_info(f"{stem}: the corrected mask is trusted; later iterations keep it")
 
 

@@ -100,8 +100,11 @@ class PhotoBrowser:
     def _describe(self, stem: str | None) -> None:
         stats = self._stats.get(stem) if stem is not None else None
         unreadable = self.run_layers.unreadable.get(stem) if self.run_layers is not None else None
+        trusted = self.store is not None and stem in self.store.fixed_masks()
         if stats is not None:
-            self.note.value = describe_mask(self._iteration, stats)
+            self.note.value = ("trusted; " if trusted else "") + describe_mask(self._iteration, stats)
+        elif trusted:
+            self.note.value = "trusted"
         elif unreadable is not None:
             self.note.value = f"not labelled: {unreadable}"
         elif self._iteration is not None and not self._stats and self.order.value == CHECK_FIRST:

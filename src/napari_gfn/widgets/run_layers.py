@@ -9,15 +9,20 @@ import numpy as np
 from napari.utils.notifications import show_warning
 
 from napari_gfn.engine import ImageReadError, ImageSet
+from napari_gfn.engine.images import read_object_mask
 from napari_gfn.store import RunFolder, RunFolderError
 
-__all__ = ["METADATA_KEY", "RunLayers", "iteration_layer_name"]
+__all__ = ["METADATA_KEY", "RunLayers", "iteration_layer_name", "trusted_layer_name"]
 
 METADATA_KEY = "napari_gfn"
 
 
 def iteration_layer_name(photo: str, iteration: int) -> str:
     return f"{photo} · iter {iteration}"
+
+
+def trusted_layer_name(photo: str) -> str:
+    return f"{photo} · trusted"
 
 
 class RunLayers:
@@ -75,9 +80,36 @@ class RunLayers:
                     self._add_mask(stem, iteration)
                 except RunFolderError as error:
                     show_warning(str(error))  # the other iterations still show
+        self._add_trusted(stem)
         for layer_stem, layers in self._layers.items():
             for layer in layers:
                 layer.visible = layer_stem == stem
+
+    def mark_trusted(self, layer, stem: str) -> None:
+        """``layer`` holds ``stem``'s trusted correction: renamed so if it is one of ours, and shown with its photo."""
+        meta = layer.metadata.get(METADATA_KEY)
+        if meta is not None:
+            layer.name = trusted_layer_name(self.photo_name(stem))
+        layer.metadata[METADATA_KEY] = {**(meta or {"stem": stem, "run": str(self.store.root)}), "trusted": True}
+        self._remember(stem, layer)
+
+    def _add_trusted(self, stem: str) -> None:
+        """A correction trusted in an earlier session, on top of the iterations: the mask later iterations keep."""
+        path = self.store.fixed_masks().get(stem)
+        if path is None or any(layer.metadata[METADATA_KEY].get("trusted") for layer in self._mask_layers(stem)):
+            return
+        try:
+            mask = read_object_mask(path)
+        except ImageReadError as error:
+            show_warning(f"trusted correction not shown: {error}")
+            return
+        layer = self.viewer.add_labels(
+            mask.astype(np.uint8),
+            name=trusted_layer_name(self.photo_name(stem)),
+            opacity=0.5,
+            metadata={METADATA_KEY: {"stem": stem, "trusted": True, "run": str(self.store.root)}},
+        )
+        self._remember(stem, layer)
 
     def stem_of(self, layer) -> str | None:
         """The photo a Labels layer belongs to: one of ours by its metadata, a user's by the photo on screen."""
@@ -102,11 +134,16 @@ class RunLayers:
         self._remember(stem, layer)
         return layer
 
-    def _has_mask_layer(self, stem: str, iteration: int) -> bool:
-        return any(
-            layer in self.viewer.layers and layer.metadata.get(METADATA_KEY, {}).get("iteration") == iteration
+    def _mask_layers(self, stem: str) -> list:
+        """``stem``'s Labels layers of this run still in the viewer: its iterations and its trusted correction."""
+        return [
+            layer
             for layer in self._layers.get(stem, [])
-        )
+            if layer in self.viewer.layers and METADATA_KEY in layer.metadata
+        ]
+
+    def _has_mask_layer(self, stem: str, iteration: int) -> bool:
+        return any(layer.metadata[METADATA_KEY].get("iteration") == iteration for layer in self._mask_layers(stem))
 
     def _add_mask(self, stem: str, iteration: int, mask: np.ndarray | None = None) -> None:
         if mask is None:
