@@ -700,7 +700,8 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
 
     # Reopened later, the correction shows on top of the photo's iterations, and the note says it is trusted.
     reopened = make_napari_viewer()
-    browser = open_run_window(reopened, tmp_path / "run").browser
+    dock = open_run_window(reopened, tmp_path / "run")
+    browser = dock.browser
     browser.photo.value = stems[0]
     assert reopened.layers[-1].name == f"{stems[0]} · trusted"
     np.testing.assert_array_equal(reopened.layers[-1].data, corrected)
@@ -709,6 +710,27 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     assert not browser.note.value.startswith("trusted")
     assert not reopened.layers[f"{stems[0]} · trusted"].visible
     assert sum(layer.name.endswith("· trusted") for layer in reopened.layers) == 1
+
+    # Trusted by mistake: Stop trusting forgets the file, keeps the layer, and Trust takes it up again.
+    fixed = RunFolder(tmp_path / "run").fixed_masks()[stems[0]]
+    browser.photo.value = stems[0]
+    reopened.layers.selection.active = reopened.layers[f"{stems[0]} · trusted"]
+    dock.untrust_selected()
+    assert not fixed.exists()
+    names = [layer.name for layer in reopened.layers]
+    assert f"{stems[0]} · not trusted" in names
+    assert f"{stems[0]} · trusted" not in names
+    assert browser.note.value.startswith("iteration 2: ")
+    seen = len(notification_manager.records)
+    dock.untrust_selected()
+    assert _messages_since(seen) == [f"{stems[0]} has no trusted correction"]
+    browser.photo.value = stems[1]
+    browser.photo.value = stems[0]  # nothing trusted to show again
+    assert not any(layer.name.endswith("· trusted") for layer in reopened.layers)
+    reopened.layers.selection.active = reopened.layers[f"{stems[0]} · not trusted"]
+    dock.trust_selected()
+    np.testing.assert_array_equal(iio.imread(fixed) > 0, corrected > 0)
+    assert f"{stems[0]} · trusted" in [layer.name for layer in reopened.layers]
 
 
 def _broken_source_model(widget, tmp_path) -> str:

@@ -235,6 +235,14 @@ class RunFolder:
         """Trust a corrected mask: every later iteration trains on it and writes it unchanged."""
         return atomic_write_png(self.fixed_dir / f"{stem}.png", np.where(mask, 255, 0).astype(np.uint8))
 
+    def forget_fixed_mask(self, stem: str) -> bool:
+        """Stop trusting ``stem``'s correction: later iterations predict its mask again. False if none was trusted."""
+        path = self.fixed_masks().get(stem)
+        if path is None:
+            return False
+        path.unlink()
+        return True
+
     def fixed_masks(self) -> dict[str, Path]:
         if not self.fixed_dir.is_dir():
             return {}

@@ -124,6 +124,9 @@ class AutoLabelWidget(Container):
         self.status = Label(value="idle")
         self.browser = PhotoBrowser(lambda: (self.area_min.value, self.area_max.value))
         self.trust_button = PushButton(text="Trust selected Labels layer")
+        self.untrust_button = PushButton(text="Stop trusting")
+        self.untrust_button.tooltip = "later iterations predict the selected layer's photo's mask again"
+        trust_buttons = Container(widgets=[self.trust_button, self.untrust_button], layout="horizontal", labels=False)
         self.plot = MetricsPlot()
         super().__init__(
             widgets=[
@@ -154,7 +157,7 @@ class AutoLabelWidget(Container):
                 self.open_run_folder,
                 self.open_button,
                 *self.browser.widgets,
-                self.trust_button,
+                trust_buttons,
             ]
         )
         self.native.layout().insertWidget(self.index(self.start_button), self.advanced)
@@ -253,6 +256,7 @@ class AutoLabelWidget(Container):
         self.start_button.changed.connect(self.start)
         self.open_button.changed.connect(self._open_chosen_run)
         self.trust_button.changed.connect(self.trust_selected)
+        self.untrust_button.changed.connect(self.untrust_selected)
         self.task.attach(
             self.native,
             self.status.set_value,
@@ -477,7 +481,7 @@ class AutoLabelWidget(Container):
     def trust_selected(self) -> None:
         """Keep the selected Labels layer as this photo's mask: later iterations train on it and never change it."""
         layer = self.viewer.layers.selection.active
-        stem = self.run_layers.stem_of(layer) if isinstance(layer, Labels) and self.run_layers else None
+        stem = self._photo_of(layer)
         if stem is None:
             show_error("select a Labels layer of a photo in the run (its mask, corrected) to trust it")
             return
@@ -485,6 +489,23 @@ class AutoLabelWidget(Container):
         self.run_layers.mark_trusted(layer, stem)
         self.browser.refresh()
         show_info(f"{stem}: the corrected mask is trusted; later iterations keep it")
+
+    def untrust_selected(self) -> None:
+        """Stop trusting the selected layer's photo's correction (trusted by mistake, say); its layer stays."""
+        stem = self._photo_of(self.viewer.layers.selection.active)
+        if stem is None:
+            show_error("select a Labels layer of a photo in the run to stop trusting its correction")
+            return
+        if not self.store.forget_fixed_mask(stem):
+            show_error(f"{stem} has no trusted correction")
+            return
+        self.run_layers.mark_untrusted(stem)
+        self.browser.refresh()
+        show_info(f"{stem}: the correction is no longer trusted; later iterations predict its mask again")
+
+    def _photo_of(self, layer) -> str | None:
+        """The run's photo a selected Labels layer belongs to, if any."""
+        return self.run_layers.stem_of(layer) if isinstance(layer, Labels) and self.run_layers else None
 
 
 _FORM_SETTINGS = (

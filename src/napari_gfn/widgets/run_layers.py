@@ -93,6 +93,14 @@ class RunLayers:
         layer.metadata[METADATA_KEY] = {**(meta or {"stem": stem, "run": str(self.store.root)}), "trusted": True}
         self._remember(stem, layer)
 
+    def mark_untrusted(self, stem: str) -> None:
+        """``stem``'s trusted layers no longer hold a trusted mask; they stay, so a correction is not lost."""
+        photo = self.photo_name(stem)
+        for layer in self._mask_layers(stem):
+            was_trusted = layer.metadata[METADATA_KEY].pop("trusted", False)
+            if was_trusted and layer.name == trusted_layer_name(photo):  # a user's own layer keeps its name
+                layer.name = f"{photo} · not trusted"
+
     def _add_trusted(self, stem: str) -> None:
         """A correction trusted in an earlier session, on top of the iterations: the mask later iterations keep."""
         path = self.store.fixed_masks().get(stem)
