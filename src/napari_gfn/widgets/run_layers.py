@@ -111,13 +111,7 @@ class RunLayers:
         except ImageReadError as error:
             show_warning(f"trusted correction not shown: {error}")
             return
-        layer = self.viewer.add_labels(
-            mask.astype(np.uint8),
-            name=trusted_layer_name(self.photo_name(stem)),
-            opacity=0.5,
-            metadata={METADATA_KEY: {"stem": stem, "trusted": True, "run": str(self.store.root)}},
-        )
-        self._remember(stem, layer)
+        self._add_labels(stem, mask, trusted_layer_name(self.photo_name(stem)), trusted=True)
 
     def stem_of(self, layer) -> str | None:
         """The photo a Labels layer belongs to: one of ours by its metadata, a user's by the photo on screen."""
@@ -156,12 +150,12 @@ class RunLayers:
     def _add_mask(self, stem: str, iteration: int, mask: np.ndarray | None = None) -> None:
         if mask is None:
             mask = self.store.read_mask(iteration, stem)
-        layer = self.viewer.add_labels(
-            mask.astype(np.uint8),
-            name=iteration_layer_name(self.photo_name(stem), iteration),
-            opacity=0.5,
-            metadata={METADATA_KEY: {"stem": stem, "iteration": iteration, "run": str(self.store.root)}},
-        )
+        self._add_labels(stem, mask, iteration_layer_name(self.photo_name(stem), iteration), iteration=iteration)
+
+    def _add_labels(self, stem: str, mask: np.ndarray, name: str, **about) -> None:
+        """A Labels layer of ``stem``'s, marked as this run's (``about``: its iteration, or that it is trusted)."""
+        meta = {"stem": stem, **about, "run": str(self.store.root)}
+        layer = self.viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.5, metadata={METADATA_KEY: meta})
         self._remember(stem, layer)
 
     def _remember(self, stem: str, layer) -> None:
