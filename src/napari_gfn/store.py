@@ -231,16 +231,19 @@ class RunFolder:
         """Keep a copy of an in-memory input, so the run folder alone can be resumed and reopened."""
         return atomic_write_png(self.input_dir(kind) / f"{stem}.png", image)
 
+    def fixed_mask_path(self, stem: str) -> Path:
+        return self.fixed_dir / f"{stem}.png"
+
     def write_fixed_mask(self, stem: str, mask: np.ndarray) -> Path:
         """Trust a corrected mask: every later iteration trains on it and writes it unchanged."""
-        return atomic_write_png(self.fixed_dir / f"{stem}.png", np.where(mask, 255, 0).astype(np.uint8))
+        return atomic_write_png(self.fixed_mask_path(stem), np.where(mask, 255, 0).astype(np.uint8))
 
     def forget_fixed_mask(self, stem: str) -> bool:
         """Stop trusting ``stem``'s correction: later iterations predict its mask again. False if none was trusted."""
-        path = self.fixed_masks().get(stem)
-        if path is None:
+        try:
+            self.fixed_mask_path(stem).unlink()
+        except FileNotFoundError:
             return False
-        path.unlink()
         return True
 
     def fixed_masks(self) -> dict[str, Path]:

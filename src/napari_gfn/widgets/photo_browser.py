@@ -100,7 +100,7 @@ class PhotoBrowser:
     def _describe(self, stem: str | None) -> None:
         stats = self._stats.get(stem) if stem is not None else None
         unreadable = self.run_layers.unreadable.get(stem) if self.run_layers is not None else None
-        trusted = self.store is not None and stem in self.store.fixed_masks()
+        trusted = self.store is not None and stem is not None and self.store.fixed_mask_path(stem).is_file()
         if stats is not None:
             self.note.value = ("trusted; " if trusted else "") + describe_mask(self._iteration, stats)
         elif trusted:

@@ -103,8 +103,8 @@ class RunLayers:
 
     def _add_trusted(self, stem: str) -> None:
         """A correction trusted in an earlier session, on top of the iterations: the mask later iterations keep."""
-        path = self.store.fixed_masks().get(stem)
-        if path is None or any(layer.metadata[METADATA_KEY].get("trusted") for layer in self._mask_layers(stem)):
+        path = self.store.fixed_mask_path(stem)
+        if not path.is_file() or any(layer.metadata[METADATA_KEY].get("trusted") for layer in self._mask_layers(stem)):
             return
         try:
             mask = read_object_mask(path)
