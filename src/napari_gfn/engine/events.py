@@ -16,11 +16,20 @@ __all__ = [
     "PhaseBars",
     "Progress",
     "RunCancelled",
+    "describe_error",
 ]
 
 
 class LabellingError(RuntimeError):
     """A run cannot go on (no simple photos, no trusted masks, ...); the message says why and what to do."""
+
+
+def describe_error(error: Exception) -> str:
+    """An error's words for a person: a message written for them (a run that cannot go on, a bad file, a full
+    disk) stands alone; a bug's ("division by zero") gets its type too, so it can be reported and found."""
+    if isinstance(error, LabellingError | ValueError | OSError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 class RunCancelled(Exception):

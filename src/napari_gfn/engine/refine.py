@@ -25,6 +25,7 @@ from napari_gfn.engine.events import (
     Notice,
     Progress,
     RunCancelled,
+    describe_error,
 )
 from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, read_object_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
@@ -379,9 +380,7 @@ def _logged(store: RunFolder, events: Iterator[Event]) -> Iterator[Event]:
                 log("info", event.describe())
             yield event
     except Exception as error:  # Ctrl-C is logged by the command line, wherever in its loop it lands
-        # A message written for the user stands alone; a bug's ("division by zero") needs its type to be found.
-        written = isinstance(error, LabellingError | ValueError | OSError)
-        log("error", str(error) if written else f"{type(error).__name__}: {error}")
+        log("error", describe_error(error))
         raise
 
 

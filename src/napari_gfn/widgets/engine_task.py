@@ -21,7 +21,7 @@ from psygnal import Signal
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
-from napari_gfn.engine.events import CancelToken, Notice, PhaseBars, Progress, RunCancelled
+from napari_gfn.engine.events import CancelToken, Notice, PhaseBars, Progress, RunCancelled, describe_error
 
 __all__ = ["EngineTask", "Job", "job_settings"]
 
@@ -82,10 +82,6 @@ class JobFailed(Exception):
     superqt's worker swallows a RuntimeError as if the worker had been deleted: no ``errored``
     and no ``finished`` signal, so the dock would wait for ever.
     """
-
-
-# Errors whose message is written for the user; anything else is a bug and shows its type too.
-_EXPECTED_ERRORS = (ValueError, JobFailed, OSError)
 
 
 def _leave_a_core_for_the_gui() -> None:
@@ -278,7 +274,8 @@ class EngineTask:
 
     def _on_error(self, error: Exception) -> None:
         self._show_warnings()
-        detail = str(error) if isinstance(error, _EXPECTED_ERRORS) else f"{type(error).__name__}: {error}"
+        # A job's RuntimeError (a LabellingError, say) comes as JobFailed, whose message is the job's own.
+        detail = str(error) if isinstance(error, JobFailed) else describe_error(error)
         show_error(f"{self.name} stopped: {detail}")
         self._set_status("failed")
 
