@@ -77,16 +77,18 @@ class _TerminalReport:
         from napari_gfn.engine import IterationResult, Notice, Progress
 
         results = []
-        for event in events:
-            if isinstance(event, Progress):
-                self.show_progress(event)
-            elif isinstance(event, Notice):
-                tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
-            elif isinstance(event, IterationResult):
-                self.close()
-                results.append(event)
-                print(event.describe(), flush=True)
-        self.close()
+        try:
+            for event in events:
+                if isinstance(event, Progress):
+                    self.show_progress(event)
+                elif isinstance(event, Notice):
+                    tqdm.write(f"{event.level}: {event.message}", file=sys.stderr)
+                elif isinstance(event, IterationResult):
+                    self.close()
+                    results.append(event)
+                    print(event.describe(), flush=True)
+        finally:  # an error or Ctrl-C: the bar's last line goes out now, before the message that says why
+            self.close()
         return results
 
     def run(self, events: Generator):
