@@ -322,20 +322,36 @@ def test_photos_sorted_into_species_folders_are_labelled_by_cam_without_a_labels
 
 
 @pytest.fixture(scope="module")
-def finished_layer_run(tmp_path_factory):
-    """Filled in by the first run test, reused by the tests that only read its run folder."""
+def layer_run_made_first():
+    """The first two-iteration layer run of this module, kept for the tests that only read its run folder."""
     return {}
 
 
-def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
-    make_napari_viewer, qtbot, tiny_folder, tmp_path, finished_layer_run
-):
-    viewer = make_napari_viewer()
-    stems = _open_photos(viewer, tiny_folder)
-    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=2)
+@pytest.fixture
+def finished_layer_run(layer_run_made_first, make_napari_viewer, qtbot, tiny_folder, tmp_path_factory):
+    """A finished two-iteration run on image layers: the first run test's, or one made here when run alone."""
+    if not layer_run_made_first:
+        run = tmp_path_factory.mktemp("layer-run") / "run"
+        _finish_layer_run(make_napari_viewer(), qtbot, tiny_folder, run, layer_run_made_first)
+    return layer_run_made_first
+
+
+def _finish_layer_run(viewer, qtbot, folder: Path, run: Path, made: dict) -> AutoLabelWidget:
+    stems = _open_photos(viewer, folder)
+    widget = _layer_run(viewer, folder, run, iterations=2)
     widget.start()
     _wait_until_done(qtbot, widget.task)
     assert widget.task.status == "finished"
+    made.update(run=run, stems=stems)
+    return widget
+
+
+def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, layer_run_made_first
+):
+    viewer = make_napari_viewer()
+    widget = _finish_layer_run(viewer, qtbot, tiny_folder, tmp_path / "run", layer_run_made_first)
+    stems = layer_run_made_first["stems"]
 
     store = RunFolder(tmp_path / "run")
     assert store.finished_iterations() == [0, 1, 2]
@@ -349,7 +365,6 @@ def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
     plotted = widget.plot.plotted()
     assert len(plotted["mask change (IoU with previous)"]) == 2  # iterations 1 and 2 have a previous one
     assert widget.browser.note.value.startswith("iteration 2: ")  # the last iteration's figures of the photo shown
-    finished_layer_run.update(run=tmp_path / "run", stems=stems)
 
 
 def test_the_metrics_plot_keeps_its_labels_inside_at_its_smallest_height(qtbot):
