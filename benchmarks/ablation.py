@@ -47,7 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_gfn.config import RunConfig
+from napari_gfn.config import BULKY_OBJECT_SETTINGS, RunConfig
 from napari_gfn.engine import GroundTruth, ImageSet, resolve_device, trusted_stems
 from napari_gfn.engine.images import read_mask
 from napari_gfn.engine.metrics import MaskScore, mean_scores
@@ -246,12 +246,15 @@ def main() -> None:
     parser.add_argument("--backbone", default=RunConfig.backbone, choices=BACKBONES)
     parser.add_argument("--colour-jitter", type=float, default=RunConfig.colour_jitter)
     parser.add_argument(
-        "--upsample-radius", type=int, default=RunConfig.upsample_radius, help="sharpening radius of the guided rows"
+        "--upsample-radius",
+        type=int,
+        default=BULKY_OBJECT_SETTINGS["upsample_radius"],
+        help="sharpening radius of the guided rows",
     )
     parser.add_argument(
         "--grabcut-edge-band",
         type=int,
-        default=RunConfig.grabcut_edge_band,
+        default=BULKY_OBJECT_SETTINGS["grabcut_edge_band"],
         help="GrabCut edge band of the guided rows (0: off, as before it was the default)",
     )
     parser.add_argument(

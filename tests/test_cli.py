@@ -251,6 +251,8 @@ def test_every_label_flag_sets_the_run_setting_of_its_name():
     config = _label_config(build_parser().parse_args(argv))
     assert (config.images, config.out, config.area_max, config.grabcut_edge_band) == ("photos", "run", 0.7, 1)
     assert config.upsample_radius == RunConfig().upsample_radius
+    ridge = _label_config(build_parser().parse_args([*argv, "--seed", "ridge", "--min-steps", "300"]))
+    assert (ridge.upsample_radius, ridge.grabcut_edge_band, ridge.min_steps) == (4, 1, 300)  # unset: the seed's
 
 
 def test_every_setting_the_dock_shows_is_a_label_flag():

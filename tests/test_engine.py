@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
 
-from napari_gfn.config import RunConfig
+from napari_gfn.config import BULKY_OBJECT_SETTINGS, SEED_METHODS, THIN_OBJECT_SETTINGS, RunConfig
 from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import (
     CancelToken,
@@ -711,6 +711,21 @@ def test_run_config_round_trips_through_json_and_rejects_nonsense():
     )
     with pytest.raises(ValueError, match=f"^{re.escape(every_problem)}$"):
         RunConfig(area_min=0.9, area_max=0.1, mask_threshold=1.5, workers=-1, upsample_eps=0.0)
+
+
+def test_the_object_shape_settings_a_run_leaves_unset_are_its_seeds():
+    def shape(config):
+        return {name: getattr(config, name) for name in THIN_OBJECT_SETTINGS}
+
+    assert set(THIN_OBJECT_SETTINGS) == set(BULKY_OBJECT_SETTINGS)
+    assert all(THIN_OBJECT_SETTINGS[name] != BULKY_OBJECT_SETTINGS[name] for name in THIN_OBJECT_SETTINGS)
+    assert shape(RunConfig(seed="ridge")) == THIN_OBJECT_SETTINGS
+    for seed in set(SEED_METHODS) - {"ridge"}:
+        assert shape(RunConfig(seed=seed)) == BULKY_OBJECT_SETTINGS
+    given = RunConfig(seed="ridge", upsample_radius=32)
+    assert shape(given) == {**THIN_OBJECT_SETTINGS, "upsample_radius": 32}
+    assert json.loads(given.to_json())["grabcut_edge_band"] == 0  # run.json records the value the run used
+    assert RunConfig.from_json(given.to_json()) == given
 
 
 @pytest.mark.parametrize(

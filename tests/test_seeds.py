@@ -15,7 +15,7 @@ from PIL import Image
 from scipy import ndimage
 
 from napari_gfn.cli import main
-from napari_gfn.config import THIN_OBJECT_SETTINGS, VOC_CLASSES, RunConfig
+from napari_gfn.config import BULKY_OBJECT_SETTINGS, VOC_CLASSES, RunConfig
 from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import IterationResult, LabellingError, Notice, score_mask
 from napari_gfn.engine.source import LabelledSet
@@ -501,7 +501,7 @@ def test_photo_only_seed_masks_are_iteration_0(seed, mask_of_photo, tiny_folder,
         np.testing.assert_array_equal(store.read_mask(0, path.stem), mask_of_photo(iio.imread(path)))
 
 
-def test_ridge_seed_names_the_thin_object_settings_when_its_rounds_would_not_use_them(tiny_folder, tmp_path):
+def test_ridge_seed_names_the_thin_object_settings_when_its_rounds_were_given_others(tiny_folder, tmp_path):
     from napari_gfn.engine import run_labelling
 
     def notices_until_the_seed(name, **settings):
@@ -518,11 +518,12 @@ def test_ridge_seed_names_the_thin_object_settings_when_its_rounds_would_not_use
         "sharpening radius 4 (--upsample-radius 4), GrabCut edge band 0 (--grabcut-edge-band 0), "
         "fewest steps per training 600 (--min-steps 600)"
     )
-    assert any(advice in message for message in notices_until_the_seed("defaults", iterations=2))
-    thin = notices_until_the_seed("thin", iterations=2, **THIN_OBJECT_SETTINGS)
-    assert any(message.startswith("Ridge seed:") for message in thin)  # notices were read, just not the advice
-    assert not any(advice in message for message in thin)
-    assert not any(advice in message for message in notices_until_the_seed("seed only", iterations=0))
+    assert any(advice in message for message in notices_until_the_seed("bulky", iterations=2, **BULKY_OBJECT_SETTINGS))
+    own = notices_until_the_seed("its own settings", iterations=2)
+    assert any(message.startswith("Ridge seed:") for message in own)  # notices were read, just not the advice
+    assert not any(advice in message for message in own)
+    seed_only = notices_until_the_seed("seed only", iterations=0, **BULKY_OBJECT_SETTINGS)
+    assert not any(advice in message for message in seed_only)
 
 
 def test_largest_web_keeps_the_biggest_connected_lines_and_widens_them():

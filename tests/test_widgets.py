@@ -16,7 +16,14 @@ import torch
 from magicgui.widgets import FileEdit
 from napari.utils.notifications import notification_manager
 
-from napari_gfn.config import DEMO_CONFIG, SETTING_HELP, SETTING_LABELS, THIN_OBJECT_SETTINGS, RunConfig
+from napari_gfn.config import (
+    BULKY_OBJECT_SETTINGS,
+    DEMO_CONFIG,
+    SETTING_HELP,
+    SETTING_LABELS,
+    THIN_OBJECT_SETTINGS,
+    RunConfig,
+)
 from napari_gfn.demo import open_demo, write_sample_folder
 from napari_gfn.engine import Notice
 from napari_gfn.run_window import open_run_window
@@ -192,16 +199,30 @@ def test_the_settings_messages_advise_are_dock_fields_by_the_same_words(make_nap
     assert not widget.cam_refiner.native.isHidden()
 
 
-def test_the_ridge_seed_offers_the_settings_for_thin_objects_in_one_click(make_napari_viewer, tmp_path):
+def test_the_object_shape_settings_follow_the_seed_unless_typed_in(make_napari_viewer, tmp_path):
     widget = _folder_form(make_napari_viewer(), tmp_path)
-    assert widget.thin_object_button.native.isHidden()  # the Otsu seed is chosen first
+
+    def shape() -> dict:
+        config, _, _ = widget._run_config()
+        return {name: getattr(config, name) for name in THIN_OBJECT_SETTINGS}
+
+    assert shape() == BULKY_OBJECT_SETTINGS  # the Otsu seed is chosen first
+    seen = len(notification_manager.records)
     widget.seed.value = "ridge"
-    assert not widget.thin_object_button.native.isHidden()
-    widget.thin_object_button.clicked.emit()
-    config, _, _ = widget._run_config()
-    assert config.seed == "ridge"
-    assert {name: getattr(config, name) for name in THIN_OBJECT_SETTINGS} == THIN_OBJECT_SETTINGS
-    assert config.upsample_radius != RunConfig().upsample_radius  # the click changed what the defaults would give
+    assert shape() == THIN_OBJECT_SETTINGS
+    assert any(
+        "Advanced settings for the ridge seed (--seed ridge): sharpening radius 4" in message
+        for message in _messages_since(seen)
+    )
+    widget.seed.value = "grabcut"
+    assert shape() == BULKY_OBJECT_SETTINGS
+    widget.min_steps.value = 300
+    widget.seed.value = "ridge"
+    assert shape() == {**THIN_OBJECT_SETTINGS, "min_steps": 300}
+    reopened = RunConfig(seed="ridge", upsample_radius=32)  # a run's own values, whatever its seed's are
+    widget.seed.value = "otsu"
+    widget.load_settings(reopened)
+    assert shape() == {name: getattr(reopened, name) for name in THIN_OBJECT_SETTINGS}
 
 
 def test_a_stack_layer_is_not_offered_as_a_photo_and_a_run_of_all_layers_leaves_it_out(

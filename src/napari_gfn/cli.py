@@ -14,10 +14,12 @@ from pathlib import Path
 from napari_gfn import __version__
 from napari_gfn.config import (
     BACKBONES,
+    BULKY_OBJECT_SETTINGS,
     CAM_REFINERS,
     DEMO_CONFIG,
     SEED_METHODS,
     SETTING_HELP,
+    THIN_OBJECT_SETTINGS,
     VOC_CLASSES,
     RunConfig,
     setting_flag,
@@ -250,15 +252,22 @@ _LABEL_SETTINGS = {
 }
 
 
-def _add_settings(command, names: Sequence[str]) -> None:
-    """One option per RunConfig field in ``names``, named after it, with its default and SETTING_HELP's words."""
+def _add_settings(command, names: Sequence[str], *, with_seed: bool = False) -> None:
+    """One option per RunConfig field in ``names``, named after it, with its default and SETTING_HELP's words.
+
+    ``with_seed``: the command has --seed, so the object-shape settings it leaves unset take the seed's values.
+    """
     choices = {"seed": SEED_METHODS, "cam_refiner": CAM_REFINERS, "backbone": BACKBONES}
     defaults = RunConfig()
     for name in names:
         default = getattr(defaults, name)
         options = {"choices": choices[name]} if name in choices else {}
         help_text = SETTING_HELP[name]
-        if default is not None:
+        if with_seed and name in BULKY_OBJECT_SETTINGS:
+            options["type"] = int
+            help_text += f" (default: {default}; {THIN_OBJECT_SETTINGS[name]} with {setting_flag('seed')} ridge)"
+            default = None
+        elif default is not None:
             options["type"] = type(default)
             help_text += " (default: %(default)s)"
         command.add_argument(setting_flag(name), default=default, help=help_text, **options)
@@ -271,7 +280,7 @@ def _add_label_parser(commands) -> None:
     )
     label.add_argument("--out", required=True, help="run folder (created; or resumed with --resume)")
     for heading, names in _LABEL_SETTINGS.items():
-        _add_settings(label.add_argument_group(heading), names)
+        _add_settings(label.add_argument_group(heading), names, with_seed=True)
     label.add_argument(
         "--resume", action="store_true", help="continue the run in --out after its last finished iteration"
     )

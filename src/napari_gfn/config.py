@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = [
     "BACKBONES",
+    "BULKY_OBJECT_SETTINGS",
     "CAM_REFINERS",
     "DEMO_CONFIG",
     "SEED_METHODS",
@@ -17,6 +18,7 @@ __all__ = [
     "RunConfig",
     "describe_seed",
     "describe_setting",
+    "object_shape_settings",
     "setting_flag",
     "settings_in_words",
 ]
@@ -50,6 +52,27 @@ VOC_CLASSES = (
 # "auto" uses the dense CRF when pydensecrf is installed and the guided filter otherwise.
 CAM_REFINERS = ("auto", "crf", "guided")
 
+# Refinement settings whose best value depends on the object's shape. A run that leaves one unset takes its
+# seed's: the ridge seed's objects are thin, every other seed's are bulky.
+# Bulky objects (chosen on validation splits of horses and flowers17; docs/results.md):
+# - upsample_radius: sharpening to full resolution, radius in working-size pixels. A wide window with a tiny eps
+#   lets the mask follow the photo's colour edges (benchmarks/upsample_search.py, at image_size 320).
+# - grabcut_edge_band: GrabCut decides again, from each photo's own colours, the pixels within this many
+#   working-size pixels of a predicted mask's edge (0: off). Over two rounds, 3 gained +0.016 fg IoU on horses
+#   (two random seeds), +0.009 on flowers17 from GrabCut seeds and +0.041 on horses from the Otsu seed.
+# - min_steps: the fewest SGD steps a round trains for, a 300-photo round's length (4 epochs of 38 batches), so
+#   that small sets learn as long as that. With 60, a 40-photo cherry-dev run collapsed.
+BULKY_OBJECT_SETTINGS = {"upsample_radius": 32, "grabcut_edge_band": 3, "min_steps": 150}
+# Thin objects (chosen on cherry-dev's validation half): a narrow sharpening window, no edge band (it snaps
+# branch masks onto bark edges, away from the polylines) and longer rounds. With the bulky settings, rounds after
+# a ridge seed lost (0.378 -> 0.244 -> 0.140 fg IoU on cherry-dev); with these they gain.
+THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps": 600}
+
+
+def object_shape_settings(seed: str) -> dict[str, int]:
+    """The refinement settings a run of ``seed`` takes unless given others: thin objects' for the ridge seed."""
+    return THIN_OBJECT_SETTINGS if seed == "ridge" else BULKY_OBJECT_SETTINGS
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -57,7 +80,8 @@ class RunConfig:
 
     Paths are strings so the configuration round-trips through JSON unchanged.
     ``simple`` is "auto" (photos chosen by Otsu separability and border
-    contact) or a folder of plain-background photos.
+    contact) or a folder of plain-background photos. The refinement settings
+    that suit the object's shape take the seed's values when left unset.
     """
 
     images: str | None = None
@@ -86,9 +110,7 @@ class RunConfig:
     # A round's epochs. On horses, half and twice as many steps per round both lost to this (-0.04 and -0.03 fg IoU
     # after one round): too few learn too little, too many learn the seed's mistakes (docs/results.md).
     epochs: int = 4
-    # The fewest SGD steps a round trains for: a 300-photo round's length (4 epochs of 38 batches), so small
-    # sets learn as long as that. With 60, a 40-photo cherry-dev run collapsed (docs/results.md).
-    min_steps: int = 150
+    min_steps: int | None = None  # None: the seed's own value (object_shape_settings)
     batch_size: int = 8
     learning_rate: float = 0.007
     momentum: float = 0.9
@@ -99,10 +121,7 @@ class RunConfig:
     colour_jitter: float = 0.3
     gf_radius: int = 2
     gf_eps: float = 1e-2
-    # Sharpening to full resolution, radius in working-resolution pixels. A wide window with a tiny eps
-    # lets the mask follow the photo's colour edges: chosen on validation splits of horses and flowers17
-    # at image_size 320 (benchmarks/upsample_search.py; docs/results.md).
-    upsample_radius: int = 32
+    upsample_radius: int | None = None  # None: the seed's own value (object_shape_settings)
     upsample_eps: float = 1e-5
     # Prediction averages the network's probability over these scales of the working size (each with its
     # mirror image): chosen on the same validation splits (benchmarks/upsample_search.py --scale-sets).
@@ -111,11 +130,7 @@ class RunConfig:
     # thin objects, whose probability falls below 0.5 at their edges; on cherry-dev 0.4-0.45 gained
     # +0.004 to +0.025 fg IoU over 0.5, depending on the model (docs/results.md), so 0.5 stays the default.
     mask_threshold: float = 0.5
-    # GrabCut decides again, from each photo's own colours, the pixels within this many working-size pixels of a
-    # predicted mask's edge (0: off). Chosen on horses' validation half; over two rounds, 3 gained +0.016 fg IoU on
-    # horses (two random seeds) and +0.009 on flowers17 from GrabCut seeds and +0.041 on horses from the Otsu seed,
-    # but it loses up to 0.014 on cherry-dev's polyline branches, so thin objects want 0 (docs/results.md).
-    grabcut_edge_band: int = 3
+    grabcut_edge_band: int | None = None  # None: the seed's own value (object_shape_settings)
     gt: str | None = None
     ignore: str | None = None
     random_seed: int = 0
@@ -124,6 +139,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "predict_scales", tuple(float(scale) for scale in self.predict_scales))  # JSON lists
+        for name, value in object_shape_settings(self.seed).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         problems = [
             f"{_setting_in_messages(name)} must be {rule}, got {getattr(self, name)!r}"
             for name, valid, rule in self._rules()
@@ -297,8 +315,3 @@ def describe_seed(name: str) -> str:
 # round the first round lost (fg IoU 0.785 -> 0.747 -> 0.782, as `napari-gfn demo --headless` prints it), and
 # with the default 150 it gains (0.894 -> 0.909 -> 0.905). Thin branches cover less than 10% of some photos.
 DEMO_CONFIG = RunConfig(iterations=2, image_size=160, area_min=0.05)
-
-# Refinement settings under which rounds improve on the ridge seed for cherry-dev's trees: a narrow sharpening
-# window, no GrabCut edge band and longer rounds (chosen on its validation half; docs/results.md). The defaults
-# suit bulky objects, and with them refinement at best holds a ridge seed.
-THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps": 600}

@@ -33,8 +33,9 @@ from napari_gfn.config import (
     SEED_METHODS,
     SETTING_HELP,
     SETTING_LABELS,
-    THIN_OBJECT_SETTINGS,
     RunConfig,
+    describe_seed,
+    object_shape_settings,
     settings_in_words,
 )
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress
@@ -114,6 +115,7 @@ class AutoLabelWidget(Container):
         self.photo_folder: Path | None = None  # the run on screen's photos (they may have moved since the run)
         self._base_config = RunConfig()  # settings without a field in the form (kept from load_settings)
         defaults = RunConfig()
+        self._seed_of_settings = defaults.seed  # whose own values the object-shape settings were given
         self._build_input()
         self._build_seed(defaults)
         self._build_settings(defaults)
@@ -145,7 +147,6 @@ class AutoLabelWidget(Container):
                 self.cam_epochs,
                 self.cam_threshold,
                 self.cam_refiner,
-                self.thin_object_button,
                 self.truth,
                 self.truth_folder,
                 self.iterations,
@@ -192,11 +193,6 @@ class AutoLabelWidget(Container):
             label=_label("cam_threshold"), value=defaults.cam_threshold, min=0.05, max=0.95, step=0.05
         )
         self.cam_refiner = ComboBox(label=_label("cam_refiner"), choices=list(CAM_REFINERS), value=defaults.cam_refiner)
-        self.thin_object_button = PushButton(text="Use the settings for thin objects")
-        self.thin_object_button.tooltip = (
-            "refinement after a ridge seed improved on it only with these advanced settings (on cherry trees, "
-            f"docs/results.md): {settings_in_words(THIN_OBJECT_SETTINGS)}"
-        )
         self.truth = ComboBox(label="Ground truth", choices=self._truth_choices)
         self.truth_folder = FileEdit(label="Ground-truth folder", mode="d")
 
@@ -252,7 +248,7 @@ class AutoLabelWidget(Container):
         self.shared.source_model_changed.connect(self._use_source_model)
         if self.shared.source_model is not None:
             self._use_source_model(self.shared.source_model)
-        self.thin_object_button.changed.connect(self.use_thin_object_settings)
+        self.seed.changed.connect(self._follow_seed)
         self.start_button.changed.connect(self.start)
         self.open_button.changed.connect(self._open_chosen_run)
         self.trust_button.changed.connect(self.trust_selected)
@@ -294,7 +290,6 @@ class AutoLabelWidget(Container):
         self.source_model.visible = self.seed.value == "transfer"
         for cam_field in (self.image_labels, self.cam_epochs, self.cam_threshold, self.cam_refiner):
             cam_field.visible = self.seed.value == "cam"
-        self.thin_object_button.visible = self.seed.value == "ridge"
         self.truth_folder.visible = self.truth.value == TRUTH_FOLDER
 
     def _use_source_model(self, path: Path | None) -> None:
@@ -302,15 +297,24 @@ class AutoLabelWidget(Container):
             self.source_model.value = path
             self.seed.value = "transfer"
 
-    def use_thin_object_settings(self) -> None:
-        """Set the refinement settings under which rounds improve on a ridge seed (advanced settings)."""
-        for name, value in THIN_OBJECT_SETTINGS.items():
+    def _follow_seed(self, seed: str) -> None:
+        """Advanced settings still at the last seed's own values take the new seed's; a value typed in stays."""
+        before, after = object_shape_settings(self._seed_of_settings), object_shape_settings(seed)
+        self._seed_of_settings = seed
+        changed = {
+            name: value
+            for name, value in after.items()
+            if value != before[name] and getattr(self, name).value == before[name]  # not typed in by the user
+        }
+        for name, value in changed.items():
             getattr(self, name).value = value
-        show_info(f"Advanced settings: {settings_in_words(THIN_OBJECT_SETTINGS)}")
+        if changed:
+            show_info(f"Advanced settings for {describe_seed(seed)}: {settings_in_words(changed)}")
 
     def load_settings(self, config: RunConfig) -> None:
         """Fill the form from a run configuration (a reopened run, or the demo's settings)."""
         self._base_config = config
+        self._seed_of_settings = config.seed  # the run's own values fill the fields below, whatever its seed's are
         if config.images:
             self.input_kind.value = FOLDER
             self.images_folder.value = config.images
