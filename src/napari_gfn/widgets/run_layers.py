@@ -90,7 +90,7 @@ class RunLayers:
         meta = layer.metadata.get(METADATA_KEY)
         if meta is not None:
             layer.name = trusted_layer_name(self.photo_name(stem))
-        layer.metadata[METADATA_KEY] = {**(meta or {"stem": stem, "run": str(self.store.root)}), "trusted": True}
+        layer.metadata[METADATA_KEY] = {**(meta or self._marker(stem)), "trusted": True}
         self._remember(stem, layer)
 
     def mark_untrusted(self, stem: str) -> None:
@@ -154,9 +154,13 @@ class RunLayers:
 
     def _add_labels(self, stem: str, mask: np.ndarray, name: str, **about) -> None:
         """A Labels layer of ``stem``'s, marked as this run's (``about``: its iteration, or that it is trusted)."""
-        meta = {"stem": stem, **about, "run": str(self.store.root)}
-        layer = self.viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.5, metadata={METADATA_KEY: meta})
+        marker = {METADATA_KEY: self._marker(stem, **about)}
+        layer = self.viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.5, metadata=marker)
         self._remember(stem, layer)
+
+    def _marker(self, stem: str, **about) -> dict:
+        """What marks a Labels layer as this run's: its photo, the run and ``about`` it."""
+        return {"stem": stem, **about, "run": str(self.store.root)}
 
     def _remember(self, stem: str, layer) -> None:
         layers = self._layers.setdefault(stem, [])
