@@ -728,6 +728,18 @@ def test_the_object_shape_settings_a_run_leaves_unset_are_its_seeds():
     assert RunConfig.from_json(given.to_json()) == given
 
 
+def test_a_config_given_a_new_seed_takes_its_shape_settings_unless_chosen_by_hand():
+    def shape(config):
+        return {name: getattr(config, name) for name in THIN_OBJECT_SETTINGS}
+
+    assert shape(RunConfig().updated(seed="ridge")) == THIN_OBJECT_SETTINGS
+    assert shape(RunConfig(seed="ridge").updated(seed="grabcut")) == BULKY_OBJECT_SETTINGS
+    chosen = RunConfig(upsample_radius=8).updated(seed="ridge")
+    assert shape(chosen) == {**THIN_OBJECT_SETTINGS, "upsample_radius": 8}
+    assert RunConfig().updated(seed="ridge", min_steps=20).min_steps == 20  # a value given with the seed wins
+    assert shape(RunConfig(seed="ridge").updated(seed="ridge", image_size=64)) == THIN_OBJECT_SETTINGS
+
+
 @pytest.mark.parametrize(
     ("setting", "chosen", "before"),
     [

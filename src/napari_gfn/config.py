@@ -21,6 +21,7 @@ __all__ = [
     "object_shape_settings",
     "setting_flag",
     "settings_in_words",
+    "shape_settings_for_new_seed",
 ]
 
 SEED_METHODS = ("otsu", "transfer", "cam", "grabcut", "ridge")
@@ -72,6 +73,13 @@ THIN_OBJECT_SETTINGS = {"upsample_radius": 4, "grabcut_edge_band": 0, "min_steps
 def object_shape_settings(seed: str) -> dict[str, int]:
     """The refinement settings a run of ``seed`` takes unless given others: thin objects' for the ridge seed."""
     return THIN_OBJECT_SETTINGS if seed == "ridge" else BULKY_OBJECT_SETTINGS
+
+
+def shape_settings_for_new_seed(current: dict[str, int], old_seed: str, new_seed: str) -> dict[str, int]:
+    """The object-shape settings that change when ``old_seed`` becomes ``new_seed``: those still at the old
+    seed's own values, which were not chosen by hand, take the new seed's."""
+    before, after = object_shape_settings(old_seed), object_shape_settings(new_seed)
+    return {name: value for name, value in after.items() if value != before[name] and current[name] == before[name]}
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,11 @@ class RunConfig:
         return cls.from_dict(json.loads(text))
 
     def updated(self, **changes) -> RunConfig:
+        """A copy with ``changes``; a new seed also brings its object-shape settings where this config has the
+        old seed's own."""
+        if "seed" in changes:
+            current = {name: getattr(self, name) for name in object_shape_settings(self.seed)}
+            changes = shape_settings_for_new_seed(current, self.seed, changes["seed"]) | changes
         return replace(self, **changes)
 
     def paths(self) -> dict[str, str]:

@@ -37,6 +37,7 @@ from napari_gfn.config import (
     describe_seed,
     object_shape_settings,
     settings_in_words,
+    shape_settings_for_new_seed,
 )
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress
 from napari_gfn.engine.images import a_few, to_rgb8
@@ -299,13 +300,9 @@ class AutoLabelWidget(Container):
 
     def _follow_seed(self, seed: str) -> None:
         """Advanced settings still at the last seed's own values take the new seed's; a value typed in stays."""
-        before, after = object_shape_settings(self._seed_of_settings), object_shape_settings(seed)
+        current = {name: getattr(self, name).value for name in object_shape_settings(seed)}
+        changed = shape_settings_for_new_seed(current, self._seed_of_settings, seed)
         self._seed_of_settings = seed
-        changed = {
-            name: value
-            for name, value in after.items()
-            if value != before[name] and getattr(self, name).value == before[name]  # not typed in by the user
-        }
         for name, value in changed.items():
             getattr(self, name).value = value
         if changed:
