@@ -340,6 +340,17 @@ def test_photos_sorted_into_species_folders_are_labelled_by_cam_without_a_labels
     for stem in widget.run_layers.stems:
         written = iio.imread(tmp_path / "masks" / stem.split("_")[0] / f"{stem}.png")
         np.testing.assert_array_equal(written, RunFolder(species / "run").read_mask(0, stem).astype(np.uint8) * 255)
+    # Photos moved since the run: sorted only when the dock's Photo folder says where they are now.
+    (tmp_path / "moved").mkdir()
+    for kind in ("branch", "flower"):
+        shutil.move(species / kind, tmp_path / "moved")
+    for out, photo_folder in [("flat", ""), ("sorted", str(tmp_path / "moved"))]:
+        exporter.out_folder.value, exporter.photo_folder.line_edit.value = tmp_path / out, photo_folder
+        exporter.export()
+        _wait_until_done(qtbot, exporter.task)
+        sorted_into = ", sorted into 2 subfolders as the photos are" if photo_folder else ""
+        assert exporter.status.value == f"wrote 4 files to {tmp_path / out}{sorted_into}"
+        assert (tmp_path / out / ("branch" if photo_folder else "") / "branch_000.png").is_file()
 
 
 @pytest.fixture(scope="module")

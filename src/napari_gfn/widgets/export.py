@@ -13,7 +13,7 @@ from napari_gfn.export import describe_export, export_labels
 from napari_gfn.store import RunFolder
 
 from .engine_task import EngineTask
-from .path_fields import chosen_path
+from .path_fields import chosen_path, given_path
 from .shared_state import shared_state
 
 __all__ = ["ExportWidget"]
@@ -32,6 +32,11 @@ class ExportWidget(Container):
         self.iteration = ComboBox(label="Iteration", choices=self._iteration_choices)
         self.format = ComboBox(label="Format", choices=list(FORMAT_NAMES))
         self.out_folder = FileEdit(label="Export to", mode="d")
+        self.photo_folder = FileEdit(label="Photo folder", mode="d")
+        self.photo_folder.tooltip = (
+            "where the run's photos are now, if they were moved since the run (a run copied from a server, say); "
+            "masks of photos sorted into subfolders are sorted the same way"
+        )
         self.export_button = PushButton(text="Export")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
@@ -41,6 +46,7 @@ class ExportWidget(Container):
                 self.iteration,
                 self.format,
                 self.out_folder,
+                self.photo_folder,
                 self.export_button,
                 self.cancel_button,
                 self.status,
@@ -76,7 +82,7 @@ class ExportWidget(Container):
         iteration, fmt = self.iteration.value, FORMAT_NAMES[self.format.value]
         # The run on screen may have been opened with its photos found elsewhere (the Auto-label dock's Photo folder).
         on_screen = self.shared.run and Path(self.shared.run).resolve() == run_dir.resolve()
-        photos_now = self.shared.run_photos if on_screen else None
+        photos_now = given_path(self.photo_folder) or (self.shared.run_photos if on_screen else None)
 
         def job(cancel: CancelToken):
             return (yield from export_labels(run_dir, out_dir, iteration, fmt, cancel, photos_now))
