@@ -15,6 +15,7 @@ import tifffile
 import torch
 from magicgui.widgets import FileEdit
 from napari.utils.notifications import notification_manager
+from qtpy.QtWidgets import QPlainTextEdit
 
 from napari_gfn.config import (
     BULKY_OBJECT_SETTINGS,
@@ -643,8 +644,15 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(make_napari_viewer
     seen = len(notification_manager.records)
     browser = open_run_window(make_napari_viewer(), tmp_path / "run").browser  # opened later, as from a server
     log = RunFolder(tmp_path / "run").log_path
-    assert f"reported 1 problem while it worked (photos skipped, say): see {log}" in _messages_since(seen)[-1]
+    [warning] = [record for record in notification_manager.records[seen:] if "reported" in str(record.message)]
+    assert f"reported 1 problem while it worked (photos skipped, say): see {log}" in str(warning.message)
     assert "warning: skipped " in log.read_text()
+    [(button, show_log)] = warning.actions
+    log_window = show_log(None)  # what the warning's button does
+    assert button == "Show log"
+    assert log_window.isVisible()
+    assert log_window.findChild(QPlainTextEdit).toPlainText() == log.read_text()
+    log_window.close()
     browser.photo.value = "cut"
     assert browser.note.value.startswith("not labelled: cannot be read as an image (corrupt or truncated?): ")
     browser.next_button.changed.emit(True)  # a photo that was labelled shows its mask's figures again

@@ -23,7 +23,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import Notification, notification_manager, show_error, show_info
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
@@ -46,6 +46,7 @@ from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder, RunFolderError
 
 from .engine_task import EngineTask
+from .log_window import show_log
 from .metrics_plot import MetricsPlot
 from .path_fields import chosen_path, given_path
 from .photo_browser import PhotoBrowser
@@ -471,8 +472,9 @@ class AutoLabelWidget(Container):
         self.browser.browse(self.run_layers, store)
         if problems := store.logged_problems():  # the run may have been made on a server, its notices unseen
             counted = "1 problem" if problems == 1 else f"{problems} problems"
-            show_warning(
-                f"run {store.root} reported {counted} while it worked (photos skipped, say): see {store.log_path}"
+            said = f"run {store.root} reported {counted} while it worked (photos skipped, say): see {store.log_path}"
+            notification_manager.dispatch(
+                Notification(said, "warning", actions=[("Show log", lambda _: show_log(store.log_path, self.native))])
             )
 
     def _share_run(self) -> None:
