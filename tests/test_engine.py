@@ -553,9 +553,16 @@ def test_an_unexpected_error_is_logged_with_its_type(tiny_folder, tmp_path, monk
     config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"))
     with pytest.raises(ZeroDivisionError):
         run_to_end(config)
-    logged = RunFolder(tmp_path / "run").log_path.read_text().splitlines()
+    store = RunFolder(tmp_path / "run")
+    logged = store.log_path.read_text().splitlines()
     assert logged[-2].endswith(" info: seed started")
     assert logged[-1].endswith(" error: ZeroDivisionError: division by zero")
+    assert store.logged_problems() == 1
+    # An error of several lines (torch's out-of-memory error, say) stays one entry, its later lines indented.
+    store.append_log("error", "CUDA out of memory.\nTried to allocate 2 GiB.\n")
+    first, second = store.log_path.read_text().splitlines()[-2:]
+    assert (first[19:], second) == (" error: CUDA out of memory.", "    Tried to allocate 2 GiB.")
+    assert store.logged_problems() == 1  # the run stopped on this error; its later line is no entry of its own
 
 
 def test_a_run_says_where_it_computes_and_why_not_on_a_gpu(tiny_folder, tmp_path, monkeypatch):

@@ -178,10 +178,13 @@ class RunFolder:
 
     # ---------------------------------------------------------------- the run's log
     def append_log(self, level: str, message: str) -> None:
-        """Add a timed line to log.txt, which a resumed run continues."""
+        """Add a timed line to log.txt, which a resumed run continues. A message of several lines (an error
+        from a library, say) has its later lines indented under the first, so that each timed line starts an entry.
+        """
+        entry = message.rstrip("\n").replace("\n", "\n    ")
         try:
             with self.log_path.open("a", encoding="utf-8") as log:
-                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {level}: {message}\n")
+                log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {level}: {entry}\n")
         except OSError:  # the log only repeats what the run reports; a full disk must not stop the run here
             pass
 
