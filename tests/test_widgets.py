@@ -247,6 +247,26 @@ def test_a_stack_layer_is_not_offered_as_a_photo_and_a_run_of_all_layers_leaves_
     assert sorted(path.stem for path in (tmp_path / "run" / "iter_00" / "masks").iterdir()) == ["photo"]
 
 
+def test_a_folder_napari_opened_as_a_stack_is_labelled_as_a_folder(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos", ignore=shutil.ignore_patterns("branch_*"))
+    viewer = make_napari_viewer()
+    [stack] = viewer.open(photos, plugin="napari")  # as when a folder is dropped on the viewer
+    assert stack.ndim == 3  # the photos of one size, stacked
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=0)
+    widget.seed.value = "grabcut"
+    seen = len(notification_manager.records)
+    widget.start()
+    said = f"{stack.name}: napari opened {photos} as a stack; labelling that folder's photos (Photos from: Folder)"
+    assert said in _messages_since(seen)
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished", _messages_since(seen)
+    assert (widget.input_kind.value, widget.images_folder.value) == ("Folder", photos)
+    assert not stack.visible
+    labelled = sorted(path.name for path in (tmp_path / "run" / "iter_00" / "masks").iterdir())
+    assert labelled == sorted(path.name for path in photos.iterdir())
+    assert RunFolder(tmp_path / "run").read_config().images == str(photos)
+
+
 def test_settings_that_contradict_each_other_are_named_in_the_docks_words(make_napari_viewer, tmp_path):
     widget = _folder_form(make_napari_viewer(), tmp_path)
     widget.area_min.value, widget.area_max.value = 0.95, 0.9  # each in its spin box's range, not together

@@ -268,6 +268,21 @@ class AutoLabelWidget(Container):
         layers = (layer for layer in self.viewer.layers if isinstance(layer, Image))
         return [layer.name for layer in layers if (layer.ndim != 2) == stacks]
 
+    def _take_folder_of_stacks(self) -> None:
+        """With no layer of one photo open, switch the form to the folder napari read the stacks from, if one
+        folder: napari opens a folder of photos of one size as a stack. Otherwise say what to do."""
+        stacks = [self.viewer.layers[name] for name in self._image_layer_names(stacks=True)]
+        names = a_few([layer.name for layer in stacks])
+        folders = {layer.source.path for layer in stacks}
+        folder = folders.pop() if len(folders) == 1 else None
+        if not (folder and Path(folder).is_dir()):
+            held = f"no Image layer holds one photo ({names}: stacks of images)" if stacks else "no Image layer is open"
+            raise ValueError(f"{held}: open photos, or choose a folder of photos")
+        for layer in stacks:
+            layer.visible = False  # the run shows the photos one at a time
+        self.input_kind.value, self.images_folder.value = FOLDER, folder
+        show_info(f"{names}: napari opened {folder} as a stack; labelling that folder's photos (Photos from: Folder)")
+
     def _truth_choices(self, *_) -> list[str]:
         labels = [
             layer.name
@@ -375,13 +390,10 @@ class AutoLabelWidget(Container):
         run_dir = chosen_path(self.run_folder, "a run folder")
         inputs: dict[str, dict[str, np.ndarray]] = {}
         photo_layers: dict[str, str] = {}
+        if self.input_kind.value == IMAGE_LAYERS and not (self.image_layers.value or self._image_layer_names()):
+            self._take_folder_of_stacks()
         if self.input_kind.value == IMAGE_LAYERS:
-            names = self.image_layers.value or self._image_layer_names()
-            if not names:
-                stacks = self._image_layer_names(stacks=True)
-                held = f"no Image layer holds one photo ({a_few(stacks)}: stacks of images)" if stacks else ""
-                raise ValueError(f"{held or 'no Image layer is open'}: open photos, or choose a folder of photos")
-            photo_layers = photo_stems(names)
+            photo_layers = photo_stems(self.image_layers.value or self._image_layer_names())
             inputs["photos"] = {stem: self._pixels(name) for stem, name in photo_layers.items()}
             images = RunFolder(run_dir).input_dir("photos")
         else:
