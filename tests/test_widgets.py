@@ -248,10 +248,11 @@ def test_a_stack_layer_is_not_offered_as_a_photo_and_a_run_of_all_layers_leaves_
 
 
 def test_a_folder_napari_opened_as_a_stack_is_labelled_as_a_folder(make_napari_viewer, qtbot, tiny_folder, tmp_path):
-    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos", ignore=shutil.ignore_patterns("branch_*"))
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
     viewer = make_napari_viewer()
     [stack] = viewer.open(photos, plugin="napari")  # as when a folder is dropped on the viewer
-    assert stack.ndim == 3  # the photos of one size, stacked
+    [true_masks] = viewer.open(tiny_folder / "masks", plugin="napari")  # dropped beside it: a grey stack
+    assert (stack.ndim, stack.rgb, true_masks.ndim, true_masks.rgb) == (3, True, 3, False)
     widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=0)
     widget.seed.value = "grabcut"
     seen = len(notification_manager.records)
@@ -262,6 +263,7 @@ def test_a_folder_napari_opened_as_a_stack_is_labelled_as_a_folder(make_napari_v
     assert widget.task.status == "finished", _messages_since(seen)
     assert (widget.input_kind.value, widget.images_folder.value) == ("Folder", photos)
     assert not stack.visible
+    assert true_masks.visible
     labelled = sorted(path.name for path in (tmp_path / "run" / "iter_00" / "masks").iterdir())
     assert labelled == sorted(path.name for path in photos.iterdir())
     assert RunFolder(tmp_path / "run").read_config().images == str(photos)

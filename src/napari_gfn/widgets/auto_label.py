@@ -269,16 +269,18 @@ class AutoLabelWidget(Container):
         return [layer.name for layer in layers if (layer.ndim != 2) == stacks]
 
     def _take_folder_of_stacks(self) -> None:
-        """With no layer of one photo open, switch the form to the folder napari read the stacks from, if one
-        folder: napari opens a folder of photos of one size as a stack. Otherwise say what to do."""
+        """With no layer of one photo open, switch the form to the folder napari read the stacks of colour
+        photos (or else of any images) from, if one folder: napari opens a folder of photos of one size as a
+        stack, and a folder of true masks beside it as a grey one. Otherwise say what to do."""
         stacks = [self.viewer.layers[name] for name in self._image_layer_names(stacks=True)]
-        names = a_few([layer.name for layer in stacks])
-        folders = {layer.source.path for layer in stacks}
+        photos = [layer for layer in stacks if layer.rgb] or stacks
+        names = a_few([layer.name for layer in photos])
+        folders = {layer.source.path for layer in photos}
         folder = folders.pop() if len(folders) == 1 else None
         if not (folder and Path(folder).is_dir()):
             held = f"no Image layer holds one photo ({names}: stacks of images)" if stacks else "no Image layer is open"
             raise ValueError(f"{held}: open photos, or choose a folder of photos")
-        for layer in stacks:
+        for layer in photos:
             layer.visible = False  # the run shows the photos one at a time
         self.input_kind.value, self.images_folder.value = FOLDER, folder
         show_info(f"{names}: napari opened {folder} as a stack; labelling that folder's photos (Photos from: Folder)")
