@@ -675,6 +675,9 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(make_napari_viewer
     assert log_window.isVisible()
     assert log_window.findChild(QPlainTextEdit).toPlainText() == log.read_text()
     log_window.close()
+    moved = log.rename(log.with_suffix(".moved"))
+    assert show_log(None).findChild(QPlainTextEdit).toPlainText() == f"{log}: cannot be read: No such file or directory"
+    moved.rename(log)
     browser.photo.value = "cut"
     assert browser.note.value.startswith("not labelled: cannot be read as an image (corrupt or truncated?): ")
     browser.next_button.changed.emit(True)  # a photo that was labelled shows its mask's figures again
