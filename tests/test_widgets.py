@@ -258,12 +258,16 @@ def test_a_folder_napari_opened_as_a_stack_is_labelled_as_a_folder(make_napari_v
     seen = len(notification_manager.records)
     widget.start()
     said = f"{stack.name}: napari opened {photos} as a stack; labelling that folder's photos (Photos from: Folder)"
-    assert said in _messages_since(seen)
+    assert f"{said}, scored against the true masks in {tiny_folder / 'masks'} (Ground truth: folder)" in (
+        _messages_since(seen)
+    )
     _wait_until_done(qtbot, widget.task)
     assert widget.task.status == "finished", _messages_since(seen)
     assert (widget.input_kind.value, widget.images_folder.value) == ("Folder", photos)
     assert not stack.visible
     assert true_masks.visible
+    [scores] = RunFolder(tmp_path / "run").metrics()
+    assert scores["fg_iou"] > 0.5  # GrabCut finds the synthetic flowers
     labelled = sorted(path.name for path in (tmp_path / "run" / "iter_00" / "masks").iterdir())
     assert labelled == sorted(path.name for path in photos.iterdir())
     assert RunFolder(tmp_path / "run").read_config().images == str(photos)

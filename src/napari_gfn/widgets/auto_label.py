@@ -96,6 +96,15 @@ def photo_stems(layer_names: Sequence[str]) -> dict[str, str]:
     return stems
 
 
+def _masks_named_as(photo_folder: str, stacks: Sequence[Image]) -> str | None:
+    """The one folder napari read one of ``stacks`` from whose files are named as photos of ``photo_folder``:
+    those photos' true masks (a dataset's masks/ folder, dropped on the viewer beside its images/)."""
+    photos = {path.stem for path in Path(photo_folder).iterdir()}
+    folders = {layer.source.path for layer in stacks if layer.source.path and Path(layer.source.path).is_dir()}
+    named_as_photos = [folder for folder in folders if photos & {path.stem for path in Path(folder).iterdir()}]
+    return named_as_photos[0] if len(named_as_photos) == 1 else None
+
+
 def _label(setting: str) -> str:
     words = SETTING_LABELS[setting]
     return words[0].upper() + words[1:]
@@ -271,7 +280,7 @@ class AutoLabelWidget(Container):
     def _take_folder_of_stacks(self) -> None:
         """With no layer of one photo open, switch the form to the folder napari read the stacks of colour
         photos (or else of any images) from, if one folder: napari opens a folder of photos of one size as a
-        stack, and a folder of true masks beside it as a grey one. Otherwise say what to do."""
+        stack. Otherwise say what to do."""
         stacks = [self.viewer.layers[name] for name in self._image_layer_names(stacks=True)]
         photos = [layer for layer in stacks if layer.rgb] or stacks
         names = a_few([layer.name for layer in photos])
@@ -283,7 +292,12 @@ class AutoLabelWidget(Container):
         for layer in photos:
             layer.visible = False  # the run shows the photos one at a time
         self.input_kind.value, self.images_folder.value = FOLDER, folder
-        show_info(f"{names}: napari opened {folder} as a stack; labelling that folder's photos (Photos from: Folder)")
+        said = f"{names}: napari opened {folder} as a stack; labelling that folder's photos (Photos from: Folder)"
+        truth = _masks_named_as(folder, [layer for layer in stacks if layer not in photos])
+        if truth and self.truth.value == NO_TRUTH:
+            self.truth.value, self.truth_folder.value = TRUTH_FOLDER, truth
+            said += f", scored against the true masks in {truth} (Ground truth: folder)"
+        show_info(said)
 
     def _truth_choices(self, *_) -> list[str]:
         labels = [
