@@ -795,12 +795,16 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     assert not reopened.layers[f"{stems[0]} · trusted"].visible
     assert sum(layer.name.endswith("· trusted") for layer in reopened.layers) == 1
 
-    # Trusted by mistake: Stop trusting forgets the file, keeps the layer, and Trust takes it up again.
+    # Trusted by mistake: Stop trusting moves the file aside, keeps the layer, and Trust takes it up again.
     fixed = RunFolder(tmp_path / "run").fixed_masks()[stems[0]]
     browser.photo.value = stems[0]
     reopened.layers.selection.active = reopened.layers[f"{stems[0]} · trusted"]
+    seen = len(notification_manager.records)
     dock.untrust_selected()
     assert not fixed.exists()
+    kept = tmp_path / "run" / "untrusted" / f"{stems[0]}.png"
+    assert f"{stems[0]}: no longer trusted (the correction is kept in {kept})" in _messages_since(seen)[0]
+    np.testing.assert_array_equal(iio.imread(kept) > 0, corrected > 0)  # the user's work is not lost
     names = [layer.name for layer in reopened.layers]
     assert f"{stems[0]} · not trusted" in names
     assert f"{stems[0]} · trusted" not in names

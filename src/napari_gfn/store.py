@@ -10,6 +10,7 @@ Layout::
     RUN/log.txt                  what the run reported (each start, skipped photos, each round, how it ended), timed
     RUN/summary.json             the best iteration, when ground truth scored the run
     RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
+    RUN/untrusted/<stem>.png     a correction the user stopped trusting, kept; nothing reads it
     RUN/cache/                   resized photos and working-size masks, safe to delete
     RUN/inputs/<kind>/<stem>.png photos, simple photos or ground truth copied from napari layers
 
@@ -241,13 +242,16 @@ class RunFolder:
         """Trust a corrected mask: every later iteration trains on it and writes it unchanged."""
         return atomic_write_png(self.fixed_mask_path(stem), np.where(mask, 255, 0).astype(np.uint8))
 
-    def forget_fixed_mask(self, stem: str) -> bool:
-        """Stop trusting ``stem``'s correction: later iterations predict its mask again. False if none was trusted."""
+    def forget_fixed_mask(self, stem: str) -> Path | None:
+        """Stop trusting ``stem``'s correction: later iterations predict its mask again. The correction is
+        moved to ``untrusted/``, where it is kept, not deleted: it is the user's work. None if none was trusted."""
+        kept = self.root / "untrusted" / f"{stem}.png"
+        kept.parent.mkdir(exist_ok=True)
         try:
-            self.fixed_mask_path(stem).unlink()
+            os.replace(self.fixed_mask_path(stem), kept)
         except FileNotFoundError:
-            return False
-        return True
+            return None
+        return kept
 
     def fixed_masks(self) -> dict[str, Path]:
         if not self.fixed_dir.is_dir():

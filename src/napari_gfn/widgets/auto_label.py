@@ -527,12 +527,13 @@ class AutoLabelWidget(Container):
         if stem is None:
             show_error("select a Labels layer of a photo in the run to stop trusting its correction")
             return
-        if not self.store.forget_fixed_mask(stem):
+        kept = self.store.forget_fixed_mask(stem)
+        if kept is None:
             show_error(f"{stem} has no trusted correction")
             return
         self.run_layers.mark_untrusted(stem)
         self.browser.refresh()
-        show_info(f"{stem}: the correction is no longer trusted; later iterations predict its mask again")
+        show_info(f"{stem}: no longer trusted (the correction is kept in {kept}); later iterations predict its mask")
 
     def _photo_of(self, layer) -> str | None:
         """The run's photo a selected Labels layer belongs to, if any."""
