@@ -747,6 +747,18 @@ def test_a_config_given_a_new_seed_takes_its_shape_settings_unless_chosen_by_han
     assert shape(RunConfig(seed="ridge").updated(seed="ridge", image_size=64)) == THIN_OBJECT_SETTINGS
 
 
+def test_a_correction_no_longer_trusted_is_kept_aside_and_nothing_reads_it(tmp_path):
+    store = RunFolder(tmp_path)
+    assert store.forget_fixed_mask("photo") is None
+    assert not (tmp_path / "untrusted").exists()  # nothing was trusted: nothing to keep
+    corrected = np.zeros((4, 5), dtype=bool)
+    corrected[1:3, 2:4] = True
+    store.write_fixed_mask("photo", corrected)
+    kept = store.forget_fixed_mask("photo")
+    assert store.fixed_masks() == {}  # training, export and reopening read only these
+    np.testing.assert_array_equal(iio.imread(kept) > 127, corrected)
+
+
 @pytest.mark.parametrize(
     ("setting", "chosen", "before"),
     [

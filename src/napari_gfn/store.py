@@ -245,12 +245,12 @@ class RunFolder:
     def forget_fixed_mask(self, stem: str) -> Path | None:
         """Stop trusting ``stem``'s correction: later iterations predict its mask again. The correction is
         moved to ``untrusted/``, where it is kept, not deleted: it is the user's work. None if none was trusted."""
+        trusted = self.fixed_mask_path(stem)
+        if not trusted.is_file():
+            return None
         kept = self.root / "untrusted" / f"{stem}.png"
         kept.parent.mkdir(exist_ok=True)
-        try:
-            os.replace(self.fixed_mask_path(stem), kept)
-        except FileNotFoundError:
-            return None
+        os.replace(trusted, kept)
         return kept
 
     def fixed_masks(self) -> dict[str, Path]:
