@@ -279,8 +279,8 @@ class AutoLabelWidget(Container):
 
     def _take_folder_of_stacks(self) -> None:
         """With no layer of one photo open, switch the form to the folder napari read the stacks of colour
-        photos (or else of any images) from, if one folder: napari opens a folder of photos of one size as a
-        stack. Otherwise say what to do."""
+        photos (or else of any images) from, if one folder: napari opens a dropped folder as a stack. A grey
+        stack of their true masks becomes the ground truth, if none is chosen. Otherwise say what to do."""
         stacks = [self.viewer.layers[name] for name in self._image_layer_names(stacks=True)]
         photos = [layer for layer in stacks if layer.rgb] or stacks
         names = a_few([layer.name for layer in photos])
