@@ -40,7 +40,7 @@ from napari_gfn.config import (
     shape_settings_for_new_seed,
 )
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress
-from napari_gfn.engine.images import a_few, to_rgb8
+from napari_gfn.engine.images import a_few, image_files, to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
 from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder, RunFolderError
@@ -96,12 +96,18 @@ def photo_stems(layer_names: Sequence[str]) -> dict[str, str]:
     return stems
 
 
+def _folder_read_from(layer: Image) -> str | None:
+    """The folder napari read ``layer`` from (a folder dropped on the viewer), if it was read from one."""
+    path = layer.source.path
+    return path if path and Path(path).is_dir() else None
+
+
 def _masks_named_as(photo_folder: str, stacks: Sequence[Image]) -> str | None:
-    """The one folder napari read one of ``stacks`` from whose files are named as photos of ``photo_folder``:
-    those photos' true masks (a dataset's masks/ folder, dropped on the viewer beside its images/)."""
-    photos = {path.stem for path in Path(photo_folder).iterdir()}
-    folders = {layer.source.path for layer in stacks if layer.source.path and Path(layer.source.path).is_dir()}
-    named_as_photos = [folder for folder in folders if photos & {path.stem for path in Path(folder).iterdir()}]
+    """The one folder napari read one of ``stacks`` from whose images are named as photos of ``photo_folder``,
+    as a run finds true masks: those photos' true masks (a dataset's masks/, dropped beside its images/)."""
+    photos = image_files(Path(photo_folder)).keys()
+    folders = {_folder_read_from(layer) for layer in stacks} - {None}
+    named_as_photos = [folder for folder in folders if photos & image_files(Path(folder)).keys()]
     return named_as_photos[0] if len(named_as_photos) == 1 else None
 
 
@@ -284,9 +290,9 @@ class AutoLabelWidget(Container):
         stacks = [self.viewer.layers[name] for name in self._image_layer_names(stacks=True)]
         photos = [layer for layer in stacks if layer.rgb] or stacks
         names = a_few([layer.name for layer in photos])
-        folders = {layer.source.path for layer in photos}
+        folders = {_folder_read_from(layer) for layer in photos}
         folder = folders.pop() if len(folders) == 1 else None
-        if not (folder and Path(folder).is_dir()):
+        if folder is None:
             held = f"no Image layer holds one photo ({names}: stacks of images)" if stacks else "no Image layer is open"
             raise ValueError(f"{held}: open photos, or choose a folder of photos")
         for layer in photos:
