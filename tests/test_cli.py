@@ -176,6 +176,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
         process.wait()
     finished = store.finished_iterations()
     assert finished[:2] == [0, 1]
+    assert store.how_it_ended() is None  # killed outright, a run looks as if it were still working
     kept = {p: p.read_bytes() for k in finished for p in (out / f"iter_{k:02d}" / "masks").glob("*.png")}
     shutil.rmtree(out / "cache")  # documented as safe to delete: resume rebuilds it from the run folder
 
@@ -187,6 +188,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     )
     assert resumed.returncode == 0, resumed.stderr
     assert store.finished_iterations() == [0, 1, 2, 3]
+    assert store.how_it_ended() == "finished with iteration 3"
     assert (store.read_config().upsample_radius, store.read_config().grabcut_edge_band) == (3, 1)
     stems = sorted(p.stem for p in (tiny_folder / "images").glob("*.png"))
     for k in range(4):

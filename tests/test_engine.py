@@ -133,6 +133,7 @@ def test_run_folder_layout_and_metrics(branch_run, branch_folder):
         f"info: {result.describe()}" for result in results
     ]
     assert logged[-1] == "info: finished with iteration 2"
+    assert store.how_it_ended() == "finished with iteration 2"
 
 
 @pytest.mark.slow
@@ -558,6 +559,7 @@ def test_an_unexpected_error_is_logged_with_its_type(tiny_folder, tmp_path, monk
     assert logged[-2].endswith(" info: seed started")
     assert logged[-1].endswith(" error: ZeroDivisionError: division by zero")
     assert store.logged_problems() == 1
+    assert store.how_it_ended() == "ZeroDivisionError: division by zero"
     # An error of several lines (torch's out-of-memory error, say) stays one entry, its later lines indented.
     store.append_log("error", "CUDA out of memory.\nTried to allocate 2 GiB.\n")
     first, second = store.log_path.read_text().splitlines()[-2:]
@@ -610,6 +612,9 @@ def test_cancel_keeps_finished_iterations(tiny_folder, tmp_path):
     store = RunFolder(tmp_path / "run")
     assert store.finished_iterations() == [0]
     assert len(list((tmp_path / "run" / "iter_00" / "masks").glob("*.png"))) == 8
+    assert store.how_it_ended() == f"cancelled; finished iterations [0] are kept in {tmp_path / 'run'}"
+    store.log_path.unlink()  # as in a run made before runs kept a log
+    assert store.how_it_ended() == "no log (a run made before runs kept one)"
 
 
 def test_a_run_repeats_exactly_with_its_random_seed(tiny_folder, tmp_path):

@@ -37,7 +37,7 @@ from napari_gfn._versions import library_versions
 from napari_gfn.config import RunConfig
 from napari_gfn.review import MaskStats, stats_from_csv, stats_to_csv
 
-__all__ = ["RunFolder", "RunFolderError"]
+__all__ = ["CANCELLED", "FINISHED", "RunFolder", "RunFolderError"]
 
 
 def _settings_before_they_existed(saved: dict) -> dict:
@@ -62,6 +62,10 @@ def _relative_paths(root: Path, paths: dict[str, str]) -> dict[str, str]:
 
 # A log line as append_log writes it, "2026-12-05 08:40:12 warning: ...": its level and message.
 _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+): (.*)$", re.MULTILINE)
+# How the log's last entry begins when a run stopped by itself ("finished with iteration 3"), as an error
+# entry does when one stopped it. A run still working, or one killed outright, has none of these last.
+FINISHED = "finished with iteration"
+CANCELLED = "cancelled"
 
 
 class RunFolderError(ValueError):
@@ -200,6 +204,19 @@ class RunFolder:
         lines = _LOG_LINE.findall(self.log_path.read_text(encoding="utf-8", errors="replace"))
         warnings = {message for level, message in lines if level == "warning"}
         return len(warnings) + (bool(lines) and lines[-1][0] == "error")
+
+    def how_it_ended(self) -> str | None:
+        """The log's last entry, when it tells how the run stopped: finished, cancelled, or the error that
+        stopped it. None while the log shows no end: the run is still working (on a server, say), or was
+        killed outright. A run made before runs kept a log ended long ago.
+        """
+        if not self.log_path.is_file():
+            return "no log (a run made before runs kept one)"
+        lines = _LOG_LINE.findall(self.log_path.read_text(encoding="utf-8", errors="replace"))
+        if not lines:
+            return None
+        level, message = lines[-1]
+        return message if level == "error" or message.startswith((FINISHED, CANCELLED)) else None
 
     # ---------------------------------------------------------------- per-iteration data
     def write_mask(self, iteration: int, stem: str, mask: np.ndarray) -> Path:

@@ -35,7 +35,7 @@ from napari_gfn.engine.training import describe_device, new_model, train_on_targ
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
 from napari_gfn.network import GFN, load_model, save_model
 from napari_gfn.review import MaskStats, check_first
-from napari_gfn.store import RunFolder, RunFolderError
+from napari_gfn.store import CANCELLED, FINISHED, RunFolder, RunFolderError
 
 __all__ = ["Event", "SeedContext", "SeedOutput", "resolve_device", "run_labelling", "trusted_stems"]
 
@@ -422,10 +422,10 @@ def _label_photos(
                 )
                 break
         yield from _masks_to_check(run)
-        log("info", f"finished with iteration {run.latest}")
+        log("info", f"{FINISHED} {run.latest}")
     except RunCancelled:
         kept = store.finished_iterations()
-        yield Notice(f"cancelled; finished iterations {kept} are kept in {store.root}", level="info")
+        yield Notice(f"{CANCELLED}; finished iterations {kept} are kept in {store.root}", level="info")
 
 
 def _masks_to_check(run: _Run) -> Iterator[Notice]:
