@@ -778,9 +778,11 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     assert widget.task.status == "finished"
     np.testing.assert_array_equal(RunFolder(tmp_path / "run").read_mask(2, stems[0]), corrected > 0)
     np.testing.assert_array_equal(viewer.layers[iteration_layer_name(stems[0], 2)].data, corrected)
+    assert viewer.layers.selection.active is layer  # iteration 2's layers came without taking the selection
     for stem in (stems[1], stems[0]):  # browsing away and back shows the same one trusted layer
         widget.browser.photo.value = stem
-    assert [layer.name for layer in viewer.layers if layer.name.endswith("trusted")] == [f"{stems[0]} · trusted"]
+    assert [layer.name for layer in viewer.layers if "trusted" in layer.name] == [f"{stems[0]} · trusted"]
+    assert len({layer.name for layer in viewer.layers}) == len(viewer.layers) == 8 + 8 * 3  # no layer shown twice
 
     # Reopened later, the correction shows on top of the photo's iterations, and the note says it is trusted.
     reopened = make_napari_viewer()

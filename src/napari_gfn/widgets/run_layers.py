@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 import napari
 import numpy as np
@@ -48,6 +50,15 @@ class RunLayers:
         self.current = self.stems[0]
         self.unreadable: dict[str, str] = {}  # stem -> why its photo cannot be shown (nor was labelled)
         self._layers: dict[str, list] = {}
+        self._take_up_shown_layers()
+
+    def _take_up_shown_layers(self) -> None:
+        """The viewer's Labels layers of this run, from when it ran or was opened before in this viewer
+        (continued with Start, say): they are its iterations and corrections, not to be added twice."""
+        for layer in self.viewer.layers:
+            marker = layer.metadata.get(METADATA_KEY)
+            if marker is not None and Path(marker["run"]) == self.store.root:
+                self._remember(marker["stem"], layer)
 
     @property
     def stems(self) -> list[str]:
@@ -67,23 +78,36 @@ class RunLayers:
 
     def add_iteration(self, iteration: int, masks: Mapping[str, np.ndarray]) -> None:
         """Show a just-finished iteration's masks, as read by :meth:`masks_to_show`."""
-        for stem, mask in masks.items():
-            self._add_mask(stem, iteration, mask)
+        with self._selection_kept():
+            for stem, mask in masks.items():
+                self._add_mask(stem, iteration, mask)
 
     def show(self, stem: str) -> None:
         """Make ``stem`` the photo on screen, with all its finished iterations; other photos are hidden."""
         self.current = stem
         self._photo_layer(stem)
+        self._add_finished_masks(stem)
+        self._add_trusted(stem)
+        for layer_stem, layers in self._layers.items():
+            for layer in layers:
+                layer.visible = layer_stem == stem
+
+    def _add_finished_masks(self, stem: str) -> None:
         for iteration in self.store.finished_iterations():
             if not self._has_mask_layer(stem, iteration) and self.store.has_mask(iteration, stem):
                 try:
                     self._add_mask(stem, iteration)
                 except RunFolderError as error:
                     show_warning(str(error))  # the other iterations still show
-        self._add_trusted(stem)
-        for layer_stem, layers in self._layers.items():
-            for layer in layers:
-                layer.visible = layer_stem == stem
+
+    @contextmanager
+    def _selection_kept(self) -> Iterator[None]:
+        """napari selects each layer it adds. An iteration that arrives on its own must leave the user's layer
+        selected: it may be a correction being painted, about to be trusted."""
+        active = self.viewer.layers.selection.active
+        yield
+        if active is not None and active in self.viewer.layers:
+            self.viewer.layers.selection.active = active
 
     def mark_trusted(self, layer, stem: str) -> None:
         """``layer`` holds ``stem``'s trusted correction: renamed so if it is one of ours, and shown with its photo."""
