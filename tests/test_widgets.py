@@ -1,6 +1,7 @@
 """The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
 
 import gc
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
 from napari_gfn.widgets.path_fields import chosen_path
+from napari_gfn.widgets.run_follower import FOLLOW_MS
 from napari_gfn.widgets.run_layers import iteration_layer_name
 
 pytestmark = pytest.mark.gui
@@ -616,6 +618,52 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
     assert viewer.layers[iteration_layer_name(stems[1], 2)].visible
     assert not viewer.layers[iteration_layer_name(stems[0], 2)].visible
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
+    assert not widget.follower.following  # its log says it finished
+
+
+def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path
+):
+    run, stems = finished_layer_run["run"], finished_layer_run["stems"]
+    store = RunFolder(shutil.copytree(run, tmp_path / "server" / "run"))
+    metrics, log = store.metrics_path.read_text(), store.log_path.read_text()
+    last_round = tmp_path / "iter_02 being written"
+
+    def last_round_training():
+        """The run as a server's disk holds it while its last round trains: what that round writes is held back."""
+        shutil.move(store.iteration_dir(2), last_round)
+        store.metrics_path.write_text("".join(metrics.splitlines(keepends=True)[:2]))
+        lines = log.splitlines(keepends=True)
+        store.log_path.write_text("".join(lines[: next(i for i, line in enumerate(lines) if "iteration 2:" in line)]))
+
+    last_round_training()
+    viewer = make_napari_viewer()
+    widget = open_run_window(viewer, store.root)
+    following = r"following run, which may still be running: 2 of 3 iterations finished; last written at \d\d:\d\d:\d\d"
+    assert re.fullmatch(following, widget.status.value), widget.status.value
+    assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 1
+    assert iteration_layer_name(stems[0], 2) not in viewer.layers
+    being_corrected = viewer.layers[iteration_layer_name(stems[0], 1)]
+    viewer.layers.selection.active = being_corrected
+
+    # The round ends on the server: its masks, then its line in metrics.jsonl, then its log entries.
+    shutil.move(last_round, store.iteration_dir(2))
+    store.metrics_path.write_text(metrics)
+    seen = len(notification_manager.records)
+    store.log_path.write_text(log)
+    qtbot.waitUntil(lambda: not widget.follower.following, timeout=3 * FOLLOW_MS)
+    assert widget.status.value == "run: finished with iteration 2"
+    assert f"run {store.root}: finished with iteration 2" in _messages_since(seen)
+    np.testing.assert_array_equal(viewer.layers[iteration_layer_name(stems[0], 2)].data, store.read_mask(2, stems[0]))
+    assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
+    assert widget.browser.note.value.startswith("iteration 2: ")
+    assert viewer.layers.selection.active is being_corrected  # the new layer did not take the user's brush
+
+    last_round_training()
+    widget.open_run(store.root)
+    assert widget.follower.following
+    widget.open_run(run)  # another run on screen: the first is no longer followed
+    assert not widget.follower.following
 
 
 def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_folder_given(

@@ -50,6 +50,7 @@ from .log_window import show_log
 from .metrics_plot import MetricsPlot
 from .path_fields import chosen_path, given_path
 from .photo_browser import PhotoBrowser
+from .run_follower import RunFollower
 from .run_layers import METADATA_KEY, RunLayers
 from .shared_state import shared_state
 
@@ -180,6 +181,7 @@ class AutoLabelWidget(Container):
         )
         self.native.layout().insertWidget(self.index(self.start_button), self.advanced)
         self.native.layout().addWidget(self.plot)
+        self.follower = RunFollower(self.native, self._follow_run_progress, self.status.set_value)
         for name in ("seed", "simple", *_FORM_SETTINGS):
             getattr(self, name).tooltip = SETTING_HELP[name]
         self._connect()
@@ -382,6 +384,7 @@ class AutoLabelWidget(Container):
         left_out = self._image_layer_names(stacks=True) if photo_layers and not self.image_layers.value else []
         if left_out:  # "none = all" took every photo layer but these
             show_info(f"not labelled: {a_few(left_out)}: stacks of images, not single photos")
+        self.follower.stop()  # this run now fills the viewer
         self.store, self.photo_folder = store, Path(config.images)
         self.run_layers = RunLayers(self.viewer, store, photos, photo_layers)
         self.browser.browse(self.run_layers, store)
@@ -473,11 +476,20 @@ class AutoLabelWidget(Container):
         try:
             if self.run_layers is not None:
                 self.run_layers.add_iteration(shown.result.iteration, shown.masks)
-                self.browser.refresh()
-                self.plot.show_metrics(self.store.metrics())
-                self._share_run()
+                self._show_run_progress()
         finally:
             QTimer.singleShot(0, shown.shown.set)  # after the plot's and the canvas's queued redraws
+
+    def _follow_run_progress(self) -> None:
+        """The run on screen, written by another process, finished an iteration or logged a line."""
+        self.run_layers.add_finished_iterations()
+        self._show_run_progress()
+
+    def _show_run_progress(self) -> None:
+        """The photo browser, the plot and the other docks, once the run on screen finished an iteration."""
+        self.browser.refresh()
+        self.plot.show_metrics(self.store.metrics())
+        self._share_run()
 
     # ------------------------------------------------------------------ inspecting
     def _open_chosen_run(self) -> None:
@@ -504,6 +516,7 @@ class AutoLabelWidget(Container):
         self.plot.show_metrics(store.metrics())
         self._share_run()
         self.browser.browse(self.run_layers, store)
+        self.follower.follow(store)  # a run still working on a server adds its iterations as they finish
         if problems := store.logged_problems():  # the run may have been made on a server, its notices unseen
             counted = "1 problem" if problems == 1 else f"{problems} problems"
             said = f"run {store.root} reported {counted} while it worked (photos skipped, say): see {store.log_path}"

@@ -82,6 +82,12 @@ class RunLayers:
             for stem, mask in masks.items():
                 self._add_mask(stem, iteration, mask)
 
+    def add_finished_iterations(self) -> None:
+        """Show the photo on screen's masks of the iterations finished since it was shown (a run followed as
+        another process writes it)."""
+        with self._selection_kept():
+            self._add_finished_masks(self.current)
+
     def show(self, stem: str) -> None:
         """Make ``stem`` the photo on screen, with all its finished iterations; other photos are hidden."""
         self.current = stem

@@ -1,0 +1,84 @@
+"""Follows a run that another process is writing (on a GPU server, say, over a shared disk) until it ends."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from napari.utils.notifications import show_info
+from qtpy.QtCore import QObject, QTimer
+
+from napari_gfn.store import RunFolder
+
+__all__ = ["FOLLOW_MS", "RunFollower"]
+
+# A round takes minutes; looking for a new one every few seconds costs two file checks.
+FOLLOW_MS = 5000
+
+
+class RunFollower:
+    """Looks at a run folder every few seconds while its log shows no end.
+
+    ``on_change`` is called when the run writes a finished iteration or a log entry, ``on_status`` with a
+    line to show: what has finished so far, and when the run last wrote, so that a run killed outright
+    (which never logs its end) shows as one that stopped writing.
+    """
+
+    def __init__(self, parent: QObject, on_change: Callable[[], None], on_status: Callable[[str], None]) -> None:
+        self.on_change = on_change
+        self.on_status = on_status
+        self.store: RunFolder | None = None
+        self._written: tuple = ()
+        self._planned = 0
+        self._timer = QTimer(parent)
+        self._timer.setInterval(FOLLOW_MS)
+        self._timer.timeout.connect(self._look)
+
+    @property
+    def following(self) -> bool:
+        return self._timer.isActive()
+
+    def follow(self, store: RunFolder) -> None:
+        """Follow ``store`` if its log shows no end; otherwise stop following any run."""
+        self.stop()
+        if store.how_it_ended() is None:
+            self.store = store
+            self._written = self._last_written()
+            self._planned = store.read_config().iterations + 1  # the seed, then the rounds
+            self._timer.start()
+            self._say_following()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    def _last_written(self) -> tuple:
+        """When and how much the run last wrote: its finished iterations' list and its log."""
+        files = (self.store.metrics_path, self.store.log_path)
+        return tuple((stat.st_mtime, stat.st_size) for stat in (path.stat() for path in files if path.is_file()))
+
+    def _look(self) -> None:
+        try:
+            written = self._last_written()
+            if written == self._written:
+                return
+            self._written = written
+            self.on_change()
+            ended = self.store.how_it_ended()
+        except OSError as error:  # the run folder was moved, or a network disk went away
+            self.stop()
+            self.on_status(f"stopped following {self.store.root}: {error}")
+            return
+        if ended is None:
+            self._say_following()
+        else:
+            self.stop()
+            self.on_status(f"{self.store.root.name}: {ended}")
+            show_info(f"run {self.store.root}: {ended}")
+
+    def _say_following(self) -> None:
+        finished = len(self.store.finished_iterations())
+        last = time.strftime("%H:%M:%S", time.localtime(max(when for when, _ in self._written)))
+        self.on_status(
+            f"following {self.store.root.name}, which may still be running: {finished} of {self._planned} "
+            f"iterations finished; last written at {last}"
+        )
