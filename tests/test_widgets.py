@@ -666,6 +666,39 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     assert not widget.follower.following
 
 
+def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(make_napari_viewer, tiny_folder, tmp_path):
+    from napari_gfn.cli import main
+
+    sources = sorted((tiny_folder / "images").glob("*.png"))
+    runs = {}
+    for camera, photos in (("camera_a", sources[:2]), ("camera_b", sources[2:4])):
+        (tmp_path / camera).mkdir()
+        for index, source in enumerate(photos):  # cameras name their photos alike
+            shutil.copy(source, tmp_path / camera / f"IMG_{index:04d}.png")
+        runs[camera] = tmp_path / f"run_{camera}"
+        command = ["label", str(tmp_path / camera), "--seed", "grabcut", "--iterations", "0"]
+        assert main([*command, "--out", str(runs[camera])]) == 0
+    viewer = make_napari_viewer()
+    widget = open_run_window(viewer, runs["camera_a"])
+    camera_a_layers = list(viewer.layers)
+    assert [layer.name for layer in camera_a_layers] == ["IMG_0000", "IMG_0000 · iter 0"]
+
+    widget.open_run(runs["camera_b"])
+    assert not any(layer.visible for layer in camera_a_layers)  # hidden, not removed
+    photo, mask = (layer for layer in viewer.layers if layer.visible)
+    np.testing.assert_array_equal(photo.data, iio.imread(tmp_path / "camera_b" / "IMG_0000.png"))
+    np.testing.assert_array_equal(mask.data, RunFolder(runs["camera_b"]).read_mask(0, "IMG_0000"))
+    viewer.layers.selection.active = camera_a_layers[1]
+    seen = len(notification_manager.records)
+    widget.trust_selected()  # the other run's mask of a photo of the same name is no correction of this run's
+    assert _messages_since(seen) == ["select a Labels layer of a photo in the run (its mask, corrected) to trust it"]
+    assert not RunFolder(runs["camera_b"]).fixed_masks()
+
+    widget.open_run(runs["camera_a"])  # opened again, it shows its own layers again and adds none
+    assert len(viewer.layers) == 4
+    assert [layer for layer in viewer.layers if layer.visible] == camera_a_layers
+
+
 def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_folder_given(
     make_napari_viewer, qtbot, tiny_folder, tmp_path
 ):

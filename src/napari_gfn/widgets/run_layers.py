@@ -8,6 +8,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
+from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
 
 from napari_gfn.engine import ImageReadError, ImageSet
@@ -50,15 +51,20 @@ class RunLayers:
         self.current = self.stems[0]
         self.unreadable: dict[str, str] = {}  # stem -> why its photo cannot be shown (nor was labelled)
         self._layers: dict[str, list] = {}
-        self._take_up_shown_layers()
+        self._take_over_shown_layers()
 
-    def _take_up_shown_layers(self) -> None:
-        """The viewer's Labels layers of this run, from when it ran or was opened before in this viewer
-        (continued with Start, say): they are its iterations and corrections, not to be added twice."""
+    def _take_over_shown_layers(self) -> None:
+        """Take up this run's layers already in the viewer (from when it ran or was opened before, and is
+        continued with Start, say), so that none is added twice; hide other runs' layers. Those stay, as one
+        may hold a correction not trusted yet."""
         for layer in self.viewer.layers:
             marker = layer.metadata.get(METADATA_KEY)
-            if marker is not None and Path(marker["run"]) == self.store.root:
+            if marker is None:
+                continue
+            if Path(marker["run"]) == self.store.root:
                 self._remember(marker["stem"], layer)
+            else:
+                layer.visible = False
 
     @property
     def stems(self) -> list[str]:
@@ -144,34 +150,46 @@ class RunLayers:
         self._add_labels(stem, mask, trusted_layer_name(self.photo_name(stem)), trusted=True)
 
     def stem_of(self, layer) -> str | None:
-        """The photo a Labels layer belongs to: one of ours by its metadata, a user's by the photo on screen."""
+        """The photo a Labels layer belongs to: one of ours by its metadata, a user's by the photo on screen.
+        Another run's layer belongs to none of this run's photos, even one of the same name."""
         meta = layer.metadata.get(METADATA_KEY)
         if meta is not None:
-            return meta["stem"]
+            return meta["stem"] if Path(meta["run"]) == self.store.root else None
         photo = self._photo_layer(self.current)
         return self.current if photo is not None and layer.data.shape == photo.data.shape[:2] else None
 
     def _photo_layer(self, stem: str):
-        name = self.photo_name(stem)
-        if name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-        else:
+        layer = self._shown_photo_layer(stem)
+        if layer is None:
             try:
                 pixels = self.photos[self.stems.index(stem)].load()
             except ImageReadError as error:
                 # The run reported it as it skipped it, but a run opened later never showed that report.
                 self.unreadable[stem] = error.problem
                 return None
-            layer = self.viewer.add_image(pixels, name=name, rgb=True)
+            marker = {METADATA_KEY: self._marker(stem, photo=True)}
+            layer = self.viewer.add_image(pixels, name=self.photo_name(stem), rgb=True, metadata=marker)
         self._remember(stem, layer)
         return layer
+
+    def _shown_photo_layer(self, stem: str):
+        """``stem``'s photo among the viewer's layers: one this run added, or a layer of the photo's name that
+        no run added (the user's). Another run's photo of the same name (IMG_0001 from another camera) is not it.
+        """
+        for layer in self._layers.get(stem, []):
+            if layer in self.viewer.layers and isinstance(layer, Image):
+                return layer
+        name = self.photo_name(stem)
+        if name in self.viewer.layers and METADATA_KEY not in self.viewer.layers[name].metadata:
+            return self.viewer.layers[name]
+        return None
 
     def _mask_layers(self, stem: str) -> list:
         """``stem``'s Labels layers of this run still in the viewer: its iterations and its trusted correction."""
         return [
             layer
             for layer in self._layers.get(stem, [])
-            if layer in self.viewer.layers and METADATA_KEY in layer.metadata
+            if layer in self.viewer.layers and isinstance(layer, Labels) and METADATA_KEY in layer.metadata
         ]
 
     def _has_mask_layer(self, stem: str, iteration: int) -> bool:
