@@ -646,8 +646,14 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     being_corrected = viewer.layers[iteration_layer_name(stems[0], 1)]
     viewer.layers.selection.active = being_corrected
 
-    # The round ends on the server: its masks, then its line in metrics.jsonl, then its log entries.
+    # The round ends on the server: its masks, then its line in metrics.jsonl (seen first half copied), then
+    # its log entries.
     shutil.move(last_round, store.iteration_dir(2))
+    half_a_line = len(metrics.splitlines()[-1]) // 2
+    store.metrics_path.write_text(metrics[:-half_a_line])
+    qtbot.wait(FOLLOW_MS + 1000)
+    assert widget.follower.following
+    assert iteration_layer_name(stems[0], 2) not in viewer.layers
     store.metrics_path.write_text(metrics)
     seen = len(notification_manager.records)
     store.log_path.write_text(log)

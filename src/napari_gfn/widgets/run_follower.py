@@ -61,13 +61,15 @@ class RunFollower:
             written = self._last_written()
             if written == self._written:
                 return
-            self._written = written
             self.on_change()
             ended = self.store.how_it_ended()
         except OSError as error:  # the run folder was moved, or a network disk went away
             self.stop()
             self.on_status(f"stopped following {self.store.root}: {error}")
             return
+        except ValueError:  # a file caught half copied (by rsync, say): read it again at the next look
+            return
+        self._written = written
         if ended is None:
             self._say_following()
         else:
