@@ -199,9 +199,7 @@ class RunFolder:
         A warning each start repeats (a skipped photo) counts once, and an error a resume got past
         (a Ctrl-C) counts no more. A run made before runs kept a log has none.
         """
-        if not self.log_path.is_file():
-            return 0
-        lines = _LOG_LINE.findall(self.log_path.read_text(encoding="utf-8", errors="replace"))
+        lines = self._log_entries()
         warnings = {message for level, message in lines if level == "warning"}
         return len(warnings) + (bool(lines) and lines[-1][0] == "error")
 
@@ -212,11 +210,17 @@ class RunFolder:
         """
         if not self.log_path.is_file():
             return "no log (a run made before runs kept one)"
-        lines = _LOG_LINE.findall(self.log_path.read_text(encoding="utf-8", errors="replace"))
+        lines = self._log_entries()
         if not lines:
             return None
         level, message = lines[-1]
         return message if level == "error" or message.startswith((FINISHED, CANCELLED)) else None
+
+    def _log_entries(self) -> list[tuple[str, str]]:
+        """Each entry's level and first line, oldest first; none for a run made before runs kept a log."""
+        if not self.log_path.is_file():
+            return []
+        return _LOG_LINE.findall(self.log_path.read_text(encoding="utf-8", errors="replace"))
 
     # ---------------------------------------------------------------- per-iteration data
     def write_mask(self, iteration: int, stem: str, mask: np.ndarray) -> Path:
