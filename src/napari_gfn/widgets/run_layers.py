@@ -61,7 +61,7 @@ class RunLayers:
             marker = layer.metadata.get(METADATA_KEY)
             if marker is None:
                 continue
-            if Path(marker["run"]) == self.store.root:
+            if self._is_ours(marker):
                 self._remember(marker["stem"], layer)
             else:
                 layer.visible = False
@@ -154,7 +154,7 @@ class RunLayers:
         Another run's layer belongs to none of this run's photos, even one of the same name."""
         meta = layer.metadata.get(METADATA_KEY)
         if meta is not None:
-            return meta["stem"] if Path(meta["run"]) == self.store.root else None
+            return meta["stem"] if self._is_ours(meta) else None
         photo = self._photo_layer(self.current)
         return self.current if photo is not None and layer.data.shape == photo.data.shape[:2] else None
 
@@ -167,7 +167,7 @@ class RunLayers:
                 # The run reported it as it skipped it, but a run opened later never showed that report.
                 self.unreadable[stem] = error.problem
                 return None
-            marker = {METADATA_KEY: self._marker(stem, photo=True)}
+            marker = {METADATA_KEY: self._marker(stem)}  # so that another run's photo of this name is told apart
             layer = self.viewer.add_image(pixels, name=self.photo_name(stem), rgb=True, metadata=marker)
         self._remember(stem, layer)
         return layer
@@ -209,6 +209,10 @@ class RunLayers:
     def _marker(self, stem: str, **about) -> dict:
         """What marks a Labels layer as this run's: its photo, the run and ``about`` it."""
         return {"stem": stem, **about, "run": str(self.store.root)}
+
+    def _is_ours(self, marker: dict) -> bool:
+        """Whether a layer's marker names this run's folder, however the folder was given (relative, say)."""
+        return Path(marker["run"]).resolve() == self.store.root.resolve()
 
     def _remember(self, stem: str, layer) -> None:
         layers = self._layers.setdefault(stem, [])
