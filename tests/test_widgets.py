@@ -671,6 +671,25 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     widget.open_run(run)  # another run on screen: the first is no longer followed
     assert not widget.follower.following
 
+    # Start on a run followed: refused once, as a resume would discard the round the server is writing.
+    widget.open_run(store.root)
+    seen = len(notification_manager.records)
+    widget.start()
+    assert _messages_since(seen) == [
+        f"{store.root} may still be running elsewhere: its log shows no end, and it last wrote at "
+        f"{widget.follower.last_written_at}. Two processes must not write one run: wait until it ends (this dock "
+        "shows when). If the process running it was stopped (killed, or its machine restarted), press Start "
+        "again to continue the run here."
+    ]
+    assert widget.task.status == "idle"
+    assert store.finished_iterations() == [0, 1]
+    widget.start()  # again: the server's job was killed, so the round is run here
+    assert not widget.follower.following
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished"
+    assert store.finished_iterations() == [0, 1, 2]
+    assert store.how_it_ended() == "finished with iteration 2"
+
 
 def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(make_napari_viewer, tiny_folder, tmp_path):
     from napari_gfn.cli import main

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from napari.utils.notifications import show_info
 from qtpy.QtCore import QObject, QTimer
@@ -28,6 +29,7 @@ class RunFollower:
         self.on_change = on_change
         self.on_status = on_status
         self.store: RunFolder | None = None
+        self.start_refused = False  # whether Start was refused once on this run while it is followed
         self._written: tuple = ()
         self._planned = 0
         self._timer = QTimer(parent)
@@ -38,11 +40,18 @@ class RunFollower:
     def following(self) -> bool:
         return self._timer.isActive()
 
+    def is_following(self, run: Path) -> bool:
+        return self.following and self.store.root.resolve() == run.resolve()
+
+    @property
+    def last_written_at(self) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(max(when for when, _ in self._written)))
+
     def follow(self, store: RunFolder) -> None:
         """Follow ``store`` if its log shows no end; otherwise stop following any run."""
         self.stop()
         if store.how_it_ended() is None:
-            self.store = store
+            self.store, self.start_refused = store, False
             self._written = self._last_written()
             self._planned = store.read_config().iterations + 1  # the seed, then the rounds
             self._timer.start()
@@ -79,8 +88,7 @@ class RunFollower:
 
     def _say_following(self) -> None:
         finished = len(self.store.finished_iterations())
-        last = time.strftime("%H:%M:%S", time.localtime(max(when for when, _ in self._written)))
         self.on_status(
             f"following {self.store.root.name}, which may still be running: {finished} of {self._planned} "
-            f"iterations finished; last written at {last}"
+            f"iterations finished; last written at {self.last_written_at}"
         )
