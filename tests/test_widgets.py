@@ -695,14 +695,15 @@ def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(mak
     from napari_gfn.cli import main
 
     sources = sorted((tiny_folder / "images").glob("*.png"))
-    runs = {}
     for camera, photos in (("camera_a", sources[:2]), ("camera_b", sources[2:4])):
         (tmp_path / camera).mkdir()
         for index, source in enumerate(photos):  # cameras name their photos alike
             shutil.copy(source, tmp_path / camera / f"IMG_{index:04d}.png")
-        runs[camera] = tmp_path / f"run_{camera}"
+    runs = {"camera_a": "camera_a", "camera_b": "camera_b", "camera_a_again": "camera_a"}
+    for run, camera in runs.items():
         command = ["label", str(tmp_path / camera), "--seed", "grabcut", "--iterations", "0"]
-        assert main([*command, "--out", str(runs[camera])]) == 0
+        assert main([*command, "--out", str(tmp_path / f"run_{run}")]) == 0
+    runs = {run: tmp_path / f"run_{run}" for run in runs}
     viewer = make_napari_viewer()
     widget = open_run_window(viewer, runs["camera_a"])
     camera_a_layers = list(viewer.layers)
@@ -722,6 +723,9 @@ def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(mak
     widget.open_run(runs["camera_a"])  # opened again, it shows its own layers again and adds none
     assert len(viewer.layers) == 4
     assert [layer for layer in viewer.layers if layer.visible] == camera_a_layers
+    widget.open_run(runs["camera_a_again"])  # another run of the same photos shows the same photo layer
+    assert len(viewer.layers) == 5
+    assert [layer.name for layer in viewer.layers if layer.visible] == ["IMG_0000", "IMG_0000 · iter 0 [2]"]
 
 
 def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_folder_given(

@@ -159,25 +159,32 @@ class RunLayers:
         return self.current if photo is not None and layer.data.shape == photo.data.shape[:2] else None
 
     def _photo_layer(self, stem: str):
-        layer = self._shown_photo_layer(stem)
+        record = self.photos[self.stems.index(stem)]
+        layer = self._shown_photo_layer(stem, record.path)
         if layer is None:
             try:
-                pixels = self.photos[self.stems.index(stem)].load()
+                pixels = record.load()
             except ImageReadError as error:
                 # The run reported it as it skipped it, but a run opened later never showed that report.
                 self.unreadable[stem] = error.problem
                 return None
-            marker = {METADATA_KEY: self._marker(stem)}  # so that another run's photo of this name is told apart
+            # Marked, so that another run's photo of this name is told apart, and one of this file is shared.
+            marker = {METADATA_KEY: self._marker(stem, photo=str(record.path) if record.path else None)}
             layer = self.viewer.add_image(pixels, name=self.photo_name(stem), rgb=True, metadata=marker)
         self._remember(stem, layer)
         return layer
 
-    def _shown_photo_layer(self, stem: str):
-        """``stem``'s photo among the viewer's layers: one this run added, or a layer of the photo's name that
-        no run added (the user's). Another run's photo of the same name (IMG_0001 from another camera) is not it.
+    def _shown_photo_layer(self, stem: str, path: Path | None):
+        """``stem``'s photo among the viewer's layers: one this run added; one another run added of the same
+        file (two runs over one folder, compared); or a layer of the photo's name that no run added (the
+        user's). Another run's photo of the same name (IMG_0001 from another camera) is not it.
         """
         for layer in self._layers.get(stem, []):
             if layer in self.viewer.layers and isinstance(layer, Image):
+                return layer
+        for layer in self.viewer.layers:
+            marker = layer.metadata.get(METADATA_KEY)
+            if path is not None and isinstance(layer, Image) and marker and marker.get("photo") == str(path):
                 return layer
         name = self.photo_name(stem)
         if name in self.viewer.layers and METADATA_KEY not in self.viewer.layers[name].metadata:
