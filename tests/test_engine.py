@@ -292,7 +292,23 @@ def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused
     iio.imwrite(tmp_path / "rgb.jpg", np.stack([grey] * 3, axis=-1), quality=90)
     iio.imwrite(tmp_path / "rgba.png", np.stack([grey] * 3 + [np.full_like(grey, 255)], axis=-1))
     iio.imwrite(tmp_path / "grey-alpha.png", np.stack([grey, np.full_like(grey, 128)], axis=-1))
-    for name in ("jpeg.jpg", "ones.png", "labels.tif", "rgb.jpg", "rgba.png", "grey-alpha.png"):
+    # Instance labels from a segmentation tool: hundreds of objects, each its own value from 1 on, in 16 bits.
+    labels = np.zeros(truth.shape, np.uint16)
+    labels[truth] = np.arange(1, truth.sum() + 1)
+    iio.imwrite(tmp_path / "many-labels.png", labels)
+    iio.imwrite(tmp_path / "sixteen-bit.png", np.where(truth, 65535, 0).astype(np.uint16))
+    iio.imwrite(tmp_path / "float.tif", truth.astype(np.float32))
+    for name in (
+        "jpeg.jpg",
+        "ones.png",
+        "labels.tif",
+        "rgb.jpg",
+        "rgba.png",
+        "grey-alpha.png",
+        "many-labels.png",
+        "sixteen-bit.png",
+        "float.tif",
+    ):
         np.testing.assert_array_equal(read_object_mask(tmp_path / name, truth.shape), truth, err_msg=name)
     # A photo given where masks were meant (--gt pointed at the photos) is named, not scored as a mask.
     photo = np.zeros((40, 50, 3), np.uint8)

@@ -139,7 +139,12 @@ def _is_coloured(picture: np.ndarray) -> bool:
 
 def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A mask file as a uint8 array (0/255 object masks, or 255 = ignore); checks its size."""
-    path = Path(path)
+    mask = _read_grey(Path(path), shape)
+    return _rescale_to_uint8(mask) if mask.dtype != np.uint8 else mask
+
+
+def _read_grey(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
+    """A mask file's grey values as stored (any dtype); a colour picture or a size not ``shape`` is refused."""
     mask = _read_file(path)
     if mask.ndim == 3:
         if mask.shape[-1] in (2, 4):
@@ -149,18 +154,21 @@ def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> 
         mask = mask[..., 0]
     if shape is not None and mask.shape != tuple(shape):
         raise size_mismatch(str(path), "mask is", mask.shape, shape)
-    return _rescale_to_uint8(mask) if mask.dtype != np.uint8 else mask
+    return mask
 
 
 def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:
     """A true or corrected mask file as a boolean object mask; checks its size.
 
-    A 0/255 mask is cut at the middle, which also absorbs a JPEG's noise. A label image, whose
-    values all lie below that (0/1 masks, napari's Labels, this plugin's label TIFFs), is object
-    wherever it is not 0.
+    A 0/255 mask (0/65535 in 16 bits) is cut at the middle of its type's range, which also absorbs
+    a JPEG's noise. A label image, whose values all lie below that (0/1 masks, napari's Labels, this
+    plugin's label TIFFs, an instance image of hundreds of labels), is object wherever it is not 0.
     """
-    mask = read_mask(path, shape)
-    return mask > (127 if mask.max(initial=0) > 127 else 0)
+    mask = _read_grey(Path(path), shape)
+    if not np.issubdtype(mask.dtype, np.integer):  # floats (0..1, or any range) and booleans
+        mask = _rescale_to_uint8(mask)
+    middle = np.iinfo(mask.dtype).max // 2
+    return mask > (middle if mask.max(initial=0) > middle else 0)
 
 
 def a_few(names: Sequence[str]) -> str:
