@@ -726,6 +726,9 @@ def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(mak
     widget.open_run(runs["camera_a_again"])  # another run of the same photos shows the same photo layer
     assert len(viewer.layers) == 5
     assert [layer.name for layer in viewer.layers if layer.visible] == ["IMG_0000", "IMG_0000 · iter 0 [2]"]
+    # The runs' photo layers are their display, not photos the user opened: Image layers offers none of them.
+    viewer.add_image(iio.imread(sources[5]), name="opened by hand", rgb=True)
+    assert widget.image_layers.choices == ("opened by hand",)
 
 
 def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_folder_given(

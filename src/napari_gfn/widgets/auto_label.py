@@ -281,8 +281,12 @@ class AutoLabelWidget(Container):
 
     def _image_layer_names(self, *_, stacks: bool = False) -> list[str]:
         """The Image layers that hold one photo each or, with ``stacks``, a stack of images (a time series,
-        a z-stack), which a run cannot label. napari counts an RGB layer's colours out of ``ndim``."""
-        layers = (layer for layer in self.viewer.layers if isinstance(layer, Image))
+        a z-stack), which a run cannot label. napari counts an RGB layer's colours out of ``ndim``. The photo
+        layers a run shows (of a folder, opened or labelled before, hidden or not) are left out: "none = all"
+        means the photos the user opened."""
+        layers = (
+            layer for layer in self.viewer.layers if isinstance(layer, Image) and METADATA_KEY not in layer.metadata
+        )
         return [layer.name for layer in layers if (layer.ndim != 2) == stacks]
 
     def _take_folder_of_stacks(self) -> None:
