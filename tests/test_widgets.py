@@ -631,7 +631,8 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
 
     def last_round_training():
         """The run as a server's disk holds it while its last round trains: what that round writes is held back."""
-        shutil.move(store.iteration_dir(2), last_round)
+        if store.iteration_dir(2).exists():
+            shutil.move(store.iteration_dir(2), last_round)
         store.metrics_path.write_text("".join(metrics.splitlines(keepends=True)[:2]))
         lines = log.splitlines(keepends=True)
         store.log_path.write_text("".join(lines[: next(i for i, line in enumerate(lines) if "iteration 2:" in line)]))
@@ -671,7 +672,18 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     widget.open_run(run)  # another run on screen: the first is no longer followed
     assert not widget.follower.following
 
+    # The round fails on the server: its end is a warning, with the log a click away.
+    widget.open_run(store.root)
+    seen = len(notification_manager.records)
+    store.append_log("error", "CUDA out of memory.")
+    qtbot.waitUntil(lambda: not widget.follower.following, timeout=3 * FOLLOW_MS)
+    assert widget.status.value == "run: CUDA out of memory."
+    [warning] = notification_manager.records[seen:]
+    assert str(warning.message) == f"run {store.root}: CUDA out of memory. (its log holds 1 problem: {store.log_path})"
+    assert [button for button, _ in warning.actions] == ["Show log"]
+
     # Start on a run followed: refused once, as a resume would discard the round the server is writing.
+    last_round_training()
     widget.open_run(store.root)
     seen = len(notification_manager.records)
     widget.start()

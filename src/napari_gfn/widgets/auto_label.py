@@ -181,7 +181,9 @@ class AutoLabelWidget(Container):
         )
         self.native.layout().insertWidget(self.index(self.start_button), self.advanced)
         self.native.layout().addWidget(self.plot)
-        self.follower = RunFollower(self.native, self._follow_run_progress, self.status.set_value)
+        self.follower = RunFollower(
+            self.native, self._follow_run_progress, self.status.set_value, self._say_followed_run_ended
+        )
         for name in ("seed", "simple", *_FORM_SETTINGS):
             getattr(self, name).tooltip = SETTING_HELP[name]
         self._connect()
@@ -539,11 +541,21 @@ class AutoLabelWidget(Container):
         self.browser.browse(self.run_layers, store)
         self.follower.follow(store)  # a run still working on a server adds its iterations as they finish
         if problems := store.logged_problems():  # the run may have been made on a server, its notices unseen
-            counted = "1 problem" if problems == 1 else f"{problems} problems"
-            said = f"run {store.root} reported {counted} while it worked (photos skipped, say): see {store.log_path}"
-            notification_manager.dispatch(
-                Notification(said, "warning", actions=[("Show log", lambda _: show_log(store.log_path, self.native))])
-            )
+            said = f"run {store.root} reported {_counted(problems)} while it worked (photos skipped, say)"
+            self._warn_with_log(store, f"{said}: see {store.log_path}")
+
+    def _say_followed_run_ended(self, ended: str) -> None:
+        """How the run followed ended; a warning with its log a click away if the log holds problems."""
+        said = f"run {self.store.root}: {ended}"
+        if problems := self.store.logged_problems():
+            self._warn_with_log(self.store, f"{said} (its log holds {_counted(problems)}: {self.store.log_path})")
+        else:
+            show_info(said)
+
+    def _warn_with_log(self, store: RunFolder, said: str) -> None:
+        notification_manager.dispatch(
+            Notification(said, "warning", actions=[("Show log", lambda _: show_log(store.log_path, self.native))])
+        )
 
     def _share_run(self) -> None:
         """Tell the other docks (Export labels) which run is on screen, and where its photos are read from."""
@@ -602,6 +614,10 @@ _FORM_SETTINGS = (
     "grabcut_edge_band",
     "device",
 )
+
+
+def _counted(problems: int) -> str:
+    return "1 problem" if problems == 1 else f"{problems} problems"
 
 
 def _wait_until_shown(shown: threading.Event, cancel: CancelToken) -> None:

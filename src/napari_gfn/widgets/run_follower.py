@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from napari.utils.notifications import show_info
 from qtpy.QtCore import QObject, QTimer
 
 from napari_gfn.store import RunFolder
@@ -22,12 +21,19 @@ class RunFollower:
 
     ``on_change`` is called when the run writes a finished iteration or a log entry, ``on_status`` with a
     line to show: what has finished so far, and when the run last wrote, so that a run killed outright
-    (which never logs its end) shows as one that stopped writing.
+    (which never logs its end) shows as one that stopped writing. ``on_end`` gets how the run ended.
     """
 
-    def __init__(self, parent: QObject, on_change: Callable[[], None], on_status: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        parent: QObject,
+        on_change: Callable[[], None],
+        on_status: Callable[[str], None],
+        on_end: Callable[[str], None],
+    ) -> None:
         self.on_change = on_change
         self.on_status = on_status
+        self.on_end = on_end
         self.store: RunFolder | None = None
         self.start_refused = False  # whether Start was refused once on this run while it is followed
         self._written: tuple = ()
@@ -84,7 +90,7 @@ class RunFollower:
         else:
             self.stop()
             self.on_status(f"{self.store.root.name}: {ended}")
-            show_info(f"run {self.store.root}: {ended}")
+            self.on_end(ended)
 
     def _say_following(self) -> None:
         finished = len(self.store.finished_iterations())
