@@ -702,6 +702,16 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     assert store.finished_iterations() == [0, 1, 2]
     assert store.how_it_ended() == "finished with iteration 2"
 
+    # The server's disk goes away while the run is followed: following stops, and what is shown stays.
+    last_round_training()
+    widget.open_run(store.root)
+    shutil.move(store.root, tmp_path / "unmounted")
+    qtbot.waitUntil(lambda: not widget.follower.following, timeout=3 * FOLLOW_MS)
+    assert widget.status.value == (
+        f"stopped following {store.root}: its folder no longer holds the run (moved, deleted, or its disk unmounted)"
+    )
+    assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 1
+
 
 def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(make_napari_viewer, tiny_folder, tmp_path):
     from napari_gfn.cli import main

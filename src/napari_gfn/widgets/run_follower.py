@@ -72,15 +72,17 @@ class RunFollower:
         return tuple((stat.st_mtime, stat.st_size) for stat in (path.stat() for path in files if path.is_file()))
 
     def _look(self) -> None:
+        if not self.store.config_path.is_file():  # not the end of a run: its files would read as "no run"
+            self._stop_following("its folder no longer holds the run (moved, deleted, or its disk unmounted)")
+            return
         try:
             written = self._last_written()
             if written == self._written:
                 return
             self.on_change()
             ended = self.store.how_it_ended()
-        except OSError as error:  # the run folder was moved, or a network disk went away
-            self.stop()
-            self.on_status(f"stopped following {self.store.root}: {error}")
+        except OSError as error:  # a network disk that stopped answering, say
+            self._stop_following(str(error))
             return
         except ValueError:  # a file caught half copied (by rsync, say): read it again at the next look
             return
@@ -91,6 +93,10 @@ class RunFollower:
             self.stop()
             self.on_status(f"{self.store.root.name}: {ended}")
             self.on_end(ended)
+
+    def _stop_following(self, why: str) -> None:
+        self.stop()
+        self.on_status(f"stopped following {self.store.root}: {why}")
 
     def _say_following(self) -> None:
         finished = len(self.store.finished_iterations())
