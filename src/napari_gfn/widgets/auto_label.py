@@ -387,7 +387,8 @@ class AutoLabelWidget(Container):
         except (ValueError, RunFolderError, ImageReadError) as error:
             show_error(str(error))
             return
-        if resume and self._refuse_once_while_followed(store):
+        if resume and self.follower.refuses_start(store.root):
+            self._say_run_followed(store)
             return
         left_out = self._image_layer_names(stacks=True) if photo_layers and not self.image_layers.value else []
         if left_out:  # "none = all" took every photo layer but these
@@ -418,20 +419,14 @@ class AutoLabelWidget(Container):
 
         self.task.start(job, on_result=self._on_result)
 
-    def _refuse_once_while_followed(self, store: RunFolder) -> bool:
-        """Refuse the first Start on a run that may still be working elsewhere: a resume here would discard the
-        round it is writing, then both would write one folder. Pressed again, Start is the user's word that the
-        process running it was stopped (a killed job logs no end)."""
-        if not self.follower.is_following(store.root) or self.follower.start_refused:
-            return False
-        self.follower.start_refused = True
+    def _say_run_followed(self, store: RunFolder) -> None:
+        """Why Start did not continue ``store``: it may still be working elsewhere (a killed job logs no end)."""
         show_error(
             f"{store.root} may still be running elsewhere: its log shows no end, and it last wrote at "
             f"{self.follower.last_written_at}. Two processes must not write one run: wait until it ends (this "
             "dock shows when). If the process running it was stopped (killed, or its machine restarted), "
             "press Start again to continue the run here."
         )
-        return True
 
     def _run_config(self) -> tuple[RunConfig, dict[str, dict[str, np.ndarray]], dict[str, str]]:
         """The configuration from the form, the layer arrays the run folder keeps a copy of, and photo layers."""

@@ -35,7 +35,7 @@ class RunFollower:
         self.on_status = on_status
         self.on_end = on_end
         self.store: RunFolder | None = None
-        self.start_refused = False  # whether Start was refused once on this run while it is followed
+        self._start_refused = False
         self._written: tuple = ()
         self._planned = 0
         self._timer = QTimer(parent)
@@ -46,8 +46,12 @@ class RunFollower:
     def following(self) -> bool:
         return self._timer.isActive()
 
-    def is_following(self, run: Path) -> bool:
-        return self.following and self.store.root.resolve() == run.resolve()
+    def refuses_start(self, run: Path) -> bool:
+        """Whether a Start on ``run`` is to be refused: the first while it is followed, as a resume would discard
+        the round another process is writing. The next is the user's word that the process was stopped."""
+        refused = self.following and not self._start_refused and self.store.root.resolve() == run.resolve()
+        self._start_refused |= refused
+        return refused
 
     @property
     def last_written_at(self) -> str:
@@ -57,7 +61,7 @@ class RunFollower:
         """Follow ``store`` if its log shows no end; otherwise stop following any run."""
         self.stop()
         if store.how_it_ended() is None:
-            self.store, self.start_refused = store, False
+            self.store, self._start_refused = store, False
             self._written = self._last_written()
             self._planned = store.read_config().iterations + 1  # the seed, then the rounds
             self._timer.start()
