@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import tifffile
 from napari_gfn.cli import _label_config, _TerminalReport, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.demo import _demo_config
+from napari_gfn.run_lock import RunLock
 from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder
 
@@ -176,7 +178,8 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
         process.wait()
     finished = store.finished_iterations()
     assert finished[:2] == [0, 1]
-    assert store.how_it_ended() is None  # killed outright, a run looks as if it were still working
+    assert store.how_it_ended() is None  # killed outright, a run's log looks as if it were still working,
+    assert RunLock(out).holder_is_gone()  # but its lock, which the system let go, tells
     kept = {p: p.read_bytes() for k in finished for p in (out / f"iter_{k:02d}" / "masks").glob("*.png")}
     shutil.rmtree(out / "cache")  # documented as safe to delete: resume rebuilds it from the run folder
 
@@ -200,7 +203,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_run_keeping_its_finished_iterations_and_its_log_says_so(tiny_folder, tmp_path):
+def test_ctrl_c_stops_a_run_keeping_its_finished_iterations_and_its_log_says_so(tiny_folder, tmp_path, capsys):
     out = tmp_path / "run"
     store = RunFolder(out)
     process = subprocess.Popen(
@@ -213,6 +216,12 @@ def test_ctrl_c_stops_a_run_keeping_its_finished_iterations_and_its_log_says_so(
     )
     try:
         _wait_for_iterations(store, 1, process)
+        # While it runs, a second writer is refused: it would discard the round being written.
+        assert main(["label", str(tiny_folder / "images"), "--out", str(out), "--resume"]) == 1
+        assert capsys.readouterr().err.startswith(
+            f"napari-gfn: error: {out} is being written by process {process.pid} on {socket.gethostname()} (since "
+        )
+        assert not RunLock(out).holder_is_gone()
         process.send_signal(signal.SIGINT)
         _, error = process.communicate(timeout=120)
     finally:

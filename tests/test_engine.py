@@ -2,8 +2,10 @@
 
 import itertools
 import json
+import os
 import re
 import shutil
+import socket
 from datetime import datetime
 
 import imageio.v3 as iio
@@ -36,6 +38,7 @@ from napari_gfn.engine.images import (
     read_object_mask,
     to_rgb8,
 )
+from napari_gfn.run_lock import RunLock, RunLockedError
 from napari_gfn.sample_data import make_sample_set
 from napari_gfn.seeds.otsu import otsu_mask
 from napari_gfn.store import RunFolder, RunFolderError
@@ -655,6 +658,44 @@ def test_existing_run_is_not_overwritten(tiny_folder, tmp_path):
     run_to_end(config)
     with pytest.raises(RunFolderError, match="already holds a run"):
         run_to_end(config)
+
+
+def test_a_run_being_written_is_refused_to_a_second_writer_until_its_writer_ends(tiny_folder, tmp_path):
+    """Two processes writing one run would each discard the round the other is writing."""
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=1)
+    store, lock = RunFolder(config.out), RunLock(tmp_path / "run")
+    first = run_labelling(config)
+    next(first)  # started: its seed round is being written
+    log = store.log_path.read_text()
+    holder = f"process {os.getpid()} on {socket.gethostname()} (since "
+    for second in (config, config.updated(iterations=2)):  # a new run over it, and a resume
+        with pytest.raises(RunLockedError) as refused:
+            run_to_end(second, resume=second.iterations == 2)
+        assert str(refused.value).startswith(f"{store.root} is being written by {holder}")
+        assert str(refused.value).endswith(
+            "two processes must not write one run. Wait until it ends, or stop it, then continue the run."
+        )
+    assert store.log_path.read_text() == log  # the refusals wrote nothing in the run
+    assert store.config_path.is_file()
+    assert not lock.holder_is_gone()
+
+    results = [event.iteration for event in first if isinstance(event, IterationResult)]
+    assert results == [0, 1]
+    assert lock.holder_is_gone()
+    resumed, _ = run_to_end(config.updated(iterations=2), resume=True)
+    assert [result.iteration for result in resumed] == [2]
+
+
+def test_a_folder_refused_for_a_run_is_left_as_it_was(tmp_path):
+    """No lock files left in a home folder given by mistake, to a new run or a resume."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    with pytest.raises(RunFolderError, match="is not empty"), RunFolder(home).writing(TINY.updated(out=str(home))):
+        pass
+    with pytest.raises(RunFolderError, match="nothing to resume"), RunFolder(home).writing():
+        pass
+    assert [entry.name for entry in home.iterdir()] == ["notes.txt"]
 
 
 def test_a_run_opens_from_anywhere_and_resumes_after_moving_with_its_photos(tiny_folder, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ Layout::
     RUN/iter_NN/mask_stats.csv   each mask's area, change and uncertainty: which to check first
     RUN/metrics.jsonl            one line per finished iteration
     RUN/log.txt                  what the run reported (each start, skipped photos, each round, how it ended), timed
+    RUN/writer.lock, writer.json the lock the process writing the run holds, and which process that is
     RUN/summary.json             the best iteration, when ground truth scored the run
     RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
     RUN/untrusted/<stem>.png     a correction the user stopped trusting, kept; nothing reads it
@@ -26,7 +27,8 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -36,6 +38,7 @@ from napari_gfn._atomic import atomic_write_png, atomic_write_text
 from napari_gfn._versions import library_versions
 from napari_gfn.config import RunConfig
 from napari_gfn.review import MaskStats, stats_from_csv, stats_to_csv
+from napari_gfn.run_lock import RunLock
 
 __all__ = ["CANCELLED", "FINISHED", "RunFolder", "RunFolderError"]
 
@@ -66,6 +69,10 @@ _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\w+): (.*)$", re.MULTI
 # entry does when one stopped it. A run still working, or one killed outright, has none of these last.
 FINISHED = "finished with iteration"
 CANCELLED = "cancelled"
+
+
+# What a new run's folder may hold before its run.json: photos copied from napari layers, and its writer's lock.
+_MADE_BEFORE_A_RUN = {"inputs", "writer.lock", "writer.json"}
 
 
 class RunFolderError(ValueError):
@@ -116,18 +123,35 @@ class RunFolder:
         return self.iteration_dir(iteration) / "model.pt"
 
     # ---------------------------------------------------------------- run lifecycle
+    @contextmanager
+    def writing(self, new_run: RunConfig | None = None) -> Iterator[None]:
+        """Start the run ``new_run`` here, or continue this one, and keep every other process from doing
+        either until the block ends: each would discard the round the other is writing.
+
+        A RunFolderError when there is no run to continue or the folder is in the way of a new one, a
+        RunLockedError naming the process that writes the run.
+        """
+        if new_run is None:
+            self._check_is_run()
+        else:
+            self._check_room_for_new_run()
+            self.root.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.root).held():
+            if new_run is None:
+                self.discard_unfinished()
+            else:
+                self.create(new_run)
+            yield
+
     def create(self, config: RunConfig) -> None:
         """Start a new run here; refuses a folder that holds a run with a finished iteration.
 
         A run that stopped before finishing any iteration (a bad seed input,
         say) holds nothing worth keeping, so its folder can be reused at once.
         """
+        self._check_room_for_new_run()
         if self.config_path.exists():
-            if self.finished_iterations():
-                raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
             self.discard_unfinished()
-        elif self.root.exists() and any(entry.name != "inputs" for entry in self.root.iterdir()):
-            raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
         self.root.mkdir(parents=True, exist_ok=True)
         root = self.root.absolute()
         paths = {name: os.path.abspath(os.path.expanduser(value)) for name, value in config.paths().items()}
@@ -156,6 +180,19 @@ class RunFolder:
             raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}") from None
         return config.updated(out=str(self.root.absolute()), **moved)
 
+    def _check_room_for_new_run(self) -> None:
+        if self.config_path.exists():
+            if self.finished_iterations():
+                raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
+        elif self.root.exists() and any(entry.name not in _MADE_BEFORE_A_RUN for entry in self.root.iterdir()):
+            raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
+
+    def _check_is_run(self) -> None:
+        if not self.config_path.is_file():
+            raise RunFolderError(
+                f"{self.root} is not a napari-gfn run folder (no run.json): there is nothing to resume"
+            )
+
     def _moved_paths(self, config: RunConfig, from_run_folder: dict[str, str]) -> dict[str, str]:
         moved = {}
         for name, recorded in config.paths().items():
@@ -169,10 +206,7 @@ class RunFolder:
 
         Only in a run folder: ``--resume`` given another folder (a home folder, by mistake) deletes nothing.
         """
-        if not self.config_path.is_file():
-            raise RunFolderError(
-                f"{self.root} is not a napari-gfn run folder (no run.json): there is nothing to resume"
-            )
+        self._check_is_run()
         finished = set(self.finished_iterations())
         for folder in self.root.glob("iter_*"):
             suffix = folder.name.removeprefix("iter_")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import ChainMap
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -328,20 +329,21 @@ def _resumed_photos(
     return config.updated(images=folder), images
 
 
-def _start_store(config: RunConfig, resume: bool) -> tuple[RunConfig, RunFolder]:
+def _run_folder(config: RunConfig) -> RunFolder:
     if not config.out:
         raise LabellingError("no run folder given (--out RUN)")
-    store = RunFolder(config.out)
-    if distributed.is_main():
-        if resume:
-            store.discard_unfinished()
-        else:
-            store.create(config)
-    distributed.barrier()  # the other ranks start once run.json is written and leftovers are gone
-    if resume:
-        saved = store.read_config()
-        config = saved.updated(iterations=max(saved.iterations, config.iterations))
-    return config, store
+    return RunFolder(config.out)
+
+
+def _written_here(store: RunFolder, new_run: RunConfig | None) -> AbstractContextManager:
+    """The run started (``new_run``) or continued by the one process that keeps its records, which holds
+    the run against other writers until this one ends."""
+    return store.writing(new_run) if distributed.is_main() else nullcontext()
+
+
+def _resumed_config(store: RunFolder, config: RunConfig) -> RunConfig:
+    saved = store.read_config()
+    return saved.updated(iterations=max(saved.iterations, config.iterations))
 
 
 def run_labelling(
@@ -362,8 +364,12 @@ def run_labelling(
     given = config.images
     if not resume:  # a folder refused here leaves no run folder behind
         images = _open_images(config, images)
-    config, store = _start_store(config, resume)
-    yield from _logged(store, _label_photos(config, store, images, given, resume, cancel))
+    store = _run_folder(config)
+    with _written_here(store, None if resume else config):
+        distributed.barrier()  # the other ranks start once run.json is written and leftovers are gone
+        if resume:
+            config = _resumed_config(store, config)
+        yield from _logged(store, _label_photos(config, store, images, given, resume, cancel))
 
 
 def _logged(store: RunFolder, events: Iterator[Event]) -> Iterator[Event]:
