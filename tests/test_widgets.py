@@ -3,6 +3,7 @@
 import gc
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -636,6 +637,8 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
         store.metrics_path.write_text("".join(metrics.splitlines(keepends=True)[:2]))
         lines = log.splitlines(keepends=True)
         store.log_path.write_text("".join(lines[: next(i for i, line in enumerate(lines) if "iteration 2:" in line)]))
+        # Its writer, named as the server's process names itself: a lock on another machine may not reach this one.
+        (store.root / "writer.json").write_text('{"host": "gpu-server", "pid": 4242, "since": "2026-12-05 08:00:00"}')
 
     last_round_training()
     viewer = make_napari_viewer()
@@ -702,6 +705,32 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     assert store.finished_iterations() == [0, 1, 2]
     assert store.how_it_ended() == "finished with iteration 2"
 
+    # Run on this machine, and killed while followed: the system lets its lock go, and following ends.
+    last_round_training()
+    writer = subprocess.Popen([sys.executable, "-c", _HOLD_RUN, str(store.root)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "writing\n"
+        widget.open_run(store.root)
+        assert widget.follower.following  # its writer was looked for, and is alive
+        seen, task_status = len(notification_manager.records), widget.task.status
+        widget.start()  # refused for as long as the writer lives
+        [refusal] = _messages_since(seen)
+        assert refusal.startswith(f"{store.root} is being written by process {writer.pid} on {socket.gethostname()}")
+        assert (widget.task.status, widget.follower.following) == (task_status, True)
+    finally:
+        writer.kill()
+        writer.wait()
+    qtbot.waitUntil(lambda: not widget.follower.following, timeout=3 * FOLLOW_MS)
+    assert re.fullmatch(
+        rf"run: stopped without logging how it ended: process {writer.pid} on {re.escape(socket.gethostname())} "
+        r"\(since [-\d]+ [:\d]+\), which was writing it, has ended \(killed, or crashed\); Start continues the run",
+        widget.status.value,
+    ), widget.status.value
+    assert not widget.follower.refuses_start(store.root)
+    widget.open_run(store.root)  # opened after the kill: not followed, and the status says why
+    assert not widget.follower.following
+    assert widget.status.value.startswith("run: stopped without logging how it ended: ")
+
     # The server's disk goes away while the run is followed: following stops, and what is shown stays.
     last_round_training()
     widget.open_run(store.root)
@@ -711,6 +740,16 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
         f"stopped following {store.root}: its folder no longer holds the run (moved, deleted, or its disk unmounted)"
     )
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 1
+
+
+# A process that writes a run (as a resumed ``napari-gfn label`` does) and says so, until it is killed.
+_HOLD_RUN = """
+import sys, time
+from napari_gfn.store import RunFolder
+with RunFolder(sys.argv[1]).writing():
+    print("writing", flush=True)
+    time.sleep(600)
+"""
 
 
 def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(make_napari_viewer, tiny_folder, tmp_path):

@@ -42,6 +42,7 @@ from napari_gfn.config import (
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress
 from napari_gfn.engine.images import a_few, image_files, to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
+from napari_gfn.run_lock import RunLock
 from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder, RunFolderError
 
@@ -382,6 +383,7 @@ class AutoLabelWidget(Container):
         try:
             config, inputs, photo_layers = self._run_config()
             store = RunFolder(config.out)
+            RunLock(store.root).refuse_if_held()  # before this run takes the viewer and writes the run's inputs
             resume = bool(store.finished_iterations())
             photos = self._photos(config, inputs)
         except (ValueError, RunFolderError, ImageReadError) as error:

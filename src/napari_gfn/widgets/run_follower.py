@@ -8,11 +8,13 @@ from pathlib import Path
 
 from qtpy.QtCore import QObject, QTimer
 
+from napari_gfn.run_lock import RunLock
 from napari_gfn.store import RunFolder
 
 __all__ = ["FOLLOW_MS", "RunFollower"]
 
-# A round takes minutes; looking for a new one every few seconds costs two file checks.
+# A round takes minutes; looking for a new one every few seconds costs two file checks and, for a run
+# written on this machine, a try of its writer's lock.
 FOLLOW_MS = 5000
 
 
@@ -21,7 +23,8 @@ class RunFollower:
 
     ``on_change`` is called when the run writes a finished iteration or a log entry, ``on_status`` with a
     line to show: what has finished so far, and when the run last wrote, so that a run killed outright
-    (which never logs its end) shows as one that stopped writing. ``on_end`` gets how the run ended.
+    (which never logs its end) on another machine shows as one that stopped writing. One killed on this
+    machine ends the following, as its lock tells. ``on_end`` gets how the run ended.
     """
 
     def __init__(
@@ -58,14 +61,18 @@ class RunFollower:
         return time.strftime("%H:%M:%S", time.localtime(max(when for when, _ in self._written)))
 
     def follow(self, store: RunFolder) -> None:
-        """Follow ``store`` if its log shows no end; otherwise stop following any run."""
+        """Follow ``store`` while it may still be running; otherwise stop following any run."""
         self.stop()
-        if store.how_it_ended() is None:
-            self.store, self._start_refused = store, False
-            self._written = self._last_written()
-            self._planned = store.read_config().iterations + 1  # the seed, then the rounds
-            self._timer.start()
-            self._say_following()
+        self.store, self._start_refused = store, False
+        if store.how_it_ended() is not None:
+            return
+        if gone := self._writer_gone():  # killed before it was opened: say so, as the log cannot
+            self.on_status(f"{store.root.name}: {gone}")
+            return
+        self._written = self._last_written()
+        self._planned = store.read_config().iterations + 1  # the seed, then the rounds
+        self._timer.start()
+        self._say_following()
 
     def stop(self) -> None:
         self._timer.stop()
@@ -82,9 +89,12 @@ class RunFollower:
         try:
             written = self._last_written()
             if written == self._written:
-                return
-            self.on_change()
-            ended = self.store.how_it_ended()
+                ended = self._writer_gone()
+                if ended is None:
+                    return
+            else:
+                self.on_change()
+                ended = self.store.how_it_ended()
         except OSError as error:  # a network disk that stopped answering, say
             self._stop_following(str(error))
             return
@@ -97,6 +107,16 @@ class RunFollower:
             self.stop()
             self.on_status(f"{self.store.root.name}: {ended}")
             self.on_end(ended)
+
+    def _writer_gone(self) -> str | None:
+        """Why a run whose log shows no end will write no more: the process writing it, on this machine, ended."""
+        lock = RunLock(self.store.root)
+        if not lock.holder_is_gone():
+            return None
+        return (
+            f"stopped without logging how it ended: {lock.describe_holder()}, which was writing it, has ended "
+            "(killed, or crashed); Start continues the run"
+        )
 
     def _stop_following(self, why: str) -> None:
         self.stop()
