@@ -687,7 +687,7 @@ def test_a_run_being_written_is_refused_to_a_second_writer_until_its_writer_ends
 
 
 def test_a_folder_refused_for_a_run_is_left_as_it_was(tmp_path):
-    """No lock files left in a home folder given by mistake, to a new run or a resume."""
+    """No lock files left in a home folder (or a file) given by mistake, to a new run or a resume."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "notes.txt").write_text("mine")
@@ -695,7 +695,11 @@ def test_a_folder_refused_for_a_run_is_left_as_it_was(tmp_path):
         pass
     with pytest.raises(RunFolderError, match="nothing to resume"), RunFolder(home).writing():
         pass
+    notes = home / "notes.txt"
+    with pytest.raises(RunFolderError, match=r"notes\.txt is a file, not a folder"), RunFolder(notes).writing(TINY):
+        pass
     assert [entry.name for entry in home.iterdir()] == ["notes.txt"]
+    assert notes.read_text() == "mine"
 
 
 def test_a_run_opens_from_anywhere_and_resumes_after_moving_with_its_photos(tiny_folder, tmp_path, monkeypatch):

@@ -181,6 +181,8 @@ class RunFolder:
         return config.updated(out=str(self.root.absolute()), **moved)
 
     def _check_room_for_new_run(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise RunFolderError(f"{self.root} is a file, not a folder: choose an empty or new folder for the run")
         if self.config_path.exists():
             if self.finished_iterations():
                 raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
