@@ -32,6 +32,7 @@ from napari_gfn.engine import Notice
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
+from napari_gfn.widgets.log_window import LOG_REREAD_MS
 from napari_gfn.widgets.path_fields import chosen_path
 from napari_gfn.widgets.run_follower import FOLLOW_MS
 from napari_gfn.widgets.run_layers import iteration_layer_name
@@ -851,7 +852,21 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(make_napari_viewer
     log_window = show_log(None)  # what the warning's button does
     assert button == "Show log"
     assert log_window.isVisible()
-    assert log_window.findChild(QPlainTextEdit).toPlainText() == log.read_text()
+    shown = log_window.findChild(QPlainTextEdit)
+    assert shown.toPlainText() == log.read_text()
+
+    def logged_elsewhere(lines):  # by a run still working on a server, say
+        for line in range(lines):
+            RunFolder(tmp_path / "run").append_log("info", f"round line {line}")
+        qtbot.waitUntil(lambda: shown.toPlainText().endswith(f" round line {lines - 1}\n"), timeout=3 * LOG_REREAD_MS)
+
+    scroll = shown.verticalScrollBar()
+    logged_elsewhere(60)
+    assert shown.toPlainText() == log.read_text()
+    assert scroll.value() == scroll.maximum() > 0  # the end, where the new lines are, stays in view
+    scroll.setValue(0)  # the user reads the start
+    logged_elsewhere(2)
+    assert scroll.value() == 0
     log_window.close()
     moved = log.rename(log.with_suffix(".moved"))
     assert show_log(None).findChild(QPlainTextEdit).toPlainText() == f"{log}: cannot be read: No such file or directory"
