@@ -203,7 +203,17 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_a_run_keeping_its_finished_iterations_and_its_log_says_so(tiny_folder, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("stop", "status", "said", "logged"),
+    [
+        (signal.SIGINT, 130, "interrupted", "interrupted (Ctrl-C)"),
+        # As a job scheduler stops a run at its time limit: the log's end lets napari following the run see it.
+        (signal.SIGTERM, 143, "terminated", "terminated (SIGTERM: a job's time limit, or a kill, say)"),
+    ],
+)
+def test_ctrl_c_or_sigterm_stops_a_run_keeping_its_finished_iterations_and_its_log_says_so(
+    tiny_folder, tmp_path, capsys, stop, status, said, logged
+):
     out = tmp_path / "run"
     store = RunFolder(out)
     process = subprocess.Popen(
@@ -222,17 +232,18 @@ def test_ctrl_c_stops_a_run_keeping_its_finished_iterations_and_its_log_says_so(
             f"napari-gfn: error: {out} is being written by process {process.pid} on {socket.gethostname()} (since "
         )
         assert not RunLock(out).holder_is_gone()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         _, error = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130
+    assert process.returncode == status
     finished = store.finished_iterations()
     assert 1 <= len(finished) < 51
-    assert error.strip().splitlines()[-1].startswith("napari-gfn: interrupted; iteration")
+    assert error.strip().splitlines()[-1].startswith(f"napari-gfn: {said}; iteration")
     assert error.strip().endswith(f"kept in {out} (continue with --resume)")
     log = store.log_path.read_text().splitlines()
-    assert log[-1].endswith(" error: interrupted (Ctrl-C)")
+    assert log[-1].endswith(f" error: {logged}")
+    assert store.how_it_ended() == logged
     assert sum(" info: iteration " in line and " masks, " in line for line in log) == len(finished)
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import fields
@@ -117,6 +118,15 @@ def _label_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _label(args: argparse.Namespace) -> int:
+    # Stopped by its scheduler, a run on a server logs its end, so napari following it sees the run stopped.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run_label(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_label(args: argparse.Namespace) -> int:
     from napari_gfn.engine import distributed, run_labelling
 
     config = _label_config(args)
@@ -385,9 +395,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-gfn: error: {error}{_kept(args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"napari-gfn: interrupted{_kept(args)}", file=sys.stderr)
-        _log_interruption(args)
-        return 130
+        return _stopped(args, "interrupted", "interrupted (Ctrl-C)", 130)
+    except _Terminated:
+        return _stopped(args, "terminated", "terminated (SIGTERM: a job's time limit, or a kill, say)", 143)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, which a job scheduler sends at a run's time limit and `kill` sends by default.
+
+    Not an Exception, as KeyboardInterrupt is not: it stops a run the same way, and nothing catches it on the way.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _stopped(args: argparse.Namespace, said: str, logged: str, status: int) -> int:
+    """A ``label`` stopped from outside says so, in the terminal and in its log, as a run stopped by an error does."""
+    print(f"napari-gfn: {said}{_kept(args)}", file=sys.stderr)
+    _log_stop(args, logged)
+    return status
 
 
 def _kept(args: argparse.Namespace) -> str:
@@ -401,8 +429,7 @@ def _kept(args: argparse.Namespace) -> str:
     return f"; {kept} kept in {args.out} (continue with --resume)"
 
 
-def _log_interruption(args: argparse.Namespace) -> None:
-    """A ``label`` run stopped by Ctrl-C says so in its log, as a run stopped by an error does."""
+def _log_stop(args: argparse.Namespace, logged: str) -> None:
     if args.command != "label":
         return
     from napari_gfn.engine import distributed
@@ -410,7 +437,7 @@ def _log_interruption(args: argparse.Namespace) -> None:
 
     store = RunFolder(args.out)
     if store.config_path.is_file() and distributed.is_main():
-        store.append_log("error", "interrupted (Ctrl-C)")
+        store.append_log("error", logged)
 
 
 if __name__ == "__main__":
