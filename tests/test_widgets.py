@@ -1,12 +1,14 @@
 """The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
 
 import gc
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -705,6 +707,18 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     assert widget.task.status == "finished"
     assert store.finished_iterations() == [0, 1, 2]
     assert store.how_it_ended() == "finished with iteration 2"
+
+    # Killed on the server without a word (for lack of memory, say): long quiet, it has likely stopped.
+    last_round_training()
+    an_hour_ago = time.time() - 3600
+    for path in (store.metrics_path, store.log_path):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    widget.open_run(store.root)
+    assert widget.follower.following
+    likely_stopped = ", 60 min ago, over 3 times its longest round: it has likely stopped without a word (killed?)"
+    assert widget.status.value.endswith(likely_stopped), widget.status.value
+    widget.status.value = ""
+    qtbot.waitUntil(lambda: widget.status.value.endswith(likely_stopped), timeout=2 * FOLLOW_MS)  # said as time passes
 
     # Run on this machine, and killed while followed: the system lets its lock go, and following ends.
     last_round_training()

@@ -16,6 +16,10 @@ __all__ = ["FOLLOW_MS", "RunFollower"]
 # A round takes minutes; looking for a new one every few seconds costs two file checks and, for a run
 # written on this machine, a try of its writer's lock.
 FOLLOW_MS = 5000
+# A run that has written nothing for this many of its longest rounds, and for this long at least, has likely
+# stopped without a word: killed for lack of memory, say, or its machine lost power.
+QUIET_ROUNDS = 3
+QUIET_MIN_S = 600.0
 
 
 class RunFollower:
@@ -23,8 +27,9 @@ class RunFollower:
 
     ``on_change`` is called when the run writes a finished iteration or a log entry, ``on_status`` with a
     line to show: what has finished so far, and when the run last wrote, so that a run killed outright
-    (which never logs its end) on another machine shows as one that stopped writing. One killed on this
-    machine ends the following, as its lock tells. ``on_end`` gets how the run ended.
+    (which never logs its end) on another machine shows as one that stopped writing, and after long quiet
+    as one that has likely stopped. One killed on this machine ends the following, as its lock tells.
+    ``on_end`` gets how the run ended.
     """
 
     def __init__(
@@ -40,7 +45,8 @@ class RunFollower:
         self.store: RunFolder | None = None
         self._start_refused = False
         self._written: tuple = ()
-        self._planned = 0
+        self._planned = self._finished = 0
+        self._longest_round = 0.0
         self._timer = QTimer(parent)
         self._timer.setInterval(FOLLOW_MS)
         self._timer.timeout.connect(self._look)
@@ -58,7 +64,11 @@ class RunFollower:
 
     @property
     def last_written_at(self) -> str:
-        return time.strftime("%H:%M:%S", time.localtime(max(when for when, _ in self._written)))
+        return time.strftime("%H:%M:%S", time.localtime(self._last_write))
+
+    @property
+    def _last_write(self) -> float:
+        return max(when for when, _ in self._written)
 
     def follow(self, store: RunFolder) -> None:
         """Follow ``store`` while it may still be running; otherwise stop following any run."""
@@ -72,7 +82,7 @@ class RunFollower:
         self._written = self._last_written()
         self._planned = store.read_config().iterations + 1  # the seed, then the rounds
         self._timer.start()
-        self._say_following()
+        self._note_progress()
 
     def stop(self) -> None:
         self._timer.stop()
@@ -91,6 +101,7 @@ class RunFollower:
             if written == self._written:
                 ended = self._writer_gone()
                 if ended is None:
+                    self._say_if_quiet()
                     return
             else:
                 self.on_change()
@@ -102,7 +113,7 @@ class RunFollower:
             return
         self._written = written
         if ended is None:
-            self._say_following()
+            self._note_progress()
         else:
             self.stop()
             self.on_status(f"{self.store.root.name}: {ended}")
@@ -122,9 +133,38 @@ class RunFollower:
         self.stop()
         self.on_status(f"stopped following {self.store.root}: {why}")
 
+    def _note_progress(self) -> None:
+        """Read what the run has finished, and say so."""
+        metrics = self.store.metrics()
+        self._finished = len(metrics)
+        self._longest_round = max((entry.get("elapsed_s") or 0.0 for entry in metrics), default=0.0)
+        self._say_following()
+
+    def _say_if_quiet(self) -> None:
+        if self._quiet_for() is not None:  # a run quiet for long: the line says for how long, as time passes
+            self._say_following()
+
+    def _quiet_for(self) -> float | None:
+        """How long the run has written nothing, once that is long enough to say it has likely stopped."""
+        quiet = time.time() - self._last_write
+        return quiet if quiet > max(QUIET_MIN_S, QUIET_ROUNDS * self._longest_round) else None
+
     def _say_following(self) -> None:
-        finished = len(self.store.finished_iterations())
-        self.on_status(
-            f"following {self.store.root.name}, which may still be running: {finished} of {self._planned} "
+        line = (
+            f"following {self.store.root.name}, which may still be running: {self._finished} of {self._planned} "
             f"iterations finished; last written at {self.last_written_at}"
         )
+        if (quiet := self._quiet_for()) is not None:
+            line += (
+                f", {_how_long(quiet)} ago, over {QUIET_ROUNDS} times its longest round: it has likely stopped "
+                "without a word (killed?)"
+            )
+        self.on_status(line)
+
+
+def _how_long(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    hours = round(seconds / 3600)
+    return f"{hours} h" if hours < 48 else f"{round(hours / 24)} days"
