@@ -708,11 +708,22 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     assert store.finished_iterations() == [0, 1, 2]
     assert store.how_it_ended() == "finished with iteration 2"
 
-    # Killed on the server without a word (for lack of memory, say): long quiet, it has likely stopped.
-    last_round_training()
+    # Killed on the server without a word (for lack of memory, say): long quiet, it has likely stopped; but
+    # not while the seed works, which on hundreds of photos can take long, and has no round to measure by.
     an_hour_ago = time.time() - 3600
-    for path in (store.metrics_path, store.log_path):
-        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    def quiet_for_an_hour():
+        for path in (store.metrics_path, store.log_path):
+            os.utime(path, (an_hour_ago, an_hour_ago))
+
+    last_round_training()
+    store.metrics_path.write_text(metrics.splitlines(keepends=True)[0])
+    quiet_for_an_hour()
+    widget.open_run(store.root)
+    seed_only = r"following run, which may still be running: 1 of 3 iterations finished; last written at [:\d]+"
+    assert re.fullmatch(seed_only, widget.status.value), widget.status.value
+    last_round_training()
+    quiet_for_an_hour()
     widget.open_run(store.root)
     assert widget.follower.following
     likely_stopped = ", 60 min ago, over 3 times its longest round: it has likely stopped without a word (killed?)"

@@ -16,8 +16,8 @@ __all__ = ["FOLLOW_MS", "RunFollower"]
 # A round takes minutes; looking for a new one every few seconds costs two file checks and, for a run
 # written on this machine, a try of its writer's lock.
 FOLLOW_MS = 5000
-# A run that has written nothing for this many of its longest rounds, and for this long at least, has likely
-# stopped without a word: killed for lack of memory, say, or its machine lost power.
+# A run that has written nothing for this many of its longest refinement rounds, and for this long at least,
+# has likely stopped without a word: killed for lack of memory, say, or its machine lost power.
 QUIET_ROUNDS = 3
 QUIET_MIN_S = 600.0
 
@@ -137,7 +137,9 @@ class RunFollower:
         """Read what the run has finished, and say so."""
         metrics = self.store.metrics()
         self._finished = len(metrics)
-        self._longest_round = max((entry.get("elapsed_s") or 0.0 for entry in metrics), default=0.0)
+        # Rounds, not the seed: a seed that trains on a few simple photos, or none, is over far sooner.
+        rounds = (entry.get("elapsed_s") or 0.0 for entry in metrics if entry["iteration"] >= 1)
+        self._longest_round = max(rounds, default=0.0)
         self._say_following()
 
     def _say_if_quiet(self) -> None:
@@ -145,9 +147,11 @@ class RunFollower:
             self._say_following()
 
     def _quiet_for(self) -> float | None:
-        """How long the run has written nothing, once that is long enough to say it has likely stopped."""
+        """How long the run has written nothing, once that is long enough to say it has likely stopped. Never
+        before a round has finished: a seed on hundreds of photos can take half an hour on a CPU without a word."""
         quiet = time.time() - self._last_write
-        return quiet if quiet > max(QUIET_MIN_S, QUIET_ROUNDS * self._longest_round) else None
+        long_enough = self._longest_round and quiet > max(QUIET_MIN_S, QUIET_ROUNDS * self._longest_round)
+        return quiet if long_enough else None
 
     def _say_following(self) -> None:
         line = (
