@@ -332,6 +332,22 @@ def test_two_photo_layers_that_would_write_one_file_are_named_before_a_run(make_
     _assert_start_refused(widget, "layers 'Orchid 1' and 'orchid 1' would both be saved as orchid 1.png in the run")
 
 
+def test_a_layer_run_into_a_folder_of_other_things_is_refused_before_anything_is_written(make_napari_viewer, tmp_path):
+    """The layers' copies are written into the run folder first: a home folder chosen by mistake stays as it was."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 30, 3), np.uint8), name="orchid", rgb=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    notes = home / "notes.txt"
+    notes.write_text("mine")
+    widget = _layer_run(viewer, tmp_path, home, iterations=1)
+    _assert_start_refused(widget, f"{home} is not empty: choose an empty or new folder for the run")
+    widget.run_folder.value = notes
+    _assert_start_refused(widget, f"{notes} is a file, not a folder: choose an empty or new folder for the run")
+    assert [entry.name for entry in home.iterdir()] == ["notes.txt"]
+    assert notes.read_text() == "mine"
+
+
 def test_a_multiscale_photo_layer_is_labelled_at_its_finest_level(make_napari_viewer, qtbot, tiny_folder, tmp_path):
     viewer = make_napari_viewer()
     photo = iio.imread(sorted((tiny_folder / "images").glob("*.png"))[0])

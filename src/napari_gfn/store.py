@@ -134,7 +134,7 @@ class RunFolder:
         if new_run is None:
             self._check_is_run()
         else:
-            self._check_room_for_new_run()
+            self.check_room_for_new_run()
             self.root.mkdir(parents=True, exist_ok=True)
         with RunLock(self.root).held():
             if new_run is None:
@@ -149,7 +149,7 @@ class RunFolder:
         A run that stopped before finishing any iteration (a bad seed input,
         say) holds nothing worth keeping, so its folder can be reused at once.
         """
-        self._check_room_for_new_run()
+        self.check_room_for_new_run()
         if self.config_path.exists():
             self.discard_unfinished()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -180,7 +180,8 @@ class RunFolder:
             raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}") from None
         return config.updated(out=str(self.root.absolute()), **moved)
 
-    def _check_room_for_new_run(self) -> None:
+    def check_room_for_new_run(self) -> None:
+        """A RunFolderError if a new run cannot start here: a file, a folder of other things, or a run to resume."""
         if self.root.exists() and not self.root.is_dir():
             raise RunFolderError(f"{self.root} is a file, not a folder: choose an empty or new folder for the run")
         if self.config_path.exists():

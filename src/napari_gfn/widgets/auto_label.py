@@ -385,6 +385,8 @@ class AutoLabelWidget(Container):
             store = RunFolder(config.out)
             RunLock(store.root).refuse_if_held()  # before this run takes the viewer and writes the run's inputs
             resume = bool(store.finished_iterations())
+            if not resume:  # before the layers' copies are written into the folder
+                store.check_room_for_new_run()
             photos = self._photos(config, inputs)
         except (ValueError, RunFolderError, ImageReadError) as error:
             show_error(str(error))
