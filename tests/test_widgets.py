@@ -348,6 +348,31 @@ def test_a_layer_run_into_a_folder_of_other_things_is_refused_before_anything_is
     assert notes.read_text() == "mine"
 
 
+def test_start_on_a_run_of_other_photos_is_refused_and_photo_layers_not_in_it_are_named(
+    make_napari_viewer, qtbot, finished_layer_run, tiny_folder, tmp_path
+):
+    """Start continues the run in the run folder, on its own photos: new layers there would be left out unsaid."""
+    run = shutil.copytree(finished_layer_run["run"], tmp_path / "run")
+    first = finished_layer_run["stems"][0]
+    log = RunFolder(run).log_path.read_text()
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 30, 3), np.uint8), name="orchid", rgb=True)
+    widget = _layer_run(viewer, tmp_path, run, iterations=2)
+    _assert_start_refused(
+        widget, f"{run} holds a run of other photos: choose a new run folder to label orchid, or open the run to see it"
+    )
+    assert RunFolder(run).log_path.read_text() == log
+    viewer.add_image(iio.imread(tiny_folder / "images" / f"{first}.png"), name=first, rgb=True)  # one of its photos
+    seen = len(notification_manager.records)
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished"
+    assert (
+        f"not labelled: orchid: Start continues the run in {run}, and they are not among its photos; a new run "
+        "folder labels them"
+    ) in _messages_since(seen)
+
+
 def test_a_multiscale_photo_layer_is_labelled_at_its_finest_level(make_napari_viewer, qtbot, tiny_folder, tmp_path):
     viewer = make_napari_viewer()
     photo = iio.imread(sorted((tiny_folder / "images").glob("*.png"))[0])

@@ -270,6 +270,10 @@ class RunFolder:
         except Exception as error:  # a run folder copied from a server may hold a file cut short
             raise RunFolderError(f"{path}: cannot be read as a mask (cut short while copied?): {error}") from None
 
+    def masks_of(self, iteration: int) -> list[Path]:
+        """The masks ``iteration`` wrote, one per photo it labelled, in name order."""
+        return sorted((self.iteration_dir(iteration) / "masks").glob("*.png"))
+
     def has_mask(self, iteration: int, stem: str) -> bool:
         return self.mask_path(iteration, stem).is_file()
 

@@ -138,7 +138,7 @@ def evaluate_run(
     folder.read_config()
     rows, problems, truth_errors = [], [], []
     iterations = folder.finished_iterations()
-    paths = {k: sorted((folder.iteration_dir(k) / "masks").glob("*.png")) for k in iterations}
+    paths = {k: folder.masks_of(k) for k in iterations}
     total, done = sum(len(p) for p in paths.values()), 0
     for iteration in iterations:
         scores = []

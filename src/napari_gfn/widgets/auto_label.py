@@ -23,7 +23,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from napari.layers import Image, Labels
-from napari.utils.notifications import Notification, notification_manager, show_error, show_info
+from napari.utils.notifications import Notification, notification_manager, show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from superqt import QCollapsible
 
@@ -387,6 +387,8 @@ class AutoLabelWidget(Container):
             resume = bool(store.finished_iterations())
             if not resume:  # before the layers' copies are written into the folder
                 store.check_room_for_new_run()
+            elif photo_layers:
+                _check_layers_in_run(store, photo_layers)
             photos = self._photos(config, inputs)
         except (ValueError, RunFolderError, ImageReadError) as error:
             show_error(str(error))
@@ -613,6 +615,23 @@ _FORM_SETTINGS = (
     "grabcut_edge_band",
     "device",
 )
+
+
+def _check_layers_in_run(store: RunFolder, photo_layers: dict[str, str]) -> None:
+    """Start continues the run in the run folder, on its own photos: a RunFolderError if none of the photo
+    layers is among them, a warning naming those that are not."""
+    in_run = {path.stem for path in store.masks_of(0)}
+    left_out = [name for stem, name in photo_layers.items() if stem not in in_run]
+    if len(left_out) == len(photo_layers):
+        raise RunFolderError(
+            f"{store.root} holds a run of other photos: choose a new run folder to label {a_few(left_out)}, "
+            "or open the run to see it"
+        )
+    if left_out:
+        show_warning(
+            f"not labelled: {a_few(left_out)}: Start continues the run in {store.root}, and they are not among its "
+            "photos; a new run folder labels them"
+        )
 
 
 def _counted(problems: int) -> str:
