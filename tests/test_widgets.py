@@ -178,6 +178,25 @@ def test_the_auto_label_docks_settings_say_what_they_do(make_napari_viewer):
     assert "ridge" in widget.seed.native.toolTip()
 
 
+def test_a_long_status_or_note_wraps_instead_of_widening_its_dock(make_napari_viewer, qtbot):
+    """One line of a long message (a run folder's path, an error) widened its dock, and napari's canvas shrank."""
+    viewer = make_napari_viewer(show=True)  # a hidden window's layouts do not take their widgets' new sizes
+    auto_label, exporter, source = (_dock(viewer, name) for name in ("Auto-label", "Export labels", "Source model"))
+    long_message = "stopped following /a/run/folder/on/a/server: the disk it was on stopped answering " * 4
+    lines = auto_label.status.native.fontMetrics().height()
+    for dock, label in (
+        (auto_label, auto_label.status),
+        (auto_label, auto_label.browser.note),
+        (exporter, exporter.status),
+        (source, source.card),
+    ):
+        narrowest = dock.native.minimumSizeHint().width()
+        label.value = long_message
+        qtbot.wait(10)  # the layout takes the label's new size
+        assert dock.native.minimumSizeHint().width() == narrowest
+        assert label.native.heightForWidth(300) > 4 * lines  # the whole message, in lines
+
+
 def test_the_settings_messages_advise_are_dock_fields_by_the_same_words(make_napari_viewer, tmp_path):
     # Messages name a setting by its SETTING_LABELS words and its flag (the ridge seed's advice, a failed
     # Otsu seed, an empty area filter): a dock user must find a field so labelled, whose value reaches the run.

@@ -17,7 +17,6 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     PushButton,
     Select,
     SpinBox,
@@ -48,6 +47,7 @@ from napari_gfn.store import RunFolder, RunFolderError
 
 from .engine_task import EngineTask
 from .log_window import show_log
+from .message_label import message_label
 from .metrics_plot import MetricsPlot
 from .path_fields import chosen_path, given_path
 from .photo_browser import PhotoBrowser
@@ -142,7 +142,7 @@ class AutoLabelWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.open_run_folder = FileEdit(label="Open run folder", mode="d")
         self.open_button = PushButton(text="Open run")
-        self.status = Label(value="idle")
+        self.status = message_label("idle")
         self.browser = PhotoBrowser(lambda: (self.area_min.value, self.area_max.value))
         self.trust_button = PushButton(text="Trust selected Labels layer")
         self.untrust_button = PushButton(text="Stop trusting")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FileEdit, PushButton
 from napari.utils.notifications import show_error, show_info
 
 from napari_gfn.engine import CancelToken
@@ -13,6 +13,7 @@ from napari_gfn.export import describe_export, export_labels
 from napari_gfn.store import RunFolder
 
 from .engine_task import EngineTask
+from .message_label import message_label
 from .path_fields import chosen_path, given_path
 from .shared_state import shared_state
 
@@ -39,7 +40,7 @@ class ExportWidget(Container):
         )
         self.export_button = PushButton(text="Export")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = Label(value="")
+        self.status = message_label("")
         super().__init__(
             widgets=[
                 self.run_folder,

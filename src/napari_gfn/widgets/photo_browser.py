@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from magicgui.widgets import ComboBox, Container, Label, PushButton, Widget
+from magicgui.widgets import ComboBox, Container, PushButton, Widget
 from napari.utils.notifications import show_error
 
 from napari_gfn.review import MaskStats, check_first, describe_mask
 from napari_gfn.store import RunFolder, RunFolderError
 
+from .message_label import message_label
 from .run_layers import RunLayers
 
 __all__ = ["BY_NAME", "CHECK_FIRST", "PhotoBrowser"]
@@ -38,7 +39,7 @@ class PhotoBrowser:
         self.photo = ComboBox(label="Photo", choices=self._photo_choices)
         self.previous_button = PushButton(text="◀ Previous")
         self.next_button = PushButton(text="Next ▶")
-        self.note = Label(value="")
+        self.note = message_label("")
         self._buttons = Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False)
         self.order.changed.connect(self._reorder)
         self.photo.changed.connect(self._show)

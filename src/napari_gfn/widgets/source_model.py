@@ -7,13 +7,14 @@ from itertools import chain, count
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
 from napari.qt.threading import create_worker
 
 from napari_gfn.config import BACKBONES, SETTING_HELP, VOC_CLASSES, RunConfig
 from napari_gfn.engine import CancelToken
 
 from .engine_task import EngineTask, job_settings
+from .message_label import message_label
 from .path_fields import chosen_path
 from .shared_state import shared_state
 
@@ -61,7 +62,7 @@ class SourceModelWidget(Container):
         self.task = EngineTask("source model training")
         self.model_file = FileEdit(label="Model file", mode="r", filter="*.pt")
         self.open_button = PushButton(text="Use this model")
-        self.card = Label(value="No model chosen.")
+        self.card = message_label("No model chosen.")
         self.source_kind = ComboBox(label="Train from", choices=["mask folders", "VOC root"])
         self.images = FileEdit(label="Photos", mode="d")
         self.masks = FileEdit(label="Masks (0/255 or 0/1)", mode="d")
