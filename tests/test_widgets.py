@@ -390,6 +390,7 @@ def test_start_on_a_run_of_other_photos_is_refused_and_photo_layers_not_in_it_ar
         f"not labelled: orchid: Start continues the run in {run}, and they are not among its photos; a new run "
         "folder labels them"
     ) in _messages_since(seen)
+    assert widget.browser.photo.choices == tuple(finished_layer_run["stems"])  # the run's photos, all of them
 
 
 def test_a_multiscale_photo_layer_is_labelled_at_its_finest_level(make_napari_viewer, qtbot, tiny_folder, tmp_path):

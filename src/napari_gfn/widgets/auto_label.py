@@ -385,11 +385,11 @@ class AutoLabelWidget(Container):
             store = RunFolder(config.out)
             RunLock(store.root).refuse_if_held()  # before this run takes the viewer and writes the run's inputs
             resume = bool(store.finished_iterations())
-            if not resume:  # before the layers' copies are written into the folder
-                store.check_room_for_new_run()
-            elif photo_layers:
-                _check_layers_in_run(store, photo_layers)
-            photos = self._photos(config, inputs)
+            if resume:
+                photo_folder, photos, photo_layers = _resumed_photos(store, config, photo_layers)
+            else:
+                store.check_room_for_new_run()  # before the layers' copies are written into the folder
+                photo_folder, photos = config.images, self._photos(config, inputs)
         except (ValueError, RunFolderError, ImageReadError) as error:
             show_error(str(error))
             return
@@ -400,7 +400,7 @@ class AutoLabelWidget(Container):
         if left_out:  # "none = all" took every photo layer but these
             show_info(f"not labelled: {a_few(left_out)}: stacks of images, not single photos")
         self.follower.stop()  # this run now fills the viewer
-        self.store, self.photo_folder = store, Path(config.images)
+        self.store, self.photo_folder = store, Path(photo_folder)
         self.run_layers = RunLayers(self.viewer, store, photos, photo_layers)
         self.browser.browse(self.run_layers, store)
         self.plot.show_metrics(store.metrics())
@@ -615,6 +615,17 @@ _FORM_SETTINGS = (
     "grabcut_edge_band",
     "device",
 )
+
+
+def _resumed_photos(
+    store: RunFolder, config: RunConfig, photo_layers: dict[str, str]
+) -> tuple[str, ImageSet, dict[str, str]]:
+    """What Start shows of the run it continues: the run's own photos, found as the run finds them (in the
+    form's photo folder, if they moved), and those of the chosen photo layers that are among them."""
+    if photo_layers:
+        _check_layers_in_run(store, photo_layers)
+    _, run_config, photos = read_run(store.root, Path(config.images) if config.images else None)
+    return run_config.images, photos, {stem: name for stem, name in photo_layers.items() if stem in photos.stems}
 
 
 def _check_layers_in_run(store: RunFolder, photo_layers: dict[str, str]) -> None:
