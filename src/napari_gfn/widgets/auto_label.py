@@ -621,19 +621,14 @@ def _resumed_photos(
     store: RunFolder, config: RunConfig, photo_layers: dict[str, str]
 ) -> tuple[str, ImageSet, dict[str, str]]:
     """What Start shows of the run it continues: the run's own photos, found as the run finds them (in the
-    form's photo folder, if they moved), and those of the chosen photo layers that are among them."""
-    if photo_layers:
-        _check_layers_in_run(store, photo_layers)
+    form's photo folder, if they moved), and those of the chosen photo layers that are among them.
+
+    A RunFolderError if none of the chosen layers is; a warning naming those that are not.
+    """
     _, run_config, photos = read_run(store.root, Path(config.images) if config.images else None)
-    return run_config.images, photos, {stem: name for stem, name in photo_layers.items() if stem in photos.stems}
-
-
-def _check_layers_in_run(store: RunFolder, photo_layers: dict[str, str]) -> None:
-    """Start continues the run in the run folder, on its own photos: a RunFolderError if none of the photo
-    layers is among them, a warning naming those that are not."""
-    in_run = {path.stem for path in store.masks_of(0)}
+    in_run = {stem: name for stem, name in photo_layers.items() if stem in photos.stems}
     left_out = [name for stem, name in photo_layers.items() if stem not in in_run]
-    if len(left_out) == len(photo_layers):
+    if left_out and not in_run:
         raise RunFolderError(
             f"{store.root} holds a run of other photos: choose a new run folder to label {a_few(left_out)}, "
             "or open the run to see it"
@@ -643,6 +638,7 @@ def _check_layers_in_run(store: RunFolder, photo_layers: dict[str, str]) -> None
             f"not labelled: {a_few(left_out)}: Start continues the run in {store.root}, and they are not among its "
             "photos; a new run folder labels them"
         )
+    return run_config.images, photos, in_run
 
 
 def _counted(problems: int) -> str:
