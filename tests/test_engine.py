@@ -686,6 +686,20 @@ def test_a_run_being_written_is_refused_to_a_second_writer_until_its_writer_ends
     assert [result.iteration for result in resumed] == [2]
 
 
+def test_a_run_from_a_gpu_server_continues_on_this_machines_device(tiny_folder, tmp_path):
+    """How to compute belongs to the machine that continues a run: before, the server's CUDA was asked for here."""
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=0)
+    run_to_end(config)
+    store = RunFolder(config.out)
+    record = json.loads(store.config_path.read_text())
+    record["config"].update(device="cuda", workers=2)  # as the server ran it
+    store.config_path.write_text(json.dumps(record))
+    results, notices = run_to_end(config.updated(iterations=1, device="cpu"), resume=True)
+    assert [result.iteration for result in results] == [1]
+    assert any(notice.startswith("computing on the CPU") for notice in notices)
+    assert store.read_config().device == "cuda"  # the run's record stays as it ran
+
+
 def test_a_folder_refused_for_a_run_is_left_as_it_was(tmp_path):
     """No lock files left in a home folder (or a file) given by mistake, to a new run or a resume."""
     home = tmp_path / "home"

@@ -1,6 +1,7 @@
 """The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
 
 import gc
+import json
 import os
 import re
 import shutil
@@ -684,6 +685,22 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
     assert not viewer.layers[iteration_layer_name(stems[0], 2)].visible
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
     assert not widget.follower.following  # its log says it finished
+
+
+def test_a_server_run_opened_here_continues_with_this_machines_settings(
+    make_napari_viewer, finished_layer_run, tmp_path
+):
+    """A command-line run from a server, with photo-reading processes and CUDA: Start here reads the photos in
+    napari's own process (forking a Qt application is unsafe), on the device the form gives."""
+    run = shutil.copytree(finished_layer_run["run"], tmp_path / "run")
+    record = json.loads((run / "run.json").read_text())
+    record["config"].update(workers=2, device="cuda")
+    (run / "run.json").write_text(json.dumps(record))
+    widget = open_run_window(make_napari_viewer(), run)
+    assert widget.device.value == "cuda"  # the form shows how the run ran
+    widget.device.value = "cpu"
+    config, _, _ = widget._run_config()
+    assert (config.workers, config.device) == (0, "cpu")
 
 
 def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(

@@ -292,7 +292,10 @@ def _add_label_parser(commands) -> None:
     for heading, names in _LABEL_SETTINGS.items():
         _add_settings(label.add_argument_group(heading), names, with_seed=True)
     label.add_argument(
-        "--resume", action="store_true", help="continue the run in --out after its last finished iteration"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out after its last finished iteration, with its own settings but --iterations "
+        "(the larger is kept), --device and --workers",
     )
     label.set_defaults(handler=_label)
 

@@ -471,6 +471,7 @@ class AutoLabelWidget(Container):
             source_model=seed_files.get("source_model"),
             labels=seed_files.get("labels"),
             gt=self._truth_folder(run_dir, inputs),
+            workers=0,  # napari's process reads the photos itself: forking a Qt application is unsafe
             **{name: getattr(self, name).value for name in _FORM_SETTINGS},
         )
         return config, inputs, photo_layers
