@@ -131,6 +131,7 @@ class RunFolder:
         A RunFolderError when there is no run to continue or the folder is in the way of a new one, a
         RunLockedError naming the process that writes the run.
         """
+        # Checked before the lock, so that a folder refused gets no lock file; checked again under it.
         if new_run is None:
             self._check_is_run()
         else:
