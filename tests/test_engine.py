@@ -562,6 +562,21 @@ def test_the_run_folder_keeps_what_each_start_of_the_run_reported_and_why_it_sto
     assert store.logged_problems() == len(warnings) >= 1
 
 
+def test_an_iteration_on_record_is_in_the_log_whichever_event_a_stop_lands_on(tiny_folder, tmp_path):
+    """Ctrl-C or SIGTERM stops a run at whatever event it is yielding; the log must name every finished iteration."""
+    truth = shutil.copytree(tiny_folder / "masks", tmp_path / "gt")
+    next(truth.glob("*.png")).unlink()  # its notice comes out after iteration 0 is on record, before its result
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), gt=str(truth), iterations=1)
+    store = RunFolder(tmp_path / "run")
+    events = run_labelling(config)
+    stopped_on = next(event for event in events if store.finished_iterations())
+    events.close()  # as a stop there leaves the run
+    assert isinstance(stopped_on, Notice)
+    assert stopped_on.message.startswith("not scored: ")
+    assert store.finished_iterations() == [0]
+    assert re.search(r" info: iteration 0: 8 masks, .* fg IoU", store.log_path.read_text())
+
+
 def test_an_unexpected_error_is_logged_with_its_type(tiny_folder, tmp_path, monkeypatch):
     from napari_gfn.engine import refine
 

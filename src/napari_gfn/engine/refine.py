@@ -248,12 +248,7 @@ class _Run:
             self.store.write_mask_stats(iteration, stats)
             self.store.finish_iteration(metrics)
             best = self._mark_best()
-            if self.latest is not None:  # only the latest iteration's working masks are read again
-                self.working_masks.discard(self.latest)
-        distributed.barrier()  # the next iteration starts from rank 0's checkpoint
-        self.latest = iteration
-        self.areas = {stem: entry.area for stem, entry in stats.items()}
-        return IterationResult(
+        result = IterationResult(
             iteration=iteration,
             mask_paths={stem: self.store.mask_path(iteration, stem) for stem in stats},
             metrics=metrics,
@@ -262,6 +257,16 @@ class _Run:
             is_best=best == iteration,
             stems=list(stats),
         )
+        if distributed.is_main():
+            # Logged at once, not as the result passes the log on its way out: a Ctrl-C or SIGTERM
+            # landing in between would leave a finished iteration that the log never names.
+            self.store.append_log("info", result.describe())
+            if self.latest is not None:  # only the latest iteration's working masks are read again
+                self.working_masks.discard(self.latest)
+        distributed.barrier()  # the next iteration starts from rank 0's checkpoint
+        self.latest = iteration
+        self.areas = {stem: entry.area for stem, entry in stats.items()}
+        return result
 
     def _truth_scores(self, iteration: int, stems: Iterable[str]) -> dict | None:
         if self.truth is None:
@@ -380,7 +385,8 @@ def run_labelling(
 
 
 def _logged(store: RunFolder, events: Iterator[Event]) -> Iterator[Event]:
-    """``events``, with each notice, finished iteration and the error that stops the run kept in the run's log.
+    """``events``, with each notice and the error that stops the run kept in the run's log (an iteration's line
+    is written as the iteration is recorded, in :meth:`_Run.finish`).
 
     A run started on a server is often opened later, when its notices are long gone from the terminal.
     """
@@ -389,8 +395,6 @@ def _logged(store: RunFolder, events: Iterator[Event]) -> Iterator[Event]:
         for event in events:
             if isinstance(event, Notice):
                 log(event.level, event.message)
-            elif isinstance(event, IterationResult):
-                log("info", event.describe())
             yield event
     except Exception as error:  # Ctrl-C is logged by the command line, wherever in its loop it lands
         log("error", describe_error(error))
