@@ -246,8 +246,7 @@ class _Run:
             if model is not None:
                 save_model(model, checkpoint, image_size=self.config.image_size, iteration=iteration)
             self.store.write_mask_stats(iteration, stats)
-            self.store.finish_iteration(metrics)
-            best = self._mark_best()
+            best = self._best_iteration_with(metrics)
         result = IterationResult(
             iteration=iteration,
             mask_paths={stem: self.store.mask_path(iteration, stem) for stem in stats},
@@ -258,9 +257,12 @@ class _Run:
             stems=list(stats),
         )
         if distributed.is_main():
+            self.store.finish_iteration(metrics)
             # Logged at once, not as the result passes the log on its way out: a Ctrl-C or SIGTERM
             # landing in between would leave a finished iteration that the log never names.
             self.store.append_log("info", result.describe())
+            if best is not None:
+                self.store.mark_best(best)
             if self.latest is not None:  # only the latest iteration's working masks are read again
                 self.working_masks.discard(self.latest)
         distributed.barrier()  # the next iteration starts from rank 0's checkpoint
@@ -286,13 +288,11 @@ class _Run:
         notices, self.notices = self.notices, []
         yield from notices
 
-    def _mark_best(self) -> int | None:
-        scored = [entry for entry in self.store.metrics() if entry.get("miou") is not None]
-        if not scored:
-            return None
-        best = max(scored, key=lambda entry: entry["miou"])["iteration"]
-        self.store.mark_best(best)
-        return best
+    def _best_iteration_with(self, metrics: dict) -> int | None:
+        """The best-scoring iteration once ``metrics`` is recorded (a resumed iteration replaces its old line)."""
+        earlier = [entry for entry in self.store.metrics() if entry["iteration"] != metrics["iteration"]]
+        scored = [entry for entry in (*earlier, metrics) if entry.get("miou") is not None]
+        return max(scored, key=lambda entry: entry["miou"])["iteration"] if scored else None
 
     def reload(self, iteration: int) -> None:
         """Pick up a finished iteration's masks (for --resume); its working masks are rebuilt if the cache is gone."""
