@@ -715,6 +715,13 @@ def test_a_run_from_a_gpu_server_continues_on_this_machines_device(tiny_folder, 
     assert store.read_config().device == "cuda"  # the run's record stays as it ran
 
 
+def test_a_continued_run_keeps_its_own_settings_but_the_machines_and_more_iterations():
+    run = RunConfig(iterations=3, epochs=2, image_size=256, device="cuda", workers=2)
+    given = RunConfig(iterations=1, epochs=9, image_size=512, device="cpu", workers=0)
+    assert run.continued_with(given) == RunConfig(iterations=3, epochs=2, image_size=256, device="cpu", workers=0)
+    assert run.continued_with(given.updated(iterations=5)).iterations == 5
+
+
 def test_a_folder_refused_for_a_run_is_left_as_it_was(tmp_path):
     """No lock files left in a home folder (or a file) given by mistake, to a new run or a resume."""
     home = tmp_path / "home"

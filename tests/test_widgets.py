@@ -687,20 +687,37 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
     assert not widget.follower.following  # its log says it finished
 
 
-def test_a_server_run_opened_here_continues_with_this_machines_settings(
-    make_napari_viewer, finished_layer_run, tmp_path
+def test_a_server_run_continues_here_with_this_machines_settings_and_its_own_others(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path
 ):
     """A command-line run from a server, with photo-reading processes and CUDA: Start here reads the photos in
-    napari's own process (forking a Qt application is unsafe), on the device the form gives."""
+    napari's own process (forking a Qt application is unsafe), on the device the form gives. The run's other
+    settings stay its own, and Start names those the form changed."""
     run = shutil.copytree(finished_layer_run["run"], tmp_path / "run")
     record = json.loads((run / "run.json").read_text())
-    record["config"].update(workers=2, device="cuda")
+    # Values the command line takes as given and the form rounds: not changes of the user's.
+    record["config"].update(workers=2, device="cuda", learning_rate=0.00123456789, area_min=0.123, cam_epochs=1000)
     (run / "run.json").write_text(json.dumps(record))
     widget = open_run_window(make_napari_viewer(), run)
     assert widget.device.value == "cuda"  # the form shows how the run ran
     widget.device.value = "cpu"
     config, _, _ = widget._run_config()
     assert (config.workers, config.device) == (0, "cpu")
+
+    def unused_said_by_start() -> list[str]:
+        seen = len(notification_manager.records)
+        widget.start()
+        _wait_until_done(qtbot, widget.task)
+        assert widget.task.status == "finished"
+        return [message for message in _messages_since(seen) if message.startswith("Start continues the run")]
+
+    assert unused_said_by_start() == []
+    widget.iterations.value, widget.image_size.value = 1, 96
+    assert unused_said_by_start() == [
+        f"Start continues the run in {run} with its own settings (iterations 2, image size 64), not the form's "
+        "iterations 1, image size 96: a new run folder uses them"
+    ]
+    assert RunFolder(run).read_config().learning_rate == 0.00123456789
 
 
 def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(

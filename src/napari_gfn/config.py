@@ -52,6 +52,10 @@ VOC_CLASSES = (
 )
 # "auto" uses the dense CRF when pydensecrf is installed and the guided filter otherwise.
 CAM_REFINERS = ("auto", "crf", "guided")
+# How to compute, which is the continuing machine's and not the run's: a run from a GPU server continues on a
+# laptop's CPU, and one from the command line with photo-reading processes continues in napari, whose process
+# must not fork.
+MACHINE_SETTINGS = ("device", "workers")
 
 # Refinement settings whose best value depends on the object's shape. A run that leaves one unset takes its
 # seed's: the ridge seed's objects are thin, every other seed's are bulky.
@@ -217,6 +221,12 @@ class RunConfig:
             current = {name: getattr(self, name) for name in object_shape_settings(self.seed)}
             changes = shape_settings_for_new_seed(current, self.seed, changes["seed"]) | changes
         return replace(self, **changes)
+
+    def continued_with(self, given: RunConfig) -> RunConfig:
+        """This run's settings as a start that continues it computes with them: the run's own, for its
+        iterations to stay alike, but ``given``'s machine settings and iteration count, if larger."""
+        here = {name: getattr(given, name) for name in MACHINE_SETTINGS}
+        return replace(self, iterations=max(self.iterations, given.iterations), **here)
 
     def paths(self) -> dict[str, str]:
         """The settings that name an input file or folder, by name (``simple`` only when it is a folder)."""

@@ -346,18 +346,6 @@ def _written_here(store: RunFolder, new_run: RunConfig | None) -> AbstractContex
     return store.writing(new_run) if distributed.is_main() else nullcontext()
 
 
-# How to compute is the continuing machine's, not the run's: a run from a GPU server continues on a laptop's CPU,
-# and one from the command line with photo-reading processes continues in napari, whose process must not fork.
-_MACHINE_SETTINGS = ("device", "workers")
-
-
-def _resumed_config(store: RunFolder, config: RunConfig) -> RunConfig:
-    """The run's own settings, with ``config``'s iteration count if larger and its machine settings."""
-    saved = store.read_config()
-    here = {name: getattr(config, name) for name in _MACHINE_SETTINGS}
-    return saved.updated(iterations=max(saved.iterations, config.iterations), **here)
-
-
 def run_labelling(
     config: RunConfig,
     images: ImageSet | None = None,
@@ -380,7 +368,7 @@ def run_labelling(
     with _written_here(store, None if resume else config):
         distributed.barrier()  # the other ranks start once run.json is written and leftovers are gone
         if resume:
-            config = _resumed_config(store, config)
+            config = store.read_config().continued_with(config)
         yield from _logged(store, _label_photos(config, store, images, given, resume, cancel))
 
 

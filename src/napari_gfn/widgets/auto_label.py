@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,6 +22,7 @@ from magicgui.widgets import (
     Select,
     SpinBox,
 )
+from magicgui.widgets.bases import ValueWidget
 from napari.layers import Image, Labels
 from napari.utils.notifications import Notification, notification_manager, show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
@@ -374,7 +376,7 @@ class AutoLabelWidget(Container):
         if config.gt:
             self.truth.value, self.truth_folder.value = TRUTH_FOLDER, config.gt
         for name in _FORM_SETTINGS:
-            getattr(self, name).value = getattr(config, name)
+            _hold_exactly(getattr(self, name), getattr(config, name))
         self._show_relevant_fields()
 
     # ------------------------------------------------------------------ running
@@ -386,7 +388,8 @@ class AutoLabelWidget(Container):
             RunLock(store.root).refuse_if_held()  # before this run takes the viewer and writes the run's inputs
             resume = bool(store.finished_iterations())
             if resume:
-                photo_folder, photos, photo_layers = _resumed_photos(store, config, photo_layers)
+                run_config, photos, photo_layers = _resumed_photos(store, config, photo_layers)
+                photo_folder = run_config.images
             else:
                 store.check_room_for_new_run()  # before the layers' copies are written into the folder
                 photo_folder, photos = config.images, self._photos(config, inputs)
@@ -396,6 +399,8 @@ class AutoLabelWidget(Container):
         if resume and self.follower.refuses_start(store.root):
             self._say_run_followed(store)
             return
+        if resume:
+            _say_settings_not_used(config, run_config.continued_with(config), store)
         left_out = self._image_layer_names(stacks=True) if photo_layers and not self.image_layers.value else []
         if left_out:  # "none = all" took every photo layer but these
             show_info(f"not labelled: {a_few(left_out)}: stacks of images, not single photos")
@@ -618,11 +623,37 @@ _FORM_SETTINGS = (
 )
 
 
+def _say_settings_not_used(form: RunConfig, continued: RunConfig, store: RunFolder) -> None:
+    """Name the form's settings that a Start continuing a run leaves unused: its rounds keep the settings the
+    run began with, so that they stay alike."""
+    unused = {
+        name: getattr(form, name)
+        for name in ("seed", *_FORM_SETTINGS)
+        if getattr(form, name) != getattr(continued, name)
+    }
+    if unused:
+        the_runs = settings_in_words({name: getattr(continued, name) for name in unused})
+        show_warning(
+            f"Start continues the run in {store.root} with its own settings ({the_runs}), not the form's "
+            f"{settings_in_words(unused)}: a new run folder uses them"
+        )
+
+
+def _hold_exactly(field: ValueWidget, value: object) -> None:
+    """Put a run's setting in its form field as it is: one given on the command line may lie outside the
+    field's range, which a spin box refuses, or have more decimals than it shows, which it rounds away."""
+    if isinstance(field, FloatSpinBox):  # first: Qt rounds the range to the decimals too
+        field.native.setDecimals(max(field.native.decimals(), -Decimal(repr(value)).as_tuple().exponent))
+    if isinstance(field, SpinBox | FloatSpinBox):
+        field.min, field.max = min(field.min, value), max(field.max, value)
+    field.value = value
+
+
 def _resumed_photos(
     store: RunFolder, config: RunConfig, photo_layers: dict[str, str]
-) -> tuple[str, ImageSet, dict[str, str]]:
-    """What Start shows of the run it continues: the run's own photos, found as the run finds them (in the
-    form's photo folder, if they moved), and those of the chosen photo layers that are among them.
+) -> tuple[RunConfig, ImageSet, dict[str, str]]:
+    """What Start shows of the run it continues: its settings, its own photos, found as the run finds them
+    (in the form's photo folder, if they moved), and those of the chosen photo layers that are among them.
 
     A RunFolderError if none of the chosen layers is; a warning naming those that are not.
     """
@@ -639,7 +670,7 @@ def _resumed_photos(
             f"not labelled: {a_few(left_out)}: Start continues the run in {store.root}, and they are not among its "
             "photos; a new run folder labels them"
         )
-    return run_config.images, photos, in_run
+    return run_config, photos, in_run
 
 
 def _counted(problems: int) -> str:
