@@ -190,6 +190,7 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
         timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr
+    assert "not used" not in resumed.stderr  # the flags given again are the run's own
     assert store.finished_iterations() == [0, 1, 2, 3]
     assert store.how_it_ended() == "finished with iteration 3"
     assert (store.read_config().upsample_radius, store.read_config().grabcut_edge_band) == (3, 1)
@@ -245,6 +246,23 @@ def test_ctrl_c_or_sigterm_stops_a_run_keeping_its_finished_iterations_and_its_l
     assert log[-1].endswith(f" error: {logged}")
     assert store.how_it_ended() == logged
     assert sum(" info: iteration " in line and " masks, " in line for line in log) == len(finished)
+
+
+def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, tmp_path, capsys, monkeypatch):
+    """A run keeps the settings it began with; flags given to --resume that differ are named, not silently dropped."""
+    truth = tiny_folder / "masks"
+    label = ["label", str(tiny_folder / "images"), "--out", str(tmp_path / "run"), *FAST, "--gt", str(truth)]
+    assert main([*label, "--iterations", "0"]) == 0
+    monkeypatch.chdir(tiny_folder)
+    capsys.readouterr()
+    # The same truth folder named another way, and a machine setting, are not named; a setting the run has not is.
+    again = [*label[:-1], "masks", "--iterations", "0", "--workers", "2", "--epochs", "9", "--ignore", "masks"]
+    assert main([*again, "--resume"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: not used: --epochs 9, --ignore masks: --resume continues the run with its own settings "
+        "(--epochs 1, no --ignore); a new --out uses them"
+    ]
 
 
 def test_progress_written_to_a_log_file_reads_as_whole_lines(capsys):

@@ -136,11 +136,52 @@ def _run_label(args: argparse.Namespace) -> int:
             pass
         distributed.leave_process_group()
         return 0
+    if args.resume:
+        _say_flags_not_used(config)
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
     distributed.leave_process_group()
     print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({len(results)} iteration(s) this run)")
     print(f"See them in napari: napari-gfn open {shlex.quote(args.out)}")
     return 0
+
+
+def _say_flags_not_used(config: RunConfig) -> None:
+    """Warn of the settings given away from their defaults that --resume leaves unused: the run's rounds
+    keep the settings it began with, so that they stay alike."""
+    from napari_gfn.store import RunFolder, RunFolderError
+
+    try:
+        continued = RunFolder(config.out).read_config().continued_with(config)
+    except RunFolderError:  # the run itself names what is wrong with its folder
+        return
+    defaults = RunConfig()
+    unused = [
+        name
+        for names in _LABEL_SETTINGS.values()
+        for name in names
+        if getattr(config, name) != getattr(defaults, name)
+        and not _same_setting(getattr(config, name), getattr(continued, name))
+    ]
+    if unused:
+        flags = ", ".join(_as_flag(name, getattr(config, name)) for name in unused)
+        runs = ", ".join(_as_flag(name, getattr(continued, name)) for name in unused)
+        print(
+            f"warning: not used: {flags}: --resume continues the run with its own settings ({runs}); "
+            "a new --out uses them",
+            file=sys.stderr,
+        )
+
+
+def _as_flag(name: str, value: object) -> str:
+    return f"no {setting_flag(name)}" if value is None else f"{setting_flag(name)} {value}"
+
+
+def _same_setting(given: object, runs: object) -> bool:
+    """Whether a setting given is the run's: a folder or file named another way (relative, say) is the same,
+    and a name (of a seed, say) is only itself."""
+    if isinstance(given, str) and isinstance(runs, str):
+        return Path(given).resolve() == Path(runs).resolve()
+    return given == runs
 
 
 def _train_source(args: argparse.Namespace) -> int:
