@@ -695,11 +695,11 @@ def test_a_server_run_continues_here_with_this_machines_settings_and_its_own_oth
     settings stay its own, and Start names those the form changed."""
     run = shutil.copytree(finished_layer_run["run"], tmp_path / "run")
     record = json.loads((run / "run.json").read_text())
-    # Values the command line takes as given and the form rounds: not changes of the user's.
-    record["config"].update(workers=2, device="cuda", learning_rate=0.00123456789, area_min=0.123, cam_epochs=1000)
+    # Values the command line takes as given, past the form's choices, range and decimals: the form holds them.
+    record["config"].update(workers=2, device="cuda:1", learning_rate=0.00123456789, area_min=0.123, cam_epochs=1000)
     (run / "run.json").write_text(json.dumps(record))
     widget = open_run_window(make_napari_viewer(), run)
-    assert widget.device.value == "cuda"  # the form shows how the run ran
+    assert widget.device.value == "cuda:1"  # the form shows how the run ran
     widget.device.value = "cpu"
     config, _, _ = widget._run_config()
     assert (config.workers, config.device) == (0, "cpu")

@@ -641,7 +641,10 @@ def _say_settings_not_used(form: RunConfig, continued: RunConfig, store: RunFold
 
 def _hold_exactly(field: ValueWidget, value: object) -> None:
     """Put a run's setting in its form field as it is: one given on the command line may lie outside the
-    field's range, which a spin box refuses, or have more decimals than it shows, which it rounds away."""
+    field's range or choices (``--device cuda:1``), which the field refuses, or have more decimals than it
+    shows, which it rounds away."""
+    if isinstance(field, ComboBox) and value not in field.choices:
+        field.choices = (*field.choices, value)
     if isinstance(field, FloatSpinBox):  # first: Qt rounds the range to the decimals too
         field.native.setDecimals(max(field.native.decimals(), -Decimal(repr(value)).as_tuple().exponent))
     if isinstance(field, SpinBox | FloatSpinBox):
