@@ -404,6 +404,17 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         run_to_end(config)
 
 
+def test_a_photo_or_mask_given_for_its_folder_is_named_as_a_file(tiny_folder, tmp_path):
+    photo, mask = (next((tiny_folder / kind).glob("*.png")) for kind in ("images", "masks"))
+    for read in (ImageSet.from_folder, GroundTruth):
+        with pytest.raises(ImageReadError, match=f"^{re.escape(str(photo))}: a file, not a folder: give the folder"):
+            read(photo)
+    with pytest.raises(ImageReadError, match=f"^{re.escape(str(mask))}: a file, not a folder"):
+        GroundTruth(tiny_folder / "masks", ignore=mask)
+    with pytest.raises(ImageReadError, match=f"^{re.escape(str(tmp_path / 'gone'))}: no such folder$"):
+        ImageSet.from_folder(tmp_path / "gone")
+
+
 def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
     for site, stems in (("meadow", ["m1", "m2"]), ("wood", ["w1"])):
         (tmp_path / "photos" / site).mkdir(parents=True)

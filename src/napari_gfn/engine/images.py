@@ -249,6 +249,13 @@ def _listed_files(folder: Path, what: str) -> list[Path]:
     return files + below
 
 
+def not_a_folder(path: Path) -> str | None:
+    """Why ``path`` is not a folder to read, or None: a photo or mask file given for its folder is said so."""
+    if path.is_dir():
+        return None
+    return "a file, not a folder: give the folder that holds it" if path.exists() else "no such folder"
+
+
 def _why_no_photos(folder: Path) -> str:
     problem = f"the folder holds no photos ({', '.join(IMAGE_SUFFIXES)})"
     subfolders = photo_subfolders(folder)
@@ -293,8 +300,8 @@ class ImageSet(Sequence):
         folders left out), which must then have distinct names.
         """
         folder = Path(folder)
-        if not folder.is_dir():
-            raise ImageReadError(str(folder), "no such folder")
+        if problem := not_a_folder(folder):
+            raise ImageReadError(str(folder), problem)
         files = _listed_files(folder, "photos")
         if not any(_is_photo(path) for path in files):
             raise ImageReadError(str(folder), _why_no_photos(folder))

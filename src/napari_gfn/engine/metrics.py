@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from napari_gfn.engine.events import Progress
-from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, a_few, image_files, read_mask, read_object_mask
+from napari_gfn.engine.images import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    a_few,
+    image_files,
+    not_a_folder,
+    read_mask,
+    read_object_mask,
+)
 from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = [
@@ -110,8 +118,8 @@ class GroundTruth:
         self.masks = Path(masks)
         self.ignore = Path(ignore) if ignore else None
         for folder in (self.masks, self.ignore):
-            if folder is not None and not folder.is_dir():
-                raise ImageReadError(str(folder), "no such folder")
+            if folder is not None and (problem := not_a_folder(folder)):
+                raise ImageReadError(str(folder), problem)
         self._mask_paths = image_files(self.masks)
         self._ignore_paths = image_files(self.ignore) if self.ignore is not None else {}
 
