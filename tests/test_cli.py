@@ -421,6 +421,8 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
 
     assert main(["export", str(run), str(tmp_path / "none"), "--iteration", "1"]) == 1
     assert f"{run}: iteration 1 is not finished; finished: [0]" in capsys.readouterr().err
+    assert main(["export", str(species), str(tmp_path / "none")]) == 1  # the photos' folder given for the run's
+    assert capsys.readouterr().err == f"napari-gfn: error: {species} is not a napari-gfn run folder (no run.json)\n"
     with pytest.raises(SystemExit):
         main(["export", str(run), str(tmp_path / "none"), "--iteration", "first"])
     assert "'first': give best, last or an iteration number" in capsys.readouterr().err

@@ -54,9 +54,9 @@ def export_labels(
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
     cancel = cancel or CancelToken()
     store = RunFolder(run_dir)
+    config = store.read_config()  # first, so that a folder that holds no run is said to be none
     chosen = resolve_iteration(store, iteration)
     out_dir = Path(out_dir)
-    config = store.read_config()
     _check_not_an_input(config, out_dir)
     masks = {path.stem: path for path in sorted((store.iteration_dir(chosen) / "masks").glob("*.png"))}
     masks.update(store.fixed_masks())
