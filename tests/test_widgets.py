@@ -963,7 +963,10 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(make_napari_viewer
     (photos / "cut.png").write_bytes((photos / "flower_000.png").read_bytes()[:300])  # a copy that never finished
     assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(tmp_path / "run")]) == 0
     seen = len(notification_manager.records)
-    browser = open_run_window(make_napari_viewer(), tmp_path / "run").browser  # opened later, as from a server
+    viewer = make_napari_viewer()
+    browser = open_run_window(viewer, tmp_path / "run").browser  # opened later, as from a server
+    assert browser.photo.value == "flower_000"  # not the photo first by name, which shows nothing
+    assert viewer.layers["flower_000"].visible
     log = RunFolder(tmp_path / "run").log_path
     [warning] = [record for record in notification_manager.records[seen:] if "reported" in str(record.message)]
     assert f"reported 1 problem while it worked (photos skipped, say): see {log}" in str(warning.message)

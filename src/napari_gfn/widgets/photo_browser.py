@@ -51,11 +51,20 @@ class PhotoBrowser:
         return [self.order, self.photo, self._buttons, self.note]
 
     def browse(self, run_layers: RunLayers, store: RunFolder) -> None:
-        """Browse another run: the photo on screen stays if the run has it, else the first of the chosen order shows."""
+        """Browse another run: the photo on screen stays if the run has it, else the first of the chosen order
+        that can be read shows."""
         self.run_layers, self.store = run_layers, store
         self._read_stats()
         self._reorder()
         self._show(self.photo.value)
+        self._pass_unreadable()
+
+    def _pass_unreadable(self) -> None:
+        """Step past photos that cannot be read, as they show nothing; each stays listed, its note saying why."""
+        for _ in range(len(self.photo.choices) - 1):
+            if self.photo.value not in self.run_layers.unreadable:
+                return
+            self.step(+1)
 
     def refresh(self) -> None:
         """Take up the figures of the run's last finished iteration (after each one), keeping the photo shown."""
