@@ -354,6 +354,11 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     shutil.copytree(tiny_folder / "images", folder)
     good = (folder / "flower_000.png").read_bytes()
     (folder / "truncated.png").write_bytes(good[: len(good) // 3])
+    (folder / "cut short.jpg").write_bytes(
+        iio.imwrite("<bytes>", iio.imread(folder / "flower_005.png"), extension=".jpg")[:200]
+    )
+    with pytest.raises(OSError, match=r"(?i)truncated") as cut_short:
+        Image.open(folder / "cut short.jpg").load()  # what the decoder says, to be passed on
     (folder / "notes.txt").write_text("field notes")
     for index in range(5):  # a camera's RAW files beside its JPEGs
         (folder / f"IMG_{index:04d}.CR2").write_bytes(b"raw")
@@ -378,6 +383,7 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     assert "; a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs" in text
     assert text.count(".CR2") == 3  # one message for all five
     assert "truncated.png: cannot be read as an image" in text
+    assert f"cut short.jpg: cannot be read as an image (corrupt or truncated?): {cut_short.value}\n" in text
     assert "unfinished copy.jpg: the file is empty (0 bytes; an unfinished copy?)" in text
     assert "sliver.png: is 12x1 pixels: too small to label" in text
     assert "flower_003.png: has the same name as flower_003.bmp, which is labelled instead" in text

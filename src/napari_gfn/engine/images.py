@@ -105,7 +105,9 @@ def _why_unreadable(path: Path, error: Exception) -> str:
     # An empty file is a copy or sync that never finished, more often than a corrupt one.
     if path.is_file() and path.stat().st_size == 0:
         return "the file is empty (0 bytes; an unfinished copy?)"
-    return f"cannot be read as an image (corrupt or truncated?): {error}"
+    # imageio says only that its plugin could not open the file; why is in the decoder's error it wraps.
+    reason = error.__cause__ if "error occurred while initializing plugin" in str(error) and error.__cause__ else error
+    return f"cannot be read as an image (corrupt or truncated?): {reason}"
 
 
 def image_files(folder: Path) -> dict[str, Path]:
