@@ -514,6 +514,33 @@ def test_the_metrics_plot_keeps_its_labels_inside_at_its_smallest_height(qtbot):
         assert Bbox.union([figure, drawn]).bounds == figure.bounds, drawn  # nothing drawn outside the canvas
 
 
+def test_a_point_at_the_top_of_the_metrics_plot_is_drawn_whole(qtbot):
+    """Mask change reaches 1 as a run settles; its point there must not be cut by the frame."""
+    from matplotlib.colors import to_rgb
+
+    from napari_gfn.widgets.metrics_plot import MetricsPlot
+
+    plot = MetricsPlot()
+    qtbot.addWidget(plot)
+    plot.resize(320, plot.minimumHeight())
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.show_metrics(
+        [{"iteration": 0, "change_iou": None}, {"iteration": 1, "change_iou": 1.0}, {"iteration": 2, "change_iou": 0.6}]
+    )
+    plot.draw()
+    pixels = np.asarray(plot.buffer_rgba())[..., :3].astype(int)
+    line_colour = np.asarray([round(255 * c) for c in to_rgb(plot.axes.lines[0].get_color())])
+    of_the_line = np.abs(pixels - line_colour).max(axis=-1) < 40
+
+    def drawn_around(iteration, value):  # the line crosses both points' squares alike (it is point-symmetric)
+        x, y = plot.axes.transData.transform((iteration, value))
+        row, column = round(pixels.shape[0] - y), round(x)
+        return of_the_line[row - 9 : row + 10, column - 9 : column + 10].sum()
+
+    assert drawn_around(1, 1.0) >= 0.95 * drawn_around(2, 0.6) > 0
+
+
 def test_the_metrics_plot_says_when_it_will_show_figures_rather_than_stay_blank(qtbot):
     from napari_gfn.widgets.metrics_plot import MetricsPlot
 

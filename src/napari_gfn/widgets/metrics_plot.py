@@ -33,7 +33,8 @@ class MetricsPlot(FigureCanvasQTAgg):
             points = [(row["iteration"], row[key]) for row in rows if row.get(key) is not None]
             if points:
                 iterations, values = zip(*points, strict=True)
-                self.axes.plot(iterations, values, marker="o", label=label)
+                # Unclipped and above the frame: a point at 1 (masks no longer changing) sits on its edge.
+                self.axes.plot(iterations, values, marker="o", label=label, clip_on=False, zorder=3)
         self.axes.set_xlabel("iteration")
         self.axes.set_ylim(0, 1.02)
         self.axes.grid(alpha=0.3)
