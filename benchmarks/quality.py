@@ -149,7 +149,7 @@ def write_per_photo_scores(run: Path, truth: GroundTruth, path: Path) -> None:
         writer = csv.writer(stream)
         writer.writerow(["photo", "iteration", "fg_iou", "miou"])
         for iteration in store.finished_iterations():
-            for mask in sorted((store.iteration_dir(iteration) / "masks").glob("*.png")):
+            for mask in store.masks_of(iteration):
                 score = truth.score(mask.stem, store.read_mask(iteration, mask.stem))
                 writer.writerow([mask.stem, iteration, f"{score.fg_iou:.4f}", f"{score.miou:.4f}"])
 

@@ -58,7 +58,7 @@ def export_labels(
     chosen = resolve_iteration(store, iteration)
     out_dir = Path(out_dir)
     _check_not_an_input(config, out_dir)
-    masks = {path.stem: path for path in sorted((store.iteration_dir(chosen) / "masks").glob("*.png"))}
+    masks = {path.stem: path for path in store.masks_of(chosen)}
     masks.update(store.fixed_masks())
     subfolders = yield from _subfolder_of_each_photo(store, config.images, photos_now, list(masks), out_dir)
     written = []
