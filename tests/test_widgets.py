@@ -494,9 +494,7 @@ def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
     assert widget.browser.note.value.startswith("iteration 2: ")  # the last iteration's figures of the photo shown
 
 
-def test_the_metrics_plot_keeps_its_labels_inside_at_its_smallest_height(qtbot):
-    from matplotlib.transforms import Bbox
-
+def _plot_shown_at_its_smallest_height(qtbot):
     from napari_gfn.widgets.metrics_plot import MetricsPlot
 
     plot = MetricsPlot()
@@ -504,6 +502,13 @@ def test_the_metrics_plot_keeps_its_labels_inside_at_its_smallest_height(qtbot):
     plot.resize(320, plot.minimumHeight())
     plot.show()
     qtbot.waitExposed(plot)
+    return plot
+
+
+def test_the_metrics_plot_keeps_its_labels_inside_at_its_smallest_height(qtbot):
+    from matplotlib.transforms import Bbox
+
+    plot = _plot_shown_at_its_smallest_height(qtbot)
     two_scored_iterations = [{"iteration": 0, "fg_iou": 0.5, "miou": 0.6}, {"iteration": 1, "fg_iou": 0.7, "miou": 0.8}]
     for rows in (two_scored_iterations, [{"iteration": 0, "change_iou": None}]):  # curves, or words in their place
         plot.show_metrics(rows)
@@ -518,13 +523,7 @@ def test_a_point_at_the_top_of_the_metrics_plot_is_drawn_whole(qtbot):
     """Mask change reaches 1 as a run settles; its point there must not be cut by the frame."""
     from matplotlib.colors import to_rgb
 
-    from napari_gfn.widgets.metrics_plot import MetricsPlot
-
-    plot = MetricsPlot()
-    qtbot.addWidget(plot)
-    plot.resize(320, plot.minimumHeight())
-    plot.show()
-    qtbot.waitExposed(plot)
+    plot = _plot_shown_at_its_smallest_height(qtbot)
     plot.show_metrics(
         [{"iteration": 0, "change_iou": None}, {"iteration": 1, "change_iou": 1.0}, {"iteration": 2, "change_iou": 0.6}]
     )
