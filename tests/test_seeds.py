@@ -145,6 +145,20 @@ def test_train_source_from_voc_through_the_cli(tmp_path, capsys):
     assert "2007_000404" in capsys.readouterr().err
 
 
+def test_a_model_file_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+    data = write_sample_folder(tmp_path / "data", kind="flower", n=2, size=32, seed=1)
+    (tmp_path / "a-file").write_text("")
+    refusals = {
+        str(data): f"{data}: a folder, not a file: give the model file to write, such as {data / 'model.pt'}",
+        str(tmp_path / "a-file" / "m.pt"): f"cannot be written ({tmp_path / 'a-file'}: Not a directory)",
+    }
+    for out, refusal in refusals.items():
+        assert main(["train-source", str(data / "images"), str(data / "masks"), "--out", out, *SOURCE_FAST]) == 1
+        said = capsys.readouterr().err
+        assert refusal in said
+        assert "source: train" not in said
+
+
 def test_source_photos_without_a_mask_are_named_once(tmp_path):
     data = write_sample_folder(tmp_path / "data", kind="flower", n=5, size=32, seed=1)
     for stem in ("flower_000", "flower_001", "flower_003", "flower_004"):

@@ -1348,6 +1348,21 @@ def test_training_in_the_dock_saves_offers_the_model_and_never_replaces_an_earli
     assert Path(source.out_file.value) == tmp_path / "source-model-3.pt"  # ready for the next training
 
 
+def test_a_save_as_the_dock_cannot_write_is_refused_before_training(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+    viewer = make_napari_viewer()
+    source = _dock(viewer, "Source model")
+    source.images.value, source.masks.value = tiny_folder / "images", tiny_folder / "masks"
+    source.epochs.value, source.image_size.value = 1, 64
+    source.out_file.value = tmp_path
+    seen = len(notification_manager.records)
+    source.train()
+    _wait_until_done(qtbot, source.task)
+    assert source.task.status == "failed"
+    messages = _messages_since(seen)
+    assert any(f"{tmp_path}: a folder, not a file" in message for message in messages)
+    assert not any("training a source model" in message for message in messages)
+
+
 def test_an_unreadable_model_file_is_named_and_the_model_chosen_before_stays(make_napari_viewer, qtbot, tmp_path):
     from napari_gfn.network import GFN, save_model
 

@@ -187,7 +187,9 @@ def _same_setting(given: object, runs: object) -> bool:
 def _train_source(args: argparse.Namespace) -> int:
     from napari_gfn.engine import resolve_device
     from napari_gfn.engine.source import LabelledSet, save_source_model, train_source_model
+    from napari_gfn.network import check_model_file_writable
 
+    check_model_file_writable(args.out)
     if args.voc:
         if args.images or args.masks or not args.voc_class:
             raise ValueError("with --voc ROOT give --class NAME and no IMAGES or MASKS folders")

@@ -10,7 +10,7 @@ from .guided_filter import (
     guided_upsample,
     upsampling_coefficients,
 )
-from .model_file import ModelFileError, load_model, read_model_card, save_model
+from .model_file import ModelFileError, check_model_file_writable, load_model, read_model_card, save_model
 
 __all__ = [
     "BACKBONES",
@@ -22,6 +22,7 @@ __all__ = [
     "boundary_map",
     "box_mean",
     "build_backbone",
+    "check_model_file_writable",
     "guided_filter",
     "guided_upsample",
     "load_model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,7 +14,15 @@ from napari_gfn._versions import library_versions
 
 from .gfn import GFN, GFNConfig
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load_model", "read_model_card", "save_model"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "check_model_file_writable",
+    "load_model",
+    "read_model_card",
+    "save_model",
+]
 
 FORMAT = "napari-gfn/model"
 FORMAT_VERSION = 1
@@ -42,6 +51,20 @@ def save_model(model: GFN, path: os.PathLike | str, **meta) -> Path:
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
     return atomic_write(path, lambda stream: torch.save(payload, stream))
+
+
+def check_model_file_writable(path: os.PathLike | str) -> None:
+    """Refuse a model file that could not be written, before the training that would fill it, not after."""
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(path, f"a folder, not a file: give the model file to write, such as {path / 'model.pt'}")
+    # save_model makes missing folders, so the folder that decides is the nearest one that exists.
+    folder = next(parent for parent in path.absolute().parents if parent.exists())
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ModelFileError(path, f"cannot be written ({folder}: {error.strerror})") from None
 
 
 def _read_payload(path: Path) -> dict:
