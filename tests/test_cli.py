@@ -248,6 +248,28 @@ def test_ctrl_c_or_sigterm_stops_a_run_keeping_its_finished_iterations_and_its_l
     assert sum(" info: iteration " in line and " masks, " in line for line in log) == len(finished)
 
 
+@pytest.mark.slow
+def test_sigterm_stops_a_source_training_with_words_and_no_model(tiny_folder, tmp_path):
+    model = tmp_path / "source.pt"
+    images, masks = tiny_folder / "images", tiny_folder / "masks"
+    command = [sys.executable, "-m", "napari_gfn", "train-source", str(images), str(masks), "--out", str(model)]
+    process = subprocess.Popen(
+        [*command, "--image-size", "64", "--min-steps", "100000"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        said = []
+        while not any("training a source model" in line for line in said):
+            said.append(process.stderr.readline())
+            assert said[-1], "train-source ended before it trained"
+        process.send_signal(signal.SIGTERM)
+        _, error = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143
+    assert error.strip().splitlines()[-1] == f"napari-gfn: terminated; no model was saved to {model}"
+    assert not model.exists()
+
+
 def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, tmp_path, capsys, monkeypatch):
     """A run keeps the settings it began with; flags given to --resume that differ are named, not silently dropped."""
     truth = tiny_folder / "masks"

@@ -8,7 +8,8 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -118,15 +119,6 @@ def _label_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _label(args: argparse.Namespace) -> int:
-    # Stopped by its scheduler, a run on a server logs its end, so napari following it sees the run stopped.
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        return _run_label(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run_label(args: argparse.Namespace) -> int:
     from napari_gfn.engine import distributed, run_labelling
 
     config = _label_config(args)
@@ -431,7 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with _sigterm_stops(args.command in _HEADLESS_COMMANDS):
+            return args.handler(args)
     # A bad photo, model file or run folder raises a ValueError of its own kind, with the file named.
     except (LabellingError, ValueError) as error:
         print(f"napari-gfn: error: {error}", file=sys.stderr)
@@ -453,6 +446,23 @@ class _Terminated(BaseException):
     """
 
 
+# Stopped by its scheduler, a job on a server says so; a run logs its end, so napari following it sees it stopped.
+# `open` and `demo` (in napari) are left to Qt, which closes the viewer on SIGTERM.
+_HEADLESS_COMMANDS = ("label", "train-source", "export", "evaluate")
+
+
+@contextmanager
+def _sigterm_stops(wanted: bool) -> Iterator[None]:
+    if not wanted:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
@@ -465,9 +475,12 @@ def _stopped(args: argparse.Namespace, said: str, logged: str, status: int) -> i
 
 
 def _kept(args: argparse.Namespace) -> str:
-    """What a stopped ``label`` leaves for ``--resume``: the iterations its run folder finished."""
+    """What a stopped ``label`` leaves for ``--resume`` (the iterations its run folder finished), or that a stopped
+    ``train-source`` saved nothing."""
     from napari_gfn.store import RunFolder
 
+    if args.command == "train-source":
+        return f"; no model was saved to {args.out}"
     finished = RunFolder(args.out).finished_iterations() if args.command == "label" else []
     if not finished:
         return ""
