@@ -283,7 +283,8 @@ def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, 
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     assert warnings == [
         "warning: not used: --epochs 9, --ignore masks: --resume continues the run with its own settings "
-        "(--epochs 1, no --ignore); a new --out uses them"
+        "(--epochs 1, no --ignore); a new --out uses them; "
+        f"to score this run against the masks given: napari-gfn evaluate {tmp_path / 'run'} --gt masks --ignore masks"
     ]
 
 

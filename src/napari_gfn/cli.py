@@ -159,9 +159,19 @@ def _say_flags_not_used(config: RunConfig) -> None:
         runs = ", ".join(_as_flag(name, getattr(continued, name)) for name in unused)
         print(
             f"warning: not used: {flags}: --resume continues the run with its own settings ({runs}); "
-            "a new --out uses them",
+            f"a new --out uses them{_scoring_advice(config, unused)}",
             file=sys.stderr,
         )
+
+
+def _scoring_advice(config: RunConfig, unused: list[str]) -> str:
+    """True masks need no new run: `evaluate` scores every iteration of this one against them."""
+    if not config.gt or not {"gt", "ignore"} & set(unused):
+        return ""
+    command = ["napari-gfn", "evaluate", config.out, "--gt", config.gt]
+    if config.ignore:
+        command += ["--ignore", config.ignore]
+    return f"; to score this run against the masks given: {shlex.join(command)}"
 
 
 def _as_flag(name: str, value: object) -> str:
