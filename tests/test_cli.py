@@ -446,6 +446,12 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
     assert f"{run}: iteration 1 is not finished; finished: [0]" in capsys.readouterr().err
     assert main(["export", str(species), str(tmp_path / "none")]) == 1  # the photos' folder given for the run's
     assert capsys.readouterr().err == f"napari-gfn: error: {species} is not a napari-gfn run folder (no run.json)\n"
+    assert main(["export", str(run), str(run / "iter_00" / "masks")]) == 1  # the run's own masks would change
+    assert f"{run / 'iter_00' / 'masks'} is inside the run folder {run}: " in capsys.readouterr().err
+    np.testing.assert_array_equal(store.read_mask(0, corrected), ~correction)
+    (tmp_path / "a-file").write_text("")
+    assert main(["export", str(run), str(tmp_path / "a-file")]) == 1
+    assert f"{tmp_path / 'a-file'} is a file, not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", str(run), str(tmp_path / "none"), "--iteration", "first"])
     assert "'first': give best, last or an iteration number" in capsys.readouterr().err

@@ -57,7 +57,7 @@ def export_labels(
     config = store.read_config()  # first, so that a folder that holds no run is said to be none
     chosen = resolve_iteration(store, iteration)
     out_dir = Path(out_dir)
-    _check_not_an_input(config, out_dir)
+    _check_out_dir(store, config, out_dir)
     masks = {path.stem: path for path in store.masks_of(chosen)}
     masks.update(store.fixed_masks())
     subfolders = yield from _subfolder_of_each_photo(store, config.images, photos_now, list(masks), out_dir)
@@ -108,9 +108,16 @@ def _subfolder_of_each_photo(
 _INPUT_FOLDERS = {"images": "photos", "simple": "simple photos", "gt": "ground-truth masks", "ignore": "ignore masks"}
 
 
-def _check_not_an_input(config: RunConfig, out_dir: Path) -> None:
-    """Refuse to export into a folder the run reads: masks are named after the photos, so PNG masks would
-    overwrite PNG photos (or true masks) of the same name."""
+def _check_out_dir(store: RunFolder, config: RunConfig, out_dir: Path) -> None:
+    """Refuse to export into a folder the run reads or writes: masks are named after the photos, so PNG masks
+    would overwrite PNG photos (or true masks, or the run's own masks) of the same name."""
+    if out_dir.is_file():
+        raise LabellingError(f"{out_dir} is a file, not a folder: choose a folder to write the masks to")
+    if out_dir.resolve().is_relative_to(store.root.resolve()):
+        raise LabellingError(
+            f"{out_dir} is inside the run folder {store.root}: exported masks there would mix with the run's own "
+            "files; choose a folder outside it"
+        )
     inputs = config.paths()
     for name, what in _INPUT_FOLDERS.items():
         if name in inputs and out_dir.resolve() == Path(inputs[name]).resolve():
