@@ -11,6 +11,7 @@ from datetime import datetime
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
@@ -282,6 +283,17 @@ def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
     photo = ImageRecord("print", path=tmp_path / "print.jpg").load()
     assert photo.shape == flat_patches.shape
     assert np.abs(photo.astype(int) - flat_patches).max() <= 8
+
+
+def test_a_colour_tiff_stored_plane_by_plane_reads_as_the_photo_and_a_grey_stack_is_still_refused(tmp_path):
+    colour = np.random.default_rng(3).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "planes.tif", np.moveaxis(colour, -1, 0), photometric="rgb", planarconfig="separate")
+    with tifffile.TiffFile(tmp_path / "planes.tif") as stored:
+        assert stored.pages[0].planarconfig == tifffile.PLANARCONFIG.SEPARATE
+    assert np.array_equal(ImageRecord("planes", path=tmp_path / "planes.tif").load(), colour)
+    tifffile.imwrite(tmp_path / "stack.tif", np.moveaxis(colour, -1, 0), photometric="minisblack")
+    with pytest.raises(ImageReadError, match=r"not a 2-D grey or colour photo \(array shape \(3, 24, 40\)\)"):
+        ImageRecord("stack", path=tmp_path / "stack.tif").load()
 
 
 def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused(tmp_path):

@@ -1,7 +1,7 @@
 """Image sets: folders or arrays of photos, read lazily and converted to 8-bit RGB.
 
 A photo is only decoded when it is used. Grayscale, RGBA, 16-bit and float
-photos are converted to uint8 RGB (CMYK JPEGs too), and photos a camera stored
+photos are converted to uint8 RGB (CMYK JPEGs and plane-by-plane TIFFs too), and photos a camera stored
 sideways are turned upright as their EXIF orientation says; a file that cannot
 be read raises :class:`ImageReadError` naming it, so a caller can skip it and go on.
 """
@@ -83,12 +83,26 @@ _NOT_RGB = {"CMYK", "YCbCr", "LAB", "HSV"}
 
 def _decode(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
-        return iio.imread(path)  # tifffile: read as stored, with no orientation or colour conversion
+        return _decode_tiff(path)
     with iio.imopen(path, "r", plugin="pillow") as file:
         stored_as = file.metadata(exclude_applied=False)["mode"]
         # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
         # annotation tools show it upright: masks are made for the photo people see.
         return file.read(rotate=True, mode="RGB" if stored_as in _NOT_RGB else None)
+
+
+def _decode_tiff(path: Path) -> np.ndarray:
+    """As stored, with no orientation or colour conversion; but a colour TIFF stored plane by plane, which
+    tifffile reads channels first, comes back channels last, as every other photo does."""
+    with iio.imopen(path, "r", plugin="tifffile") as file:
+        image = file.read()
+        planes = file.metadata(index=0, page=0).get("planar_configuration")
+    if planes == _SEPARATE_PLANES and image.ndim == 3:
+        return np.moveaxis(image, 0, -1)
+    return image
+
+
+_SEPARATE_PLANES = 2  # TIFF tag PlanarConfiguration: 1 = RGBRGB..., 2 = RR...GG...BB...
 
 
 def _read_file(path: Path) -> np.ndarray:
