@@ -113,17 +113,18 @@ def _check_out_dir(store: RunFolder, config: RunConfig, out_dir: Path) -> None:
     would overwrite PNG photos (or true masks, or the run's own masks) of the same name."""
     if out_dir.is_file():
         raise LabellingError(f"{out_dir} is a file, not a folder: choose a folder to write the masks to")
-    if out_dir.resolve().is_relative_to(store.root.resolve()):
-        raise LabellingError(
-            f"{out_dir} is inside the run folder {store.root}: exported masks there would mix with the run's own "
-            "files; choose a folder outside it"
-        )
     inputs = config.paths()
     for name, what in _INPUT_FOLDERS.items():
         if name in inputs and out_dir.resolve() == Path(inputs[name]).resolve():
             raise LabellingError(
                 f"{out_dir} holds the run's {what}: masks exported there could overwrite them; choose another folder"
             )
+    # A layer run keeps its photos in the run folder: those are named above, as the more telling reason.
+    if out_dir.resolve().is_relative_to(store.root.resolve()):
+        raise LabellingError(
+            f"{out_dir} is inside the run folder {store.root}: exported masks there would mix with the run's own "
+            "files; choose a folder outside it"
+        )
 
 
 def _write(path: Path, labels: np.ndarray, fmt: str) -> Path:
