@@ -31,7 +31,7 @@ from napari_gfn.config import (
     RunConfig,
 )
 from napari_gfn.demo import open_demo, write_sample_folder
-from napari_gfn.engine import Notice
+from napari_gfn.engine import ImageRecord, Notice
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
@@ -1062,6 +1062,45 @@ def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, 
     browser.order.value = CHECK_FIRST
     assert list(browser.photo.choices) == stems
     assert browser.note.value == "iteration 2 recorded no figures (an older run): photos in name order"
+
+
+def test_the_next_photo_is_read_while_the_one_on_screen_is_looked_at(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
+):
+    from napari_gfn.review import MaskStats
+    from napari_gfn.widgets.photo_browser import CHECK_FIRST
+
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    store = RunFolder(run)
+    # Checked first, stems[3] follows stems[1]; by name, stems[2] does.
+    uncertain = {stems[1]: 0.9, stems[3]: 0.8} | {stem: 0.1 for stem in stems if stem not in (stems[1], stems[3])}
+    store.write_mask_stats(2, {stem: MaskStats(0.5, 0.9, uncertain[stem]) for stem in stems})
+    reads = []  # (stem, what, thread) of every photo and mask the dock reads
+    load_photo, read_mask = ImageRecord.load, RunFolder.read_mask
+    monkeypatch.setattr(ImageRecord, "load", lambda r: reads.append((r.stem, "photo", _thread())) or load_photo(r))
+    monkeypatch.setattr(
+        RunFolder, "read_mask", lambda f, k, stem: reads.append((stem, k, _thread())) or read_mask(f, k, stem)
+    )
+    viewer = make_napari_viewer()
+    browser = open_run_window(viewer, run).browser
+    ahead = {(stems[1], what, "read-ahead") for what in ("photo", 0, 1, 2)}
+    qtbot.waitUntil(lambda: ahead <= set(reads))
+    browser.next_button.changed.emit(True)
+    read_for_the_next = [read for read in reads if read[0] == stems[1]]
+    assert sorted(read_for_the_next, key=str) == sorted(ahead, key=str)  # each once, none in the GUI thread
+    photo = iio.imread(Path(store.read_config().images) / f"{stems[1]}.png")
+    np.testing.assert_array_equal(viewer.layers[stems[1]].data, photo)
+    for iteration in (0, 1, 2):
+        shown = viewer.layers[iteration_layer_name(stems[1], iteration)]
+        np.testing.assert_array_equal(shown.data, read_mask(store, iteration, stems[1]))
+    assert (stems[3], "photo", "read-ahead") not in reads
+    browser.order.value = CHECK_FIRST  # a new order has its own next photo
+    qtbot.waitUntil(lambda: (stems[3], "photo", "read-ahead") in reads)
+
+
+def _thread() -> str:
+    name = threading.current_thread().name
+    return "read-ahead" if name.startswith("napari-gfn-read-ahead") else name
 
 
 def test_a_mask_cut_short_in_a_copied_run_is_named_and_the_rest_shows_and_exports(

@@ -41,7 +41,7 @@ class PhotoBrowser:
         self.next_button = PushButton(text="Next ▶")
         self.note = message_label("")
         self._buttons = Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False)
-        self.order.changed.connect(self._reorder)
+        self.order.changed.connect(self._order_chosen)
         self.photo.changed.connect(self._show)
         self.previous_button.changed.connect(lambda: self.step(-1))
         self.next_button.changed.connect(lambda: self.step(+1))
@@ -89,10 +89,17 @@ class PhotoBrowser:
                 self.photo.value = shown
         self._describe(self.photo.value)
 
+    def _order_chosen(self, *_) -> None:
+        self._reorder()
+        self._read_next()
+
     def step(self, step: int) -> None:
+        if self.photo.choices:
+            self.photo.value = self._stepped(self.photo.value, step)
+
+    def _stepped(self, stem: str, step: int) -> str:
         stems = list(self.photo.choices)
-        if stems:
-            self.photo.value = stems[(stems.index(self.photo.value) + step) % len(stems)]
+        return stems[(stems.index(stem) + step) % len(stems)]
 
     def _photo_choices(self, *_) -> list[str]:
         # A callable, because napari resets every choice of the dock whenever a layer is added.
@@ -105,7 +112,13 @@ class PhotoBrowser:
     def _show(self, stem: str | None) -> None:
         if stem is not None and self.run_layers is not None:
             self.run_layers.show(stem)
+            self._read_next()
         self._describe(stem)
+
+    def _read_next(self) -> None:
+        """Have the photo after the one on screen read while it is looked at: Next is the likely click."""
+        if self.run_layers is not None and self.photo.value in self.photo.choices:
+            self.run_layers.read_ahead(self._stepped(self.photo.value, +1))
 
     def _describe(self, stem: str | None) -> None:
         stats = self._stats.get(stem) if stem is not None else None
