@@ -457,7 +457,7 @@ class _Terminated(BaseException):
 
 
 # Stopped by its scheduler, a job on a server says so; a run logs its end, so napari following it sees it stopped.
-# `open` and `demo` (in napari) are left to Qt, which closes the viewer on SIGTERM.
+# `open` and `demo` keep the default: SIGTERM ends them at once, as it ends napari itself.
 _HEADLESS_COMMANDS = ("label", "train-source", "export", "evaluate")
 
 
