@@ -1098,6 +1098,34 @@ def test_the_next_photo_is_read_while_the_one_on_screen_is_looked_at(
     qtbot.waitUntil(lambda: (stems[3], "photo", "read-ahead") in reads)
 
 
+def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted_or_trusted_mask(
+    make_napari_viewer, finished_layer_run, tmp_path
+):
+    from napari_gfn.widgets.run_layers import PHOTOS_KEPT
+
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    viewer = make_napari_viewer()
+    widget = open_run_window(viewer, run)
+    painted = viewer.layers[iteration_layer_name(stems[0], 1)]
+    painted.paint((3, 3), 1)  # a correction begun, not trusted
+    widget.browser.step(+1)
+    trusted = viewer.layers[iteration_layer_name(stems[1], 2)]
+    viewer.layers.selection.active = trusted
+    widget.trust_selected()
+    for _ in range(PHOTOS_KEPT + 1):
+        widget.browser.step(+1)
+    open_photos = {layer.name.split(" · ")[0] for layer in viewer.layers}
+    assert open_photos == {*stems[PHOTOS_KEPT : 2 * PHOTOS_KEPT], stems[0], stems[1]}
+    assert {layer.name for layer in viewer.layers if layer.name.startswith((stems[0], stems[1]))} == {
+        painted.name,
+        f"{stems[1]} · trusted",
+    }
+    widget.browser.photo.value = stems[2]  # a photo whose layers were closed shows again, read anew
+    for iteration in (0, 1, 2):
+        shown = viewer.layers[iteration_layer_name(stems[2], iteration)].data
+        np.testing.assert_array_equal(shown, RunFolder(run).read_mask(iteration, stems[2]))
+
+
 def _thread() -> str:
     name = threading.current_thread().name
     return "read-ahead" if name.startswith("napari-gfn-read-ahead") else name

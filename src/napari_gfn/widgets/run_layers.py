@@ -30,6 +30,10 @@ def trusted_layer_name(photo: str) -> str:
     return f"{photo} · trusted"
 
 
+# A folder run keeps the layers of this many photos last shown, so that going back is instant; older ones
+# are closed, or browsing hundreds of camera-size photos would hold them all (270 MB each at 24 MP).
+PHOTOS_KEPT = 3
+
 # One thread for every run on screen: it reads one photo ahead, and a read takes under a second.
 _READ_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-gfn-read-ahead")
 _PHOTO = "photo"
@@ -45,7 +49,8 @@ class RunLayers:
     ``photo_layers`` maps stems to the user's own Image layers (a run started
     from layers): every photo then gets its iteration layers at once. A run
     over a folder shows one photo at a time and reads a photo's masks only
-    when it is shown, so hundreds of photos never load together.
+    when it is shown, so hundreds of photos never load together; the layers
+    of photos shown long ago are closed, but for a mask painted on or trusted.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class RunLayers:
         self.unreadable: dict[str, str] = {}  # stem -> why its photo cannot be shown (nor was labelled)
         self._layers: dict[str, list] = {}
         self._read_ahead: tuple[str, Future[PhotoFiles]] | None = None
+        self._shown_last: list[str] = []  # oldest first
         self._take_over_shown_layers()
 
     def _take_over_shown_layers(self) -> None:
@@ -116,6 +122,26 @@ class RunLayers:
         for layer_stem, layers in self._layers.items():
             for layer in layers:
                 layer.visible = layer_stem == stem
+        self._close_photos_shown_long_ago(stem)
+
+    def _close_photos_shown_long_ago(self, stem: str) -> None:
+        if self.photo_layers:  # a layer run: the photos are the user's layers, all open anyway
+            return
+        self._shown_last = [*(shown for shown in self._shown_last if shown != stem), stem]
+        for old in self._shown_last[:-PHOTOS_KEPT]:
+            kept = [layer for layer in self._layers.get(old, []) if not self._closed(layer)]
+            self._layers[old] = kept
+        self._shown_last = self._shown_last[-PHOTOS_KEPT:]
+
+    def _closed(self, layer) -> bool:
+        """Close ``layer`` if it is this run's and holds nothing that is not on disk; whether it was."""
+        marker = layer.metadata.get(METADATA_KEY)
+        if layer not in self.viewer.layers:
+            return True
+        if marker is None or not self._is_ours(marker) or marker.get("trusted") or marker.get("edited"):
+            return False
+        self.viewer.layers.remove(layer)
+        return True
 
     def read_ahead(self, stem: str) -> None:
         """Start reading the files of ``stem`` (the photo the user is likely to show next) in a thread.
@@ -258,6 +284,9 @@ class RunLayers:
         """A Labels layer of ``stem``'s, marked as this run's (``about``: its iteration, or that it is trusted)."""
         marker = {METADATA_KEY: self._marker(stem, **about)}
         layer = self.viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.5, metadata=marker)
+        # A mask painted on is the user's work until trusted: its layer is never closed.
+        for change in (layer.events.paint, layer.events.data):
+            change.connect(partial(_mark_edited, layer))
         self._remember(stem, layer)
 
     def _marker(self, stem: str, **about) -> dict:
@@ -272,6 +301,10 @@ class RunLayers:
         layers = self._layers.setdefault(stem, [])
         if layer not in layers:
             layers.append(layer)
+
+
+def _mark_edited(layer, *_) -> None:
+    layer.metadata[METADATA_KEY]["edited"] = True
 
 
 def _read_all(reads: Mapping[object, Callable[[], np.ndarray]]) -> PhotoFiles:
