@@ -1,7 +1,9 @@
-"""Timing helper shared by the benchmark scripts."""
+"""Timing and memory helpers shared by the benchmark scripts."""
 
+import resource
 import statistics
 import time
+from pathlib import Path
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -31,3 +33,9 @@ def interleaved_ratio(numerator, denominator, repeats: int) -> float:
         denominator()
         ratios.append((middle - start) / (time.perf_counter() - middle))
     return statistics.median(ratios)
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now, in MiB (Linux)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20

@@ -5,11 +5,13 @@ round, so each photo has two iterations' masks), opens the run in the Auto-label
 dock, and clicks Next through the photos with --look seconds between clicks, as a
 user looking at each photo leaves. A click's handler runs in the GUI thread, so
 the viewer is frozen for as long as it takes. Reports every click's time and
-their median. --run browses a run made before (to compare code versions on one
+their median, and the process's resident memory after each click: --rounds 3
+clicks through the photos three times, to show whether memory grows with every
+photo browsed. --run browses a run made before (to compare code versions on one
 run; give --keep to keep the run this script makes).
 
     xvfb-run -a python benchmarks/browse_latency.py [--photos 6] [--width 6000] [--height 4000] [--look 3]
-                                                    [--run RUN | --keep RUN]
+                                                    [--rounds 1] [--run RUN | --keep RUN]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import napari
 
+from _timing import current_rss_mb
 from ui_latency import wait
 
 _WRITE_PHOTOS = """
@@ -48,21 +51,27 @@ def make_run(run: Path, photos: int, width: int, height: int) -> Path:
     return run
 
 
-def click_through(run: Path, look_s: float) -> dict:
+def click_through(run: Path, look_s: float, rounds: int) -> dict:
     viewer = napari.Viewer(title="browse latency")
     wait(2.0)
     _, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
     started = time.perf_counter()
     dock.open_run(run)
     open_ms = (time.perf_counter() - started) * 1000
-    clicks_ms = []
-    for _ in range(len(dock.browser.photo.choices) - 1):
+    clicks_ms, rss_mb = [], [current_rss_mb()]
+    for _ in range(rounds * len(dock.browser.photo.choices) - 1):
         wait(look_s)
         started = time.perf_counter()
         dock.browser.next_button.changed.emit(True)
         clicks_ms.append((time.perf_counter() - started) * 1000)
+        rss_mb.append(current_rss_mb())
     viewer.close()
-    return {"open_ms": open_ms, "next_click_ms": clicks_ms, "median_next_click_ms": statistics.median(clicks_ms)}
+    return {
+        "open_ms": open_ms,
+        "next_click_ms": clicks_ms,
+        "median_next_click_ms": statistics.median(clicks_ms),
+        "rss_mb_after_each_photo": [round(rss) for rss in rss_mb],
+    }
 
 
 def main() -> None:
@@ -71,6 +80,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=6000)
     parser.add_argument("--height", type=int, default=4000)
     parser.add_argument("--look", type=float, default=3.0, help="seconds between clicks")
+    parser.add_argument("--rounds", type=int, default=1, help="times to click through the photos")
     made = parser.add_mutually_exclusive_group()
     made.add_argument("--run", type=Path, help="browse this run instead of making one")
     made.add_argument("--keep", type=Path, help="make the run here, and keep it")
@@ -78,7 +88,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or make_run(args.keep or Path(tmp) / "run", args.photos, args.width, args.height)
-        result = {"run": str(run), "look_s": args.look} | click_through(run, args.look)
+        result = {"run": str(run), "look_s": args.look} | click_through(run, args.look, args.rounds)
     print(json.dumps(result, indent=2))
 
 

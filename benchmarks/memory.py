@@ -24,14 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _timing import current_rss_mb
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def current_rss_mb() -> float:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * resource.getpagesize() / 2**20
 
 
 def label_set(images: Path, image_size: int) -> dict:

@@ -1099,27 +1099,32 @@ def test_the_next_photo_is_read_while_the_one_on_screen_is_looked_at(
 
 
 def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted_or_trusted_mask(
-    make_napari_viewer, finished_layer_run, tmp_path
+    make_napari_viewer, finished_layer_run, tmp_path, monkeypatch
 ):
-    from napari_gfn.widgets.run_layers import PHOTOS_KEPT
+    from napari_gfn.widgets import run_layers
 
     run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
     viewer = make_napari_viewer()
     widget = open_run_window(viewer, run)
+    one_photo = sum(layer.data.nbytes for layer in viewer.layers)  # the photo and its three iterations' masks
+    monkeypatch.setattr(run_layers, "OPEN_LAYERS_BUDGET", int(2.5 * one_photo))
     painted = viewer.layers[iteration_layer_name(stems[0], 1)]
     painted.paint((3, 3), 1)  # a correction begun, not trusted
     widget.browser.step(+1)
-    trusted = viewer.layers[iteration_layer_name(stems[1], 2)]
-    viewer.layers.selection.active = trusted
+    viewer.layers.selection.active = viewer.layers[iteration_layer_name(stems[1], 2)]
     widget.trust_selected()
-    for _ in range(PHOTOS_KEPT + 1):
+    trusted = viewer.layers.selection.active
+
+    def closable_bytes():
+        markers = [(layer, layer.metadata[run_layers.METADATA_KEY]) for layer in viewer.layers]
+        return sum(layer.data.nbytes for layer, m in markers if not (m.get("trusted") or m.get("edited")))
+
+    for _ in range(3):
         widget.browser.step(+1)
-    open_photos = {layer.name.split(" · ")[0] for layer in viewer.layers}
-    assert open_photos == {*stems[PHOTOS_KEPT : 2 * PHOTOS_KEPT], stems[0], stems[1]}
-    assert {layer.name for layer in viewer.layers if layer.name.startswith((stems[0], stems[1]))} == {
-        painted.name,
-        f"{stems[1]} · trusted",
-    }
+        assert closable_bytes() <= run_layers.OPEN_LAYERS_BUDGET
+    assert painted in viewer.layers
+    assert trusted in viewer.layers
+    assert iteration_layer_name(stems[2], 0) not in viewer.layers  # closed as stems[4] came
     widget.browser.photo.value = stems[2]  # a photo whose layers were closed shows again, read anew
     for iteration in (0, 1, 2):
         shown = viewer.layers[iteration_layer_name(stems[2], iteration)].data

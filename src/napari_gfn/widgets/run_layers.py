@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import napari
@@ -30,9 +30,11 @@ def trusted_layer_name(photo: str) -> str:
     return f"{photo} · trusted"
 
 
-# A folder run keeps the layers of this many photos last shown, so that going back is instant; older ones
-# are closed, or browsing hundreds of camera-size photos would hold them all (270 MB each at 24 MP).
-PHOTOS_KEPT = 3
+# A folder run closes the layers of the photos shown longest ago once the layers it could close hold more
+# than this many bytes, down to half of it: browsing hundreds of camera-size photos would otherwise keep them
+# all (270 MB of memory each at 24 MP). In batches, as napari runs a full garbage collection (0.25 s here)
+# after each batch of layers it removes.
+OPEN_LAYERS_BUDGET = 512 * 2**20
 
 # One thread for every run on screen: it reads one photo ahead, and a read takes under a second.
 _READ_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-gfn-read-ahead")
@@ -128,20 +130,32 @@ class RunLayers:
         if self.photo_layers:  # a layer run: the photos are the user's layers, all open anyway
             return
         self._shown_last = [*(shown for shown in self._shown_last if shown != stem), stem]
-        for old in self._shown_last[:-PHOTOS_KEPT]:
-            kept = [layer for layer in self._layers.get(old, []) if not self._closed(layer)]
-            self._layers[old] = kept
-        self._shown_last = self._shown_last[-PHOTOS_KEPT:]
+        # By unique_id: a plugin's viewer hands out a new proxy of a layer at each access.
+        open_now = {layer.unique_id for layer in self.viewer.layers}
+        closable = {
+            other: [layer for layer in layers if layer.unique_id in open_now and self._only_on_disk(layer)]
+            for other, layers in self._layers.items()
+        }
+        held = sum(layer.data.nbytes for layers in closable.values() for layer in layers)
+        if held <= OPEN_LAYERS_BUDGET:
+            return
+        shown_before = [other for other in self._layers if other not in self._shown_last]  # taken over: oldest
+        with self.viewer.layers.batched_update():
+            for old in [*shown_before, *self._shown_last[:-1]]:
+                if held <= OPEN_LAYERS_BUDGET // 2:
+                    break
+                for layer in closable[old]:
+                    self.viewer.layers.remove(layer)
+                    held -= layer.data.nbytes
+                closed = {layer.unique_id for layer in closable[old]}
+                self._layers[old] = [layer for layer in self._layers[old] if layer.unique_id not in closed]
+                if old in self._shown_last:
+                    self._shown_last.remove(old)
 
-    def _closed(self, layer) -> bool:
-        """Close ``layer`` if it is this run's and holds nothing that is not on disk; whether it was."""
+    def _only_on_disk(self, layer) -> bool:
+        """Whether ``layer`` is this run's and holds nothing but what is on disk: not painted on, not trusted."""
         marker = layer.metadata.get(METADATA_KEY)
-        if layer not in self.viewer.layers:
-            return True
-        if marker is None or not self._is_ours(marker) or marker.get("trusted") or marker.get("edited"):
-            return False
-        self.viewer.layers.remove(layer)
-        return True
+        return bool(marker) and self._is_ours(marker) and not marker.get("trusted") and not marker.get("edited")
 
     def read_ahead(self, stem: str) -> None:
         """Start reading the files of ``stem`` (the photo the user is likely to show next) in a thread.
@@ -295,12 +309,18 @@ class RunLayers:
 
     def _is_ours(self, marker: dict) -> bool:
         """Whether a layer's marker names this run's folder, however the folder was given (relative, say)."""
-        return Path(marker["run"]).resolve() == self.store.root.resolve()
+        return _resolved(marker["run"]) == _resolved(str(self.store.root))
 
     def _remember(self, stem: str, layer) -> None:
         layers = self._layers.setdefault(stem, [])
         if layer not in layers:
             layers.append(layer)
+
+
+@cache
+def _resolved(path: str) -> Path:
+    """A folder's own path, looked up once: browsing asks it of every open layer at each photo."""
+    return Path(path).resolve()
 
 
 def _mark_edited(layer, *_) -> None:
