@@ -1111,6 +1111,9 @@ def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted
     painted = viewer.layers[iteration_layer_name(stems[0], 1)]
     painted.paint((3, 3), 1)  # a correction begun, not trusted
     widget.browser.step(+1)
+    own = viewer.add_labels(np.zeros(painted.data.shape, np.uint8), name="drawn by hand")
+    widget.trust_selected()
+    widget.untrust_selected()  # the user's own layer, trusted by mistake: it keeps the run's marker
     viewer.layers.selection.active = viewer.layers[iteration_layer_name(stems[1], 2)]
     widget.trust_selected()
     trusted = viewer.layers.selection.active
@@ -1124,6 +1127,7 @@ def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted
         assert closable_bytes() <= run_layers.OPEN_LAYERS_BUDGET
     assert painted in viewer.layers
     assert trusted in viewer.layers
+    assert own in viewer.layers
     assert iteration_layer_name(stems[2], 0) not in viewer.layers  # closed as stems[4] came
     widget.browser.photo.value = stems[2]  # a photo whose layers were closed shows again, read anew
     for iteration in (0, 1, 2):

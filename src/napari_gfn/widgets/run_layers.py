@@ -153,9 +153,13 @@ class RunLayers:
                     self._shown_last.remove(old)
 
     def _only_on_disk(self, layer) -> bool:
-        """Whether ``layer`` is this run's and holds nothing but what is on disk: not painted on, not trusted."""
-        marker = layer.metadata.get(METADATA_KEY)
-        return bool(marker) and self._is_ours(marker) and not marker.get("trusted") and not marker.get("edited")
+        """Whether ``layer`` is a photo or an iteration's mask of this run, not painted on and not trusted.
+
+        A user's own layer once trusted carries the run's marker too, but neither of those keys: never closed.
+        """
+        marker = layer.metadata.get(METADATA_KEY) or {}
+        made_here = "photo" in marker or "iteration" in marker
+        return made_here and self._is_ours(marker) and not marker.get("trusted") and not marker.get("edited")
 
     def read_ahead(self, stem: str) -> None:
         """Start reading the files of ``stem`` (the photo the user is likely to show next) in a thread.
