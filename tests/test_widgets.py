@@ -982,8 +982,11 @@ def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_fold
         np.testing.assert_array_equal(written, RunFolder(run).read_mask(0, stem).astype(np.uint8) * 255)
 
 
-def test_a_photo_the_run_could_not_read_says_why_when_browsed(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+def test_a_photo_the_run_could_not_read_says_why_when_browsed(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, monkeypatch
+):
     from napari_gfn.cli import main
+    from napari_gfn.widgets import run_layers
 
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
     (photos / "cut.png").write_bytes((photos / "flower_000.png").read_bytes()[:300])  # a copy that never finished
@@ -1020,6 +1023,7 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(make_napari_viewer
     moved = log.rename(log.with_suffix(".moved"))
     assert show_log(None).findChild(QPlainTextEdit).toPlainText() == f"{log}: cannot be read: No such file or directory"
     moved.rename(log)
+    monkeypatch.setattr(run_layers, "OPEN_LAYERS_BUDGET", 0)  # every photo seen before is closed: "cut" has none
     browser.photo.value = "cut"
     assert browser.note.value.startswith("not labelled: cannot be read as an image (corrupt or truncated?): ")
     browser.next_button.changed.emit(True)  # a photo that was labelled shows its mask's figures again

@@ -139,18 +139,18 @@ class RunLayers:
         held = sum(layer.data.nbytes for layers in closable.values() for layer in layers)
         if held <= OPEN_LAYERS_BUDGET:
             return
-        shown_before = [other for other in self._layers if other not in self._shown_last]  # taken over: oldest
+        # Photos whose layers were taken over (shown in an earlier opening) are the oldest; an unreadable
+        # photo shown has no layers at all.
+        oldest_first = [other for other in closable if other not in self._shown_last] + self._shown_last[:-1]
         with self.viewer.layers.batched_update():
-            for old in [*shown_before, *self._shown_last[:-1]]:
+            for old in oldest_first:
                 if held <= OPEN_LAYERS_BUDGET // 2:
                     break
-                for layer in closable[old]:
+                for layer in closable.get(old, []):
                     self.viewer.layers.remove(layer)
                     held -= layer.data.nbytes
-                closed = {layer.unique_id for layer in closable[old]}
-                self._layers[old] = [layer for layer in self._layers[old] if layer.unique_id not in closed]
-                if old in self._shown_last:
-                    self._shown_last.remove(old)
+                    self._layers[old] = [kept for kept in self._layers[old] if kept.unique_id != layer.unique_id]
+                self._shown_last = [shown for shown in self._shown_last if shown != old]
 
     def _only_on_disk(self, layer) -> bool:
         """Whether ``layer`` is a photo or an iteration's mask of this run, not painted on and not trusted.
@@ -172,8 +172,9 @@ class RunLayers:
         if self._read_ahead is not None:
             self._read_ahead[1].cancel()
         reads: dict[object, Callable[[], np.ndarray]] = {}
-        if self._shown_photo_layer(stem, self._record(stem).path) is None:
-            reads[_PHOTO] = self._record(stem).load
+        record = self._record(stem)
+        if self._shown_photo_layer(stem, record.path) is None:
+            reads[_PHOTO] = record.load
         for iteration in self._masks_without_layers(stem):
             reads[iteration] = partial(self.store.read_mask, iteration, stem)
         self._read_ahead = (stem, _READ_AHEAD.submit(_read_all, reads))
