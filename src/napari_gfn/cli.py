@@ -188,10 +188,8 @@ def _same_setting(given: object, runs: object) -> bool:
 
 def _train_source(args: argparse.Namespace) -> int:
     from napari_gfn.engine import resolve_device
-    from napari_gfn.engine.source import LabelledSet, save_source_model, train_source_model
-    from napari_gfn.network import check_model_file_writable
+    from napari_gfn.engine.source import LabelledSet, train_source_model_file
 
-    check_model_file_writable(args.out)
     if args.voc:
         if args.images or args.masks or not args.voc_class:
             raise ValueError("with --voc ROOT give --class NAME and no IMAGES or MASKS folders")
@@ -201,9 +199,8 @@ def _train_source(args: argparse.Namespace) -> int:
     else:
         raise ValueError("give IMAGES and MASKS folders, or --voc ROOT --class NAME")
     config = RunConfig(epochs=args.epochs, **{name: getattr(args, name) for name in _MODEL_SETTINGS})
-    events = train_source_model(labelled, config, resolve_device(args.device))
-    model = _TerminalReport().run(events)
-    path = save_source_model(model, labelled, args.out, args.voc_class, args.image_size)
+    events = train_source_model_file(labelled, config, resolve_device(args.device), args.out, args.voc_class)
+    path = _TerminalReport().run(events)
     print(f"Saved the source model to {path.resolve()}")
     return 0
 

@@ -25,9 +25,9 @@ from napari_gfn.engine.images import (
 )
 from napari_gfn.engine.training import IGNORE, describe_device, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages
-from napari_gfn.network import GFN, save_model
+from napari_gfn.network import GFN, check_model_file_writable, save_model
 
-__all__ = ["LabelledSet", "save_source_model", "train_source_model"]
+__all__ = ["LabelledSet", "train_source_model", "train_source_model_file"]
 
 TargetReader = Callable[[Path], np.ndarray]
 
@@ -168,15 +168,26 @@ def train_source_model(
     return model.eval()
 
 
-def save_source_model(
-    model: GFN, labelled: LabelledSet, path: os.PathLike | str, object_name: str | None, image_size: int
-) -> Path:
-    """Write the model with its card: what the object is, which set taught it, at what size."""
+def train_source_model_file(
+    labelled: LabelledSet,
+    config: RunConfig,
+    device: torch.device,
+    path: os.PathLike | str,
+    object_name: str | None = None,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress | Notice, None, Path]:
+    """Train a source model (:func:`train_source_model`) and write it to ``path`` with its card: what the
+    object is, which set taught it, at what size. Returns the path.
+
+    A path that could not be written is refused first, not after the training.
+    """
+    check_model_file_writable(path)
+    model = yield from train_source_model(labelled, config, device, cancel)
     return save_model(
         model,
         path,
         class_names=["background", object_name or "object"],
-        image_size=image_size,
+        image_size=config.image_size,
         source=labelled.name,
         photos=len(labelled.images),
     )

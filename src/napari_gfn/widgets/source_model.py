@@ -165,13 +165,12 @@ class SourceModelWidget(Container):
 
         def job(cancel: CancelToken):
             from napari_gfn.engine import resolve_device
-            from napari_gfn.engine.source import LabelledSet, save_source_model, train_source_model
-            from napari_gfn.network import check_model_file_writable
+            from napari_gfn.engine.source import LabelledSet, train_source_model_file
 
-            check_model_file_writable(out)
             labelled = LabelledSet.from_voc(*folders, voc_class) if from_voc else LabelledSet.from_folders(*folders)
-            model = yield from train_source_model(labelled, config, resolve_device(config.device), cancel)
-            return save_source_model(model, labelled, out, voc_class if from_voc else None, config.image_size)
+            object_name = voc_class if from_voc else None
+            device = resolve_device(config.device)
+            return (yield from train_source_model_file(labelled, config, device, out, object_name, cancel))
 
         self.task.start(job, on_returned=self._trained)
 
