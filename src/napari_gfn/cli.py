@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from pathlib import Path
 
@@ -430,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        with _sigterm_stops(args.command in _HEADLESS_COMMANDS):
+        with _sigterm_stops() if args.command in _HEADLESS_COMMANDS else nullcontext():
             return args.handler(args)
     # A bad photo, model file or run folder raises a ValueError of its own kind, with the file named.
     except (LabellingError, ValueError) as error:
@@ -459,10 +459,7 @@ _HEADLESS_COMMANDS = ("label", "train-source", "export", "evaluate")
 
 
 @contextmanager
-def _sigterm_stops(wanted: bool) -> Iterator[None]:
-    if not wanted:
-        yield
-        return
+def _sigterm_stops() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield

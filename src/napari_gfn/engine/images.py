@@ -94,15 +94,14 @@ def _decode(path: Path) -> np.ndarray:
 def _decode_tiff(path: Path) -> np.ndarray:
     """As stored, with no orientation or colour conversion; but a colour TIFF stored plane by plane, which
     tifffile reads channels first, comes back channels last, as every other photo does."""
+    import tifffile  # here, as the photo reader's module is imported at every start-up
+
     with iio.imopen(path, "r", plugin="tifffile") as file:
         image = file.read()
         planes = file.metadata(index=0, page=0).get("planar_configuration")
-    if planes == _SEPARATE_PLANES and image.ndim == 3:
+    if planes == tifffile.PLANARCONFIG.SEPARATE and image.ndim == 3:  # RR...GG...BB..., not RGBRGB...
         return np.moveaxis(image, 0, -1)
     return image
-
-
-_SEPARATE_PLANES = 2  # TIFF tag PlanarConfiguration: 1 = RGBRGB..., 2 = RR...GG...BB...
 
 
 def _read_file(path: Path) -> np.ndarray:
