@@ -100,13 +100,19 @@ def test_photos_without_ground_truth_are_named_in_one_warning(tmp_path, capsys):
     warnings = [line for line in captured.err.splitlines() if "ground-truth" in line]
     assert warnings == [f"warning: not scored: 4 photos have no ground-truth mask in {tmp_path / 'gt'} (a, b, d, ...)"]
     # Masks all named otherwise: the warning shows how masks are found, and what the folder holds.
+    # Then nothing is scored, which is an error: a script must not take the blanks for scores.
     (tmp_path / "gt" / "c.png").rename(tmp_path / "gt" / "c_mask.png")
-    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path / "gt"), "--json"]) == 0
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path / "gt")]) == 1
+    captured = capsys.readouterr()
     assert (
         "warning: not scored: 5 photos have no ground-truth mask in "
         f"{tmp_path / 'gt'} (a, b, c, ...); a photo's mask is found by the photo's name (IMG_1.jpg: IMG_1.png), "
         "and this folder holds c_mask.png, ..."
-    ) in capsys.readouterr().err
+    ) in captured.err
+    assert f"napari-gfn: error: no photo of {tmp_path / 'run'} was scored against {tmp_path / 'gt'}" in captured.err
+    assert captured.out == ""
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path / "gt"), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["iterations"][0]["images"] == 0
 
 
 def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):

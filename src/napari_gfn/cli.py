@@ -215,16 +215,29 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"warning: not scored: {problem}", file=sys.stderr)
     if not rows:
         print(f"warning: {args.run} has no finished iteration yet, so there is nothing to score", file=sys.stderr)
+    # Iterations with no photo scored mean the true masks given were not usable (a wrong folder, say): a script
+    # that reads the scores must not take a table of blanks for a result.
+    nothing_scored = bool(rows) and not any(row["images"] for row in rows)
     if args.json:
         print(json.dumps({"iterations": rows}))
-        return 0
+    elif not nothing_scored:
+        _print_scores(rows)
+    if nothing_scored:
+        print(
+            f"napari-gfn: error: no photo of {args.run} was scored against {args.gt} (see the warnings)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _print_scores(rows: list[dict]) -> None:
     if rows:
         print("iteration  fg IoU   mIoU    photos")
     for row in rows:
         fg = "-" if row["fg_iou"] is None else f"{row['fg_iou']:.4f}"
         miou = "-" if row["miou"] is None else f"{row['miou']:.4f}"
         print(f"{row['iteration']:>9}  {fg:>6}  {miou:>6}  {row['images']:>6}")
-    return 0
 
 
 def _export(args: argparse.Namespace) -> int:
