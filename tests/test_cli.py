@@ -368,7 +368,13 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert (
         main(["label", str(tmp_path / "photos"), "--out", str(tmp_path / "a file" / "run"), "--seed", "grabcut"]) == 1
     )
-    assert capsys.readouterr().err.endswith(f"Not a directory: '{tmp_path / 'a file' / 'run'}'\n")
+    unmakeable = (
+        f"{tmp_path / 'a file' / 'run'}: the run cannot be written there ({tmp_path / 'a file'}: Not a directory)"
+    )
+    assert unmakeable in capsys.readouterr().err
+    # Checked before the photos are listed (seconds for hundreds): it comes before a photo folder's own error.
+    assert main(["label", str(tmp_path / "empty"), "--out", str(tmp_path / "a file" / "run")]) == 1
+    assert unmakeable in capsys.readouterr().err
 
 
 def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(

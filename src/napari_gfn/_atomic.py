@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_png", "atomic_write_text", "atomic_write_tiff"]
+__all__ = ["atomic_write", "atomic_write_png", "atomic_write_text", "atomic_write_tiff", "why_unwritable"]
 
 
 def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -> Path:
@@ -31,6 +31,21 @@ def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def why_unwritable(folder: os.PathLike | str) -> str | None:
+    """Why files could not be written in ``folder``, made with its missing parents if need be; None if they can.
+
+    The folder that decides is the nearest one that exists, and trying a file there is the one sure test
+    (permissions, a read-only mount, a file where a folder should be).
+    """
+    existing = next(path for path in (Path(folder).absolute(), *Path(folder).absolute().parents) if path.exists())
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        return f"{existing}: {error.strerror}"
+    return None
 
 
 def atomic_write_text(path: os.PathLike | str, text: str) -> Path:

@@ -34,7 +34,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from napari_gfn._atomic import atomic_write_png, atomic_write_text
+from napari_gfn._atomic import atomic_write_png, atomic_write_text, why_unwritable
 from napari_gfn._versions import library_versions
 from napari_gfn.config import RunConfig
 from napari_gfn.review import MaskStats, stats_from_csv, stats_to_csv
@@ -185,6 +185,8 @@ class RunFolder:
         """A RunFolderError if a new run cannot start here: a file, a folder of other things, or a run to resume."""
         if self.root.exists() and not self.root.is_dir():
             raise RunFolderError(f"{self.root} is a file, not a folder: choose an empty or new folder for the run")
+        if reason := why_unwritable(self.root):
+            raise RunFolderError(f"{self.root}: the run cannot be written there ({reason}): choose another folder")
         if self.config_path.exists():
             if self.finished_iterations():
                 raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")

@@ -362,9 +362,11 @@ def run_labelling(
     """
     cancel = cancel or CancelToken()
     given = config.images
-    if not resume:  # a folder refused here leaves no run folder behind
-        images = _open_images(config, images)
     store = _run_folder(config)
+    if not resume:
+        if distributed.is_main():  # before the photos are listed, which takes seconds for hundreds
+            store.check_room_for_new_run()
+        images = _open_images(config, images)  # a folder refused here leaves no run folder behind
     with _written_here(store, None if resume else config):
         distributed.barrier()  # the other ranks start once run.json is written and leftovers are gone
         if resume:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from napari_gfn._atomic import atomic_write
+from napari_gfn._atomic import atomic_write, why_unwritable
 from napari_gfn._versions import library_versions
 
 from .gfn import GFN, GFNConfig
@@ -58,13 +57,8 @@ def check_model_file_writable(path: os.PathLike | str) -> None:
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(path, f"a folder, not a file: give the model file to write, such as {path / 'model.pt'}")
-    # save_model makes missing folders, so the folder that decides is the nearest one that exists.
-    folder = next(parent for parent in path.absolute().parents if parent.exists())
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise ModelFileError(path, f"cannot be written ({folder}: {error.strerror})") from None
+    if reason := why_unwritable(path.parent):  # save_model makes missing folders
+        raise ModelFileError(path, f"cannot be written ({reason})")
 
 
 def _read_payload(path: Path) -> dict:
