@@ -98,6 +98,11 @@ def _wait_until_done(qtbot, task) -> None:
     qtbot.waitUntil(lambda: task.status in ("finished", "cancelled", "failed"), timeout=RUN_TIMEOUT_MS)
 
 
+def _on_screen(qtbot, browser) -> None:
+    """Wait until the photo chosen is on screen: one not read ahead is read in a thread first."""
+    qtbot.waitUntil(lambda: browser.run_layers.current == browser.photo.value, timeout=10_000)
+
+
 def _torch_threads_of_a_new_thread() -> int:
     # torch copies its thread count into each thread once, so an older thread (this one) keeps what it read first.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -700,6 +705,7 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
     run, stems = finished_layer_run["run"], finished_layer_run["stems"]
     viewer = make_napari_viewer()
     widget = open_run_window(viewer, run)  # what `napari-gfn open RUN` shows
+    _on_screen(qtbot, widget.browser)
     store = RunFolder(run)
     for iteration in (0, 1, 2):
         layer = viewer.layers[iteration_layer_name(stems[0], iteration)]
@@ -707,6 +713,7 @@ def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished
     assert iteration_layer_name(stems[1], 0) not in viewer.layers  # other photos load only when shown
     widget.browser.next_button.changed.emit(True)
     assert widget.browser.photo.value == stems[1]
+    _on_screen(qtbot, widget.browser)
     assert viewer.layers[iteration_layer_name(stems[1], 2)].visible
     assert not viewer.layers[iteration_layer_name(stems[0], 2)].visible
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 2
@@ -767,6 +774,7 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
     last_round_training()
     viewer = make_napari_viewer()
     widget = open_run_window(viewer, store.root)
+    _on_screen(qtbot, widget.browser)
     following = r"following run, which may still be running: 2 of 3 iterations finished; last written at \d\d:\d\d:\d\d"
     assert re.fullmatch(following, widget.status.value), widget.status.value
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 1
@@ -899,7 +907,9 @@ with RunFolder(sys.argv[1]).writing():
 """
 
 
-def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(make_napari_viewer, tiny_folder, tmp_path):
+def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path
+):
     from napari_gfn.cli import main
 
     sources = sorted((tiny_folder / "images").glob("*.png"))
@@ -914,10 +924,12 @@ def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(mak
     runs = {run: tmp_path / f"run_{run}" for run in runs}
     viewer = make_napari_viewer()
     widget = open_run_window(viewer, runs["camera_a"])
+    _on_screen(qtbot, widget.browser)
     camera_a_layers = list(viewer.layers)
     assert [layer.name for layer in camera_a_layers] == ["IMG_0000", "IMG_0000 · iter 0"]
 
     widget.open_run(runs["camera_b"])
+    _on_screen(qtbot, widget.browser)
     assert not any(layer.visible for layer in camera_a_layers)  # hidden, not removed
     photo, mask = (layer for layer in viewer.layers if layer.visible)
     np.testing.assert_array_equal(photo.data, iio.imread(tmp_path / "camera_b" / "IMG_0000.png"))
@@ -929,9 +941,11 @@ def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(mak
     assert not RunFolder(runs["camera_b"]).fixed_masks()
 
     widget.open_run(runs["camera_a"])  # opened again, it shows its own layers again and adds none
+    _on_screen(qtbot, widget.browser)
     assert len(viewer.layers) == 4
     assert [layer for layer in viewer.layers if layer.visible] == camera_a_layers
     widget.open_run(runs["camera_a_again"])  # another run of the same photos shows the same photo layer
+    _on_screen(qtbot, widget.browser)
     assert len(viewer.layers) == 5
     assert [layer.name for layer in viewer.layers if layer.visible] == ["IMG_0000", "IMG_0000 · iter 0 [2]"]
     # The runs' photo layers are their display, not photos the user opened: Image layers offers none of them.
@@ -968,6 +982,7 @@ def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_fold
     widget.input_kind.value, widget.images_folder.value = "Folder", photos
     widget.open_button.changed.emit(True)
     assert widget.run_layers.stems == sorted(stems, key=lambda stem: (folder_of[stem], stem))  # folder by folder
+    _on_screen(qtbot, widget.browser)
     layer = viewer.layers[iteration_layer_name(stems[0], 0)]
     np.testing.assert_array_equal(layer.data, RunFolder(run).read_mask(0, stems[0]))
     assert widget.images_folder.value == photos  # a later Start resumes the run on these photos
@@ -994,6 +1009,7 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(
     seen = len(notification_manager.records)
     viewer = make_napari_viewer()
     browser = open_run_window(viewer, tmp_path / "run").browser  # opened later, as from a server
+    _on_screen(qtbot, browser)
     assert browser.photo.value == "flower_000"  # not the photo first by name, which shows nothing
     assert viewer.layers["flower_000"].visible
     log = RunFolder(tmp_path / "run").log_path
@@ -1025,8 +1041,10 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(
     moved.rename(log)
     monkeypatch.setattr(run_layers, "OPEN_LAYERS_BUDGET", 0)  # every photo seen before is closed: "cut" has none
     browser.photo.value = "cut"
+    _on_screen(qtbot, browser)
     assert browser.note.value.startswith("not labelled: cannot be read as an image (corrupt or truncated?): ")
     browser.next_button.changed.emit(True)  # a photo that was labelled shows its mask's figures again
+    _on_screen(qtbot, browser)
     area = RunFolder(tmp_path / "run").mask_stats(0)[browser.photo.value].area
     assert browser.note.value.startswith(f"iteration 0: object {area:.0%} of the photo")
     log.unlink()  # as a run made before runs kept a log: nothing to warn of
@@ -1054,6 +1072,7 @@ def test_the_photos_can_be_browsed_least_certain_mask_first(make_napari_viewer, 
     browser.photo.value = order[0]
     browser.next_button.changed.emit(True)
     assert browser.photo.value == order[1]
+    _on_screen(qtbot, browser)
     assert viewer.layers[iteration_layer_name(order[1], 2)].visible
     assert f"; uncertain {stats[order[1]].uncertain:.0%};" in browser.note.value
     assert browser.note.value.startswith("iteration 2: ")
@@ -1090,6 +1109,7 @@ def test_the_next_photo_is_read_while_the_one_on_screen_is_looked_at(
     ahead = {(stems[1], what, "read-ahead") for what in ("photo", 0, 1, 2)}
     qtbot.waitUntil(lambda: ahead <= set(reads))
     browser.next_button.changed.emit(True)
+    _on_screen(qtbot, browser)
     read_for_the_next = [read for read in reads if read[0] == stems[1]]
     assert sorted(read_for_the_next, key=str) == sorted(ahead, key=str)  # each once, none in the GUI thread
     photo = iio.imread(Path(store.read_config().images) / f"{stems[1]}.png")
@@ -1102,19 +1122,56 @@ def test_the_next_photo_is_read_while_the_one_on_screen_is_looked_at(
     qtbot.waitUntil(lambda: (stems[3], "photo", "read-ahead") in reads)
 
 
+def test_a_photo_opened_or_chosen_is_read_in_a_thread_while_the_viewer_answers(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
+):
+    """A camera-size photo takes about a second to read: the GUI thread only makes its layers."""
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    reads, held = [], threading.Event()  # (stem, thread) of every photo read; the read of stems[4] waits for held
+    load_photo = ImageRecord.load
+
+    def load(record):
+        reads.append((record.stem, _thread()))
+        if record.stem == stems[4]:
+            held.wait(timeout=30)
+        return load_photo(record)
+
+    monkeypatch.setattr(ImageRecord, "load", load)
+    viewer = make_napari_viewer()
+    browser = open_run_window(viewer, run).browser
+    _on_screen(qtbot, browser)
+    assert reads[0] == (stems[0], "read-ahead")  # the first photo too
+    browser.photo.value = stems[4]  # chosen from the list: not the photo read ahead
+    qtbot.waitUntil(lambda: (stems[4], "read-ahead") in reads)
+    qtbot.wait(100)  # the viewer answers events while the photo is read
+    assert browser.note.value == f"reading {stems[4]}..."
+    assert browser.run_layers.current == stems[0]
+    assert viewer.layers[stems[0]].visible  # still on screen
+    browser.photo.value = stems[5]  # the user moves on before the read ends: only the last choice shows
+    held.set()
+    _on_screen(qtbot, browser)
+    assert browser.run_layers.current == stems[5]
+    assert stems[4] not in viewer.layers
+    assert viewer.layers[iteration_layer_name(stems[5], 2)].visible
+    assert browser.note.value.startswith("iteration 2: ")
+    assert all(thread == "read-ahead" for _, thread in reads), reads
+
+
 def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted_or_trusted_mask(
-    make_napari_viewer, finished_layer_run, tmp_path, monkeypatch
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
 ):
     from napari_gfn.widgets import run_layers
 
     run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
     viewer = make_napari_viewer()
     widget = open_run_window(viewer, run)
+    _on_screen(qtbot, widget.browser)
     one_photo = sum(layer.data.nbytes for layer in viewer.layers)  # the photo and its three iterations' masks
     monkeypatch.setattr(run_layers, "OPEN_LAYERS_BUDGET", int(2.5 * one_photo))
     painted = viewer.layers[iteration_layer_name(stems[0], 1)]
     painted.paint((3, 3), 1)  # a correction begun, not trusted
     widget.browser.step(+1)
+    _on_screen(qtbot, widget.browser)
     own = viewer.add_labels(np.zeros(painted.data.shape, np.uint8), name="drawn by hand")
     widget.trust_selected()
     widget.untrust_selected()  # the user's own layer, trusted by mistake: it keeps the run's marker
@@ -1128,12 +1185,14 @@ def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted
 
     for _ in range(3):
         widget.browser.step(+1)
+        _on_screen(qtbot, widget.browser)
         assert closable_bytes() <= run_layers.OPEN_LAYERS_BUDGET
     assert painted in viewer.layers
     assert trusted in viewer.layers
     assert own in viewer.layers
     assert iteration_layer_name(stems[2], 0) not in viewer.layers  # closed as stems[4] came
     widget.browser.photo.value = stems[2]  # a photo whose layers were closed shows again, read anew
+    _on_screen(qtbot, widget.browser)
     for iteration in (0, 1, 2):
         shown = viewer.layers[iteration_layer_name(stems[2], iteration)].data
         np.testing.assert_array_equal(shown, RunFolder(run).read_mask(iteration, stems[2]))
@@ -1153,7 +1212,8 @@ def test_a_mask_cut_short_in_a_copied_run_is_named_and_the_rest_shows_and_export
     cut.write_bytes(cut.read_bytes()[:40])
     viewer = make_napari_viewer()
     seen = len(notification_manager.records)
-    open_run_window(viewer, run)
+    browser = open_run_window(viewer, run).browser
+    _on_screen(qtbot, browser)
     messages = _messages_since(seen)
     assert any(f"{cut}: cannot be read as a mask" in message for message in messages), messages
     assert iteration_layer_name(first, 0) in viewer.layers
@@ -1207,10 +1267,12 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     dock = open_run_window(reopened, tmp_path / "run")
     browser = dock.browser
     browser.photo.value = stems[0]
+    _on_screen(qtbot, browser)
     assert reopened.layers[-1].name == f"{stems[0]} · trusted"
     np.testing.assert_array_equal(reopened.layers[-1].data, corrected)
     assert browser.note.value.startswith("trusted; iteration 2: ")
     browser.photo.value = stems[1]
+    _on_screen(qtbot, browser)
     assert not browser.note.value.startswith("trusted")
     assert not reopened.layers[f"{stems[0]} · trusted"].visible
     assert sum(layer.name.endswith("· trusted") for layer in reopened.layers) == 1
@@ -1218,6 +1280,7 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     # Trusted by mistake: Stop trusting moves the file aside, keeps the layer, and Trust takes it up again.
     fixed = RunFolder(tmp_path / "run").fixed_masks()[stems[0]]
     browser.photo.value = stems[0]
+    _on_screen(qtbot, browser)
     reopened.layers.selection.active = reopened.layers[f"{stems[0]} · trusted"]
     seen = len(notification_manager.records)
     dock.untrust_selected()
@@ -1234,6 +1297,7 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     assert _messages_since(seen) == [f"{stems[0]} has no trusted correction"]
     browser.photo.value = stems[1]
     browser.photo.value = stems[0]  # nothing trusted to show again
+    _on_screen(qtbot, browser)
     assert not any(layer.name.endswith("· trusted") for layer in reopened.layers)
     reopened.layers.selection.active = reopened.layers[f"{stems[0]} · not trusted"]
     dock.trust_selected()

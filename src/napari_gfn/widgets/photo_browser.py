@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
+from functools import partial
 
 from magicgui.widgets import ComboBox, Container, PushButton, Widget
 from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject, Signal, Slot
 
 from napari_gfn.review import MaskStats, check_first, describe_mask
 from napari_gfn.store import RunFolder, RunFolderError
@@ -16,6 +19,24 @@ from .run_layers import RunLayers
 __all__ = ["BY_NAME", "CHECK_FIRST", "PhotoBrowser"]
 
 BY_NAME, CHECK_FIRST = "by name", "check first"
+
+
+class _FilesRead(QObject):
+    """Brings word of a photo's files read in a thread to the GUI thread, which alone may make layers.
+
+    A child of a widget of the dock, with a slot of its own: Qt drops the word once the dock is closed.
+    """
+
+    of = Signal(object, str)  # the RunLayers read for, and the photo's stem
+
+    def __init__(self, parent: QObject, arrived: Callable[[RunLayers, str], None]) -> None:
+        super().__init__(parent)
+        self._arrived = arrived
+        self.of.connect(self._deliver)
+
+    @Slot(object, str)
+    def _deliver(self, run_layers: RunLayers, stem: str) -> None:
+        self._arrived(run_layers, stem)
 
 
 class PhotoBrowser:
@@ -40,6 +61,8 @@ class PhotoBrowser:
         self.previous_button = PushButton(text="◀ Previous")
         self.next_button = PushButton(text="Next ▶")
         self.note = message_label("")
+        self._unreadable_to_pass = 0
+        self._files_read = _FilesRead(self.photo.native, self._files_arrived)
         self._buttons = Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False)
         self.order.changed.connect(self._order_chosen)
         self.photo.changed.connect(self._show)
@@ -56,15 +79,8 @@ class PhotoBrowser:
         self.run_layers, self.store = run_layers, store
         self._read_stats()
         self._reorder()
+        self._unreadable_to_pass = len(self.photo.choices) - 1
         self._show(self.photo.value)
-        self._pass_unreadable()
-
-    def _pass_unreadable(self) -> None:
-        """Step past photos that cannot be read, as they show nothing; each stays listed, its note saying why."""
-        for _ in range(len(self.photo.choices) - 1):
-            if self.photo.value not in self.run_layers.unreadable:
-                return
-            self.step(+1)
 
     def refresh(self) -> None:
         """Take up the figures of the run's last finished iteration (after each one), keeping the photo shown."""
@@ -110,9 +126,37 @@ class PhotoBrowser:
         return check_first(known, *self._area_range()) + [stem for stem in stems if stem not in known]
 
     def _show(self, stem: str | None) -> None:
-        if stem is not None and self.run_layers is not None:
-            self.run_layers.show(stem)
-            self._read_next()
+        """Show ``stem`` once its files are read: in a thread, so that the viewer answers meanwhile (a 24-MP
+        photo takes about a second), unless they were read ahead."""
+        if stem is None or self.run_layers is None:
+            self._describe(stem)
+            return
+        reading = self.run_layers.read_ahead(stem)
+        if reading is None or reading.done():
+            self._shown(stem)
+            return
+        self.note.value = f"reading {self.run_layers.photo_name(stem)}..."
+        reading.add_done_callback(partial(self._say_files_read, self.run_layers, stem))
+
+    def _say_files_read(self, run_layers: RunLayers, stem: str, _) -> None:
+        with suppress(RuntimeError):  # the dock was closed while the files were read
+            self._files_read.of.emit(run_layers, stem)
+
+    def _files_arrived(self, run_layers: RunLayers, stem: str) -> None:
+        """Show the photo whose files were read, unless another photo or run was chosen meanwhile."""
+        if run_layers is self.run_layers and stem == self.photo.value:
+            self._shown(stem)
+
+    def _shown(self, stem: str) -> None:
+        self.run_layers.show(stem)
+        # Opening a run steps past photos that cannot be read, as they show nothing; each stays listed, its note
+        # saying why.
+        if stem in self.run_layers.unreadable and self._unreadable_to_pass > 0:
+            self._unreadable_to_pass -= 1
+            self.step(+1)
+            return
+        self._unreadable_to_pass = 0
+        self._read_next()
         self._describe(stem)
 
     def _read_next(self) -> None:

@@ -66,7 +66,7 @@ class RunLayers:
         self.store = store
         self.photos = photos
         self.photo_layers = dict(photo_layers or {})
-        self.current = self.stems[0]
+        self.current: str | None = None  # the photo on screen, once one is
         self.unreadable: dict[str, str] = {}  # stem -> why its photo cannot be shown (nor was labelled)
         self._layers: dict[str, list] = {}
         self._read_ahead: tuple[str, Future[PhotoFiles]] | None = None
@@ -111,6 +111,8 @@ class RunLayers:
     def add_finished_iterations(self) -> None:
         """Show the photo on screen's masks of the iterations finished since it was shown (a run followed as
         another process writes it)."""
+        if self.current is None:  # no photo shown yet: its masks come with it
+            return
         with self._selection_kept():
             self._add_finished_masks(self.current)
 
@@ -161,23 +163,28 @@ class RunLayers:
         made_here = "photo" in marker or "iteration" in marker
         return made_here and self._is_ours(marker) and not marker.get("trusted") and not marker.get("edited")
 
-    def read_ahead(self, stem: str) -> None:
-        """Start reading the files of ``stem`` (the photo the user is likely to show next) in a thread.
+    def read_ahead(self, stem: str) -> Future[PhotoFiles] | None:
+        """Start reading the files of ``stem`` that have no layer yet, in a thread; None if there are none.
 
-        Only making the layers is then left for the GUI thread: on a 24-MP photo with two iterations,
-        reading its files is more than half of the time a Next click took.
+        The photo the user is likely to show next is read so, and a photo chosen is read so before it is
+        shown: only making the layers is then left for the GUI thread. On a 24-MP photo with two iterations,
+        reading its files is more than half of the time showing it takes.
         """
         if self._read_ahead is not None and self._read_ahead[0] == stem:
-            return
+            return self._read_ahead[1]
         if self._read_ahead is not None:
             self._read_ahead[1].cancel()
+            self._read_ahead = None
         reads: dict[object, Callable[[], np.ndarray]] = {}
         record = self._record(stem)
         if self._shown_photo_layer(stem, record.path) is None:
             reads[_PHOTO] = record.load
         for iteration in self._masks_without_layers(stem):
             reads[iteration] = partial(self.store.read_mask, iteration, stem)
+        if not reads:
+            return None
         self._read_ahead = (stem, _READ_AHEAD.submit(_read_all, reads))
+        return self._read_ahead[1]
 
     def _files_read_ahead(self, stem: str) -> PhotoFiles:
         if self._read_ahead is None or self._read_ahead[0] != stem:
@@ -244,7 +251,7 @@ class RunLayers:
         meta = layer.metadata.get(METADATA_KEY)
         if meta is not None:
             return meta["stem"] if self._is_ours(meta) else None
-        photo = self._photo_layer(self.current)
+        photo = self._photo_layer(self.current) if self.current is not None else None
         return self.current if photo is not None and layer.data.shape == photo.data.shape[:2] else None
 
     def _record(self, stem: str):
