@@ -1196,6 +1196,41 @@ def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted
     for iteration in (0, 1, 2):
         shown = viewer.layers[iteration_layer_name(stems[2], iteration)].data
         np.testing.assert_array_equal(shown, RunFolder(run).read_mask(iteration, stems[2]))
+    assert stems[0] not in viewer.layers  # closed, but for its painted mask
+    widget.browser.photo.value = stems[0]
+    _on_screen(qtbot, widget.browser)
+    shown = [layer for layer in viewer.layers if layer.visible]
+    assert shown[0].name == stems[0]  # the photo read anew goes under the mask painted on, not over it
+    assert painted in shown
+
+
+def test_browsing_many_photos_keeps_few_open_and_touches_only_the_layers_that_change(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
+):
+    """napari takes longer to add or show a layer the more layers it holds, hidden or not: hundreds of small
+    photos browsed would make each Next take seconds."""
+    from napari_gfn.widgets import run_layers
+
+    monkeypatch.setattr(run_layers, "OPEN_PHOTOS_BUDGET", 2)
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    viewer = make_napari_viewer()
+    browser = open_run_window(viewer, run).browser
+    _on_screen(qtbot, browser)
+    touched = set()  # the photos whose layers got a visible event
+    for _ in range(len(stems) + 2):
+        before = browser.photo.value
+        touched.clear()
+        for layer in viewer.layers:
+            layer.events.visible.connect(lambda event, stem=layer.metadata["napari_gfn"]["stem"]: touched.add(stem))
+        browser.step(+1)
+        _on_screen(qtbot, browser)
+        assert touched <= {before, browser.photo.value}
+        others = {layer.metadata["napari_gfn"]["stem"] for layer in viewer.layers} - {browser.photo.value}
+        assert len(others) <= 2
+        assert {layer.name for layer in viewer.layers if layer.visible} == {
+            browser.photo.value,
+            *(iteration_layer_name(browser.photo.value, iteration) for iteration in (0, 1, 2)),
+        }
 
 
 def _thread() -> str:

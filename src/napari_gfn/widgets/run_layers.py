@@ -31,10 +31,13 @@ def trusted_layer_name(photo: str) -> str:
 
 
 # A folder run closes the layers of the photos shown longest ago once the layers it could close hold more
-# than this many bytes, down to half of it: browsing hundreds of camera-size photos would otherwise keep them
-# all (270 MB of memory each at 24 MP). In batches, as napari runs a full garbage collection (0.25 s here)
-# after each batch of layers it removes.
+# than this many bytes, or belong to more photos than this besides the one on screen, down to half of either:
+# browsing hundreds of camera-size photos would otherwise keep them all (270 MB of memory each at 24 MP), and
+# napari takes longer to add a layer the more layers it has, hidden or not (each Next took 18 ms longer per
+# photo seen, 1 s after 40 photos of 600 x 400). In batches, as napari runs a full garbage collection (0.25 s
+# here) after each batch of layers it removes.
 OPEN_LAYERS_BUDGET = 512 * 2**20
+OPEN_PHOTOS_BUDGET = 8
 
 # One thread for every run on screen: it reads one photo ahead, and a read takes under a second.
 _READ_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-gfn-read-ahead")
@@ -125,7 +128,10 @@ class RunLayers:
         self._add_trusted(stem)
         for layer_stem, layers in self._layers.items():
             for layer in layers:
-                layer.visible = layer_stem == stem
+                # Set only where it changes: napari redraws every layer's overlays at each visible event, even
+                # one that changes nothing, so that setting them all made Next slower with every photo seen.
+                if layer.visible != (layer_stem == stem):
+                    layer.visible = layer_stem == stem
         self._close_photos_shown_long_ago(stem)
 
     def _close_photos_shown_long_ago(self, stem: str) -> None:
@@ -139,15 +145,17 @@ class RunLayers:
             for other, layers in self._layers.items()
         }
         held = sum(layer.data.nbytes for layers in closable.values() for layer in layers)
-        if held <= OPEN_LAYERS_BUDGET:
+        photos_held = sum(bool(layers) for other, layers in closable.items() if other != stem)
+        if held <= OPEN_LAYERS_BUDGET and photos_held <= OPEN_PHOTOS_BUDGET:
             return
         # Photos whose layers were taken over (shown in an earlier opening) are the oldest; an unreadable
         # photo shown has no layers at all.
         oldest_first = [other for other in closable if other not in self._shown_last] + self._shown_last[:-1]
         with self.viewer.layers.batched_update():
             for old in oldest_first:
-                if held <= OPEN_LAYERS_BUDGET // 2:
+                if held <= OPEN_LAYERS_BUDGET // 2 and photos_held <= OPEN_PHOTOS_BUDGET // 2:
                     break
+                photos_held -= bool(closable.get(old))
                 for layer in closable.get(old, []):
                     self.viewer.layers.remove(layer)
                     held -= layer.data.nbytes
@@ -270,8 +278,17 @@ class RunLayers:
             # Marked, so that another run's photo of this name is told apart, and one of this file is shared.
             marker = {METADATA_KEY: self._marker(stem, photo=str(record.path) if record.path else None)}
             layer = self.viewer.add_image(pixels, name=self.photo_name(stem), rgb=True, metadata=marker)
+            self._put_under_its_masks(stem, layer)
         self._remember(stem, layer)
         return layer
+
+    def _put_under_its_masks(self, stem: str, photo) -> None:
+        """A photo read anew, as its layers were closed but for a mask painted on, goes under that mask."""
+        masks = {mask.unique_id for mask in self._mask_layers(stem)}
+        places = [index for index, layer in enumerate(self.viewer.layers) if layer.unique_id in masks]
+        if places:
+            here = next(index for index, layer in enumerate(self.viewer.layers) if layer.unique_id == photo.unique_id)
+            self.viewer.layers.move(here, min(places))
 
     def _shown_photo_layer(self, stem: str, path: Path | None):
         """``stem``'s photo among the viewer's layers: one this run added; one another run added of the same
