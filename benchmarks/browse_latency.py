@@ -1,17 +1,21 @@
-"""Browsing a run: how long each Next click holds napari's GUI thread, on camera-size photos.
+"""Browsing a run: how long napari's GUI thread stalls, and how long a photo takes to show, on camera-size photos.
 
 Labels synthetic photos of --width x --height pixels headless (GrabCut seed and one
 round, so each photo has two iterations' masks), opens the run in the Auto-label
-dock, and clicks Next through the photos with --look seconds between clicks, as a
-user looking at each photo leaves. A click's handler runs in the GUI thread, so
-the viewer is frozen for as long as it takes. Reports every click's time and
-their median, and the process's resident memory after each click: --rounds 3
-clicks through the photos three times, to show whether memory grows with every
-photo browsed. --run browses a run made before (to compare code versions on one
-run; give --keep to keep the run this script makes).
+dock, clicks Next through the photos with --look seconds between clicks, as a user
+looking at each photo leaves, then chooses up to --choices photos from the Photo
+list that have no layers open (never the photo read ahead). For the
+opening and each action it reports how long until the photo is on screen, and the
+longest stall of the GUI thread meanwhile: the worst lateness of a 10 ms Qt timer
+(as benchmarks/ui_latency.py measures), which counts the action's handler and the
+layers made after a read in a thread alike. Reports their medians, and the
+process's resident memory after each Next: --rounds 3 clicks through the photos
+three times, to show whether memory grows with every photo browsed. --run browses
+a run made before (to compare code versions on one run; give --keep to keep the
+run this script makes).
 
     xvfb-run -a python benchmarks/browse_latency.py [--photos 6] [--width 6000] [--height 4000] [--look 3]
-                                                    [--rounds 1] [--run RUN | --keep RUN]
+                                                    [--rounds 1] [--choices 4] [--run RUN | --keep RUN]
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 import napari
 
 from _timing import current_rss_mb
-from ui_latency import wait
+from ui_latency import TimerLateness, wait
 
 _WRITE_PHOTOS = """
 import pathlib, imageio.v3 as iio
@@ -51,26 +55,64 @@ def make_run(run: Path, photos: int, width: int, height: int) -> Path:
     return run
 
 
-def click_through(run: Path, look_s: float, rounds: int) -> dict:
+def click_through(run: Path, look_s: float, rounds: int, choices: int) -> dict:
     viewer = napari.Viewer(title="browse latency")
     wait(2.0)
     _, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
-    started = time.perf_counter()
-    dock.open_run(run)
-    open_ms = (time.perf_counter() - started) * 1000
-    clicks_ms, rss_mb = [], [current_rss_mb()]
-    for _ in range(rounds * len(dock.browser.photo.choices) - 1):
+    browser = dock.browser
+    opening = timed(browser, lambda: dock.open_run(run))
+    clicks, rss_mb = [], [current_rss_mb()]
+    for _ in range(rounds * len(browser.photo.choices) - 1):
         wait(look_s)
-        started = time.perf_counter()
-        dock.browser.next_button.changed.emit(True)
-        clicks_ms.append((time.perf_counter() - started) * 1000)
+        clicks.append(timed(browser, lambda: browser.next_button.changed.emit(True)))
         rss_mb.append(current_rss_mb())
+    chosen = []
+    for _ in range(choices):
+        wait(look_s)
+        if (closed := _photo_not_open(viewer, browser)) is None:
+            break
+        chosen.append(timed(browser, lambda stem=closed: setattr(browser.photo, "value", stem)))
     viewer.close()
+    return (
+        {"open": opening}
+        | _summary("next", clicks)
+        | _summary("choice", chosen)
+        | {"rss_mb_after_each_photo": [round(rss) for rss in rss_mb]}
+    )
+
+
+def timed(browser, act) -> dict:
+    """How long after ``act`` the photo chosen is on screen, and the GUI thread's longest stall meanwhile."""
+    lateness = TimerLateness()
+    lateness.start()
+    wait(0.1)
+    started = time.perf_counter()
+    act()
+    while browser.run_layers.current != browser.photo.value:
+        wait(0.005)
+    shown_ms = (time.perf_counter() - started) * 1000
+    wait(0.3)  # the canvas draws the new layers
+    lateness.stop()
+    return {"shown_ms": round(shown_ms), "longest_pause_ms": round(lateness.summary()["worst_ms"])}
+
+
+def _photo_not_open(viewer: napari.Viewer, browser) -> str | None:
+    """The first photo in the list with no layer open that is not the one read ahead: what choosing a photo
+    seen long ago, or never, from the Photo list costs."""
+    stems = list(browser.photo.choices)
+    read_ahead = stems[(stems.index(browser.photo.value) + 1) % len(stems)]
+    open_now = {layer.metadata.get("napari_gfn", {}).get("stem") for layer in viewer.layers}
+    return next((stem for stem in stems if stem not in open_now and stem != read_ahead), None)
+
+
+def _summary(action: str, timings: list[dict]) -> dict:
+    if not timings:
+        return {}
     return {
-        "open_ms": open_ms,
-        "next_click_ms": clicks_ms,
-        "median_next_click_ms": statistics.median(clicks_ms),
-        "rss_mb_after_each_photo": [round(rss) for rss in rss_mb],
+        f"{action}_shown_ms": [timing["shown_ms"] for timing in timings],
+        f"{action}_longest_pause_ms": [timing["longest_pause_ms"] for timing in timings],
+        f"median_{action}_shown_ms": statistics.median(timing["shown_ms"] for timing in timings),
+        f"median_{action}_longest_pause_ms": statistics.median(timing["longest_pause_ms"] for timing in timings),
     }
 
 
@@ -81,6 +123,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=4000)
     parser.add_argument("--look", type=float, default=3.0, help="seconds between clicks")
     parser.add_argument("--rounds", type=int, default=1, help="times to click through the photos")
+    parser.add_argument("--choices", type=int, default=4, help="photos then chosen from the Photo list")
     made = parser.add_mutually_exclusive_group()
     made.add_argument("--run", type=Path, help="browse this run instead of making one")
     made.add_argument("--keep", type=Path, help="make the run here, and keep it")
@@ -88,7 +131,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or make_run(args.keep or Path(tmp) / "run", args.photos, args.width, args.height)
-        result = {"run": str(run), "look_s": args.look} | click_through(run, args.look, args.rounds)
+        result = {"run": str(run), "look_s": args.look} | click_through(run, args.look, args.rounds, args.choices)
     print(json.dumps(result, indent=2))
 
 
