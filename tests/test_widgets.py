@@ -570,6 +570,38 @@ def test_the_metrics_plot_spans_every_iteration_with_whole_number_ticks(qtbot):
     assert [tick for tick in plot.axes.get_xticks() if low <= tick <= high] == [0, 1]
 
 
+def test_a_folder_run_browsed_while_it_works_shows_each_photo_with_its_masks_once_and_as_on_disk(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, monkeypatch
+):
+    """Photos read in a thread, iterations arriving, layers closed: clicked at random while the run works, the
+    viewer ends with every photo's layers once, the photo under its masks, and the masks as the run wrote them."""
+    from napari_gfn.widgets import run_layers
+
+    monkeypatch.setattr(run_layers, "OPEN_PHOTOS_BUDGET", 3)
+    viewer = make_napari_viewer()
+    widget = _folder_form(viewer, tmp_path)
+    widget.load_settings(QUICK.updated(iterations=2, seed="grabcut"))
+    widget.images_folder.value, widget.run_folder.value = tiny_folder / "images", tmp_path / "run"
+    widget.start()
+    browser, clicks = widget.browser, np.random.default_rng(0)
+    while widget.task.status == "running":
+        qtbot.wait(150)
+        if clicks.random() < 0.7:
+            browser.step(+1)
+        else:
+            browser.photo.value = clicks.choice(list(browser.photo.choices))
+    assert widget.task.status == "finished"
+    store = RunFolder(tmp_path / "run")
+    for stem in browser.photo.choices:
+        browser.photo.value = stem
+        _on_screen(qtbot, browser)
+        layers = [layer for layer in viewer.layers if layer.metadata["napari_gfn"]["stem"] == stem]
+        assert [layer.name for layer in layers] == [stem, *(iteration_layer_name(stem, k) for k in (0, 1, 2))]
+        for iteration, layer in enumerate(layers[1:]):
+            np.testing.assert_array_equal(layer.data > 0, store.read_mask(iteration, stem))
+        assert [layer.name for layer in viewer.layers if layer.visible] == [layer.name for layer in layers]
+
+
 def test_cancel_keeps_finished_iterations_on_screen_and_on_disk(make_napari_viewer, qtbot, tiny_folder, tmp_path):
     viewer = make_napari_viewer()
     stems = _open_photos(viewer, tiny_folder)
