@@ -1189,6 +1189,39 @@ def test_a_photo_opened_or_chosen_is_read_in_a_thread_while_the_viewer_answers(
     assert all(thread == "read-ahead" for _, thread in reads), reads
 
 
+# Opens a run in a fresh napari and prints the libraries the GUI thread imported as it made the first photo's layers.
+_FIRST_PHOTO_SHOWN = """
+import sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+from napari_gfn.run_window import open_run_window
+from napari_gfn.widgets import photo_browser
+shown = photo_browser.PhotoBrowser._shown
+def recorded(self, stem):
+    before = set(sys.modules)
+    shown(self, stem)
+    print(sorted({name.split(".")[0] for name in set(sys.modules) - before} & {"pandas", "scipy", "skimage"}))
+photo_browser.PhotoBrowser._shown = recorded
+browser = open_run_window(napari.Viewer(show=False), sys.argv[1]).browser
+while browser.run_layers.current != browser.photo.value:
+    QApplication.processEvents()
+    time.sleep(0.01)
+"""
+
+
+def test_the_libraries_napari_loads_for_its_first_layers_are_loaded_while_the_first_photo_is_read(finished_layer_run):
+    """napari imports pandas, SciPy and scikit-image parts as it makes its first layers: 0.7 s of a frozen viewer
+    on opening a run, unless they were imported in the thread that reads the photo."""
+    opened = subprocess.run(
+        [sys.executable, "-c", _FIRST_PHOTO_SHOWN, str(finished_layer_run["run"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert opened.returncode == 0, opened.stderr[-3000:]
+    assert opened.stdout.splitlines() == ["[]"]
+
+
 def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted_or_trusted_mask(
     make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
 ):

@@ -54,7 +54,7 @@ from .metrics_plot import MetricsPlot
 from .path_fields import chosen_path, given_path
 from .photo_browser import PhotoBrowser
 from .run_follower import RunFollower
-from .run_layers import METADATA_KEY, RunLayers
+from .run_layers import METADATA_KEY, RunLayers, import_what_napari_layers_import
 from .shared_state import shared_state
 
 __all__ = ["AutoLabelWidget", "photo_stems"]
@@ -414,8 +414,7 @@ class AutoLabelWidget(Container):
         run_layers = self.run_layers
 
         def job(cancel: CancelToken):
-            import pandas  # noqa: F401  napari's first Labels layer imports it (0.3 s): here, not in the GUI thread
-
+            import_what_napari_layers_import()  # for the first iteration's layers: here, not in the GUI thread
             from napari_gfn.engine import run_labelling  # torch-bound: loaded in the worker, never by the dock
 
             if not resume:
