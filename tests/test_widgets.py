@@ -1189,6 +1189,40 @@ def test_a_photo_opened_or_chosen_is_read_in_a_thread_while_the_viewer_answers(
     assert all(thread == "read-ahead" for _, thread in reads), reads
 
 
+def test_a_photo_chosen_again_while_read_shows_once_its_latest_read_ends_and_the_viewer_never_waits(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
+):
+    """Chosen, left and chosen again: the first read ending must not make the GUI thread wait for the second."""
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    reads, gates = [], []  # the stems of the photos read; one gate per read of stems[4], opened by the test
+    load_photo = ImageRecord.load
+
+    def load(record):
+        reads.append(record.stem)
+        if record.stem == stems[4]:
+            gate = threading.Event()
+            gates.append(gate)
+            gate.wait(timeout=10)
+        return load_photo(record)
+
+    monkeypatch.setattr(ImageRecord, "load", load)
+    browser = open_run_window(make_napari_viewer(), run).browser
+    _on_screen(qtbot, browser)
+    browser.photo.value = stems[4]
+    qtbot.waitUntil(lambda: len(gates) == 1)
+    browser.photo.value = stems[5]  # left before its read ends...
+    browser.photo.value = stems[4]  # ...and chosen again: a second read, queued behind the first
+    gates[0].set()
+    qtbot.waitUntil(lambda: len(gates) == 2)
+    qtbot.wait(200)  # the first read's end has been taken in
+    assert browser.run_layers.current == stems[0]  # still the photo before: its latest read is not done
+    assert browser.note.value == f"reading {stems[4]}..."
+    assert stems[5] not in reads  # left before its read began: never read
+    gates[1].set()
+    _on_screen(qtbot, browser)
+    assert browser.run_layers.current == stems[4]
+
+
 # Opens a run in a fresh napari and prints the libraries the GUI thread imported as it made the first photo's layers.
 _FIRST_PHOTO_SHOWN = """
 import sys, time

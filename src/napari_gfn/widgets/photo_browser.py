@@ -143,9 +143,11 @@ class PhotoBrowser:
             self._files_read.of.emit(run_layers, stem)
 
     def _files_arrived(self, run_layers: RunLayers, stem: str) -> None:
-        """Show the photo whose files were read, unless another photo or run was chosen meanwhile."""
-        if run_layers is self.run_layers and stem == self.photo.value:
-            self._shown(stem)
+        """Show the photo whose files were read, unless another photo or run was chosen meanwhile. Through
+        :meth:`_show` again, as the read that ended may not be the photo's latest (chosen, left and chosen
+        again): then its latest read is waited for in the same way, never in the GUI thread."""
+        if run_layers is self.run_layers and stem == self.photo.value and stem != run_layers.current:
+            self._show(stem)
 
     def _shown(self, stem: str) -> None:
         self.run_layers.show(stem)

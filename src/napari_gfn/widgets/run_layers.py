@@ -205,7 +205,7 @@ class RunLayers:
             return {}
         _, future = self._read_ahead
         self._read_ahead = None
-        return future.result()  # a read still going is waited for: it is the read show would do
+        return future.result()  # ended: the browser shows a photo once its read has
 
     def _masks_without_layers(self, stem: str) -> list[int]:
         return [
