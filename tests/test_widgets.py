@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -20,6 +21,7 @@ import tifffile
 import torch
 from magicgui.widgets import FileEdit
 from napari.utils.notifications import notification_manager
+from qtpy.QtCore import QObject, QTimer
 from qtpy.QtWidgets import QPlainTextEdit
 
 from napari_gfn.config import (
@@ -39,6 +41,7 @@ from napari_gfn.widgets.log_window import LOG_REREAD_MS
 from napari_gfn.widgets.path_fields import chosen_path
 from napari_gfn.widgets.run_follower import FOLLOW_MS
 from napari_gfn.widgets.run_layers import iteration_layer_name
+from napari_gfn.widgets.stepwise import StepwiseWork
 
 pytestmark = pytest.mark.gui
 
@@ -482,9 +485,20 @@ def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
     make_napari_viewer, qtbot, tiny_folder, tmp_path, layer_run_made_first
 ):
     viewer = make_napari_viewer()
+    ticks = []  # a 5 ms timer's ticks: the event loop turned, and napari answered the user
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(None))
+    timer.start(5)
+    ticks_when_added = {}
+    viewer.layers.events.inserted.connect(lambda event: ticks_when_added.setdefault(event.value.name, len(ticks)))
     widget = _finish_layer_run(viewer, qtbot, tiny_folder, tmp_path / "run", layer_run_made_first)
+    timer.stop()
     stems = layer_run_made_first["stems"]
 
+    # Each photo's mask is added in a turn of its own: adding them all at once froze the viewer.
+    for iteration in (0, 1, 2):
+        ticks_then = [ticks_when_added[iteration_layer_name(stem, iteration)] for stem in stems]
+        assert len(set(ticks_then)) == len(stems), ticks_then
     store = RunFolder(tmp_path / "run")
     assert store.finished_iterations() == [0, 1, 2]
     for stem in stems:
@@ -1502,6 +1516,24 @@ def test_a_job_runs_with_the_older_heap_left_out_of_garbage_collection(qtbot):
     assert task.status == "finished"
     assert frozen_during_the_job[0] > 10_000  # napari's and torch's objects, not a handful
     assert gc.get_freeze_count() == 0  # scanned again once the job has ended
+
+
+def test_stepwise_work_runs_its_steps_in_order_in_later_turns_and_goes_on_past_one_that_fails(qtbot):
+    parent = QObject()
+    work = StepwiseWork(parent)
+    done = []
+
+    def failing_step():
+        done.append("failed")
+        raise RuntimeError("a step's own error")
+
+    with qtbot.capture_exceptions() as errors:
+        work.add([partial(done.append, 1), failing_step])
+        work.add([partial(done.append, 2)])
+        assert done == []  # nothing runs in the caller's turn
+        qtbot.waitUntil(lambda: 2 in done, timeout=5_000)
+    assert done == [1, "failed", 2]
+    assert [str(error[1]) for error in errors] == ["a step's own error"]
 
 
 def test_the_job_settings_stay_until_the_last_of_two_jobs_ends(qtbot):
