@@ -102,8 +102,11 @@ def _wait_until_done(qtbot, task) -> None:
 
 
 def _on_screen(qtbot, browser) -> None:
-    """Wait until the photo chosen is on screen: one not read ahead is read in a thread first."""
-    qtbot.waitUntil(lambda: browser.run_layers.current == browser.photo.value, timeout=10_000)
+    """Wait until the photo chosen is on screen (one not read ahead is read in a thread first), and the layers of
+    photos shown long ago are closed (after it, in turns of their own)."""
+    qtbot.waitUntil(
+        lambda: browser.run_layers.current == browser.photo.value and not browser.closing.busy, timeout=10_000
+    )
 
 
 def _torch_threads_of_a_new_thread() -> int:
@@ -508,6 +511,11 @@ def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
             assert layer.data.shape == photo.shape[:2]
             assert set(np.unique(layer.data)) <= {0, 1}
             np.testing.assert_array_equal(layer.data, store.read_mask(iteration, stem))
+    shown = widget.browser.photo.value  # one photo at a time, as in a folder run: the masks are all of a size
+    assert {layer.name for layer in viewer.layers if layer.visible} == {
+        shown,
+        *(iteration_layer_name(shown, iteration) for iteration in (0, 1, 2)),
+    }
     plotted = widget.plot.plotted()
     assert len(plotted["mask change (IoU with previous)"]) == 2  # iterations 1 and 2 have a previous one
     assert widget.browser.note.value.startswith("iteration 2: ")  # the last iteration's figures of the photo shown
@@ -1344,6 +1352,30 @@ def test_browsing_many_photos_keeps_few_open_and_touches_only_the_layers_that_ch
             browser.photo.value,
             *(iteration_layer_name(browser.photo.value, iteration) for iteration in (0, 1, 2)),
         }
+
+    # Closing comes after the photo is on screen, a photo's layers per turn of the event loop: at once, they froze
+    # the viewer for over a second.
+    monkeypatch.setattr(run_layers, "OPEN_PHOTOS_BUDGET", 0)
+    ticks, ticks_when = [], {"added": set(), "closed": {}}  # a 5 ms timer's ticks: napari answered meanwhile
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(None))
+    timer.start(5)
+    viewer.layers.events.inserted.connect(lambda event: ticks_when["added"].add(len(ticks)))
+    viewer.layers.events.removed.connect(
+        lambda event: ticks_when["closed"].setdefault(event.value.metadata["napari_gfn"]["stem"], set()).add(len(ticks))
+    )
+    browser.step(+1)
+    _on_screen(qtbot, browser)
+    timer.stop()
+    closed = ticks_when["closed"]
+    assert len(closed) >= 2, closed  # the photo before and those the budget of 2 kept, as it is now 0
+    assert all(len(when) == 1 for when in closed.values()), closed  # a photo's layers together
+    assert len({min(when) for when in closed.values()}) == len(closed), closed  # each photo in a turn of its own
+    assert min(min(when) for when in closed.values()) > max(ticks_when["added"]), ticks_when
+    left = browser.photo.value
+    browser.step(-1)
+    _on_screen(qtbot, browser)
+    assert iteration_layer_name(left, 0) in viewer.layers  # over budget, but what Next would show again
 
 
 def _thread() -> str:

@@ -15,6 +15,7 @@ from napari_gfn.store import RunFolder, RunFolderError
 
 from .message_label import message_label
 from .run_layers import RunLayers
+from .stepwise import StepwiseWork
 
 __all__ = ["BY_NAME", "CHECK_FIRST", "PhotoBrowser"]
 
@@ -63,6 +64,7 @@ class PhotoBrowser:
         self.note = message_label("")
         self._unreadable_to_pass = 0
         self._files_read = _FilesRead(self.photo.native, self._files_arrived)
+        self.closing = StepwiseWork(self.photo.native)  # old photos' layers, after the photo chosen is on screen
         self._buttons = Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False)
         self.order.changed.connect(self._order_chosen)
         self.photo.changed.connect(self._show)
@@ -160,6 +162,11 @@ class PhotoBrowser:
         self._unreadable_to_pass = 0
         self._read_next()
         self._describe(stem)
+        self.closing.add([self._close_photos_shown_long_ago])
+
+    def _close_photos_shown_long_ago(self) -> None:
+        if self.run_layers is not None and self.run_layers.close_a_photo_shown_long_ago():
+            self.closing.add([self._close_photos_shown_long_ago])
 
     def _read_next(self) -> None:
         """Have the photo after the one on screen read while it is looked at: Next is the likely click."""

@@ -37,11 +37,10 @@ def trusted_layer_name(photo: str) -> str:
 
 
 # A folder run closes the layers of the photos shown longest ago once the layers it could close hold more
-# than this many bytes, or belong to more photos than this besides the one on screen, down to half of either:
-# browsing hundreds of camera-size photos would otherwise keep them all (270 MB of memory each at 24 MP), and
-# napari takes longer to add a layer the more layers it has, hidden or not (each Next took 18 ms longer per
-# photo seen, 1 s after 40 photos of 600 x 400). In batches, as napari runs a full garbage collection (0.25 s
-# here) after each batch of layers it removes.
+# than this many bytes, or belong to more photos than this besides the one on screen: browsing hundreds of
+# camera-size photos would otherwise keep them all (270 MB of memory each at 24 MP), and napari takes longer to
+# add a layer the more layers it has, hidden or not (each Next took 18 ms longer per photo seen, 1 s after 40
+# photos of 600 x 400).
 OPEN_LAYERS_BUDGET = 512 * 2**20
 OPEN_PHOTOS_BUDGET = 8
 
@@ -79,8 +78,12 @@ class RunLayers:
         self.unreadable: dict[str, str] = {}  # stem -> why its photo cannot be shown (nor was labelled)
         self._layers: dict[str, list] = {}
         self._read_ahead: tuple[str, Future[PhotoFiles]] | None = None
+        self._wanted_next: str | None = None  # the photo read ahead last, its files read or already open
         self._shown_last: list[str] = []  # oldest first
         self._take_over_shown_layers()
+        for stem, name in self.photo_layers.items():  # hidden but for the photo shown, as the run's own layers are
+            if name in self.viewer.layers:
+                self._remember(stem, self.viewer.layers[name])
 
     def _take_over_shown_layers(self) -> None:
         """Take up this run's layers already in the viewer (from when it ran or was opened before, and is
@@ -126,7 +129,10 @@ class RunLayers:
             self._add_finished_masks(self.current)
 
     def show(self, stem: str) -> None:
-        """Make ``stem`` the photo on screen, with all its finished iterations; other photos are hidden."""
+        """Make ``stem`` the photo on screen, with all its finished iterations; other photos are hidden.
+
+        The layers of photos shown long ago stay until :meth:`close_a_photo_shown_long_ago` closes them.
+        """
         self.current = stem
         files = self._files_read_ahead(stem)
         self._photo_layer(stem, files)
@@ -138,12 +144,18 @@ class RunLayers:
                 # one that changes nothing, so that setting them all made Next slower with every photo seen.
                 if layer.visible != (layer_stem == stem):
                     layer.visible = layer_stem == stem
-        self._close_photos_shown_long_ago(stem)
-
-    def _close_photos_shown_long_ago(self, stem: str) -> None:
-        if self.photo_layers:  # a layer run: the photos are the user's layers, all open anyway
-            return
         self._shown_last = [*(shown for shown in self._shown_last if shown != stem), stem]
+
+    def close_a_photo_shown_long_ago(self) -> bool:
+        """Close the layers of the photo shown longest ago if the layers that could be closed are over budget;
+        whether one was.
+
+        A photo per call, so that the viewer answers between two: napari removes a layer in about 50 ms and
+        collects garbage after each batch (0.25 s), and closing four photos at once froze it for 1.1 to 1.7 s.
+        Never the photo on screen, nor the one read ahead (with Next, say), which would then be read again.
+        """
+        if self.photo_layers:  # a layer run: the photos are the user's layers, all open anyway
+            return False
         # By unique_id: a plugin's viewer hands out a new proxy of a layer at each access.
         open_now = {layer.unique_id for layer in self.viewer.layers}
         closable = {
@@ -151,22 +163,22 @@ class RunLayers:
             for other, layers in self._layers.items()
         }
         held = sum(layer.data.nbytes for layers in closable.values() for layer in layers)
-        photos_held = sum(bool(layers) for other, layers in closable.items() if other != stem)
+        photos_held = sum(bool(layers) for other, layers in closable.items() if other != self.current)
         if held <= OPEN_LAYERS_BUDGET and photos_held <= OPEN_PHOTOS_BUDGET:
-            return
-        # Photos whose layers were taken over (shown in an earlier opening) are the oldest; an unreadable
-        # photo shown has no layers at all.
-        oldest_first = [other for other in closable if other not in self._shown_last] + self._shown_last[:-1]
+            return False
+        # Photos whose layers were taken over (shown in an earlier opening) are the oldest.
+        oldest_first = [other for other in closable if other not in self._shown_last] + self._shown_last
+        kept = (self.current, self._wanted_next)
+        old = next((other for other in oldest_first if closable.get(other) and other not in kept), None)
+        if old is None:
+            return False
         with self.viewer.layers.batched_update():
-            for old in oldest_first:
-                if held <= OPEN_LAYERS_BUDGET // 2 and photos_held <= OPEN_PHOTOS_BUDGET // 2:
-                    break
-                photos_held -= bool(closable.get(old))
-                for layer in closable.get(old, []):
-                    self.viewer.layers.remove(layer)
-                    held -= layer.data.nbytes
-                    self._layers[old] = [kept for kept in self._layers[old] if kept.unique_id != layer.unique_id]
-                self._shown_last = [shown for shown in self._shown_last if shown != old]
+            for layer in closable[old]:
+                self.viewer.layers.remove(layer)
+        closed = {layer.unique_id for layer in closable[old]}
+        self._layers[old] = [layer for layer in self._layers[old] if layer.unique_id not in closed]
+        self._shown_last = [shown for shown in self._shown_last if shown != old]
+        return True
 
     def _only_on_disk(self, layer) -> bool:
         """Whether ``layer`` is a photo or an iteration's mask of this run, not painted on and not trusted.
@@ -184,6 +196,7 @@ class RunLayers:
         shown: only making the layers is then left for the GUI thread. On a 24-MP photo with two iterations,
         reading its files is more than half of the time showing it takes.
         """
+        self._wanted_next = stem
         if self._read_ahead is not None and self._read_ahead[0] == stem:
             return self._read_ahead[1]
         if self._read_ahead is not None:
@@ -332,7 +345,9 @@ class RunLayers:
     def _add_labels(self, stem: str, mask: np.ndarray, name: str, **about) -> None:
         """A Labels layer of ``stem``'s, marked as this run's (``about``: its iteration, or that it is trusted)."""
         marker = {METADATA_KEY: self._marker(stem, **about)}
-        layer = self.viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.5, metadata=marker)
+        # Hidden unless its photo is on screen: a layer run's iterations bring every photo's mask at once.
+        visible = stem == self.current
+        layer = self.viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.5, metadata=marker, visible=visible)
         # A mask painted on is the user's work until trusted: its layer is never closed.
         for change in (layer.events.paint, layer.events.data):
             change.connect(partial(_mark_edited, layer))
