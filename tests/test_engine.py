@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
 
+from napari_gfn._atomic import atomic_write_mask_png
 from napari_gfn.config import BULKY_OBJECT_SETTINGS, SEED_METHODS, THIN_OBJECT_SETTINGS, RunConfig
 from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import (
@@ -695,6 +696,17 @@ def test_a_run_repeats_exactly_with_its_random_seed(tiny_folder, tmp_path):
     assert all(torch.equal(first[key], second[key]) for key in first)
     other = trained_weights("other", 1, random_seed=1)
     assert not all(torch.equal(first[key], other[key]) for key in first)
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int32, np.float32])
+def test_a_mask_is_written_as_a_0_255_png_whatever_its_type(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    mask = (rng.integers(0, 3, size=(37, 53)) * rng.integers(0, 2, size=(37, 53))).astype(dtype)
+    path = atomic_write_mask_png(tmp_path / "mask.png", mask)
+    written = iio.imread(path)
+    assert written.dtype == np.uint8
+    np.testing.assert_array_equal(written, np.where(mask != 0, 255, 0))
+    assert 0 < np.mean(written == 255) < 1
 
 
 def test_existing_run_is_not_overwritten(tiny_folder, tmp_path):

@@ -9,7 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_png", "atomic_write_text", "atomic_write_tiff", "why_unwritable"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_mask_png",
+    "atomic_write_png",
+    "atomic_write_text",
+    "atomic_write_tiff",
+    "why_unwritable",
+]
 
 
 def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -> Path:
@@ -65,6 +72,14 @@ def atomic_write_png(path: os.PathLike | str, image) -> Path:
     import imageio.v3 as iio
 
     return _atomic_write_encoded(path, lambda buffer: iio.imwrite(buffer, image, extension=".png"))
+
+
+def atomic_write_mask_png(path: os.PathLike | str, mask) -> Path:
+    """Write an object mask (nonzero or True: object) as a 0/255 PNG, atomically."""
+    import numpy as np
+
+    # Through bool and uint8: np.where(mask, 255, 0) makes an int64 array first, 0.25 s at 24 MP.
+    return atomic_write_png(path, np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
 
 
 def atomic_write_tiff(path: os.PathLike | str, image) -> Path:

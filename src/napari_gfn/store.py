@@ -34,7 +34,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from napari_gfn._atomic import atomic_write_png, atomic_write_text, why_unwritable
+from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png, atomic_write_text, why_unwritable
 from napari_gfn._versions import library_versions
 from napari_gfn.config import RunConfig
 from napari_gfn.review import MaskStats, stats_from_csv, stats_to_csv
@@ -264,7 +264,7 @@ class RunFolder:
 
     # ---------------------------------------------------------------- per-iteration data
     def write_mask(self, iteration: int, stem: str, mask: np.ndarray) -> Path:
-        return atomic_write_png(self.mask_path(iteration, stem), np.where(mask, 255, 0).astype(np.uint8))
+        return atomic_write_mask_png(self.mask_path(iteration, stem), mask)
 
     def read_mask(self, iteration: int, stem: str) -> np.ndarray:
         path = self.mask_path(iteration, stem)
@@ -305,7 +305,7 @@ class RunFolder:
 
     def write_fixed_mask(self, stem: str, mask: np.ndarray) -> Path:
         """Trust a corrected mask: every later iteration trains on it and writes it unchanged."""
-        return atomic_write_png(self.fixed_mask_path(stem), np.where(mask, 255, 0).astype(np.uint8))
+        return atomic_write_mask_png(self.fixed_mask_path(stem), mask)
 
     def forget_fixed_mask(self, stem: str) -> Path | None:
         """Stop trusting ``stem``'s correction: later iterations predict its mask again. The correction is

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from napari_gfn._atomic import atomic_write_png
+from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png
 from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet
 
 __all__ = ["WorkingImages", "WorkingMasks", "read_photos", "resize_image", "resize_mask", "working_shape"]
@@ -150,7 +150,7 @@ class WorkingMasks:
         shutil.rmtree(self.folder(iteration), ignore_errors=True)
 
     def write(self, iteration: int, stem: str, mask: np.ndarray) -> None:
-        atomic_write_png(self.path(iteration, stem), np.asarray(mask, dtype=np.uint8) * 255)
+        atomic_write_mask_png(self.path(iteration, stem), mask)
 
     def read(self, iteration: int, stem: str) -> np.ndarray:
         return iio.imread(self.path(iteration, stem)) > 127
