@@ -476,6 +476,7 @@ def finished_layer_run(layer_run_made_first, make_napari_viewer, qtbot, tiny_fol
 
 def _finish_layer_run(viewer, qtbot, folder: Path, run: Path, made: dict) -> AutoLabelWidget:
     stems = _open_photos(viewer, folder)
+    viewer.layers.selection.clear()  # no layer selected, as after a click in the layer list's empty space
     widget = _layer_run(viewer, folder, run, iterations=2)
     widget.start()
     _wait_until_done(qtbot, widget.task)
@@ -516,6 +517,7 @@ def test_otsu_run_adds_one_labels_layer_per_photo_and_iteration(
         shown,
         *(iteration_layer_name(shown, iteration) for iteration in (0, 1, 2)),
     }
+    assert not viewer.layers.selection  # none selected before: Trust must not find another photo's hidden mask
     plotted = widget.plot.plotted()
     assert len(plotted["mask change (IoU with previous)"]) == 2  # iterations 1 and 2 have a previous one
     assert widget.browser.note.value.startswith("iteration 2: ")  # the last iteration's figures of the photo shown

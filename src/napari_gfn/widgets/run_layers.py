@@ -238,10 +238,13 @@ class RunLayers:
     @contextmanager
     def _selection_kept(self) -> Iterator[None]:
         """napari selects each layer it adds. An iteration that arrives on its own must leave the user's layer
-        selected: it may be a correction being painted, about to be trusted."""
+        selected: it may be a correction being painted, about to be trusted. Nor may it leave one of its own
+        selected where none was: a hidden mask of another photo, which Trust would then trust."""
         active = self.viewer.layers.selection.active
         yield
-        if active is not None and active in self.viewer.layers:
+        if active is None:
+            self.viewer.layers.selection.clear()
+        elif active in self.viewer.layers:
             self.viewer.layers.selection.active = active
 
     def mark_trusted(self, layer, stem: str) -> None:
