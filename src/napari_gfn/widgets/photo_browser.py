@@ -162,7 +162,8 @@ class PhotoBrowser:
         self._unreadable_to_pass = 0
         self._read_next()
         self._describe(stem)
-        self.closing.add([self._close_photos_shown_long_ago])
+        if not self.closing.busy:  # else the step waiting closes for this photo too, and goes on while it must
+            self.closing.add([self._close_photos_shown_long_ago])
 
     def _close_photos_shown_long_ago(self) -> None:
         if self.run_layers is not None and self.run_layers.close_a_photo_shown_long_ago():
