@@ -1247,6 +1247,34 @@ def test_a_photo_chosen_again_while_read_shows_once_its_latest_read_ends_and_the
     assert browser.run_layers.current == stems[4]
 
 
+def test_a_photo_chosen_whose_waiting_read_is_called_off_by_another_is_read_again_and_shown(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
+):
+    """A read waiting in the read thread is called off when another photo is to be read ahead (the order changed,
+    say); if it was the read of the photo chosen, that photo must still show, and nothing may raise."""
+    from napari_gfn.widgets.photo_browser import CHECK_FIRST
+
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    gate = threading.Event()
+    load_photo = ImageRecord.load
+
+    def load(record):
+        if record.stem == stems[4]:
+            gate.wait(timeout=10)
+        return load_photo(record)
+
+    monkeypatch.setattr(ImageRecord, "load", load)
+    browser = open_run_window(make_napari_viewer(), run).browser
+    _on_screen(qtbot, browser)
+    browser.photo.value = stems[4]  # its read holds the read thread...
+    browser.photo.value = stems[2]  # ...so this one's waits behind it
+    browser.order.value = CHECK_FIRST  # the photo after stems[2] is to be read ahead: stems[2]'s read is called off
+    gate.set()
+    _on_screen(qtbot, browser)
+    assert browser.run_layers.current == stems[2]
+    assert iteration_layer_name(stems[2], 2) in browser.run_layers.viewer.layers
+
+
 # Opens a run in a fresh napari and prints the libraries the GUI thread imported as it made the first photo's layers.
 _FIRST_PHOTO_SHOWN = """
 import sys, time

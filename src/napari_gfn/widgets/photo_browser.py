@@ -8,7 +8,7 @@ from functools import partial
 
 from magicgui.widgets import ComboBox, Container, PushButton, Widget
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, Signal, Slot
+from qtpy.QtCore import QObject, Qt, Signal, Slot
 
 from napari_gfn.review import MaskStats, check_first, describe_mask
 from napari_gfn.store import RunFolder, RunFolderError
@@ -25,7 +25,9 @@ BY_NAME, CHECK_FIRST = "by name", "check first"
 class _FilesRead(QObject):
     """Brings word of a photo's files read in a thread to the GUI thread, which alone may make layers.
 
-    A child of a widget of the dock, with a slot of its own: Qt drops the word once the dock is closed.
+    A child of a widget of the dock, with a slot of its own: Qt drops the word once the dock is closed. Always
+    queued, even from the GUI thread: a read called off there (another photo to read ahead) says so at once,
+    and taken in at once it would show its photo from within the call that is replacing its read.
     """
 
     of = Signal(object, str)  # the RunLayers read for, and the photo's stem
@@ -33,7 +35,7 @@ class _FilesRead(QObject):
     def __init__(self, parent: QObject, arrived: Callable[[RunLayers, str], None]) -> None:
         super().__init__(parent)
         self._arrived = arrived
-        self.of.connect(self._deliver)
+        self.of.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
     @Slot(object, str)
     def _deliver(self, run_layers: RunLayers, stem: str) -> None:
