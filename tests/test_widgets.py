@@ -1275,6 +1275,22 @@ def test_a_photo_chosen_whose_waiting_read_is_called_off_by_another_is_read_agai
     assert iteration_layer_name(stems[2], 2) in browser.run_layers.viewer.layers
 
 
+def test_an_iteration_arriving_after_its_photo_showed_it_from_disk_adds_no_second_layer(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path
+):
+    """The masks an iteration brings are read in the worker and added in later turns of the event loop: the user
+    may show the photo meanwhile, its finished iterations read from disk."""
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    viewer = make_napari_viewer()
+    browser = open_run_window(viewer, run).browser
+    _on_screen(qtbot, browser)
+    browser.run_layers.add_iteration(2, {stems[0]: RunFolder(run).read_mask(2, stems[0])})
+    assert [layer.name for layer in viewer.layers if layer.name.startswith(stems[0])] == [
+        stems[0],
+        *(iteration_layer_name(stems[0], iteration) for iteration in (0, 1, 2)),
+    ]
+
+
 # Opens a run in a fresh napari and prints the libraries the GUI thread imported as it made the first photo's layers.
 _FIRST_PHOTO_SHOWN = """
 import sys, time

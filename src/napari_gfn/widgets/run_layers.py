@@ -115,10 +115,12 @@ class RunLayers:
         return {stem: self.store.read_mask(iteration, stem) for stem in shown}
 
     def add_iteration(self, iteration: int, masks: Mapping[str, np.ndarray]) -> None:
-        """Show a just-finished iteration's masks, as read by :meth:`masks_to_show`."""
+        """Show a just-finished iteration's masks, as read by :meth:`masks_to_show`, but for a photo shown since
+        (its masks then came from disk)."""
         with self._selection_kept():
             for stem, mask in masks.items():
-                self._add_mask(stem, iteration, mask)
+                if not self._has_mask_layer(stem, iteration):
+                    self._add_mask(stem, iteration, mask)
 
     def add_finished_iterations(self) -> None:
         """Show the photo on screen's masks of the iterations finished since it was shown (a run followed as
