@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gfn.cli import _label_config, _TerminalReport, build_parser, main
+from napari_gfn import cli
+from napari_gfn.cli import _label_config, _TerminalReport, _Terminated, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.demo import _demo_config
 from napari_gfn.run_lock import RunLock
@@ -207,6 +208,23 @@ def test_resume_after_sigkill_completes_and_keeps_finished_iterations(tiny_folde
     assert all(store.model_path(k).is_file() for k in (1, 2, 3))
     assert all(path.read_bytes() == data for path, data in kept.items())
     assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "said"), [(KeyboardInterrupt, 130, "interrupted"), (_Terminated, 143, "terminated")]
+)
+def test_a_stop_whose_unwinding_breaks_a_librarys_clean_up_is_still_said_as_a_stop(
+    monkeypatch, capsys, tmp_path, stop, status, said
+):
+    def evaluate(args):
+        try:
+            raise stop
+        finally:
+            raise AttributeError("'PillowPlugin' object has no attribute 'images_to_write'")  # as imageio's did
+
+    monkeypatch.setattr(cli, "_evaluate", evaluate)
+    assert main(["evaluate", str(tmp_path), "--gt", str(tmp_path)]) == status
+    assert capsys.readouterr().err.startswith(f"napari-gfn: {said}")
 
 
 @pytest.mark.slow

@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         with _sigterm_stops() if args.command in _HEADLESS_COMMANDS else nullcontext():
-            return args.handler(args)
+            return _handled(args)
     # A bad photo, model file or run folder raises a ValueError of its own kind, with the file named.
     except (LabellingError, ValueError) as error:
         print(f"napari-gfn: error: {error}", file=sys.stderr)
@@ -457,6 +457,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stopped(args, "interrupted", "interrupted (Ctrl-C)", 130)
     except _Terminated:
         return _stopped(args, "terminated", "terminated (SIGTERM: a job's time limit, or a kill, say)", 143)
+
+
+def _handled(args: argparse.Namespace) -> int:
+    try:
+        return args.handler(args)
+    except Exception as error:
+        # A library's clean-up that fails as a Ctrl-C or SIGTERM unwinds it (imageio's PNG writer, cut off
+        # mid-write, says it has no images_to_write) raises its own error in the stop's place: the stop happened.
+        stop = _stop_behind(error)
+        if stop is None:
+            raise
+        raise stop from None
+
+
+def _stop_behind(error: BaseException | None) -> BaseException | None:
+    while error is not None and not isinstance(error, KeyboardInterrupt | _Terminated):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 class _Terminated(BaseException):
