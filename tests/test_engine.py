@@ -6,10 +6,13 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 from datetime import datetime
 
 import imageio.v3 as iio
 import numpy as np
+import pillow_heif
 import pytest
 import tifffile
 import torch
@@ -237,13 +240,18 @@ def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path):
     iio.imwrite(folder / "sixteen.tif", sixteen)
     iio.imwrite(folder / "big.jpg", big)
     _write_with_orientation(folder / "sideways.jpg", big, 6)
+    _write_phone_heic(folder / "phone.heic", big, 6)
     iio.imwrite(folder / "plain_a.png", sample.images[4])
     iio.imwrite(folder / "plain_b.png", sample.images[5])
     config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), iterations=1, simple_threshold=0.5)
     results, _ = run_to_end(config)
     store = RunFolder(tmp_path / "run")
     assert results[-1].iteration == 1
-    sizes = {"grey": (64, 64), "rgba": (64, 64), "sixteen": (64, 64), "big": (128, 192), "sideways": (192, 128)}
+    sizes = {
+        **dict.fromkeys(("grey", "rgba", "sixteen"), (64, 64)),
+        "big": (128, 192),
+        **dict.fromkeys(("sideways", "phone"), (192, 128)),
+    }
     for stem, shape in sizes.items():
         assert store.read_mask(1, stem).shape == shape
 
@@ -277,13 +285,56 @@ def test_a_photo_stored_sideways_is_read_upright_as_its_exif_says(tmp_path, orie
     assert np.array_equal(ImageRecord("photo", path=path).load(), UPRIGHT[orientation](decoded))
 
 
-def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
+def _flat_patches() -> np.ndarray:
+    """Patches of flat colour, which lossy formats keep, in an order that shows which way the photo is turned."""
     colours = np.array([[200, 50, 0], [0, 120, 255], [240, 240, 240], [10, 10, 10]], np.uint8)
-    flat_patches = np.repeat(np.repeat(colours[None], 16, axis=0), 16, axis=1)  # JPEG keeps flat colours
+    row = np.repeat(np.repeat(colours[None], 16, axis=0), 16, axis=1)
+    return np.concatenate([row, row[:, ::-1]])
+
+
+def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
+    flat_patches = _flat_patches()
     Image.fromarray(flat_patches).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
     photo = ImageRecord("print", path=tmp_path / "print.jpg").load()
     assert photo.shape == flat_patches.shape
     assert np.abs(photo.astype(int) - flat_patches).max() <= 8
+
+
+def _write_phone_heic(path, image, orientation):
+    """A photo as a phone saves it: HEIC, a portrait stored sideways with the turn to show it in the file (where
+    pillow-heif writes the EXIF orientation it is given)."""
+    pillow_heif.register_heif_opener()  # Pillow then writes HEIC
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    Image.fromarray(image).save(path, quality=95, exif=exif.tobytes())
+
+
+# Users have pi-heif, not pillow-heif, which imageio would use if it could import it: read in a process without.
+_READ_WITHOUT_PILLOW_HEIF = """
+import sys
+import numpy as np
+sys.modules["pillow_heif"] = None
+from napari_gfn.engine.images import ImageSet
+photos = ImageSet.from_folder(sys.argv[1])
+np.savez(sys.argv[2], **{photo.stem: photo.load() for photo in photos})
+"""
+
+
+def test_a_phones_heic_photos_are_read_upright_in_their_colours(tmp_path):
+    stored = _flat_patches()
+    (tmp_path / "phone").mkdir()
+    _write_phone_heic(tmp_path / "phone" / "IMG_0001.HEIC", stored, 1)
+    _write_phone_heic(tmp_path / "phone" / "IMG_0002.heic", stored, 6)
+    read = tmp_path / "read.npz"
+    reading = subprocess.run(
+        [sys.executable, "-c", _READ_WITHOUT_PILLOW_HEIF, tmp_path / "phone", read], capture_output=True, text=True
+    )
+    assert reading.returncode == 0, reading.stderr
+    photos = np.load(read)
+    assert sorted(photos.files) == ["IMG_0001", "IMG_0002"]
+    for stem, upright in (("IMG_0001", stored), ("IMG_0002", UPRIGHT[6](stored))):
+        assert photos[stem].shape == upright.shape
+        assert np.abs(photos[stem].astype(int) - upright).max() <= 8
 
 
 def test_a_colour_tiff_stored_plane_by_plane_reads_as_the_photo_and_a_grey_stack_is_still_refused(tmp_path):

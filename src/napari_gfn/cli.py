@@ -341,7 +341,8 @@ def _add_settings(command, names: Sequence[str], *, with_seed: bool = False) -> 
 def _add_label_parser(commands) -> None:
     label = commands.add_parser("label", help="label a folder of photos (seed, then iterative refinement)")
     label.add_argument(
-        "images", help="folder of photos (PNG, JPEG, TIFF, WebP), or of subfolders of photos (one per species, say)"
+        "images",
+        help="folder of photos (PNG, JPEG, TIFF, WebP, HEIC), or of subfolders of photos (one per species, say)",
     )
     label.add_argument("--out", required=True, help="run folder (created; or resumed with --resume)")
     for heading, names in _LABEL_SETTINGS.items():

@@ -1,13 +1,14 @@
 """Image sets: folders or arrays of photos, read lazily and converted to 8-bit RGB.
 
 A photo is only decoded when it is used. Grayscale, RGBA, 16-bit and float
-photos are converted to uint8 RGB (CMYK JPEGs and plane-by-plane TIFFs too), and photos a camera stored
-sideways are turned upright as their EXIF orientation says; a file that cannot
+photos are converted to uint8 RGB (CMYK JPEGs, plane-by-plane TIFFs and phones' HEIC photos too), and photos a
+camera stored sideways are turned upright as their EXIF orientation says; a file that cannot
 be read raises :class:`ImageReadError` naming it, so a caller can skip it and go on.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ __all__ = [
     "to_rgb8",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+_HEIF_SUFFIXES = (".heic", ".heif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *_HEIF_SUFFIXES)
 
 
 class ImageReadError(ValueError):
@@ -84,11 +86,25 @@ _NOT_RGB = {"CMYK", "YCbCr", "LAB", "HSV"}
 def _decode(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
         return _decode_tiff(path)
+    if path.suffix.lower() in _HEIF_SUFFIXES:
+        _let_pillow_read_heif()
     with iio.imopen(path, "r", plugin="pillow") as file:
         stored_as = file.metadata(exclude_applied=False)["mode"]
         # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
         # annotation tools show it upright: masks are made for the photo people see.
         return file.read(rotate=True, mode="RGB" if stored_as in _NOT_RGB else None)
+
+
+@functools.cache
+def _let_pillow_read_heif() -> None:
+    """Pillow reads a phone's HEIC photos only through a plugin; registered at the first one, as it loads libheif.
+
+    pi-heif decodes only, so that no encoder under the GPL comes with it. It turns the photo as the file's own
+    rotation says and sets the EXIF orientation to 1, so that the photo is not turned twice.
+    """
+    import pi_heif
+
+    pi_heif.register_heif_opener()
 
 
 def _decode_tiff(path: Path) -> np.ndarray:
@@ -191,14 +207,11 @@ def a_few(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
-# Photo formats this plugin does not read, which cameras and phones write: what to do with them instead.
-_CONVERT = {
-    **dict.fromkeys((".heic", ".heif"), "a phone's HEIC photos: export them as JPEG"),
-    **dict.fromkeys(
-        (".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".dng"),
-        "a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs",
-    ),
-}
+# Photo formats this plugin does not read, which cameras write: what to do with them instead.
+_CONVERT = dict.fromkeys(
+    (".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".dng"),
+    "a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs",
+)
 
 
 def _not_photos(paths: list[Path]) -> str:
