@@ -2,8 +2,11 @@
 
 from pathlib import Path
 
+import numpy as np
+import pillow_heif
 import pytest
 import torch
+from PIL import ExifTags, Image
 
 from napari_gfn.demo import write_sample_folder
 
@@ -23,3 +26,18 @@ def branch_folder(tmp_path_factory) -> Path:
 def tiny_folder(tmp_path_factory) -> Path:
     """8 small synthetic flower photos: enough to exercise the whole path in seconds."""
     return write_sample_folder(tmp_path_factory.mktemp("tiny"), kind="flower", n=8, size=64, seed=4)
+
+
+def _write_phone_heic(path: Path, image: np.ndarray, orientation: int) -> None:
+    """A photo as a phone saves it: HEIC, a portrait stored sideways with the turn to show it in the file (where
+    pillow-heif writes the EXIF orientation it is given)."""
+    pillow_heif.register_heif_opener()  # Pillow then writes HEIC
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    Image.fromarray(image).save(path, quality=95, exif=exif.tobytes())
+
+
+@pytest.fixture
+def write_phone_heic():
+    """Writes ``image`` to a path as a phone's HEIC photo stored with an EXIF ``orientation`` (1 to 8)."""
+    return _write_phone_heic

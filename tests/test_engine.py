@@ -12,7 +12,6 @@ from datetime import datetime
 
 import imageio.v3 as iio
 import numpy as np
-import pillow_heif
 import pytest
 import tifffile
 import torch
@@ -227,7 +226,7 @@ def test_each_iteration_records_how_sure_it_was_of_every_mask(branch_run, branch
     assert check.endswith(str(store.mask_stats_path(2)))
 
 
-def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path):
+def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path, write_phone_heic):
     sample = make_sample_set("flower", 6, 64, simple_fraction=0.5, seed=1)
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -240,7 +239,7 @@ def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path):
     iio.imwrite(folder / "sixteen.tif", sixteen)
     iio.imwrite(folder / "big.jpg", big)
     _write_with_orientation(folder / "sideways.jpg", big, 6)
-    _write_phone_heic(folder / "phone.heic", big, 6)
+    write_phone_heic(folder / "phone.heic", big, 6)
     iio.imwrite(folder / "plain_a.png", sample.images[4])
     iio.imwrite(folder / "plain_b.png", sample.images[5])
     config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), iterations=1, simple_threshold=0.5)
@@ -300,15 +299,6 @@ def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
     assert np.abs(photo.astype(int) - flat_patches).max() <= 8
 
 
-def _write_phone_heic(path, image, orientation):
-    """A photo as a phone saves it: HEIC, a portrait stored sideways with the turn to show it in the file (where
-    pillow-heif writes the EXIF orientation it is given)."""
-    pillow_heif.register_heif_opener()  # Pillow then writes HEIC
-    exif = Image.Exif()
-    exif[ExifTags.Base.Orientation] = orientation
-    Image.fromarray(image).save(path, quality=95, exif=exif.tobytes())
-
-
 # Users have pi-heif, not pillow-heif, which imageio would use if it could import it: read in a process without.
 _READ_WITHOUT_PILLOW_HEIF = """
 import sys
@@ -320,11 +310,11 @@ np.savez(sys.argv[2], **{photo.stem: photo.load() for photo in photos})
 """
 
 
-def test_a_phones_heic_photos_are_read_upright_in_their_colours(tmp_path):
+def test_a_phones_heic_photos_are_read_upright_in_their_colours(tmp_path, write_phone_heic):
     stored = _flat_patches()
     (tmp_path / "phone").mkdir()
-    _write_phone_heic(tmp_path / "phone" / "IMG_0001.HEIC", stored, 1)
-    _write_phone_heic(tmp_path / "phone" / "IMG_0002.heic", stored, 6)
+    write_phone_heic(tmp_path / "phone" / "IMG_0001.HEIC", stored, 1)
+    write_phone_heic(tmp_path / "phone" / "IMG_0002.heic", stored, 6)
     read = tmp_path / "read.npz"
     reading = subprocess.run(
         [sys.executable, "-c", _READ_WITHOUT_PILLOW_HEIF, tmp_path / "phone", read], capture_output=True, text=True

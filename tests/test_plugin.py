@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from npe2 import PluginManager
 
+from napari_gfn.reader import get_heic_reader
+
 
 def test_manifest_validates_and_is_discovered():
     manager = PluginManager.instance()
@@ -24,3 +26,20 @@ def test_sample_data_opens_in_a_real_viewer(make_napari_viewer, key):
     assert image.data.shape[-1] == 3
     assert labels.data.shape == image.data.shape[:2]
     assert set(np.unique(labels.data)) == {0, 1}
+
+
+@pytest.mark.gui
+def test_a_phones_heic_photo_opens_upright_in_a_real_viewer(make_napari_viewer, write_phone_heic, tmp_path):
+    red_above_blue = np.zeros((32, 64, 3), np.uint8)
+    red_above_blue[:16] = (220, 20, 20)
+    red_above_blue[16:] = (20, 20, 220)
+    write_phone_heic(tmp_path / "IMG_0007.HEIC", red_above_blue, 6)  # a portrait: shown turned a quarter clockwise
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "IMG_0007.HEIC", plugin=None)  # any reader that takes it, as File › Open and a drop do
+    (photo,) = viewer.layers
+    assert photo.name == "IMG_0007"
+    assert photo.rgb
+    assert photo.data.shape == (64, 32, 3)
+    assert np.abs(photo.data[:, 16:].astype(int) - (220, 20, 20)).max() <= 8  # what was above is now right
+    assert np.abs(photo.data[:, :16].astype(int) - (20, 20, 220)).max() <= 8
+    assert get_heic_reader([str(tmp_path / "IMG_0007.HEIC"), str(tmp_path / "IMG_0008.jpg")]) is None

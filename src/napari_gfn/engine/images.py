@@ -18,6 +18,7 @@ import imageio.v3 as iio
 import numpy as np
 
 __all__ = [
+    "HEIF_SUFFIXES",
     "IMAGE_SUFFIXES",
     "ImageReadError",
     "ImageRecord",
@@ -31,8 +32,8 @@ __all__ = [
     "to_rgb8",
 ]
 
-_HEIF_SUFFIXES = (".heic", ".heif")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *_HEIF_SUFFIXES)
+HEIF_SUFFIXES = (".heic", ".heif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *HEIF_SUFFIXES)
 
 
 class ImageReadError(ValueError):
@@ -86,7 +87,7 @@ _NOT_RGB = {"CMYK", "YCbCr", "LAB", "HSV"}
 def _decode(path: Path) -> np.ndarray:
     if path.suffix.lower() in (".tif", ".tiff"):
         return _decode_tiff(path)
-    if path.suffix.lower() in _HEIF_SUFFIXES:
+    if path.suffix.lower() in HEIF_SUFFIXES:
         _let_pillow_read_heif()
     with iio.imopen(path, "r", plugin="pillow") as file:
         stored_as = file.metadata(exclude_applied=False)["mode"]

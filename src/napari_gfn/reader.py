@@ -1,0 +1,28 @@
+"""napari's reader for a phone's HEIC photos, which napari's own readers do not open: upright, as photos."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari_gfn.engine.images import HEIF_SUFFIXES, ImageRecord
+
+if TYPE_CHECKING:
+    from napari.types import LayerDataTuple
+
+__all__ = ["get_heic_reader"]
+
+
+def get_heic_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerDataTuple]] | None:
+    """napari's reader hook: the reader when every path is a HEIC photo, else None (another reader's turn)."""
+    paths = [path] if isinstance(path, str) else list(path)
+    if not paths or any(Path(each).suffix.lower() not in HEIF_SUFFIXES for each in paths):
+        return None
+    return read_photos
+
+
+def read_photos(path: str | list[str]) -> list[LayerDataTuple]:
+    """An Image layer per photo, named after its file as the dock names masks; a bad file raises naming it."""
+    paths = [Path(path)] if isinstance(path, str) else [Path(each) for each in path]
+    return [(ImageRecord(each.stem, path=each).load(), {"name": each.stem, "rgb": True}, "image") for each in paths]
