@@ -414,6 +414,7 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     with pytest.raises(OSError, match=r"(?i)truncated") as cut_short:
         Image.open(folder / "cut short.jpg").load()  # what the decoder says, to be passed on
     (folder / "notes.txt").write_text("field notes")
+    (folder / "notes.png").write_text("field notes, saved under a photo's name")
     for index in range(5):  # a camera's RAW files beside its JPEGs
         (folder / f"IMG_{index:04d}.CR2").write_bytes(b"raw")
     (folder / "unfinished copy.jpg").touch()
@@ -437,6 +438,8 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     assert "; a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs" in text
     assert text.count(".CR2") == 3  # one message for all five
     assert "truncated.png: cannot be read as an image" in text
+    unknown = "notes.png: cannot be read as an image (corrupt or truncated?): no image format recognised in its bytes"
+    assert f"{unknown}\n" in text
     assert f"cut short.jpg: cannot be read as an image (corrupt or truncated?): {cut_short.value}\n" in text
     assert "unfinished copy.jpg: the file is empty (0 bytes; an unfinished copy?)" in text
     assert "sliver.png: is 12x1 pixels: too small to label" in text

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+from imageio.core.request import InitializationError
 
 __all__ = [
     "HEIF_SUFFIXES",
@@ -135,8 +136,14 @@ def _why_unreadable(path: Path, error: Exception) -> str:
     # An empty file is a copy or sync that never finished, more often than a corrupt one.
     if path.is_file() and path.stat().st_size == 0:
         return "the file is empty (0 bytes; an unfinished copy?)"
-    # imageio says only that its plugin could not open the file; why is in the decoder's error it wraps.
-    reason = error.__cause__ if "error occurred while initializing plugin" in str(error) and error.__cause__ else error
+    # imageio says only that its plugin could not open the file; why is in the decoder's error it wraps, but
+    # for a file the decoder does not know at all, whose words name the plugin and the path.
+    if isinstance(error.__cause__, InitializationError):
+        reason = "no image format recognised in its bytes"
+    elif "error occurred while initializing plugin" in str(error) and error.__cause__:
+        reason = error.__cause__
+    else:
+        reason = error
     return f"cannot be read as an image (corrupt or truncated?): {reason}"
 
 
