@@ -136,8 +136,8 @@ def _why_unreadable(path: Path, error: Exception) -> str:
     # An empty file is a copy or sync that never finished, more often than a corrupt one.
     if path.is_file() and path.stat().st_size == 0:
         return "the file is empty (0 bytes; an unfinished copy?)"
-    # imageio says only that its plugin could not open the file; why is in the decoder's error it wraps, but
-    # for a file the decoder does not know at all, whose words name the plugin and the path.
+    # imageio says only that its plugin could not open the file, and why is in the decoder's error it wraps; for a
+    # file Pillow does not know at all, that error names only the plugin and the path, so say what it means.
     if isinstance(error.__cause__, InitializationError):
         reason = "no image format recognised in its bytes"
     elif "error occurred while initializing plugin" in str(error) and error.__cause__:
