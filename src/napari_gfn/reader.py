@@ -16,13 +16,18 @@ __all__ = ["get_heic_reader"]
 
 def get_heic_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerDataTuple]] | None:
     """napari's reader hook: the reader when every path is a HEIC photo, else None (another reader's turn)."""
-    paths = [path] if isinstance(path, str) else list(path)
-    if not paths or any(Path(each).suffix.lower() not in HEIF_SUFFIXES for each in paths):
+    paths = _as_paths(path)
+    if not paths or any(each.suffix.lower() not in HEIF_SUFFIXES for each in paths):
         return None
     return read_photos
 
 
 def read_photos(path: str | list[str]) -> list[LayerDataTuple]:
     """An Image layer per photo, named after its file as the dock names masks; a bad file raises naming it."""
-    paths = [Path(path)] if isinstance(path, str) else [Path(each) for each in path]
+    paths = _as_paths(path)
     return [(ImageRecord(each.stem, path=each).load(), {"name": each.stem, "rgb": True}, "image") for each in paths]
+
+
+def _as_paths(path: str | list[str]) -> list[Path]:
+    """napari hands a reader one path or a list of them."""
+    return [Path(path)] if isinstance(path, str) else [Path(each) for each in path]

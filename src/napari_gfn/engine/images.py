@@ -86,9 +86,10 @@ _NOT_RGB = {"CMYK", "YCbCr", "LAB", "HSV"}
 
 
 def _decode(path: Path) -> np.ndarray:
-    if path.suffix.lower() in (".tif", ".tiff"):
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
         return _decode_tiff(path)
-    if path.suffix.lower() in HEIF_SUFFIXES:
+    if suffix in HEIF_SUFFIXES:
         _let_pillow_read_heif()
     with iio.imopen(path, "r", plugin="pillow") as file:
         stored_as = file.metadata(exclude_applied=False)["mode"]
