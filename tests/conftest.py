@@ -28,16 +28,20 @@ def tiny_folder(tmp_path_factory) -> Path:
     return write_sample_folder(tmp_path_factory.mktemp("tiny"), kind="flower", n=8, size=64, seed=4)
 
 
-def _write_phone_heic(path: Path, image: np.ndarray, orientation: int) -> None:
-    """A photo as a phone saves it: HEIC, a portrait stored sideways with the turn to show it in the file (where
-    pillow-heif writes the EXIF orientation it is given)."""
-    pillow_heif.register_heif_opener()  # Pillow then writes HEIC
+def _write_phone_photo(path: Path, image: np.ndarray, orientation: int) -> None:
+    """A photo as a phone saves it: HEIC or AVIF, a portrait stored sideways with the turn to show it in the file
+    (where pillow-heif and Pillow's AVIF writer put the EXIF orientation they are given)."""
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = orientation
+    if path.suffix.lower() == ".avif":
+        # Pillow's default 4:2:0 colour moves flat patches' colours by up to 87 levels along their edges.
+        Image.fromarray(image).save(path, quality=95, exif=exif.tobytes(), subsampling="4:4:4")
+        return
+    pillow_heif.register_heif_opener()  # Pillow then writes HEIC
     Image.fromarray(image).save(path, quality=95, exif=exif.tobytes())
 
 
 @pytest.fixture
-def write_phone_heic():
-    """Writes ``image`` to a path as a phone's HEIC photo stored with an EXIF ``orientation`` (1 to 8)."""
-    return _write_phone_heic
+def write_phone_photo():
+    """Writes ``image`` to a HEIC or AVIF path as a phone's photo stored with an EXIF ``orientation`` (1 to 8)."""
+    return _write_phone_photo

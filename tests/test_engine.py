@@ -226,7 +226,7 @@ def test_each_iteration_records_how_sure_it_was_of_every_mask(branch_run, branch
     assert check.endswith(str(store.mask_stats_path(2)))
 
 
-def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path, write_phone_heic):
+def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path, write_phone_photo):
     sample = make_sample_set("flower", 6, 64, simple_fraction=0.5, seed=1)
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -239,7 +239,8 @@ def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path, write_phon
     iio.imwrite(folder / "sixteen.tif", sixteen)
     iio.imwrite(folder / "big.jpg", big)
     _write_with_orientation(folder / "sideways.jpg", big, 6)
-    write_phone_heic(folder / "phone.heic", big, 6)
+    write_phone_photo(folder / "phone.heic", big, 6)
+    write_phone_photo(folder / "android.avif", big, 8)
     iio.imwrite(folder / "plain_a.png", sample.images[4])
     iio.imwrite(folder / "plain_b.png", sample.images[5])
     config = TINY.updated(images=str(folder), out=str(tmp_path / "run"), iterations=1, simple_threshold=0.5)
@@ -249,7 +250,7 @@ def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path, write_phon
     sizes = {
         **dict.fromkeys(("grey", "rgba", "sixteen"), (64, 64)),
         "big": (128, 192),
-        **dict.fromkeys(("sideways", "phone"), (192, 128)),
+        **dict.fromkeys(("sideways", "phone", "android"), (192, 128)),
     }
     for stem, shape in sizes.items():
         assert store.read_mask(1, stem).shape == shape
@@ -310,11 +311,12 @@ np.savez(sys.argv[2], **{photo.stem: photo.load() for photo in photos})
 """
 
 
-def test_a_phones_heic_photos_are_read_upright_in_their_colours(tmp_path, write_phone_heic):
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_a_phones_photos_are_read_upright_in_their_colours(tmp_path, write_phone_photo, suffix):
     stored = _flat_patches()
     (tmp_path / "phone").mkdir()
-    write_phone_heic(tmp_path / "phone" / "IMG_0001.HEIC", stored, 1)
-    write_phone_heic(tmp_path / "phone" / "IMG_0002.heic", stored, 6)
+    write_phone_photo(tmp_path / "phone" / f"IMG_0001{suffix.upper()}", stored, 1)
+    write_phone_photo(tmp_path / "phone" / f"IMG_0002{suffix}", stored, 6)
     read = tmp_path / "read.npz"
     reading = subprocess.run(
         [sys.executable, "-c", _READ_WITHOUT_PILLOW_HEIF, tmp_path / "phone", read], capture_output=True, text=True

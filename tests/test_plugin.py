@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from npe2 import PluginManager
 
-from napari_gfn.reader import get_heic_reader
+from napari_gfn.reader import get_phone_photo_reader
 
 
 def test_manifest_validates_and_is_discovered():
@@ -29,17 +29,18 @@ def test_sample_data_opens_in_a_real_viewer(make_napari_viewer, key):
 
 
 @pytest.mark.gui
-def test_a_phones_heic_photo_opens_upright_in_a_real_viewer(make_napari_viewer, write_phone_heic, tmp_path):
+@pytest.mark.parametrize("suffix", [".HEIC", ".avif"])
+def test_a_phones_photo_opens_upright_in_a_real_viewer(make_napari_viewer, write_phone_photo, tmp_path, suffix):
     red_above_blue = np.zeros((32, 64, 3), np.uint8)
     red_above_blue[:16] = (220, 20, 20)
     red_above_blue[16:] = (20, 20, 220)
-    write_phone_heic(tmp_path / "IMG_0007.HEIC", red_above_blue, 6)  # a portrait: shown turned a quarter clockwise
+    write_phone_photo(tmp_path / f"IMG_0007{suffix}", red_above_blue, 6)  # a portrait: shown turned a quarter clockwise
     viewer = make_napari_viewer()
-    viewer.open(tmp_path / "IMG_0007.HEIC", plugin=None)  # any reader that takes it, as File › Open and a drop do
+    viewer.open(tmp_path / f"IMG_0007{suffix}", plugin=None)  # any reader that takes it, as File › Open and a drop do
     (photo,) = viewer.layers
     assert photo.name == "IMG_0007"
     assert photo.rgb
     assert photo.data.shape == (64, 32, 3)
     assert np.abs(photo.data[:, 16:].astype(int) - (220, 20, 20)).max() <= 8  # what was above is now right
     assert np.abs(photo.data[:, :16].astype(int) - (20, 20, 220)).max() <= 8
-    assert get_heic_reader([str(tmp_path / "IMG_0007.HEIC"), str(tmp_path / "IMG_0008.jpg")]) is None
+    assert get_phone_photo_reader([str(tmp_path / f"IMG_0007{suffix}"), str(tmp_path / "IMG_0008.jpg")]) is None

@@ -1,4 +1,4 @@
-"""napari's reader for a phone's HEIC photos, which napari's own readers do not open: upright, as photos."""
+"""napari's reader for phones' HEIC and AVIF photos, which napari's own readers do not open: upright, as photos."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from napari_gfn.engine.images import HEIF_SUFFIXES, ImageRecord
 if TYPE_CHECKING:
     from napari.types import LayerDataTuple
 
-__all__ = ["get_heic_reader"]
+__all__ = ["get_phone_photo_reader"]
+
+# napari's own readers open every other photo type napari-gfn reads; taking no more spares the user napari's
+# question of which reader to use.
+SUFFIXES_NAPARI_DOES_NOT_OPEN = (*HEIF_SUFFIXES, ".avif")
 
 
-def get_heic_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerDataTuple]] | None:
-    """napari's reader hook: the reader when every path is a HEIC photo, else None (another reader's turn)."""
+def get_phone_photo_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerDataTuple]] | None:
+    """napari's reader hook: the reader when every path is a HEIC or AVIF photo, else None (another reader's turn)."""
     paths = _as_paths(path)
-    if not paths or any(each.suffix.lower() not in HEIF_SUFFIXES for each in paths):
+    if not paths or any(each.suffix.lower() not in SUFFIXES_NAPARI_DOES_NOT_OPEN for each in paths):
         return None
     return read_photos
 

@@ -1,7 +1,7 @@
 """Image sets: folders or arrays of photos, read lazily and converted to 8-bit RGB.
 
 A photo is only decoded when it is used. Grayscale, RGBA, 16-bit and float
-photos are converted to uint8 RGB (CMYK JPEGs, plane-by-plane TIFFs and phones' HEIC photos too), and photos a
+photos are converted to uint8 RGB (CMYK JPEGs, plane-by-plane TIFFs and phones' HEIC and AVIF photos too), and photos a
 camera stored sideways are turned upright as their EXIF orientation says; a file that cannot
 be read raises :class:`ImageReadError` naming it, so a caller can skip it and go on.
 """
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 HEIF_SUFFIXES = (".heic", ".heif")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *HEIF_SUFFIXES)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *HEIF_SUFFIXES, ".avif")
 
 
 class ImageReadError(ValueError):
