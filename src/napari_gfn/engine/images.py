@@ -216,16 +216,21 @@ def a_few(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
-# Photo formats this plugin does not read, which cameras write: what to do with them instead.
-_CONVERT = dict.fromkeys(
-    (".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".dng"),
-    "a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs",
-)
+# Files that cameras and phones write beside their photos, which this plugin does not read: what they are,
+# and what to do instead.
+_ADVICE = {
+    **dict.fromkeys(
+        (".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".dng"),
+        "a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs",
+    ),
+    ".mov": "an iPhone saves a Live Photo's video beside the photo, and the photo is labelled",
+    ".aae": "an iPhone's records of edits: its photos are labelled as taken; export the edited photos to label those",
+}
 
 
 def _not_photos(paths: list[Path]) -> str:
     """One message for a folder's files of one type that are not photos: a camera's RAW files come in hundreds."""
-    advice = _CONVERT.get(paths[0].suffix.lower())
+    advice = _ADVICE.get(paths[0].suffix.lower())
     reads = f"napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})" + (f"; {advice}" if advice else "")
     if len(paths) == 1:
         return f"{paths[0]}: not a photo file {reads}"
