@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import warnings
 from datetime import datetime
 
 import imageio.v3 as iio
@@ -290,6 +291,22 @@ def _flat_patches() -> np.ndarray:
     colours = np.array([[200, 50, 0], [0, 120, 255], [240, 240, 240], [10, 10, 10]], np.uint8)
     row = np.repeat(np.repeat(colours[None], 16, axis=0), 16, axis=1)
     return np.concatenate([row, row[:, ::-1]])
+
+
+def test_a_photo_past_pillows_size_warning_reads_quietly_and_one_past_its_limit_is_refused_in_words(
+    tmp_path, monkeypatch
+):
+    # Pillow's guard against decompression bombs, lowered from 89 megapixels so that the photos can be small.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    big = np.random.default_rng(5).integers(0, 256, (30, 40, 3), dtype=np.uint8)  # past the warning
+    iio.imwrite(tmp_path / "big.png", big)
+    iio.imwrite(tmp_path / "bigger.png", np.zeros((50, 50, 3), np.uint8))  # past twice the limit: Pillow refuses
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.array_equal(ImageRecord("big", path=tmp_path / "big.png").load(), big)
+    refusal = r"bigger.png: has more pixels than Pillow opens \(\d+ megapixels, its guard against decompression bombs\)"
+    with pytest.raises(ImageReadError, match=f"{refusal}: save it as a TIFF, which is read at any size"):
+        ImageRecord("bigger", path=tmp_path / "bigger.png").load()
 
 
 def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):

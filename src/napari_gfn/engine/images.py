@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +87,17 @@ _NOT_RGB = {"CMYK", "YCbCr", "LAB", "HSV"}
 
 
 def _decode(path: Path) -> np.ndarray:
+    from PIL import Image  # here, as the photo reader's module is imported at every start-up
+
     suffix = path.suffix.lower()
     if suffix in (".tif", ".tiff"):
         return _decode_tiff(path)
     if suffix in HEIF_SUFFIXES:
         _let_pillow_read_heif()
+    # Above 89 megapixels Pillow warns of a "decompression bomb DOS attack", naming no file: a guard for servers
+    # opening strangers' images. These are the user's own photos, and a 95-megapixel one labels in 4.6 GB. Set at
+    # each read, as a caller may reset the warning filters (pytest does, per test).
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     with iio.imopen(path, "r", plugin="pillow") as file:
         stored_as = file.metadata(exclude_applied=False)["mode"]
         # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
@@ -137,6 +144,14 @@ def _why_unreadable(path: Path, error: Exception) -> str:
     # An empty file is a copy or sync that never finished, more often than a corrupt one.
     if path.is_file() and path.stat().st_size == 0:
         return "the file is empty (0 bytes; an unfinished copy?)"
+    from PIL import Image
+
+    if isinstance(error.__cause__, Image.DecompressionBombError):
+        limit = 2 * Image.MAX_IMAGE_PIXELS / 1e6
+        return (
+            f"has more pixels than Pillow opens ({limit:.0f} megapixels, its guard against decompression bombs): "
+            "save it as a TIFF, which is read at any size, or downscale it"
+        )
     # imageio says only that its plugin could not open the file, and why is in the decoder's error it wraps; for a
     # file Pillow does not know at all, that error names only the plugin and the path, so say what it means.
     if isinstance(error.__cause__, InitializationError):
