@@ -309,6 +309,16 @@ def test_a_photo_past_pillows_size_warning_reads_quietly_and_one_past_its_limit_
         ImageRecord("bigger", path=tmp_path / "bigger.png").load()
 
 
+def test_reading_photos_leaves_a_warning_shown_once_shown_once(tmp_path):
+    iio.imwrite(tmp_path / "photo.png", np.zeros((8, 8, 3), np.uint8))
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")  # Python's rule: once per place in the code
+        for _ in range(3):
+            ImageRecord("photo", path=tmp_path / "photo.png").load()
+            warnings.warn("a library's notice, given at each step", UserWarning, stacklevel=1)
+    assert [str(warning.message) for warning in shown] == ["a library's notice, given at each step"]
+
+
 def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
     flat_patches = _flat_patches()
     Image.fromarray(flat_patches).convert("CMYK").save(tmp_path / "print.jpg", quality=95)

@@ -94,15 +94,23 @@ def _decode(path: Path) -> np.ndarray:
         return _decode_tiff(path)
     if suffix in HEIF_SUFFIXES:
         _let_pillow_read_heif()
-    # Above 89 megapixels Pillow warns of a "decompression bomb DOS attack", naming no file: a guard for servers
-    # opening strangers' images. These are the user's own photos, and a 95-megapixel one labels in 4.6 GB. Set at
-    # each read, as a caller may reset the warning filters (pytest does, per test).
-    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    _quiet_pillows_size_warning(Image.DecompressionBombWarning)
     with iio.imopen(path, "r", plugin="pillow") as file:
         stored_as = file.metadata(exclude_applied=False)["mode"]
         # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
         # annotation tools show it upright: masks are made for the photo people see.
         return file.read(rotate=True, mode="RGB" if stored_as in _NOT_RGB else None)
+
+
+def _quiet_pillows_size_warning(warning: type[Warning]) -> None:
+    """Above 89 megapixels Pillow warns of a "decompression bomb DOS attack", naming no file: a guard for servers
+    opening strangers' images. These are the user's own photos, and a 95-megapixel one labels in 4.6 GB.
+
+    Looked for at each read, as a caller may reset the warning filters (pytest does, per test); added only when
+    missing, as each change to the filters makes every warning already shown once show again.
+    """
+    if ("ignore", None, warning, None, 0) not in warnings.filters:
+        warnings.filterwarnings("ignore", category=warning)
 
 
 @functools.cache
