@@ -356,6 +356,29 @@ def test_a_phones_photos_are_read_upright_in_their_colours(tmp_path, write_phone
         assert np.abs(photos[stem].astype(int) - upright).max() <= 8
 
 
+def test_tiffs_of_palette_indices_inverted_grey_inks_and_ycbcr_are_read_in_the_colours_they_show(tmp_path):
+    rng = np.random.default_rng(6)
+    palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    indices = rng.integers(0, 256, (24, 40), dtype=np.uint8)
+    colormap = palette.T.astype(np.uint16) * 257  # TIFF stores a palette in 16 bits
+    tifffile.imwrite(tmp_path / "palette.tif", indices, photometric="palette", colormap=colormap)
+    grey = rng.integers(0, 256, (24, 40), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "scan.tif", 255 - grey, photometric="miniswhite")  # 0 is white
+    inks = rng.integers(0, 256, (24, 40, 4), dtype=np.uint8).astype(int)
+    tifffile.imwrite(tmp_path / "print.tif", inks.astype(np.uint8), photometric="separated")  # C, M, Y, K
+    Image.fromarray(_flat_patches()).convert("YCbCr").save(tmp_path / "video.tif")
+    shown_as = {  # the colours each shows, and how far a reader's rounding may stray from them
+        "palette": (palette[indices], 0),
+        "scan": (np.repeat(grey[..., None], 3, axis=-1), 0),
+        "print": ((255 - inks[..., :3]) * (255 - inks[..., 3:]) / 255, 1),  # inks without a colour profile
+        "video": (_flat_patches(), 3),
+    }
+    for stem, (colours, tolerance) in shown_as.items():
+        photo = ImageRecord(stem, path=tmp_path / f"{stem}.tif").load()
+        assert photo.shape == (*colours.shape[:2], 3), stem
+        assert np.abs(photo.astype(int) - colours).max() <= tolerance, stem
+
+
 def test_a_colour_tiff_stored_plane_by_plane_reads_as_the_photo_and_a_grey_stack_is_still_refused(tmp_path):
     colour = np.random.default_rng(3).integers(0, 256, (24, 40, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "planes.tif", np.moveaxis(colour, -1, 0), photometric="rgb", planarconfig="separate")
@@ -384,6 +407,11 @@ def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused
     iio.imwrite(tmp_path / "many-labels.png", labels)
     iio.imwrite(tmp_path / "sixteen-bit.png", np.where(truth, 65535, 0).astype(np.uint16))
     iio.imwrite(tmp_path / "float.tif", truth.astype(np.float32))
+    # A label image with a palette, as labelme saves one: index 0 black, 1 red.
+    painted = Image.fromarray(truth.astype(np.uint8)).convert("P")  # the indices are the values
+    painted.putpalette([0, 0, 0, 255, 0, 0])
+    painted.save(tmp_path / "palette.png")
+    painted.save(tmp_path / "palette.tif")
     for name in (
         "jpeg.jpg",
         "ones.png",
@@ -394,6 +422,8 @@ def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused
         "many-labels.png",
         "sixteen-bit.png",
         "float.tif",
+        "palette.png",
+        "palette.tif",
     ):
         np.testing.assert_array_equal(read_object_mask(tmp_path / name, truth.shape), truth, err_msg=name)
     # A photo given where masks were meant (--gt pointed at the photos) is named, not scored as a mask.

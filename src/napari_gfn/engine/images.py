@@ -82,24 +82,31 @@ def to_rgb8(image: np.ndarray, source: str = "array") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def _decode(path: Path, palette_as_indices: bool) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix in (".tif", ".tiff"):
+        return _decode_tiff(path, palette_as_indices)
+    if suffix in HEIF_SUFFIXES:
+        _let_pillow_read_heif()
+    # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
+    # annotation tools show it upright: masks are made for the photo people see.
+    return _decode_with_pillow(path, palette_as_indices, rotate=True)
+
+
 # Pillow hands these colour models over as stored, and their channels would pass for R, G, B (and alpha).
 _NOT_RGB = {"CMYK", "YCbCr", "LAB", "HSV"}
 
 
-def _decode(path: Path) -> np.ndarray:
+def _decode_with_pillow(path: Path, palette_as_indices: bool, rotate: bool) -> np.ndarray:
     from PIL import Image  # here, as the photo reader's module is imported at every start-up
 
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        return _decode_tiff(path)
-    if suffix in HEIF_SUFFIXES:
-        _let_pillow_read_heif()
     _quiet_pillows_size_warning(Image.DecompressionBombWarning)
     with iio.imopen(path, "r", plugin="pillow") as file:
         stored_as = file.metadata(exclude_applied=False)["mode"]
-        # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
-        # annotation tools show it upright: masks are made for the photo people see.
-        return file.read(rotate=True, mode="RGB" if stored_as in _NOT_RGB else None)
+        if stored_as in _NOT_RGB:
+            return file.read(rotate=rotate, mode="RGB")
+        # By default a palette image comes as the colours it shows; a mask's indices are its labels.
+        return file.read(rotate=rotate, mode="P" if stored_as == "P" and palette_as_indices else None)
 
 
 def _quiet_pillows_size_warning(warning: type[Warning]) -> None:
@@ -125,22 +132,28 @@ def _let_pillow_read_heif() -> None:
     pi_heif.register_heif_opener()
 
 
-def _decode_tiff(path: Path) -> np.ndarray:
-    """As stored, with no orientation or colour conversion; but a colour TIFF stored plane by plane, which
-    tifffile reads channels first, comes back channels last, as every other photo does."""
+def _decode_tiff(path: Path, palette_as_indices: bool) -> np.ndarray:
+    """As stored, with no orientation; but a colour TIFF stored plane by plane, which tifffile reads channels
+    first, comes back channels last, as every other photo does. tifffile hands over palette indices, grey with
+    0 for white, inks and YCbCr as stored, where their values would pass for grey or R, G, B: Pillow reads
+    those TIFFs in the colours they show."""
     import tifffile  # here, as the photo reader's module is imported at every start-up
 
     with iio.imopen(path, "r", plugin="tifffile") as file:
+        tags = file.metadata(index=0, page=0)
+        coded = tifffile.PHOTOMETRIC
+        if tags.get("PhotometricInterpretation") in (coded.PALETTE, coded.MINISWHITE, coded.SEPARATED, coded.YCBCR):
+            return _decode_with_pillow(path, palette_as_indices, rotate=False)
         image = file.read()
-        planes = file.metadata(index=0, page=0).get("planar_configuration")
+        planes = tags.get("planar_configuration")
     if planes == tifffile.PLANARCONFIG.SEPARATE and image.ndim == 3:  # RR...GG...BB..., not RGBRGB...
         return np.moveaxis(image, 0, -1)
     return image
 
 
-def _read_file(path: Path) -> np.ndarray:
+def _read_file(path: Path, palette_as_indices: bool = False) -> np.ndarray:
     try:
-        image = _decode(path)
+        image = _decode(path, palette_as_indices)
     except Exception as error:  # decoders raise many types for corrupt or truncated files
         raise ImageReadError(str(path), _why_unreadable(path, error)) from None
     if image.ndim == 4 and image.shape[0] == 1:
@@ -208,7 +221,7 @@ def read_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> 
 
 def _read_grey(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
     """A mask file's grey values as stored (any dtype); a colour picture or a size not ``shape`` is refused."""
-    mask = _read_file(path)
+    mask = _read_file(path, palette_as_indices=True)
     if mask.ndim == 3:
         if mask.shape[-1] in (2, 4):
             mask = mask[..., :-1]  # alpha says how opaque, not which pixels are object
