@@ -319,6 +319,17 @@ def test_reading_photos_leaves_a_warning_shown_once_shown_once(tmp_path):
     assert [str(warning.message) for warning in shown] == ["a library's notice, given at each step"]
 
 
+def test_a_jpeg_saved_from_a_browser_and_a_jpeg_2000_scan_are_read(tmp_path):
+    flat_patches = _flat_patches()
+    # At full colour resolution (4:4:4), so that the patches keep their colours up to their edges.
+    Image.fromarray(flat_patches).save(tmp_path / "saved from a browser.jfif", "JPEG", quality=95, subsampling=0)
+    Image.fromarray(flat_patches).save(tmp_path / "herbarium sheet.jp2")  # lossless, Pillow's default
+    scan, browser = ImageSet.from_folder(tmp_path)  # in order of name
+    assert (scan.stem, browser.stem) == ("herbarium sheet", "saved from a browser")
+    assert np.abs(browser.load().astype(int) - flat_patches).max() <= 8
+    assert np.array_equal(scan.load(), flat_patches)
+
+
 def test_a_cmyk_jpeg_is_read_in_its_colours(tmp_path):
     flat_patches = _flat_patches()
     Image.fromarray(flat_patches).convert("CMYK").save(tmp_path / "print.jpg", quality=95)

@@ -342,7 +342,8 @@ def _add_label_parser(commands) -> None:
     label = commands.add_parser("label", help="label a folder of photos (seed, then iterative refinement)")
     label.add_argument(
         "images",
-        help="folder of photos (PNG, JPEG, TIFF, WebP, HEIC, AVIF), or of subfolders of photos (one per species, say)",
+        help="folder of photos (PNG, JPEG, TIFF, WebP, HEIC, AVIF, JPEG 2000), "
+        "or of subfolders of photos (one per species, say)",
     )
     label.add_argument("--out", required=True, help="run folder (created; or resumed with --resume)")
     for heading, names in _LABEL_SETTINGS.items():

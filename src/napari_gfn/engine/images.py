@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 HEIF_SUFFIXES = (".heic", ".heif")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *HEIF_SUFFIXES, ".avif")
+# .jfif: JPEGs saved from a web browser; .jp2: JPEG 2000, in which herbaria and image servers often keep scans.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *HEIF_SUFFIXES, ".avif", ".jfif", ".jp2")
 
 
 class ImageReadError(ValueError):
