@@ -18,6 +18,7 @@ import tifffile
 import torch
 import torch.nn.functional as F
 from PIL import ExifTags, Image
+from scipy import ndimage
 
 from napari_gfn._atomic import atomic_write_mask_png
 from napari_gfn.config import BULKY_OBJECT_SETTINGS, SEED_METHODS, THIN_OBJECT_SETTINGS, RunConfig
@@ -423,6 +424,9 @@ def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused
     painted.putpalette([0, 0, 0, 255, 0, 0])
     painted.save(tmp_path / "palette.png")
     painted.save(tmp_path / "palette.tif")
+    # Pascal VOC's masks: a class label, and 255 in a band around the object where no label was drawn.
+    band = ndimage.binary_dilation(truth, iterations=2) & ~truth
+    iio.imwrite(tmp_path / "voc.png", np.where(band, 255, truth * 7).astype(np.uint8))
     for name in (
         "jpeg.jpg",
         "ones.png",
@@ -435,6 +439,7 @@ def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused
         "float.tif",
         "palette.png",
         "palette.tif",
+        "voc.png",
     ):
         np.testing.assert_array_equal(read_object_mask(tmp_path / name, truth.shape), truth, err_msg=name)
     # A photo given where masks were meant (--gt pointed at the photos) is named, not scored as a mask.

@@ -239,13 +239,24 @@ def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = No
 
     A 0/255 mask (0/65535 in 16 bits) is cut at the middle of its type's range, which also absorbs
     a JPEG's noise. A label image, whose values all lie below that (0/1 masks, napari's Labels, this
-    plugin's label TIFFs, an instance image of hundreds of labels), is object wherever it is not 0.
+    plugin's label TIFFs, an instance image of hundreds of labels), is object wherever it is not 0;
+    an 8-bit one may also mark pixels left unlabelled with 255, as Pascal VOC's masks do, and those are not object.
     """
     mask = _read_grey(Path(path), shape)
     if not np.issubdtype(mask.dtype, np.integer):  # floats (0..1, or any range) and booleans
         mask = _rescale_to_uint8(mask)
     middle = np.iinfo(mask.dtype).max // 2
-    return mask > (middle if mask.max(initial=0) > middle else 0)
+    if mask.max(initial=0) <= middle:
+        return mask > 0
+    if mask.dtype == np.uint8 and _is_labels_with_void(mask, middle):
+        return (mask > 0) & (mask < 255)
+    return mask > middle
+
+
+def _is_labels_with_void(mask: np.ndarray, middle: int) -> bool:
+    """Labels below the middle and 255, nothing between: a 0/255 mask has no labels, a JPEG's noise fills the gap."""
+    has_labels = np.any((mask > 0) & (mask <= middle))
+    return bool(has_labels) and not np.any((mask > middle) & (mask < 255))
 
 
 def a_few(names: Sequence[str]) -> str:
