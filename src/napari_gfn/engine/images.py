@@ -1,9 +1,9 @@
 """Image sets: folders or arrays of photos, read lazily and converted to 8-bit RGB.
 
-A photo is only decoded when it is used. Grayscale, RGBA, 16-bit and float
-photos are converted to uint8 RGB (CMYK JPEGs, plane-by-plane TIFFs and phones' HEIC and AVIF photos too), and photos a
-camera stored sideways are turned upright as their EXIF orientation says; a file that cannot
-be read raises :class:`ImageReadError` naming it, so a caller can skip it and go on.
+A photo is only decoded when it is used. Grayscale, RGBA, 16-bit and float photos are converted to uint8
+RGB (CMYK JPEGs, TIFFs stored plane by plane or as palette indices, inks or YCbCr, and phones' HEIC and AVIF
+photos too), and photos a camera stored sideways are turned upright as their EXIF orientation says; a file
+that cannot be read raises :class:`ImageReadError` naming it, so a caller can skip it and go on.
 """
 
 from __future__ import annotations
