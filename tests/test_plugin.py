@@ -1,5 +1,9 @@
 """The package as napari sees it: manifest, plugin list, sample data in a real viewer."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from npe2 import PluginManager
@@ -44,3 +48,35 @@ def test_a_phones_photo_opens_upright_in_a_real_viewer(make_napari_viewer, write
     assert np.abs(photo.data[:, 16:].astype(int) - (220, 20, 20)).max() <= 8  # what was above is now right
     assert np.abs(photo.data[:, :16].astype(int) - (20, 20, 220)).max() <= 8
     assert get_phone_photo_reader([str(tmp_path / f"IMG_0007{suffix}"), str(tmp_path / "IMG_0008.jpg")]) is None
+
+
+# Users have pi-heif, not pillow-heif, which imageio would use if it could import it: opened in a process without.
+_HEIC_FOLDER_DROPPED = """
+import json
+import sys
+sys.modules["pillow_heif"] = None
+import napari
+import numpy as np
+viewer = napari.Viewer(show=False)
+viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
+[stack] = viewer.open(sys.argv[1], plugin="napari")  # napari's own reader, as when a folder is dropped
+first = np.asarray(stack.data[0])  # napari reads a folder lazily
+print(json.dumps({"shape": stack.data.shape, "left": first[:, :16].mean((0, 1)).tolist()}))
+"""
+
+
+@pytest.mark.gui
+def test_a_folder_of_heic_photos_dropped_on_napari_opens_upright_once_the_dock_is_open(write_phone_photo, tmp_path):
+    red_above_blue = np.zeros((32, 64, 3), np.uint8)
+    red_above_blue[:16] = (220, 20, 20)
+    red_above_blue[16:] = (20, 20, 220)
+    (tmp_path / "phone").mkdir()
+    for name in ("IMG_0001.HEIC", "IMG_0002.HEIC"):
+        write_phone_photo(tmp_path / "phone" / name, red_above_blue, 6)  # portraits
+    opened = subprocess.run(
+        [sys.executable, "-c", _HEIC_FOLDER_DROPPED, tmp_path / "phone"], capture_output=True, text=True, timeout=600
+    )
+    assert opened.returncode == 0, opened.stderr[-3000:]  # napari's reader found no backend for HEIC
+    stack = json.loads(opened.stdout.splitlines()[-1])
+    assert stack["shape"] == [2, 64, 32, 3]
+    assert np.abs(np.subtract(stack["left"], (20, 20, 220))).max() <= 8  # what was below is now left

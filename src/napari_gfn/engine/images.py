@@ -27,6 +27,7 @@ __all__ = [
     "ImageSet",
     "a_few",
     "image_files",
+    "let_pillow_read_heif",
     "photo_subfolders",
     "read_mask",
     "read_object_mask",
@@ -88,7 +89,7 @@ def _decode(path: Path, palette_as_indices: bool) -> np.ndarray:
     if suffix in (".tif", ".tiff"):
         return _decode_tiff(path, palette_as_indices)
     if suffix in HEIF_SUFFIXES:
-        _let_pillow_read_heif()
+        let_pillow_read_heif()
     # A camera stores a portrait photo sideways with an EXIF orientation tag, and photo viewers and
     # annotation tools show it upright: masks are made for the photo people see.
     return _decode_with_pillow(path, palette_as_indices, rotate=True)
@@ -122,8 +123,8 @@ def _quiet_pillows_size_warning(warning: type[Warning]) -> None:
 
 
 @functools.cache
-def _let_pillow_read_heif() -> None:
-    """Pillow reads a phone's HEIC photos only through a plugin; registered at the first one, as it loads libheif.
+def let_pillow_read_heif() -> None:
+    """Pillow reads a phone's HEIC photos only through a plugin; registered when first needed, as it loads libheif.
 
     pi-heif decodes only, so that no encoder under the GPL comes with it. It turns the photo as the file's own
     rotation says and sets the EXIF orientation to 1, so that the photo is not turned twice.

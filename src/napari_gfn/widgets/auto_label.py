@@ -41,7 +41,7 @@ from napari_gfn.config import (
     shape_settings_for_new_seed,
 )
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress
-from napari_gfn.engine.images import a_few, image_files, to_rgb8
+from napari_gfn.engine.images import a_few, image_files, let_pillow_read_heif, to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
 from napari_gfn.run_lock import RunLock
 from napari_gfn.run_window import read_run
@@ -195,6 +195,8 @@ class AutoLabelWidget(Container):
             getattr(self, name).tooltip = SETTING_HELP[name]
         self._connect()
         self._show_relevant_fields()
+        # napari's own reader opens a dropped folder through Pillow, which Start can then label: of HEIC photos too.
+        let_pillow_read_heif()
 
     # ------------------------------------------------------------------ form
     def _build_input(self) -> None:
