@@ -427,6 +427,7 @@ def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused
     # Pascal VOC's masks: a class label, and 255 in a band around the object where no label was drawn.
     band = ndimage.binary_dilation(truth, iterations=2) & ~truth
     iio.imwrite(tmp_path / "voc.png", np.where(band, 255, truth * 7).astype(np.uint8))
+    iio.imwrite(tmp_path / "trimap.png", np.where(band, 127, truth * 255).astype(np.uint8))  # the band unknown
     for name in (
         "jpeg.jpg",
         "ones.png",
@@ -440,6 +441,7 @@ def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused
         "palette.png",
         "palette.tif",
         "voc.png",
+        "trimap.png",
     ):
         np.testing.assert_array_equal(read_object_mask(tmp_path / name, truth.shape), truth, err_msg=name)
     # A photo given where masks were meant (--gt pointed at the photos) is named, not scored as a mask.

@@ -240,8 +240,9 @@ def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = No
 
     A 0/255 mask (0/65535 in 16 bits) is cut at the middle of its type's range, which also absorbs
     a JPEG's noise. A label image, whose values all lie below that (0/1 masks, napari's Labels, this
-    plugin's label TIFFs, an instance image of hundreds of labels), is object wherever it is not 0;
-    an 8-bit one may also mark pixels left unlabelled with 255, as Pascal VOC's masks do, and those are not object.
+    plugin's label TIFFs, an instance image of hundreds of labels), is object wherever it is not 0.
+    An 8-bit one may also mark a band left unlabelled around its objects with 255, as Pascal VOC's masks
+    do; that band is not object. A trimap's 255 is its foreground, which covers more than its unknown band.
     """
     mask = _read_grey(Path(path), shape)
     if not np.issubdtype(mask.dtype, np.integer):  # floats (0..1, or any range) and booleans
@@ -255,9 +256,10 @@ def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = No
 
 
 def _is_labels_with_void(mask: np.ndarray, middle: int) -> bool:
-    """Labels below the middle and 255, nothing between: a 0/255 mask has no labels, a JPEG's noise fills the gap."""
-    has_labels = np.any((mask > 0) & (mask <= middle))
-    return bool(has_labels) and not np.any((mask > middle) & (mask < 255))
+    """Labels below the middle, and 255 on fewer pixels, nothing between: a 0/255 mask has no labels, a JPEG's
+    noise fills the gap, and a trimap's foreground (255) covers more than its unknown band (127 or so)."""
+    labelled = np.count_nonzero((mask > 0) & (mask <= middle))
+    return np.count_nonzero(mask == 255) < labelled and not np.any((mask > middle) & (mask < 255))
 
 
 def a_few(names: Sequence[str]) -> str:
