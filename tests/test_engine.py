@@ -494,8 +494,9 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     (folder / "notes.png").write_text("field notes, saved under a photo's name")
     for index in range(5):  # a camera's RAW files beside its JPEGs
         (folder / f"IMG_{index:04d}.CR2").write_bytes(b"raw")
-    for name in ("IMG_0100.MOV", "IMG_0101.MOV", "IMG_0101.AAE"):  # what an iPhone saves beside its photos
+    for name in ("flower_006.MOV", "flower_006.AAE", "flower_007.MOV"):  # what an iPhone saves beside its photos
         (folder / name).write_bytes(b"phone")
+    (folder / "field trip.mov").write_bytes(b"a video, not beside a photo")
     (folder / "unfinished copy.jpg").touch()
     iio.imwrite(folder / "sliver.png", np.zeros((1, 12, 3), np.uint8))
     # The same photo saved twice under one name: masks are named after photos, so one copy is skipped.
@@ -516,10 +517,13 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     assert raw in text
     assert "; a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs" in text
     assert text.count(".CR2") == 3  # one message for all five
-    assert "(IMG_0100.MOV, IMG_0101.MOV): not photo files" in text
-    assert "; an iPhone saves a Live Photo's video beside the photo, and the photo is labelled" in text
-    assert "IMG_0101.AAE: not a photo file" in text
-    assert "; an iPhone's records of edits: its photos are labelled as taken; export the edited photos" in text
+    messages = [event.message for event in events if isinstance(event, Notice)]
+    reads = f"napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})"
+    videos = f"2 files in {folder} (flower_006.MOV, flower_007.MOV): not photo files {reads}"
+    assert f"skipped {videos}; the photos of the same names beside them are labelled" in messages
+    edits = f"{folder / 'flower_006.AAE'}: not a photo file {reads}"
+    assert f"skipped {edits}; the photo of the same name beside it is labelled" in messages
+    assert f"skipped {folder / 'field trip.mov'}: not a photo file {reads}" in messages
     assert "truncated.png: cannot be read as an image" in text
     unknown = "notes.png: cannot be read as an image (corrupt or truncated?): no image format recognised in its bytes"
     assert f"{unknown}\n" in text

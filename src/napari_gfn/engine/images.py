@@ -267,21 +267,24 @@ def a_few(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
-# Files that cameras and phones write beside their photos, which this plugin does not read: what they are,
-# and what to do instead.
-_ADVICE = {
-    **dict.fromkeys(
-        (".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".dng"),
-        "a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs",
-    ),
-    ".mov": "an iPhone saves a Live Photo's video beside the photo, and the photo is labelled",
-    ".aae": "an iPhone's records of edits: its photos are labelled as taken; export the edited photos to label those",
-}
+# Photo formats this plugin does not read, which cameras write: what to do with them instead.
+_CONVERT = dict.fromkeys(
+    (".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".dng"),
+    "a camera's RAW files: label the JPEGs the camera saved beside them, or export JPEGs",
+)
 
 
-def _not_photos(paths: list[Path]) -> str:
-    """One message for a folder's files of one type that are not photos: a camera's RAW files come in hundreds."""
-    advice = _ADVICE.get(paths[0].suffix.lower())
+def _not_photos(paths: list[Path], beside_photos: bool) -> str:
+    """One message for a folder's files of one type that are not photos: a camera's RAW files come in hundreds.
+
+    Files beside a photo of their name (a RAW file beside its JPEG, an iPhone's Live Photo video or edit record
+    beside its photo) are said to be, as that photo is labelled.
+    """
+    advice = _CONVERT.get(paths[0].suffix.lower())
+    if beside_photos and len(paths) == 1:
+        advice = "the photo of the same name beside it is labelled"
+    elif beside_photos:
+        advice = "the photos of the same names beside them are labelled"
     reads = f"napari-gfn reads (it reads {', '.join(IMAGE_SUFFIXES)})" + (f"; {advice}" if advice else "")
     if len(paths) == 1:
         return f"{paths[0]}: not a photo file {reads}"
@@ -399,18 +402,20 @@ class ImageSet(Sequence):
         if not any(_is_photo(path) for path in files):
             raise ImageReadError(str(folder), _why_no_photos(folder))
         records: dict[str, ImageRecord] = {}
-        others: dict[tuple[Path, str], list[Path]] = {}
+        others: dict[tuple[Path, str, bool], list[Path]] = {}
+        photos = {path.with_suffix("") for path in files if _is_photo(path)}
         skipped = []
         for path in files:
             if not _is_photo(path):
-                others.setdefault((path.parent, path.suffix.lower()), []).append(path)
+                others.setdefault((path.parent, path.suffix.lower(), path.with_suffix("") in photos), []).append(path)
             elif path.stem in records:
                 # Masks and ground truth are named after the photo's stem, so two photos cannot share one.
                 kept = records[path.stem].path.name
                 skipped.append(f"{path}: has the same name as {kept}, which is labelled instead")
             else:
                 records[path.stem] = ImageRecord(path.stem, path=path)
-        return cls(list(records.values()), [_not_photos(paths) for paths in others.values()] + skipped)
+        not_photos = [_not_photos(paths, beside_photos) for (*_, beside_photos), paths in others.items()]
+        return cls(list(records.values()), not_photos + skipped)
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> ImageSet:
