@@ -497,6 +497,9 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     for name in ("flower_006.MOV", "flower_006.AAE", "flower_007.MOV"):  # what an iPhone saves beside its photos
         (folder / name).write_bytes(b"phone")
     (folder / "field trip.mov").write_bytes(b"a video, not beside a photo")
+    (folder / "flower_005.png.xmp").write_text("<x:xmpmeta/>")  # a photo editor's record of its edits
+    for name in ("Thumbs.db", "desktop.ini"):  # what Windows leaves in a folder it has shown
+        (folder / name).write_bytes(b"windows")
     (folder / "unfinished copy.jpg").touch()
     iio.imwrite(folder / "sliver.png", np.zeros((1, 12, 3), np.uint8))
     # The same photo saved twice under one name: masks are named after photos, so one copy is skipped.
@@ -524,6 +527,9 @@ def test_bad_files_are_named_and_skipped(tiny_folder, tmp_path, seed, workers):
     edits = f"{folder / 'flower_006.AAE'}: not a photo file {reads}"
     assert f"skipped {edits}; the photo of the same name beside it is labelled" in messages
     assert f"skipped {folder / 'field trip.mov'}: not a photo file {reads}" in messages
+    assert f"skipped {folder / 'flower_005.png.xmp'}: not a photo file {reads}; the photo of the same" in text
+    assert "Thumbs.db" not in text
+    assert "desktop.ini" not in text
     assert "truncated.png: cannot be read as an image" in text
     unknown = "notes.png: cannot be read as an image (corrupt or truncated?): no image format recognised in its bytes"
     assert f"{unknown}\n" in text

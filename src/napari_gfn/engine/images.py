@@ -278,7 +278,7 @@ def _not_photos(paths: list[Path], beside_photos: bool) -> str:
     """One message for a folder's files of one type that are not photos: a camera's RAW files come in hundreds.
 
     Files beside a photo of their name (a RAW file beside its JPEG, an iPhone's Live Photo video or edit record
-    beside its photo) are said to be, as that photo is labelled.
+    beside its photo, an editor's `.xmp` record) are said to be, as that photo is labelled.
     """
     advice = _CONVERT.get(paths[0].suffix.lower())
     if beside_photos and len(paths) == 1:
@@ -291,8 +291,16 @@ def _not_photos(paths: list[Path], beside_photos: bool) -> str:
     return f"{len(paths)} files in {paths[0].parent} ({a_few([path.name for path in paths])}): not photo files {reads}"
 
 
+# Files Windows writes into the folders it shows, and hides; macOS's start with a dot.
+_SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
+
+
 def _visible_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if not path.name.startswith(".") and path.is_file())
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if not path.name.startswith(".") and path.name.lower() not in _SYSTEM_FILES and path.is_file()
+    )
 
 
 def photo_subfolders(folder: Path) -> list[Path]:
@@ -403,11 +411,14 @@ class ImageSet(Sequence):
             raise ImageReadError(str(folder), _why_no_photos(folder))
         records: dict[str, ImageRecord] = {}
         others: dict[tuple[Path, str, bool], list[Path]] = {}
-        photos = {path.with_suffix("") for path in files if _is_photo(path)}
+        photos = [path for path in files if _is_photo(path)]
+        # A file named as a photo but for its suffix (IMG_0001.MOV), or with one more (IMG_0001.JPG.xmp).
+        beside_a_photo = {*photos, *(path.with_suffix("") for path in photos)}
         skipped = []
         for path in files:
             if not _is_photo(path):
-                others.setdefault((path.parent, path.suffix.lower(), path.with_suffix("") in photos), []).append(path)
+                beside = path.with_suffix("") in beside_a_photo
+                others.setdefault((path.parent, path.suffix.lower(), beside), []).append(path)
             elif path.stem in records:
                 # Masks and ground truth are named after the photo's stem, so two photos cannot share one.
                 kept = records[path.stem].path.name
