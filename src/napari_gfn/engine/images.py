@@ -407,11 +407,11 @@ class ImageSet(Sequence):
         if problem := not_a_folder(folder):
             raise ImageReadError(str(folder), problem)
         files = _listed_files(folder, "photos")
-        if not any(_is_photo(path) for path in files):
+        photos = [path for path in files if _is_photo(path)]
+        if not photos:
             raise ImageReadError(str(folder), _why_no_photos(folder))
         records: dict[str, ImageRecord] = {}
         others: dict[tuple[Path, str, bool], list[Path]] = {}
-        photos = [path for path in files if _is_photo(path)]
         # A file named as a photo but for its suffix (IMG_0001.MOV), or with one more (IMG_0001.JPG.xmp).
         beside_a_photo = {*photos, *(path.with_suffix("") for path in photos)}
         skipped = []
