@@ -32,12 +32,18 @@ def test_sample_data_opens_in_a_real_viewer(make_napari_viewer, key):
     assert set(np.unique(labels.data)) == {0, 1}
 
 
+def _red_above_blue() -> np.ndarray:
+    """A landscape photo whose halves show which way it was turned."""
+    photo = np.zeros((32, 64, 3), np.uint8)
+    photo[:16] = (220, 20, 20)
+    photo[16:] = (20, 20, 220)
+    return photo
+
+
 @pytest.mark.gui
 @pytest.mark.parametrize("suffix", [".HEIC", ".avif"])
 def test_a_phones_photo_opens_upright_in_a_real_viewer(make_napari_viewer, write_phone_photo, tmp_path, suffix):
-    red_above_blue = np.zeros((32, 64, 3), np.uint8)
-    red_above_blue[:16] = (220, 20, 20)
-    red_above_blue[16:] = (20, 20, 220)
+    red_above_blue = _red_above_blue()
     write_phone_photo(tmp_path / f"IMG_0007{suffix}", red_above_blue, 6)  # a portrait: shown turned a quarter clockwise
     viewer = make_napari_viewer()
     viewer.open(tmp_path / f"IMG_0007{suffix}", plugin=None)  # any reader that takes it, as File › Open and a drop do
@@ -67,9 +73,7 @@ print(json.dumps({"shape": stack.data.shape, "left": first[:, :16].mean((0, 1)).
 
 @pytest.mark.gui
 def test_a_folder_of_heic_photos_dropped_on_napari_opens_upright_once_the_dock_is_open(write_phone_photo, tmp_path):
-    red_above_blue = np.zeros((32, 64, 3), np.uint8)
-    red_above_blue[:16] = (220, 20, 20)
-    red_above_blue[16:] = (20, 20, 220)
+    red_above_blue = _red_above_blue()
     (tmp_path / "phone").mkdir()
     for name in ("IMG_0001.HEIC", "IMG_0002.HEIC"):
         write_phone_photo(tmp_path / "phone" / name, red_above_blue, 6)  # portraits
