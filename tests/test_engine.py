@@ -402,6 +402,32 @@ def test_a_colour_tiff_stored_plane_by_plane_reads_as_the_photo_and_a_grey_stack
         ImageRecord("stack", path=tmp_path / "stack.tif").load()
 
 
+def test_a_voc_masks_unlabelled_band_is_scored_as_neither_object_nor_background(tmp_path):
+    truth = np.zeros((40, 50), bool)
+    truth[10:30, 12:40] = True
+    band = ndimage.binary_dilation(truth, iterations=3) & ~truth
+    (tmp_path / "masks").mkdir()
+    iio.imwrite(tmp_path / "masks" / "a.png", np.where(band, 255, truth * 15).astype(np.uint8))
+    predicted = ndimage.binary_dilation(truth, iterations=2)  # spills into the band, where no label was drawn
+    predicted[10:14, 12:20] = False
+    predicted[0:3, 0:5] = True  # a false object pixel patch, outside the band
+
+    def by_hand(keep):
+        fg = np.sum(predicted & truth & keep) / np.sum((predicted | truth) & keep)
+        bg = np.sum(~predicted & ~truth & keep) / np.sum((~predicted | ~truth) & keep)
+        return pytest.approx(fg), pytest.approx((fg + bg) / 2)
+
+    score = GroundTruth(tmp_path / "masks").score("a", predicted)
+    assert (score.fg_iou, score.miou) == by_hand(~band)
+    # With an ignore folder as well, both leave pixels out.
+    left_out = np.zeros(truth.shape, np.uint8)
+    left_out[:, :6] = 255
+    (tmp_path / "ignore").mkdir()
+    iio.imwrite(tmp_path / "ignore" / "a.png", left_out)
+    score = GroundTruth(tmp_path / "masks", tmp_path / "ignore").score("a", predicted)
+    assert (score.fg_iou, score.miou) == by_hand(~band & (left_out == 0))
+
+
 def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused(tmp_path):
     truth = np.zeros((40, 50), bool)
     truth[5:27, 9:33] = True
@@ -444,6 +470,14 @@ def test_object_masks_read_alike_whatever_file_holds_them_and_a_photo_is_refused
         "trimap.png",
     ):
         np.testing.assert_array_equal(read_object_mask(tmp_path / name, truth.shape), truth, err_msg=name)
+    # A small object's band covers more pixels than the object itself, in a VOC mask and in a trimap alike.
+    small = np.zeros((40, 50), bool)
+    small[18:21, 20:23] = True
+    ring = ndimage.binary_dilation(small, iterations=2) & ~small
+    iio.imwrite(tmp_path / "small-voc.png", np.where(ring, 255, small * 7).astype(np.uint8))
+    iio.imwrite(tmp_path / "small-trimap.png", np.where(ring, 127, small * 255).astype(np.uint8))
+    for name in ("small-voc.png", "small-trimap.png"):
+        np.testing.assert_array_equal(read_object_mask(tmp_path / name), small, err_msg=name)
     # A photo given where masks were meant (--gt pointed at the photos) is named, not scored as a mask.
     photo = np.zeros((40, 50, 3), np.uint8)
     photo[..., 1] = 150

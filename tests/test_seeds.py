@@ -198,6 +198,16 @@ def test_source_masks_of_the_wrong_size_are_named_and_skipped(tmp_path):
     assert set(np.unique(targets["flower_000"])) == {0, 1}
 
 
+def test_a_source_masks_unlabelled_band_stays_out_of_the_loss(tmp_path):
+    data = write_sample_folder(tmp_path / "data", kind="flower", n=2, size=48, seed=1)
+    truth = iio.imread(data / "masks" / "flower_000.png") > 127
+    band = ndimage.binary_dilation(truth, iterations=2) & ~truth
+    iio.imwrite(data / "masks" / "flower_000.png", np.where(band, 255, truth * 3).astype(np.uint8))  # as VOC's
+    labelled = LabelledSet.from_folders(data / "images", data / "masks")
+    target = labelled.read_target(labelled.label_paths["flower_000"])
+    np.testing.assert_array_equal(target, np.where(band, 255, truth).astype(np.uint8))  # 255: ignored
+
+
 def _label_error(argv, capsys) -> str:
     assert main(argv) == 1
     return capsys.readouterr().err

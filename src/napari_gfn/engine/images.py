@@ -31,6 +31,7 @@ __all__ = [
     "photo_subfolders",
     "read_mask",
     "read_object_mask",
+    "read_true_mask",
     "size_mismatch",
     "to_rgb8",
 ]
@@ -236,30 +237,55 @@ def _read_grey(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
 
 
 def read_object_mask(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A true or corrected mask file as a boolean object mask; checks its size.
+    """A true or corrected mask file as a boolean object mask; checks its size (see :func:`read_true_mask`)."""
+    return read_true_mask(path, shape)[0]
+
+
+def read_true_mask(
+    path: os.PathLike | str, shape: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(object, labelled) from a mask file; ``labelled`` is None when every pixel is labelled. Checks the size.
 
     A 0/255 mask (0/65535 in 16 bits) is cut at the middle of its type's range, which also absorbs
     a JPEG's noise. A label image, whose values all lie below that (0/1 masks, napari's Labels, this
     plugin's label TIFFs, an instance image of hundreds of labels), is object wherever it is not 0.
-    An 8-bit one may also mark a band left unlabelled around its objects with 255, as Pascal VOC's masks
-    do; that band is not object. A trimap's 255 is its foreground, which covers more than its unknown band.
+    An 8-bit one may also leave pixels unlabelled with 255, as Pascal VOC's masks do in a band around
+    each object: those are neither object nor background. A trimap's 255 is its foreground.
     """
     mask = _read_grey(Path(path), shape)
     if not np.issubdtype(mask.dtype, np.integer):  # floats (0..1, or any range) and booleans
         mask = _rescale_to_uint8(mask)
     middle = np.iinfo(mask.dtype).max // 2
     if mask.max(initial=0) <= middle:
-        return mask > 0
+        return mask > 0, None
     if mask.dtype == np.uint8 and _is_labels_with_void(mask, middle):
-        return (mask > 0) & (mask < 255)
-    return mask > middle
+        labelled = mask != 255
+        return (mask > 0) & labelled, labelled
+    return mask > middle, None
 
 
 def _is_labels_with_void(mask: np.ndarray, middle: int) -> bool:
-    """Labels below the middle, and 255 on fewer pixels, nothing between: a 0/255 mask has no labels, a JPEG's
-    noise fills the gap, and a trimap's foreground (255) covers more than its unknown band (127 or so)."""
-    labelled = np.count_nonzero((mask > 0) & (mask <= middle))
-    return np.count_nonzero(mask == 255) < labelled and not np.any((mask > middle) & (mask < 255))
+    """Labels below the middle, and 255, nothing between, and 255 meets the background more than the labels do.
+
+    VOC's unlabelled band lies between each object and the background, whatever the object's size; a
+    trimap's foreground (255) is kept from the background by its unknown band (127 or so). A 0/255 mask
+    has no labels, and a JPEG's noise fills the gap.
+    """
+    if np.any((mask > middle) & (mask < 255)):
+        return False
+    labels = (mask > 0) & (mask <= middle)
+    if not labels.any():
+        return False
+    background = mask == 0
+    return _pixels_meeting(mask == 255, background) > _pixels_meeting(labels, background)
+
+
+def _pixels_meeting(first: np.ndarray, second: np.ndarray) -> int:
+    """How many pairs of side-by-side or stacked pixels hold one of ``first`` and one of ``second``."""
+    return sum(
+        np.count_nonzero(a[:, :-1] & b[:, 1:]) + np.count_nonzero(a[:-1] & b[1:])
+        for a, b in ((first, second), (second, first))
+    )
 
 
 def a_few(names: Sequence[str]) -> str:

@@ -23,7 +23,7 @@ from napari_gfn.engine.images import (
     image_files,
     not_a_folder,
     read_mask,
-    read_object_mask,
+    read_true_mask,
 )
 from napari_gfn.store import RunFolder, RunFolderError
 
@@ -124,13 +124,16 @@ class GroundTruth:
         self._ignore_paths = image_files(self.ignore) if self.ignore is not None else {}
 
     def load(self, stem: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
-        """(truth, keep) for ``stem``; raises ImageReadError naming a missing or wrong-sized file."""
+        """(truth, keep) for ``stem``, ``keep`` False where the ignore mask or the mask itself leaves pixels
+        unlabelled (None when none is); raises ImageReadError naming a missing or wrong-sized file."""
         path = self._mask_paths.get(stem)
         if path is None:
             raise ImageReadError(str(self.masks / f"{stem}.png"), _NO_TRUTH)
-        truth = read_object_mask(path, shape)
+        truth, keep = read_true_mask(path, shape)
         ignore_path = self._ignore_paths.get(stem)
-        keep = read_mask(ignore_path, shape) != 255 if ignore_path is not None else None
+        if ignore_path is not None:
+            outside_ignore = read_mask(ignore_path, shape) != 255
+            keep = outside_ignore if keep is None else keep & outside_ignore
         return truth, keep
 
     def score(self, stem: str, predicted: np.ndarray) -> MaskScore:

@@ -20,7 +20,7 @@ from napari_gfn.engine.images import (
     ImageSet,
     a_few,
     image_files,
-    read_object_mask,
+    read_true_mask,
     size_mismatch,
 )
 from napari_gfn.engine.training import IGNORE, describe_device, new_model, train_on_targets
@@ -33,8 +33,13 @@ TargetReader = Callable[[Path], np.ndarray]
 
 
 def _object_mask_target(path: Path) -> np.ndarray:
-    """A mask file (0/255 or a label image) as training targets: 1 = object, 0 = background."""
-    return read_object_mask(path).astype(np.uint8)
+    """A mask file (0/255 or a label image) as training targets: 1 = object, 0 = background, and
+    ``IGNORE`` where the mask leaves pixels unlabelled (as Pascal VOC's masks do), which stay out of the loss."""
+    object_mask, labelled = read_true_mask(path)
+    target = object_mask.astype(np.uint8)
+    if labelled is not None:
+        target[~labelled] = IGNORE
+    return target
 
 
 def _voc_target(class_index: int) -> TargetReader:
