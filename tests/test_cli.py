@@ -446,6 +446,40 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     assert refused in capsys.readouterr().err
 
 
+def test_cutouts_are_the_photos_transparent_but_for_the_object(tiny_folder, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    shutil.copytree(tiny_folder / "images", photos)
+    run = tmp_path / "run"
+    assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]) == 0
+    store = RunFolder(run)
+    capsys.readouterr()
+    assert main(["export", str(run), str(tmp_path / "cut"), "--format", "cutout"]) == 0
+    assert capsys.readouterr().out == f"wrote 8 files to {tmp_path / 'cut'}\n"
+    for photo in sorted(photos.iterdir()):
+        cutout = iio.imread(tmp_path / "cut" / f"{photo.stem}.png")
+        mask = store.read_mask(0, photo.stem)
+        assert 0 < mask.mean() < 1
+        np.testing.assert_array_equal(cutout[..., :3], iio.imread(photo))
+        np.testing.assert_array_equal(cutout[..., 3], mask.astype(np.uint8) * 255)
+    # A photo gone since the run, and one replaced by another size, are named; the others are cut.
+    gone, resized = sorted(photos.iterdir())[:2]
+    gone.unlink()
+    iio.imwrite(resized, np.zeros((20, 30, 3), np.uint8))
+    assert main(["export", str(run), str(tmp_path / "some"), "--format", "cutout"]) == 0
+    said = capsys.readouterr()
+    assert f"warning: not exported, as their photos are no longer in {photos}: {gone.stem} (1 in all)" in said.err
+    assert f"{store.mask_path(0, resized.stem)}: mask is 64x64 but its photo is 30x20" in said.err
+    assert said.out == f"wrote 6 files to {tmp_path / 'some'}\n"
+    # Photos moved away: cut-outs are refused in words, as there is nothing to cut, and made with --photos.
+    shutil.move(photos, tmp_path / "elsewhere")
+    assert main(["export", str(run), str(tmp_path / "none"), "--format", "cutout"]) == 1
+    assert "error: cut-outs are cut from the run's photos, which are not found: " in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+    found = ["--photos", str(tmp_path / "elsewhere")]
+    assert main(["export", str(run), str(tmp_path / "found"), "--format", "cutout", *found]) == 0
+    assert capsys.readouterr().out == f"wrote 6 files to {tmp_path / 'found'}\n"
+
+
 def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_folder, tmp_path, capsys):
     species = tmp_path / "species"
     photos = sorted((tiny_folder / "images").iterdir())

@@ -457,6 +457,14 @@ def test_photos_sorted_into_species_folders_are_labelled_by_cam_without_a_labels
         sorted_into = ", sorted into 2 subfolders as the photos are" if photo_folder else ""
         assert exporter.status.value == f"wrote 4 files to {tmp_path / out}{sorted_into}"
         assert (tmp_path / out / ("branch" if photo_folder else "") / "branch_000.png").is_file()
+    # Cut-outs: each photo, transparent but for its object.
+    exporter.format.value = "cut-out PNG (photo, background transparent)"
+    exporter.out_folder.value = tmp_path / "cut"
+    exporter.export()
+    _wait_until_done(qtbot, exporter.task)
+    cutout = iio.imread(tmp_path / "cut" / "branch" / "branch_000.png")
+    np.testing.assert_array_equal(cutout[..., :3], iio.imread(tmp_path / "moved" / "branch" / "branch_000.png"))
+    np.testing.assert_array_equal(cutout[..., 3] == 255, RunFolder(species / "run").read_mask(0, "branch_000"))
 
 
 @pytest.fixture(scope="module")

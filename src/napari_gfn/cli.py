@@ -397,7 +397,8 @@ def _add_export_parser(commands) -> None:
         "--format",
         choices=EXPORT_FORMATS,
         default="png",
-        help="png: 0/255; tif: label image 0/1 (default: %(default)s)",
+        help="png: 0/255; tif: label image 0/1; cutout: the photo as a PNG, transparent but for the object "
+        "(default: %(default)s)",
     )
     _add_photos_option(export)
     export.set_defaults(handler=_export)

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_gfn._atomic import atomic_write_png, atomic_write_tiff
+from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png, atomic_write_tiff
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, a_few, read_object_mask
+from napari_gfn.engine.images import ImageReadError, ImageRecord, a_few, read_object_mask, size_mismatch
 from napari_gfn.engine.run_photos import find_run_photos, photos_not_read_from
 from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = ["EXPORT_FORMATS", "describe_export", "export_labels", "resolve_iteration"]
 
-EXPORT_FORMATS = ("png", "tif")
+EXPORT_FORMATS = ("png", "tif", "cutout")
+_SUFFIXES = {"png": ".png", "tif": ".tif", "cutout": ".png"}
 
 
 def resolve_iteration(store: RunFolder, iteration: int | str) -> int:
@@ -46,7 +47,8 @@ def export_labels(
 
     Photos sorted into subfolders (one per species, say) have their masks sorted the same way:
     ``out_dir/<subfolder>/<stem>.<fmt>``. PNG files hold 0/255; TIFF files are label images
-    (0 background, 1 object). A mask the user corrected and trusted replaces the iteration's mask.
+    (0 background, 1 object); cut-outs are the photos as RGBA PNGs, transparent but for the object.
+    A mask the user corrected and trusted replaces the iteration's mask.
     A mask file that cannot be read is named in a notice and the others are written. Photos found
     neither where they were nor in their place relative to the run are looked for in ``photos_now``.
     """
@@ -60,16 +62,20 @@ def export_labels(
     _check_out_dir(store, config, out_dir)
     masks = {path.stem: path for path in store.masks_of(chosen)}
     masks.update(store.fixed_masks())
-    subfolders = yield from _subfolder_of_each_photo(store, config.images, photos_now, list(masks), out_dir)
+    folder, photos = yield from _photos_of_masks(store, config.images, photos_now, list(masks), out_dir, fmt)
+    if fmt == "cutout":  # a mask whose photo is gone has nothing to cut; those were named together
+        masks = {stem: path for stem, path in masks.items() if stem in photos}
     written = []
     for index, (stem, path) in enumerate(masks.items()):
         cancel.check()
+        subfolder = photos[stem].path.parent.relative_to(folder) if stem in photos else Path()
         try:
-            labels = read_object_mask(path).astype(np.uint8)
+            mask = read_object_mask(path)
+            content = _cutout(photos[stem], mask, path) if fmt == "cutout" else mask
         except ImageReadError as error:
             yield Notice(f"not exported: {error}")
         else:
-            written.append(_write(out_dir / subfolders.get(stem, "") / f"{stem}.{fmt}", labels, fmt))
+            written.append(_write(out_dir / subfolder / f"{stem}{_SUFFIXES[fmt]}", content, fmt))
         yield Progress(f"export iteration {chosen}", index + 1, len(masks))
     return written
 
@@ -83,26 +89,43 @@ def describe_export(written: list[Path], out_dir: os.PathLike | str) -> str:
     return f"wrote {len(written)} files to {out_dir}{sorted_into}"
 
 
-def _subfolder_of_each_photo(
-    store: RunFolder, photos: str | None, photos_now: os.PathLike | str | None, stems: list[str], out_dir: Path
-) -> Generator[Notice, None, dict[str, Path]]:
-    """Each photo's folder relative to the run's photo folder: "." for its own photos, "ophrys" for a species'."""
-    if not photos:
-        return {}
+def _photos_of_masks(
+    store: RunFolder,
+    recorded: str | None,
+    photos_now: os.PathLike | str | None,
+    stems: list[str],
+    out_dir: Path,
+    fmt: str,
+) -> Generator[Notice, None, tuple[Path, dict[str, ImageRecord]]]:
+    """The run's photo folder and its photos by stem, which sort the masks as the photos are ("ophrys/" for a
+    species' subfolder); none found sorts none, but leaves cut-outs nothing to cut, so they are refused."""
+    if not recorded and fmt != "cutout":  # a run of arrays handed to the engine: nothing to sort by
+        return out_dir, {}
     try:
-        folder, found = find_run_photos(store, photos, str(photos_now) if photos_now else None)
+        folder, found = find_run_photos(store, recorded, str(photos_now) if photos_now else None)
     except RunFolderError as error:  # moved without its photos (from a GPU server, say)
+        if fmt == "cutout":
+            raise LabellingError(
+                f"cut-outs are cut from the run's photos, which are not found: {error}; give the folder they are "
+                "in now (--photos, or the Photo folder)"
+            ) from None
         yield Notice(f"every mask is written into {out_dir} itself, not sorted as the photos are: {error}")
-        return {}
+        return out_dir, {}
     if elsewhere := photos_not_read_from(folder, photos_now):
         yield Notice(elsewhere)
-    subfolders = {record.stem: record.path.parent.relative_to(folder) for record in found.records}
-    if missing := [stem for stem in stems if stem not in subfolders]:
-        yield Notice(
-            f"masks written into {out_dir} itself, as their photos are no longer in {folder}: {a_few(missing)} "
-            f"({len(missing)} in all)"
-        )
-    return subfolders
+    photos = {record.stem: record for record in found.records}
+    if missing := [stem for stem in stems if stem not in photos]:
+        written = "not exported" if fmt == "cutout" else f"masks written into {out_dir} itself"
+        yield Notice(f"{written}, as their photos are no longer in {folder}: {a_few(missing)} ({len(missing)} in all)")
+    return Path(folder), photos
+
+
+def _cutout(photo: ImageRecord, mask: np.ndarray, mask_path: Path) -> np.ndarray:
+    """The photo as RGBA, opaque on the object and transparent elsewhere."""
+    rgb = photo.load()
+    if rgb.shape[:2] != mask.shape:
+        raise size_mismatch(str(mask_path), "mask is", mask.shape, rgb.shape[:2])
+    return np.dstack([rgb, mask.astype(np.uint8) * 255])
 
 
 _INPUT_FOLDERS = {"images": "photos", "simple": "simple photos", "gt": "ground-truth masks", "ignore": "ignore masks"}
@@ -127,7 +150,9 @@ def _check_out_dir(store: RunFolder, config: RunConfig, out_dir: Path) -> None:
         )
 
 
-def _write(path: Path, labels: np.ndarray, fmt: str) -> Path:
+def _write(path: Path, content: np.ndarray, fmt: str) -> Path:
     if fmt == "png":
-        return atomic_write_png(path, labels * 255)
-    return atomic_write_tiff(path, labels)
+        return atomic_write_mask_png(path, content)
+    if fmt == "tif":
+        return atomic_write_tiff(path, content.astype(np.uint8))
+    return atomic_write_png(path, content)

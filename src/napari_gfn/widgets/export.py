@@ -19,7 +19,11 @@ from .shared_state import shared_state
 
 __all__ = ["ExportWidget"]
 
-FORMAT_NAMES = {"PNG (0/255)": "png", "label TIFF (0/1)": "tif"}
+FORMAT_NAMES = {
+    "PNG (0/255)": "png",
+    "label TIFF (0/1)": "tif",
+    "cut-out PNG (photo, background transparent)": "cutout",
+}
 _STATUS_LINES = {"running": "exporting ...", "cancelled": "cancelled; the files written before are kept", "failed": ""}
 
 
