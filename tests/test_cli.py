@@ -459,7 +459,7 @@ def test_cutouts_are_the_photos_transparent_but_for_the_object(tiny_folder, tmp_
         cutout = iio.imread(tmp_path / "cut" / f"{photo.stem}.png")
         mask = store.read_mask(0, photo.stem)
         assert 0 < mask.mean() < 1
-        np.testing.assert_array_equal(cutout[..., :3], iio.imread(photo))
+        np.testing.assert_array_equal(cutout[..., :3], iio.imread(photo) * mask[..., None])  # black where clear
         np.testing.assert_array_equal(cutout[..., 3], mask.astype(np.uint8) * 255)
     # A photo gone since the run, and one replaced by another size, are named; the others are cut.
     gone, resized = sorted(photos.iterdir())[:2]

@@ -463,8 +463,10 @@ def test_photos_sorted_into_species_folders_are_labelled_by_cam_without_a_labels
     exporter.export()
     _wait_until_done(qtbot, exporter.task)
     cutout = iio.imread(tmp_path / "cut" / "branch" / "branch_000.png")
-    np.testing.assert_array_equal(cutout[..., :3], iio.imread(tmp_path / "moved" / "branch" / "branch_000.png"))
-    np.testing.assert_array_equal(cutout[..., 3] == 255, RunFolder(species / "run").read_mask(0, "branch_000"))
+    mask = RunFolder(species / "run").read_mask(0, "branch_000")
+    np.testing.assert_array_equal(cutout[..., 3] == 255, mask)
+    photo = iio.imread(tmp_path / "moved" / "branch" / "branch_000.png")
+    np.testing.assert_array_equal(cutout[mask][:, :3], photo[mask])
 
 
 @pytest.fixture(scope="module")
