@@ -592,6 +592,12 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         (tmp_path / "empty" / species).mkdir()
     with pytest.raises(LabellingError, match=r"nor do its subfolders \(cypripedium, dactylorhiza, ophrys, \.\.\.\)$"):
         run_to_end(config)
+    # A tree given at its top (species/site/photos): photos are read one level down, and the message says where.
+    (tmp_path / "empty" / "ophrys" / "site a").mkdir()
+    iio.imwrite(tmp_path / "empty" / "ophrys" / "site a" / "IMG_1.png", np.zeros((32, 32, 3), np.uint8))
+    deeper = f"; photos are read one folder level down at most, and {tmp_path / 'empty' / 'ophrys'} holds folders of "
+    with pytest.raises(LabellingError, match=re.escape(deeper) + "photos: choose it$"):
+        run_to_end(config)
 
 
 def test_a_photo_or_mask_given_for_its_folder_is_named_as_a_file(tiny_folder, tmp_path):

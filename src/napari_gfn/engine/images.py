@@ -391,7 +391,18 @@ def _why_no_photos(folder: Path) -> str:
     subfolders = photo_subfolders(folder)
     if subfolders:
         problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])})"
+    # A tree of year/site/photos given at its top: say which folder to give, as photos are read one level down.
+    if holders := [subfolder for subfolder in subfolders if _has_photos_below(subfolder)]:
+        named = a_few([str(path) for path in holders])
+        holds, which = ("holds", "it") if len(holders) == 1 else ("hold", "one of them")
+        problem += (
+            f"; photos are read one folder level down at most, and {named} {holds} folders of photos: choose {which}"
+        )
     return problem
+
+
+def _has_photos_below(folder: Path) -> bool:
+    return any(_is_photo(path) for subfolder in photo_subfolders(folder) for path in _visible_files(subfolder))
 
 
 @dataclass(frozen=True)
