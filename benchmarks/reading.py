@@ -1,10 +1,12 @@
 """Reading photos in worker processes: prediction throughput with ``--workers`` 0, 1, 2, ...
 
-Writes a folder of large synthetic JPEG photos, then predicts every one of them
+Writes a folder of large synthetic JPEG (or HEIC) photos, then predicts every one of them
 (iteration 0 of a transfer-seed run, so there is no training) once per worker
-count, each time into a fresh run folder. Reports photos per second.
+count, each time into a fresh run folder. Reports photos per second. With 0 workers,
+photos are read in threads of the run's own process.
 
-    python benchmarks/reading.py [--photos 40] [--width 4000] [--height 3000] [--workers 0 1 2] [--json out.json]
+    python benchmarks/reading.py [--photos 40] [--width 4000] [--height 3000] [--workers 0 1 2]
+        [--suffix .jpg|.heic] [--json out.json]
 """
 
 from __future__ import annotations
@@ -14,13 +16,18 @@ import json
 import tempfile
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import torch
 
 
-def write_photos(folder: Path, count: int, width: int, height: int) -> None:
-    """JPEG photos of an ellipse on noise: decoding them costs what a camera's JPEG costs."""
+def write_photos(folder: Path, count: int, width: int, height: int, suffix: str = ".jpg") -> None:
+    """JPEG or HEIC photos of an ellipse on noise: decoding them costs what a camera's photo costs."""
+    from PIL import Image
+
+    if suffix == ".heic":
+        import pillow_heif  # the tests' HEIC writer (napari-gfn's own pi-heif only reads)
+
+        pillow_heif.register_heif_opener()
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     yy, xx = np.ogrid[:height, :width]
@@ -29,7 +36,7 @@ def write_photos(folder: Path, count: int, width: int, height: int) -> None:
         inside = (yy / height - 0.5) ** 2 + (xx / width - 0.5) ** 2 < radius**2
         photo = np.where(inside[..., None], np.uint8(170), np.uint8(60)).repeat(3, axis=2)
         photo += rng.integers(0, 50, photo.shape, dtype=np.uint8)
-        iio.imwrite(folder / f"photo_{index:03d}.jpg", photo, quality=90)
+        Image.fromarray(photo).save(folder / f"photo_{index:03d}{suffix}", quality=90)
 
 
 def predict_all(images: Path, model_file: Path, workers: int) -> float:
@@ -57,6 +64,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=4000)
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--suffix", choices=[".jpg", ".heic"], default=".jpg")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
@@ -65,7 +73,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         images = Path(tmp) / "photos"
-        write_photos(images, args.photos, args.width, args.height)
+        write_photos(images, args.photos, args.width, args.height, args.suffix)
         model_file = save_model(GFN(), Path(tmp) / "model.pt")
         for workers in args.workers:
             seconds = predict_all(images, model_file, workers)
@@ -74,6 +82,7 @@ def main() -> None:
     report = {
         "photos": args.photos,
         "size": f"{args.width}x{args.height}",
+        "suffix": args.suffix,
         "torch_threads": torch.get_num_threads(),
         "runs": rows,
     }

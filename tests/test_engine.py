@@ -8,6 +8,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from datetime import datetime
 
@@ -226,6 +228,37 @@ def test_each_iteration_records_how_sure_it_was_of_every_mask(branch_run, branch
     (check,) = [notice for notice in notices if notice.startswith("iteration 2: check first")]
     assert re.findall(r"(\w+) \(\d+% uncertain\)", check) == least_sure
     assert check.endswith(str(store.mask_stats_path(2)))
+
+
+def test_photos_are_read_side_by_side_in_order_and_a_stopped_caller_leaves_no_read_running():
+    from napari_gfn.engine.working import read_ahead
+
+    both_reading = threading.Barrier(2, timeout=10)  # broken, and raising, unless two reads run at once
+    started = []
+
+    def read(stem: str) -> str:
+        started.append(stem)
+        if stem in ("a", "b"):
+            both_reading.wait()
+        if stem == "d":
+            raise ImageReadError(stem, "is corrupt")
+        time.sleep(0.01)
+        return stem.upper()
+
+    stems = list("abcdefghij")
+    results = []
+    for stem, reading in read_ahead(read, stems, depth=2):
+        try:
+            results.append((stem, reading.result()))
+        except ImageReadError as error:
+            results.append((stem, str(error)))
+    assert results == [(stem, "d: is corrupt" if stem == "d" else stem.upper()) for stem in stems]
+    started.clear()
+    reads = read_ahead(read, stems, depth=2)
+    assert [next(reads)[1].result() for _ in range(2)] == ["A", "B"]
+    reads.close()
+    assert len(started) <= 4  # the two taken, and the two read ahead when it stopped
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("napari-gfn-read")]
 
 
 def test_mixed_types_and_sizes_come_back_at_full_resolution(tmp_path, write_phone_photo):

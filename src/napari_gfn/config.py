@@ -272,7 +272,7 @@ SETTING_HELP = {
     "grabcut_edge_band": "GrabCut redraws each predicted mask's edge from the photo's colours, moving it by up to "
     "this many working-size pixels; 0, off, suits thin objects such as branches",
     "random_seed": "sets new weights, augmentations and batch order, so that a run repeats",
-    "workers": "processes that read photos ahead of the network (0: the main process)",
+    "workers": "processes that read photos ahead of the network (0: threads of the main process)",
 }
 
 # What the Auto-label dock calls each setting it shows, as written in running text (the dock capitalises the

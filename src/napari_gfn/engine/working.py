@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import imageio.v3 as iio
 import numpy as np
@@ -15,7 +19,20 @@ from torch.utils.data import DataLoader, Dataset
 from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png
 from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet
 
-__all__ = ["WorkingImages", "WorkingMasks", "read_photos", "resize_image", "resize_mask", "working_shape"]
+__all__ = [
+    "WorkingImages",
+    "WorkingMasks",
+    "read_ahead",
+    "read_photos",
+    "resize_image",
+    "resize_mask",
+    "working_shape",
+]
+
+Read = TypeVar("Read")
+# Photos read at once, one per core up to 4 (a 12-MP photo decoded is 36 MB): on 2 cores two at once read
+# 12-MP JPEGs 1.5 times and HEICs 1.9 times as fast as one by one.
+READ_AHEAD = min(4, os.cpu_count() or 1)
 
 
 def working_shape(shape: tuple[int, int], image_size: int) -> tuple[int, int]:
@@ -99,7 +116,9 @@ class _PhotoReader(Dataset):
         return len(self.stems)
 
     def __getitem__(self, index: int) -> tuple[str, tuple[torch.Tensor, torch.Tensor] | ImageReadError]:
-        stem = self.stems[index]
+        return self.read(self.stems[index])
+
+    def read(self, stem: str) -> tuple[str, tuple[torch.Tensor, torch.Tensor] | ImageReadError]:
         try:
             full = self.working.full(stem)
             # Tensors, because a worker process hands them over in shared memory rather than through a pipe.
@@ -119,15 +138,40 @@ def read_photos(
 
     With ``workers`` > 0, that many processes decode ahead while the caller
     predicts. They are forked, so the napari GUI, whose Qt threads make
-    forking unsafe, reads in its own process (``workers=0``).
+    forking unsafe, reads in its own process (``workers=0``), in threads.
     """
-    loader = DataLoader(_PhotoReader(working, stems), batch_size=None, num_workers=workers, collate_fn=_one_sample)
-    for stem, photo in loader:
+    reader = _PhotoReader(working, stems)
+    if workers > 0:
+        photos = DataLoader(reader, batch_size=None, num_workers=workers, collate_fn=_one_sample)
+    else:
+        photos = (reading.result() for _, reading in read_ahead(reader.read, stems))
+    for stem, photo in photos:
         if isinstance(photo, ImageReadError):
             working.failed[stem] = photo
             yield stem, photo
         else:
             yield stem, (photo[0].numpy(), photo[1].numpy())
+
+
+def read_ahead(
+    read: Callable[[str], Read], stems: Sequence[str], depth: int = READ_AHEAD
+) -> Iterator[tuple[str, Future[Read]]]:
+    """Each stem with its ``read(stem)`` under way, in order, with up to ``depth`` reads running in threads.
+
+    Pillow decodes and torch computes without holding the GIL, so photos decode side by side and
+    while the caller works. ``result()`` raises what ``read`` raised. A caller that stops early
+    leaves no read running.
+    """
+    pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="napari-gfn-read")
+    try:
+        under_way: deque[tuple[str, Future[Read]]] = deque()
+        for stem in stems:
+            under_way.append((stem, pool.submit(read, stem)))
+            if len(under_way) > depth:
+                yield under_way.popleft()
+        yield from under_way
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class WorkingMasks:

@@ -26,6 +26,7 @@ from napari_gfn.engine.events import LabellingError, Notice, Progress
 from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, photo_subfolders
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
+from napari_gfn.engine.working import read_ahead
 from napari_gfn.network import build_backbone, guided_upsample
 
 __all__ = [
@@ -266,10 +267,10 @@ def _choose_refiner(name: str) -> Generator[Notice, None, bool]:
 def _read_photos(context: SeedContext) -> Generator[Progress | Notice, None, list[str]]:
     """Decode (and cache) every photo once up front, so a bad file is named before training, not during it."""
     readable, stems = [], context.working.stems
-    for index, stem in enumerate(stems):
+    for index, (stem, reading) in enumerate(read_ahead(context.working.get, stems)):
         context.cancel.check()
         try:
-            context.working.get(stem)
+            reading.result()
             readable.append(stem)
         except ImageReadError as error:
             yield Notice(f"skipped {error}")
