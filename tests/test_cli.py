@@ -16,6 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image, ImageCms
 
 from napari_gfn import cli
 from napari_gfn.cli import _label_config, _TerminalReport, _Terminated, build_parser, main
@@ -461,6 +462,18 @@ def test_cutouts_are_the_photos_transparent_but_for_the_object(tiny_folder, tmp_
         assert 0 < mask.mean() < 1
         np.testing.assert_array_equal(cutout[..., :3], iio.imread(photo) * mask[..., None])  # black where clear
         np.testing.assert_array_equal(cutout[..., 3], mask.astype(np.uint8) * 255)
+    # A photo's RGB colour profile (a phone's Display P3, say) goes with its cut-out; one of other colours does not.
+    rgb_profile, lab_profile = (
+        ImageCms.ImageCmsProfile(ImageCms.createProfile(kind)).tobytes() for kind in ("sRGB", "LAB")
+    )
+    with_rgb, with_lab = sorted(photos.iterdir())[2:4]
+    for photo, profile in ((with_rgb, rgb_profile), (with_lab, lab_profile)):
+        Image.open(photo).save(photo, icc_profile=profile)
+    assert main(["export", str(run), str(tmp_path / "profiled"), "--format", "cutout"]) == 0
+    assert capsys.readouterr().out == f"wrote 8 files to {tmp_path / 'profiled'}\n"
+    for photo, kept in ((with_rgb, rgb_profile), (with_lab, None)):
+        with Image.open(tmp_path / "profiled" / photo.name) as cutout:
+            assert cutout.info.get("icc_profile") == kept, photo.name
     # A photo gone since the run, and one replaced by another size, are named; the others are cut.
     gone, resized = sorted(photos.iterdir())[:2]
     gone.unlink()

@@ -67,11 +67,12 @@ def _atomic_write_encoded(path: os.PathLike | str, encode: Callable[[io.BytesIO]
     return atomic_write(path, lambda stream: stream.write(data))
 
 
-def atomic_write_png(path: os.PathLike | str, image) -> Path:
-    """Encode ``image`` (uint8 or uint16 array) as PNG in memory, then write it atomically."""
+def atomic_write_png(path: os.PathLike | str, image, options: dict | None = None) -> Path:
+    """Encode ``image`` (uint8 or uint16 array) as PNG in memory, with Pillow's ``options``, then write it
+    atomically."""
     import imageio.v3 as iio
 
-    return _atomic_write_encoded(path, lambda buffer: iio.imwrite(buffer, image, extension=".png"))
+    return _atomic_write_encoded(path, lambda buffer: iio.imwrite(buffer, image, extension=".png", **(options or {})))
 
 
 def atomic_write_mask_png(path: os.PathLike | str, mask) -> Path:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, ImageCms
 
 from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png, atomic_write_tiff
 from napari_gfn.config import RunConfig
@@ -71,11 +73,12 @@ def export_labels(
         subfolder = photos[stem].path.parent.relative_to(folder) if stem in photos else Path()
         try:
             mask = read_object_mask(path)
-            content = _cutout(photos[stem], mask, path) if fmt == "cutout" else mask
+            cutout = _cutout(photos[stem], mask, path) if fmt == "cutout" else None
         except ImageReadError as error:
             yield Notice(f"not exported: {error}")
         else:
-            written.append(_write(out_dir / subfolder / f"{stem}{_SUFFIXES[fmt]}", content, fmt))
+            target = out_dir / subfolder / f"{stem}{_SUFFIXES[fmt]}"
+            written.append(atomic_write_png(target, *cutout) if cutout else _write(target, mask, fmt))
         yield Progress(f"export iteration {chosen}", index + 1, len(masks))
     return written
 
@@ -120,8 +123,9 @@ def _photos_of_masks(
     return Path(folder), photos
 
 
-def _cutout(photo: ImageRecord, mask: np.ndarray, mask_path: Path) -> np.ndarray:
-    """The photo as RGBA, opaque on the object, and transparent and black elsewhere.
+def _cutout(photo: ImageRecord, mask: np.ndarray, mask_path: Path) -> tuple[np.ndarray, dict]:
+    """The photo as RGBA, opaque on the object, and transparent and black elsewhere; with the photo's colour
+    profile (a phone's Display P3, say) for the PNG, so that the cut-out shows the photo's colours.
 
     Black, as a cut-out whose transparency is dropped should not show the background again; it also
     makes the PNG 2.5 times smaller and faster to write (12 MP: 3.1 MB in 1.2 s, against 7.7 MB in 2.8 s).
@@ -130,7 +134,20 @@ def _cutout(photo: ImageRecord, mask: np.ndarray, mask_path: Path) -> np.ndarray
     if rgb.shape[:2] != mask.shape:
         raise size_mismatch(str(mask_path), "mask is", mask.shape, rgb.shape[:2])
     rgb[~mask] = 0
-    return np.dstack([rgb, mask.astype(np.uint8) * 255])
+    profile = _rgb_colour_profile(photo.path)
+    return np.dstack([rgb, mask.astype(np.uint8) * 255]), {"icc_profile": profile} if profile else {}
+
+
+def _rgb_colour_profile(path: Path) -> bytes | None:
+    """The photo's ICC profile, if it describes RGB: a CMYK or grey photo's no longer fits its RGB pixels."""
+    try:
+        with Image.open(path) as picture:
+            profile = picture.info.get("icc_profile")
+        return (
+            profile if profile and ImageCms.getOpenProfile(io.BytesIO(profile)).profile.xcolor_space == "RGB " else None
+        )
+    except (OSError, ValueError, ImageCms.PyCMSError):
+        return None  # a profile Pillow cannot read is left out, as the photo's pixels were read
 
 
 _INPUT_FOLDERS = {"images": "photos", "simple": "simple photos", "gt": "ground-truth masks", "ignore": "ignore masks"}
@@ -155,9 +172,7 @@ def _check_out_dir(store: RunFolder, config: RunConfig, out_dir: Path) -> None:
         )
 
 
-def _write(path: Path, content: np.ndarray, fmt: str) -> Path:
+def _write(path: Path, mask: np.ndarray, fmt: str) -> Path:
     if fmt == "png":
-        return atomic_write_mask_png(path, content)
-    if fmt == "tif":
-        return atomic_write_tiff(path, content.astype(np.uint8))
-    return atomic_write_png(path, content)
+        return atomic_write_mask_png(path, mask)
+    return atomic_write_tiff(path, mask.astype(np.uint8))
