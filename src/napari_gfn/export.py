@@ -146,7 +146,7 @@ def _rgb_colour_profile(path: Path) -> bytes | None:
         return (
             profile if profile and ImageCms.getOpenProfile(io.BytesIO(profile)).profile.xcolor_space == "RGB " else None
         )
-    except (OSError, ValueError, ImageCms.PyCMSError):
+    except (OSError, ValueError, ImageCms.PyCMSError, Image.DecompressionBombError):
         return None  # a profile Pillow cannot read is left out, as the photo's pixels were read
 
 
