@@ -16,7 +16,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image, ImageCms
+from PIL import ExifTags, Image, ImageCms
 
 from napari_gfn import cli
 from napari_gfn.cli import _label_config, _TerminalReport, _Terminated, build_parser, main
@@ -450,6 +450,13 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
 def test_cutouts_are_the_photos_transparent_but_for_the_object(tiny_folder, tmp_path, capsys):
     photos = tmp_path / "photos"
     shutil.copytree(tiny_folder / "images", photos)
+    # A camera's photo, stored turned a quarter (EXIF orientation 6), with its date and GPS position.
+    taken = sorted(photos.iterdir())[4]
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make], exif[ExifTags.Base.Orientation] = "Canon", 6
+    exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] = "2026:05:01 10:00:00"
+    exif.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] = "N"
+    Image.open(taken).save(taken, exif=exif.tobytes())
     run = tmp_path / "run"
     assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]) == 0
     store = RunFolder(run)
@@ -460,8 +467,15 @@ def test_cutouts_are_the_photos_transparent_but_for_the_object(tiny_folder, tmp_
         cutout = iio.imread(tmp_path / "cut" / f"{photo.stem}.png")
         mask = store.read_mask(0, photo.stem)
         assert 0 < mask.mean() < 1
-        np.testing.assert_array_equal(cutout[..., :3], iio.imread(photo) * mask[..., None])  # black where clear
+        upright = np.rot90(iio.imread(photo), k=-1) if photo == taken else iio.imread(photo)
+        np.testing.assert_array_equal(cutout[..., :3], upright * mask[..., None])  # black where clear
         np.testing.assert_array_equal(cutout[..., 3], mask.astype(np.uint8) * 255)
+    # The EXIF goes with the cut-out, but for its orientation: its pixels are upright already.
+    with Image.open(tmp_path / "cut" / f"{taken.stem}.png") as cutout:
+        kept = cutout.getexif()
+    assert (kept[ExifTags.Base.Make], ExifTags.Base.Orientation in kept) == ("Canon", False)
+    assert kept.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.DateTimeOriginal] == "2026:05:01 10:00:00"
+    assert kept.get_ifd(ExifTags.IFD.GPSInfo)[ExifTags.GPS.GPSLatitudeRef] == "N"
     # A photo's RGB colour profile (a phone's Display P3, say) goes with its cut-out; one of other colours does not.
     rgb_profile, lab_profile = (
         ImageCms.ImageCmsProfile(ImageCms.createProfile(kind)).tobytes() for kind in ("sRGB", "LAB")

@@ -8,7 +8,7 @@ from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import ExifTags, Image, ImageCms
 
 from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png, atomic_write_tiff
 from napari_gfn.config import RunConfig
@@ -124,8 +124,8 @@ def _photos_of_masks(
 
 
 def _cutout(photo: ImageRecord, mask: np.ndarray, mask_path: Path) -> tuple[np.ndarray, dict]:
-    """The photo as RGBA, opaque on the object, and transparent and black elsewhere; with the photo's colour
-    profile (a phone's Display P3, say) for the PNG, so that the cut-out shows the photo's colours.
+    """The photo as RGBA, opaque on the object, and transparent and black elsewhere; with Pillow's options
+    that carry the photo's metadata to the PNG.
 
     Black, as a cut-out whose transparency is dropped should not show the background again; it also
     makes the PNG 2.5 times smaller and faster to write (12 MP: 3.1 MB in 1.2 s, against 7.7 MB in 2.8 s).
@@ -134,20 +134,34 @@ def _cutout(photo: ImageRecord, mask: np.ndarray, mask_path: Path) -> tuple[np.n
     if rgb.shape[:2] != mask.shape:
         raise size_mismatch(str(mask_path), "mask is", mask.shape, rgb.shape[:2])
     rgb[~mask] = 0
-    profile = _rgb_colour_profile(photo.path)
-    return np.dstack([rgb, mask.astype(np.uint8) * 255]), {"icc_profile": profile} if profile else {}
+    return np.dstack([rgb, mask.astype(np.uint8) * 255]), _metadata_to_keep(photo.path)
 
 
-def _rgb_colour_profile(path: Path) -> bytes | None:
-    """The photo's ICC profile, if it describes RGB: a CMYK or grey photo's no longer fits its RGB pixels."""
+def _metadata_to_keep(path: Path) -> dict:
+    """The photo's EXIF (date, camera, GPS position) and colour profile (a phone's Display P3, say), as
+    Pillow's PNG options, so that a cut-out shows the photo's colours and says where and when it was taken.
+
+    The EXIF loses its orientation, as the cut-out's pixels are upright already; a profile that does not
+    describe RGB (a CMYK or grey photo's) no longer fits the pixels. What Pillow cannot read is left out,
+    as the photo itself was read.
+    """
     try:
         with Image.open(path) as picture:
-            profile = picture.info.get("icc_profile")
-        return (
-            profile if profile and ImageCms.getOpenProfile(io.BytesIO(profile)).profile.xcolor_space == "RGB " else None
-        )
-    except (OSError, ValueError, ImageCms.PyCMSError, Image.DecompressionBombError):
-        return None  # a profile Pillow cannot read is left out, as the photo's pixels were read
+            profile, exif = picture.info.get("icc_profile"), picture.getexif()
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return {}
+    exif.pop(ExifTags.Base.Orientation, None)
+    options = {"exif": exif.tobytes()} if exif else {}
+    if profile and _describes_rgb(profile):
+        options["icc_profile"] = profile
+    return options
+
+
+def _describes_rgb(profile: bytes) -> bool:
+    try:
+        return ImageCms.getOpenProfile(io.BytesIO(profile)).profile.xcolor_space == "RGB "
+    except (OSError, ImageCms.PyCMSError):
+        return False
 
 
 _INPUT_FOLDERS = {"images": "photos", "simple": "simple photos", "gt": "ground-truth masks", "ignore": "ignore masks"}
