@@ -8,7 +8,6 @@ from collections.abc import Generator
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageCms
 
 from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png, atomic_write_tiff
 from napari_gfn.config import RunConfig
@@ -145,6 +144,8 @@ def _metadata_to_keep(path: Path) -> dict:
     describe RGB (a CMYK or grey photo's) no longer fits the pixels. What Pillow cannot read is left out,
     as the photo itself was read.
     """
+    from PIL import ExifTags, Image  # here, as the command line imports this module to list the formats
+
     try:
         with Image.open(path) as picture:
             profile, exif = picture.info.get("icc_profile"), picture.getexif()
@@ -158,6 +159,8 @@ def _metadata_to_keep(path: Path) -> dict:
 
 
 def _describes_rgb(profile: bytes) -> bool:
+    from PIL import ImageCms
+
     try:
         return ImageCms.getOpenProfile(io.BytesIO(profile)).profile.xcolor_space == "RGB "
     except (OSError, ImageCms.PyCMSError):
