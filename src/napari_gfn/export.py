@@ -63,8 +63,9 @@ def export_labels(
     _check_out_dir(store, config, out_dir)
     masks = {path.stem: path for path in store.masks_of(chosen)}
     masks.update(store.fixed_masks())
-    folder, photos = yield from _photos_of_masks(store, config.images, photos_now, list(masks), out_dir, fmt)
-    if fmt == "cutout":  # a mask whose photo is gone has nothing to cut; those were named together
+    cutting = fmt == "cutout"
+    folder, photos = yield from _photos_of_masks(store, config.images, photos_now, list(masks), out_dir, cutting)
+    if cutting:  # a mask whose photo is gone has nothing to cut; those were named together
         masks = {stem: path for stem, path in masks.items() if stem in photos}
     written = []
     for index, (stem, path) in enumerate(masks.items()):
@@ -72,7 +73,7 @@ def export_labels(
         subfolder = photos[stem].path.parent.relative_to(folder) if stem in photos else Path()
         try:
             mask = read_object_mask(path)
-            cutout = _cutout(photos[stem], mask, path) if fmt == "cutout" else None
+            cutout = _cutout(photos[stem], mask, path) if cutting else None
         except ImageReadError as error:
             yield Notice(f"not exported: {error}")
         else:
@@ -97,27 +98,27 @@ def _photos_of_masks(
     photos_now: os.PathLike | str | None,
     stems: list[str],
     out_dir: Path,
-    fmt: str,
-) -> Generator[Notice, None, tuple[Path, dict[str, ImageRecord]]]:
+    cutting: bool,
+) -> Generator[Notice, None, tuple[Path | None, dict[str, ImageRecord]]]:
     """The run's photo folder and its photos by stem, which sort the masks as the photos are ("ophrys/" for a
     species' subfolder); none found sorts none, but leaves cut-outs nothing to cut, so they are refused."""
-    if not recorded and fmt != "cutout":  # a run of arrays handed to the engine: nothing to sort by
-        return out_dir, {}
+    if not recorded and not cutting:  # a run of arrays handed to the engine: nothing to sort by
+        return None, {}
     try:
         folder, found = find_run_photos(store, recorded, str(photos_now) if photos_now else None)
     except RunFolderError as error:  # moved without its photos (from a GPU server, say)
-        if fmt == "cutout":
+        if cutting:
             raise LabellingError(
                 f"cut-outs are cut from the run's photos, which are not found: {error}; give the folder they are "
                 "in now (--photos, or the Photo folder)"
             ) from None
         yield Notice(f"every mask is written into {out_dir} itself, not sorted as the photos are: {error}")
-        return out_dir, {}
+        return None, {}
     if elsewhere := photos_not_read_from(folder, photos_now):
         yield Notice(elsewhere)
     photos = {record.stem: record for record in found.records}
     if missing := [stem for stem in stems if stem not in photos]:
-        written = "not exported" if fmt == "cutout" else f"masks written into {out_dir} itself"
+        written = "not exported" if cutting else f"masks written into {out_dir} itself"
         yield Notice(f"{written}, as their photos are no longer in {folder}: {a_few(missing)} ({len(missing)} in all)")
     return Path(folder), photos
 
