@@ -623,13 +623,9 @@ def test_empty_folder_is_a_clear_error(tmp_path):
         run_to_end(config)
     for species in ("orchis", "ophrys", "dactylorhiza", "cypripedium"):
         (tmp_path / "empty" / species).mkdir()
-    with pytest.raises(LabellingError, match=r"nor do its subfolders \(cypripedium, dactylorhiza, ophrys, \.\.\.\)$"):
-        run_to_end(config)
-    # A tree given at its top (species/site/photos): photos are read one level down, and the message says where.
     (tmp_path / "empty" / "ophrys" / "site a").mkdir()
-    iio.imwrite(tmp_path / "empty" / "ophrys" / "site a" / "IMG_1.png", np.zeros((32, 32, 3), np.uint8))
-    deeper = f"; photos are read one folder level down at most, and {tmp_path / 'empty' / 'ophrys'} holds folders of "
-    with pytest.raises(LabellingError, match=re.escape(deeper) + "photos: choose it$"):
+    subfolders = r"nor do its subfolders \(cypripedium, dactylorhiza, ophrys, \.\.\.\) or theirs$"
+    with pytest.raises(LabellingError, match=subfolders):
         run_to_end(config)
 
 
@@ -650,17 +646,31 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
         for stem in stems:
             iio.imwrite(tmp_path / "photos" / site / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "photos" / "wood" / "notes.txt").write_text("sunny")
+    # A tree of species, year and site is read to its photos, whatever its depth.
+    for where, stem in (("heath/2024/site b", "h1"), ("heath/2025", "h2"), ("meadow/rejects", "m9")):
+        (tmp_path / "photos" / where).mkdir(parents=True)
+        iio.imwrite(tmp_path / "photos" / where / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "photos" / "heath" / "2024" / "all photos").symlink_to(tmp_path / "photos")  # a link up the tree
     # A run kept beside the photos is not read as more photos.
     (tmp_path / "photos" / "run" / "inputs").mkdir(parents=True)
     (tmp_path / "photos" / "run" / "run.json").write_text("{}")
     iio.imwrite(tmp_path / "photos" / "run" / "copied.png", np.zeros((8, 8, 3), np.uint8))
     photos = ImageSet.from_folder(tmp_path / "photos")
-    assert photos.stems == ["m1", "m2", "w1"]
-    assert photos[2].path == tmp_path / "photos" / "wood" / "w1.png"
+    # A folder that holds photos has its own subfolders left alone (meadow's rejects).
+    assert photos.stems == ["h1", "h2", "m1", "m2", "w1"]
+    assert photos[0].path == tmp_path / "photos" / "heath" / "2024" / "site b" / "h1.png"
+    assert photos[4].path == tmp_path / "photos" / "wood" / "w1.png"
     assert photos.skipped == [
         f"{tmp_path / 'photos' / 'wood' / 'notes.txt'}: not a photo file napari-gfn reads "
         f"(it reads {', '.join(IMAGE_SUFFIXES)})"
     ]
+    # Two photos of one name deep in the tree are named with the folders that hold them.
+    iio.imwrite(tmp_path / "photos" / "heath" / "2025" / "h1.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(
+        ImageReadError,
+        match=re.escape("share a name, and each mask is named after its photo: h1 (heath/2024/site b, heath/2025)"),
+    ):
+        ImageSet.from_folder(tmp_path / "photos")
     # A photo in the folder itself means the subfolders are something else (masks, runs): only it is read.
     iio.imwrite(tmp_path / "photos" / "p0.png", np.zeros((8, 8, 3), np.uint8))
     assert ImageSet.from_folder(tmp_path / "photos").stems == ["p0"]

@@ -282,9 +282,10 @@ def test_the_cam_classifier_trains_for_cam_epochs_not_seed_epochs(tiny_folder, t
 
 def test_labels_from_csv_and_class_folders_agree(tmp_path):
     (tmp_path / "labels.csv").write_text("image,class\nrose_1.jpg,rose\ntulip_1,tulip\n")
-    for name, stem in (("rose", "rose_1"), ("tulip", "tulip_1")):
-        (tmp_path / "folders" / name).mkdir(parents=True)
-        iio.imwrite(tmp_path / "folders" / name / f"{stem}.png", np.zeros((4, 4, 3), np.uint8))
+    # A class's photos may be sorted further, by year or site.
+    for where, stem in (("rose", "rose_1"), ("tulip/2024/site a", "tulip_1")):
+        (tmp_path / "folders" / where).mkdir(parents=True)
+        iio.imwrite(tmp_path / "folders" / where / f"{stem}.png", np.zeros((4, 4, 3), np.uint8))
     expected = {"rose_1": "rose", "tulip_1": "tulip"}
     assert read_image_labels(tmp_path / "labels.csv") == (expected, {})
     assert read_image_labels(tmp_path / "folders") == (expected, {})

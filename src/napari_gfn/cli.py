@@ -343,7 +343,7 @@ def _add_label_parser(commands) -> None:
     label.add_argument(
         "images",
         help="folder of photos (PNG, JPEG, TIFF, WebP, HEIC, AVIF, JPEG 2000), "
-        "or of subfolders of photos (one per species, say)",
+        "or a tree of folders of photos (species/year/site, say)",
     )
     label.add_argument("--out", required=True, help="run folder (created; or resumed with --resume)")
     for heading, names in _LABEL_SETTINGS.items():

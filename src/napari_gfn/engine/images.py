@@ -28,6 +28,7 @@ __all__ = [
     "a_few",
     "image_files",
     "let_pillow_read_heif",
+    "photo_files",
     "photo_subfolders",
     "read_mask",
     "read_object_mask",
@@ -321,34 +322,37 @@ def _not_photos(paths: list[Path], beside_photos: bool) -> str:
 _SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if not path.name.startswith(".") and path.name.lower() not in _SYSTEM_FILES and path.is_file()
-    )
+def _contents(folder: Path) -> tuple[list[Path], list[Path]]:
+    """``folder``'s visible files, and its subfolders that may hold photos (not hidden, not a run folder)."""
+    files, subfolders = [], []
+    # One scandir pass: a folder's entries know their type, where a Path's is_dir costs a stat each.
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                subfolders.append(Path(entry.path))
+            elif entry.is_file() and entry.name.lower() not in _SYSTEM_FILES:
+                files.append(Path(entry.path))
+    return sorted(files), sorted(path for path in subfolders if not (path / "run.json").is_file())
 
 
 def photo_subfolders(folder: Path) -> list[Path]:
     """``folder``'s subfolders that may hold photos: not hidden, and not a napari-gfn run folder."""
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.is_dir() and not path.name.startswith(".") and not (path / "run.json").is_file()
-    )
+    return _contents(folder)[1]
 
 
 def _is_photo(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def _repeated_names(photos: list[Path]) -> list[str]:
-    """Photo names found in more than one folder, each with the folders: "horse001 (images, masks)"."""
+def _repeated_names(photos: list[Path], folder: Path) -> list[str]:
+    """Photo names found in more than one folder below ``folder``, each with the folders: "horse001 (images, masks)"."""
     folders_of: dict[str, list[str]] = {}
     for path in photos:
         folders = folders_of.setdefault(path.stem, [])
-        if path.parent.name not in folders:
-            folders.append(path.parent.name)
+        if (where := path.parent.relative_to(folder).as_posix()) not in folders:
+            folders.append(where)
     return [f"{stem} ({', '.join(folders)})" for stem, folders in folders_of.items() if len(folders) > 1]
 
 
@@ -359,24 +363,40 @@ _ONE_NAME_EACH = {
 }
 
 
-def _listed_files(folder: Path, what: str) -> list[Path]:
-    """``folder``'s files; or, when it holds no image itself, its subfolders' (one per species or site, say).
+def photo_files(folder: Path) -> list[Path]:
+    """The photo files in ``folder``, found as :meth:`ImageSet.from_folder` finds them (subfolders at any depth)."""
+    return [path for path in _listed_files(folder, "photos") if _is_photo(path)]
 
-    The subfolders' images must have distinct names: a dataset's images/ and masks/ share theirs, and
-    then it is one of them that is wanted, not their parent.
+
+def _listed_files(folder: Path, what: str) -> list[Path]:
+    """``folder``'s files; or, when it holds no image itself, its subfolders' by the same rule, at any depth.
+
+    Photos are often sorted by species, year or site (``orchids/2024/site A/``). A folder that holds
+    images has its subfolders left alone: they hold something else (rejects, thumbnails). The images
+    found must have distinct names: a dataset's images/ and masks/ share theirs, and then it is one of
+    them that is wanted, not their parent.
     """
-    files = _visible_files(folder)
-    if any(_is_photo(path) for path in files):
-        return files
-    below = [path for subfolder in photo_subfolders(folder) for path in _visible_files(subfolder)]
-    repeated = _repeated_names([path for path in below if _is_photo(path)])
+    files = _files_in_tree(folder, {folder.resolve()})
+    repeated = _repeated_names([path for path in files if _is_photo(path)], folder)
     if repeated:
         raise ImageReadError(
             str(folder),
             f"{what} in different subfolders share a name, and {_ONE_NAME_EACH[what]}: {a_few(repeated)}; "
             f"choose the subfolder that holds the {what}, or rename the repeats",
         )
-    return files + below
+    return files
+
+
+def _files_in_tree(folder: Path, seen: set[Path]) -> list[Path]:
+    files, subfolders = _contents(folder)
+    if any(_is_photo(path) for path in files):
+        return files
+    for subfolder in subfolders:
+        # A link to a folder already read (up the tree, say) would read it again, or forever.
+        if (real := subfolder.resolve()) not in seen:
+            seen.add(real)
+            files += _files_in_tree(subfolder, seen)
+    return files
 
 
 def not_a_folder(path: Path) -> str | None:
@@ -388,21 +408,9 @@ def not_a_folder(path: Path) -> str | None:
 
 def _why_no_photos(folder: Path) -> str:
     problem = f"the folder holds no photos ({', '.join(IMAGE_SUFFIXES)})"
-    subfolders = photo_subfolders(folder)
-    if subfolders:
-        problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])})"
-    # A tree of year/site/photos given at its top: say which folder to give, as photos are read one level down.
-    if holders := [subfolder for subfolder in subfolders if _has_photos_below(subfolder)]:
-        named = a_few([str(path) for path in holders])
-        holds, which = ("holds", "it") if len(holders) == 1 else ("hold", "one of them")
-        problem += (
-            f"; photos are read one folder level down at most, and {named} {holds} folders of photos: choose {which}"
-        )
+    if subfolders := photo_subfolders(folder):
+        problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])}) or theirs"
     return problem
-
-
-def _has_photos_below(folder: Path) -> bool:
-    return any(_is_photo(path) for subfolder in photo_subfolders(folder) for path in _visible_files(subfolder))
 
 
 @dataclass(frozen=True)
@@ -437,7 +445,7 @@ class ImageSet(Sequence):
     def from_folder(cls, folder: os.PathLike | str) -> ImageSet:
         """Every photo in ``folder``, sorted by name; other files are listed in ``skipped``.
 
-        A folder that holds no photo itself gives the photos of its subfolders (one level down, run
+        A folder that holds no photo itself gives the photos of its subfolders, at any depth (run
         folders left out), which must then have distinct names.
         """
         folder = Path(folder)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from napari_gfn.config import describe_seed, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import LabellingError, Notice, Progress
-from napari_gfn.engine.images import IMAGE_SUFFIXES, ImageReadError, photo_subfolders
+from napari_gfn.engine.images import ImageReadError, photo_files, photo_subfolders
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
 from napari_gfn.engine.working import read_ahead
@@ -107,8 +107,7 @@ def _pairs_from_class_folders(folder: Path) -> list[tuple[str, str]]:
     pairs = [
         (photo.stem, class_folder.name)
         for class_folder in photo_subfolders(folder)  # as the photo reader lists them: a run folder is no class
-        for photo in class_folder.iterdir()
-        if photo.suffix.lower() in IMAGE_SUFFIXES
+        for photo in photo_files(class_folder)  # a species' photos may be sorted by year or site below it
     ]
     if not pairs:
         raise LabellingError(f"{folder}: no class folder holds a photo; expected {folder}/<class>/<photo>")
