@@ -46,6 +46,7 @@ from napari_gfn.engine.images import (
     read_object_mask,
     to_rgb8,
 )
+from napari_gfn.engine.working import working_shape
 from napari_gfn.run_lock import RunLock, RunLockedError
 from napari_gfn.sample_data import make_sample_set
 from napari_gfn.seeds.otsu import otsu_mask
@@ -171,16 +172,40 @@ def test_resume_without_the_cache_trains_as_the_uninterrupted_run_did(branch_run
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
 
 
+def test_a_panoramas_working_copy_keeps_a_quarter_of_the_working_size_across():
+    assert working_shape((300, 400), 320) == (240, 320)  # the long side at the working size
+    assert working_shape((100, 100), 320) == (320, 320)
+    assert working_shape((320, 1280), 320) == (80, 320)  # 4:1, where both rules meet
+    # Beyond 4:1 the short side stays at 80 px, five rows of the network's features, and the long side grows.
+    assert working_shape((60, 3000), 320) == (80, 4000)
+    assert working_shape((1600, 80), 320) == (1600, 80)
+
+
+def test_a_resumed_run_reads_no_working_copy_cached_under_an_earlier_resizing_rule(tiny_folder, tmp_path):
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=1)
+    run_to_end(config.updated(iterations=0))
+    # Copies of another shape where the cache was kept before working copies of panoramas changed shape.
+    earlier = tmp_path / "run" / "cache" / "images" / str(TINY.image_size)
+    earlier.mkdir(parents=True, exist_ok=True)
+    stems = ImageSet.from_folder(tiny_folder / "images").stems
+    for stem in stems:
+        iio.imwrite(earlier / f"{stem}.png", np.zeros((16, 48, 3), np.uint8))
+    results, _ = run_to_end(config, resume=True)
+    assert results[-1].iteration == 1
+    working = RunFolder(tmp_path / "run").cache_dir / "images" / str(TINY.image_size)
+    assert all(iio.imread(working / f"{stem}.png").shape == (64, 64, 3) for stem in stems)
+
+
 @pytest.mark.slow
 def test_masks_between_iterations_live_on_disk_not_in_memory(branch_run, branch_folder):
     out, results, _ = branch_run
     store = RunFolder(out)
     stems = sorted(p.stem for p in (branch_folder / "images").glob("*.png"))
     # Only the last iteration's working masks stay cached: the next round trains on them.
-    assert sorted(p.name for p in (out / "cache" / "masks").iterdir()) == ["iter_02"]
+    assert sorted(p.name for p in (store.cache_dir / "masks").iterdir()) == ["iter_02"]
     # The photos are 160 px, the working size: the cached masks equal the run folder's.
     for stem in stems:
-        cached = iio.imread(out / "cache" / "masks" / "iter_02" / f"{stem}.png") > 127
+        cached = iio.imread(store.cache_dir / "masks" / "iter_02" / f"{stem}.png") > 127
         np.testing.assert_array_equal(cached, store.read_mask(2, stem))
     # The change between iterations was computed from those files; recompute it from the run folder.
     for iteration in (1, 2):

@@ -259,7 +259,8 @@ SETTING_HELP = {
     "backbone": "the network's encoder: efficientnet_lite0 has its ImageNet weights installed; a ResNet uses "
     "torchvision's only when they are already in the local torch cache",
     "device": "auto (CUDA when present), cpu or cuda",
-    "image_size": "long side, in pixels, of the photos the network sees; masks come back at full size",
+    "image_size": "long side, in pixels, of the photos the network sees (a panorama past 4:1 keeps a quarter of "
+    "it across); masks come back at full size",
     "epochs": "training epochs per refinement round",
     "seed_epochs": "training epochs of the Otsu seed's GFN",
     "min_steps": "fewest SGD steps each training runs for, so that small sets learn long enough",

@@ -12,7 +12,7 @@ Layout::
     RUN/summary.json             the best iteration, when ground truth scored the run
     RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
     RUN/untrusted/<stem>.png     a correction the user stopped trusting, kept; nothing reads it
-    RUN/cache/                   resized photos and working-size masks, safe to delete
+    RUN/cache/<format>/          resized photos and working-size masks, safe to delete
     RUN/inputs/<kind>/<stem>.png photos, simple photos or ground truth copied from napari layers
 
 An iteration is finished once its line is in ``metrics.jsonl``, which is
@@ -41,6 +41,10 @@ from napari_gfn.review import MaskStats, stats_from_csv, stats_to_csv
 from napari_gfn.run_lock import RunLock
 
 __all__ = ["CANCELLED", "FINISHED", "RunFolder", "RunFolderError"]
+
+# Named anew whenever working copies change shape (2: a panorama's short side kept to a quarter of the working
+# size), so that a run resumed under the new rule never pairs its cached copies with new ones.
+_CACHE_FORMAT = "2"
 
 
 def _settings_before_they_existed(saved: dict) -> dict:
@@ -104,7 +108,7 @@ class RunFolder:
 
     @property
     def cache_dir(self) -> Path:
-        return self.root / "cache"
+        return self.root / "cache" / _CACHE_FORMAT
 
     @property
     def fixed_dir(self) -> Path:

@@ -36,9 +36,14 @@ READ_AHEAD = min(4, os.cpu_count() or 1)
 
 
 def working_shape(shape: tuple[int, int], image_size: int) -> tuple[int, int]:
-    """Scale (H, W) so the long side is ``image_size`` (aspect kept, never upscaled past it)."""
+    """Scale (H, W) so the long side is ``image_size``, aspect kept, unless the short side would fall below a
+    quarter of it: then the short side is that quarter, and the long side longer.
+
+    At a long side of 320, a 20:1 strip would be 16 pixels across, a single row of the network's features,
+    and its masks came out inverted. Photos up to 4:1 (every one in ../shared/datasets) are unaffected.
+    """
     height, width = shape[:2]
-    scale = image_size / max(height, width)
+    scale = max(image_size / max(height, width), image_size / 4 / min(height, width))
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
@@ -57,7 +62,7 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class WorkingImages:
-    """Lazily resized copies of an image set's photos (long side = ``image_size``)."""
+    """Lazily resized copies of an image set's photos (see :func:`working_shape`)."""
 
     def __init__(self, images: ImageSet, image_size: int, cache_dir: Path | None = None) -> None:
         self.images = images
