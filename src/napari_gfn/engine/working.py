@@ -40,7 +40,7 @@ def working_shape(shape: tuple[int, int], image_size: int) -> tuple[int, int]:
     quarter of it: then the short side is that quarter, and the long side longer.
 
     At a long side of 320, a 20:1 strip would be 16 pixels across, a single row of the network's features,
-    and its masks came out inverted. Photos up to 4:1 (every one in ../shared/datasets) are unaffected.
+    and its masks came out inverted or empty. Photos up to 4:1 are brought to the size they always were.
     """
     height, width = shape[:2]
     scale = max(image_size / max(height, width), image_size / 4 / min(height, width))
