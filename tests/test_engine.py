@@ -194,6 +194,7 @@ def test_a_resumed_run_reads_no_working_copy_cached_under_an_earlier_resizing_ru
     assert results[-1].iteration == 1
     working = RunFolder(tmp_path / "run").cache_dir / "images" / str(TINY.image_size)
     assert all(iio.imread(working / f"{stem}.png").shape == (64, 64, 3) for stem in stems)
+    assert sorted(path.name for path in (tmp_path / "run" / "cache").iterdir()) == [working.parents[1].name]
 
 
 @pytest.mark.slow

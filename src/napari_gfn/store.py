@@ -212,7 +212,8 @@ class RunFolder:
         return moved
 
     def discard_unfinished(self) -> None:
-        """Remove iteration folders that have no metrics line (the iteration a kill interrupted).
+        """Remove iteration folders that have no metrics line (the iteration a kill interrupted), and a cache
+        in an earlier format.
 
         Only in a run folder: ``--resume`` given another folder (a home folder, by mistake) deletes nothing.
         """
@@ -224,6 +225,10 @@ class RunFolder:
                 shutil.rmtree(folder)
         for leftover in self.root.rglob(".*.tmp"):
             leftover.unlink(missing_ok=True)
+        # Working copies cached in an earlier format are never read again: the disk space is the user's.
+        for earlier in self.cache_dir.parent.glob("*"):
+            if earlier.is_dir() and earlier != self.cache_dir:
+                shutil.rmtree(earlier)
 
     # ---------------------------------------------------------------- the run's log
     def append_log(self, level: str, message: str) -> None:
