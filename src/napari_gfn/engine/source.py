@@ -24,7 +24,7 @@ from napari_gfn.engine.images import (
     size_mismatch,
 )
 from napari_gfn.engine.training import IGNORE, describe_device, new_model, train_on_targets
-from napari_gfn.engine.working import WorkingImages, read_ahead
+from napari_gfn.engine.working import WorkingImages, read_each
 from napari_gfn.network import GFN, check_model_file_writable, save_model
 
 __all__ = ["LabelledSet", "train_source_model", "train_source_model_file"]
@@ -120,15 +120,7 @@ class LabelledSet:
         self, working: WorkingImages, cancel: CancelToken, phase: str
     ) -> Generator[Progress | Notice, None, dict[str, np.ndarray]]:
         """Every usable pair's targets at working resolution; unreadable or mis-sized pairs are named and skipped."""
-        targets = {}
-        stems = working.stems
-        for index, (stem, reading) in enumerate(read_ahead(lambda stem: self._working_target(working, stem), stems)):
-            cancel.check()
-            try:
-                targets[stem] = reading.result()
-            except ImageReadError as error:
-                yield Notice(f"skipped {error}")
-            yield Progress(phase, index + 1, len(stems))
+        targets = yield from read_each(lambda stem: self._working_target(working, stem), working.stems, cancel, phase)
         if not targets:
             raise LabellingError(f"{self.name}: no photo and label pair could be read")
         return targets

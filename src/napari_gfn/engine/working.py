@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -17,12 +17,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png
+from napari_gfn.engine.events import CancelToken, Notice, Progress
 from napari_gfn.engine.images import ImageReadError, ImageRecord, ImageSet
 
 __all__ = [
     "WorkingImages",
     "WorkingMasks",
     "read_ahead",
+    "read_each",
     "read_photos",
     "resize_image",
     "resize_mask",
@@ -177,6 +179,22 @@ def read_ahead(
         yield from under_way
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def read_each(
+    read: Callable[[str], Read], stems: Sequence[str], cancel: CancelToken, phase: str
+) -> Generator[Progress | Notice, None, dict[str, Read]]:
+    """``read(stem)`` for every stem, side by side (see :func:`read_ahead`), with progress; a photo that
+    cannot be read is named and left out of the results."""
+    results = {}
+    for index, (stem, reading) in enumerate(read_ahead(read, stems)):
+        cancel.check()
+        try:
+            results[stem] = reading.result()
+        except ImageReadError as error:
+            yield Notice(f"skipped {error}")
+        yield Progress(phase, index + 1, len(stems))
+    return results
 
 
 class WorkingMasks:

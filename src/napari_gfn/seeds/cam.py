@@ -23,10 +23,10 @@ from torch import Tensor, nn
 from napari_gfn.config import describe_seed, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, photo_files, photo_subfolders
+from napari_gfn.engine.images import photo_files, photo_subfolders
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
-from napari_gfn.engine.working import read_ahead
+from napari_gfn.engine.working import read_each
 from napari_gfn.network import build_backbone, guided_upsample
 
 __all__ = [
@@ -265,16 +265,11 @@ def _choose_refiner(name: str) -> Generator[Notice, None, bool]:
 
 def _read_photos(context: SeedContext) -> Generator[Progress | Notice, None, list[str]]:
     """Decode (and cache) every photo once up front, so a bad file is named before training, not during it."""
-    readable, stems = [], context.working.stems
-    for index, (stem, reading) in enumerate(read_ahead(context.working.get, stems)):
-        context.cancel.check()
-        try:
-            reading.result()
-            readable.append(stem)
-        except ImageReadError as error:
-            yield Notice(f"skipped {error}")
-        yield Progress("seed: read photos", index + 1, len(stems))
-    return readable
+    # The shape only: the copies are cached, and hundreds of them need not sit in memory.
+    shapes = yield from read_each(
+        lambda stem: context.working.get(stem).shape, context.working.stems, context.cancel, "seed: read photos"
+    )
+    return list(shapes)
 
 
 def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOutput]:

@@ -53,19 +53,9 @@ def otsu_mask(image: np.ndarray) -> OtsuResult:
 
 def _score_photos(working, cancel, phase: str):
     """Otsu result for every photo of a working set, skipping (and naming) photos that fail to load."""
-    from napari_gfn.engine.events import Notice, Progress
-    from napari_gfn.engine.images import ImageReadError
-    from napari_gfn.engine.working import read_ahead
+    from napari_gfn.engine.working import read_each
 
-    results = {}
-    for index, (stem, reading) in enumerate(read_ahead(working.get, working.stems)):
-        cancel.check()
-        try:
-            results[stem] = otsu_mask(reading.result())
-        except ImageReadError as error:
-            yield Notice(f"skipped {error}")
-        yield Progress(phase, index + 1, len(working.stems))
-    return results
+    return (yield from read_each(lambda stem: otsu_mask(working.get(stem)), working.stems, cancel, phase))
 
 
 def otsu_seed(context):
