@@ -78,7 +78,7 @@ def export_labels(
             yield Notice(f"not exported: {error}")
         else:
             target = out_dir / subfolder / f"{stem}{_SUFFIXES[fmt]}"
-            written.append(atomic_write_png(target, *cutout) if cutout else _write(target, mask, fmt))
+            written.append(atomic_write_png(target, *cutout) if cutout is not None else _write(target, mask, fmt))
         yield Progress(f"export iteration {chosen}", index + 1, len(masks))
     return written
 
