@@ -12,6 +12,7 @@ import threading
 import time
 import warnings
 from datetime import datetime
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -682,13 +683,14 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
     (tmp_path / "photos" / "run" / "run.json").write_text("{}")
     iio.imwrite(tmp_path / "photos" / "run" / "copied.png", np.zeros((8, 8, 3), np.uint8))
     photos = ImageSet.from_folder(tmp_path / "photos")
-    # A folder that holds photos has its own subfolders left alone (meadow's rejects).
+    # A folder that holds photos has its own subfolders left alone (meadow's rejects), and says so.
     assert photos.stems == ["h1", "h2", "m1", "m2", "w1"]
     assert photos[0].path == tmp_path / "photos" / "heath" / "2024" / "site b" / "h1.png"
     assert photos[4].path == tmp_path / "photos" / "wood" / "w1.png"
     assert photos.skipped == [
         f"{tmp_path / 'photos' / 'wood' / 'notes.txt'}: not a photo file napari-gfn reads "
-        f"(it reads {', '.join(IMAGE_SUFFIXES)})"
+        f"(it reads {', '.join(IMAGE_SUFFIXES)})",
+        _left_out(tmp_path / "photos" / "meadow", "1 subfolder", "rejects"),
     ]
     # Two photos of one name deep in the tree are named with the folders that hold them.
     iio.imwrite(tmp_path / "photos" / "heath" / "2025" / "h1.png", np.zeros((8, 8, 3), np.uint8))
@@ -699,7 +701,19 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
         ImageSet.from_folder(tmp_path / "photos")
     # A photo in the folder itself means the subfolders are something else (masks, runs): only it is read.
     iio.imwrite(tmp_path / "photos" / "p0.png", np.zeros((8, 8, 3), np.uint8))
-    assert ImageSet.from_folder(tmp_path / "photos").stems == ["p0"]
+    (tmp_path / "photos" / "empty").mkdir()
+    photos = ImageSet.from_folder(tmp_path / "photos")
+    assert photos.stems == ["p0"]
+    # The subfolders that hold photos are named; an empty one and the run folder are not.
+    assert photos.skipped == [_left_out(tmp_path / "photos", "3 subfolders", "heath, meadow, wood")]
+
+
+def _left_out(folder: Path, subfolders: str, names: str) -> str:
+    return (
+        f"the photos in {subfolders} of {folder} ({names}): a folder that holds photos itself keeps its subfolders "
+        f"out (rejects or thumbnails, say); to label them too, move the photos of {folder} into a subfolder of "
+        "their own"
+    )
 
 
 def test_a_dataset_folder_of_images_and_masks_is_refused_naming_the_repeats(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png, atomic_write_tiff
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.events import CancelToken, LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, ImageRecord, a_few, read_object_mask, size_mismatch
+from napari_gfn.engine.images import ImageReadError, ImageRecord, a_few, counted, read_object_mask, size_mismatch
 from napari_gfn.engine.run_photos import find_run_photos, photos_not_read_from
 from napari_gfn.store import RunFolder, RunFolderError
 
@@ -87,8 +87,7 @@ def describe_export(written: list[Path], out_dir: os.PathLike | str) -> str:
     """The line that reports an export: how many files, where, and into how many subfolders."""
     out_dir = Path(out_dir)
     subfolders = {path.parent for path in written} - {out_dir}
-    plural = "s" if len(subfolders) > 1 else ""
-    sorted_into = f", sorted into {len(subfolders)} subfolder{plural} as the photos are" if subfolders else ""
+    sorted_into = f", sorted into {counted(len(subfolders), 'subfolder')} as the photos are" if subfolders else ""
     return f"wrote {len(written)} files to {out_dir}{sorted_into}"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ __all__ = [
     "ImageRecord",
     "ImageSet",
     "a_few",
+    "counted",
     "image_files",
     "let_pillow_read_heif",
     "photo_files",
@@ -294,6 +295,11 @@ def a_few(names: Sequence[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
+def counted(number: int, thing: str) -> str:
+    """``number`` things, for a message: "1 photo", "3 photos"."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"
+
+
 # Photo formats this plugin does not read, which cameras write: what to do with them instead.
 _CONVERT = dict.fromkeys(
     (".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf", ".dng"),
@@ -376,7 +382,7 @@ def _listed_files(folder: Path, what: str) -> list[Path]:
     found must have distinct names: a dataset's images/ and masks/ share theirs, and then it is one of
     them that is wanted, not their parent.
     """
-    files = _files_in_tree(folder, {folder.resolve()})
+    files = list(_files_in_tree(folder, {folder.resolve()}))
     repeated = _repeated_names([path for path in files if _is_photo(path)], folder)
     if repeated:
         raise ImageReadError(
@@ -387,16 +393,40 @@ def _listed_files(folder: Path, what: str) -> list[Path]:
     return files
 
 
-def _files_in_tree(folder: Path, seen: set[Path]) -> list[Path]:
+def _files_in_tree(folder: Path, seen: set[Path]) -> Iterator[Path]:
     files, subfolders = _contents(folder)
+    yield from files
     if any(_is_photo(path) for path in files):
-        return files
+        return
     for subfolder in subfolders:
         # A link to a folder already read (up the tree, say) would read it again, or forever.
         if (real := subfolder.resolve()) not in seen:
             seen.add(real)
-            files += _files_in_tree(subfolder, seen)
-    return files
+            yield from _files_in_tree(subfolder, seen)
+
+
+def _subfolders_left_out(folder: Path, photos: list[Path]) -> list[str]:
+    """Why the photos below a folder of photos are not labelled: a message per such folder, naming its subfolders
+    that hold photos, so that a year sorted into a subfolder beside last year's photos is not lost unsaid."""
+    photo_folders = sorted({path.parent for path in photos})
+    seen = {folder.resolve(), *(photo_folder.resolve() for photo_folder in photo_folders)}
+    messages = []
+    for photo_folder in photo_folders:
+        holding_photos = []
+        for subfolder in photo_subfolders(photo_folder):
+            if (real := subfolder.resolve()) in seen:  # a link to a folder read, or looked through, already
+                continue
+            seen.add(real)
+            # Up to the first photo: a large tree below a folder of photos (a photo library) is not walked whole.
+            if any(map(_is_photo, _files_in_tree(subfolder, seen))):
+                holding_photos.append(subfolder.name)
+        if holding_photos:
+            messages.append(
+                f"the photos in {counted(len(holding_photos), 'subfolder')} of {photo_folder} "
+                f"({a_few(holding_photos)}): a folder that holds photos itself keeps its subfolders out (rejects or "
+                f"thumbnails, say); to label them too, move the photos of {photo_folder} into a subfolder of their own"
+            )
+    return messages
 
 
 def not_a_folder(path: Path) -> str | None:
@@ -471,7 +501,7 @@ class ImageSet(Sequence):
             else:
                 records[path.stem] = ImageRecord(path.stem, path=path)
         not_photos = [_not_photos(paths, beside_photos) for (*_, beside_photos), paths in others.items()]
-        return cls(list(records.values()), not_photos + skipped)
+        return cls(list(records.values()), not_photos + skipped + _subfolders_left_out(folder, photos))
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> ImageSet:

@@ -41,7 +41,7 @@ from napari_gfn.config import (
     shape_settings_for_new_seed,
 )
 from napari_gfn.engine import CancelToken, ImageReadError, ImageSet, IterationResult, Progress
-from napari_gfn.engine.images import a_few, image_files, let_pillow_read_heif, to_rgb8
+from napari_gfn.engine.images import a_few, counted, image_files, let_pillow_read_heif, to_rgb8
 from napari_gfn.engine.metrics import truth_mask_for_photo
 from napari_gfn.run_lock import RunLock
 from napari_gfn.run_window import read_run
@@ -557,14 +557,15 @@ class AutoLabelWidget(Container):
         self.browser.browse(self.run_layers, store)
         self.follower.follow(store)  # a run still working on a server adds its iterations as they finish
         if problems := store.logged_problems():  # the run may have been made on a server, its notices unseen
-            said = f"run {store.root} reported {_counted(problems)} while it worked (photos skipped, say)"
+            said = f"run {store.root} reported {counted(problems, 'problem')} while it worked (photos skipped, say)"
             self._warn_with_log(store, f"{said}: see {store.log_path}")
 
     def _say_followed_run_ended(self, ended: str) -> None:
         """How the run followed ended; a warning with its log a click away if the log holds problems."""
         said = f"run {self.store.root}: {ended}"
         if problems := self.store.logged_problems():
-            self._warn_with_log(self.store, f"{said} (its log holds {_counted(problems)}: {self.store.log_path})")
+            holds = f"its log holds {counted(problems, 'problem')}"
+            self._warn_with_log(self.store, f"{said} ({holds}: {self.store.log_path})")
         else:
             show_info(said)
 
@@ -683,10 +684,6 @@ def _resumed_photos(
             "photos; a new run folder labels them"
         )
     return run_config, photos, in_run
-
-
-def _counted(problems: int) -> str:
-    return "1 problem" if problems == 1 else f"{problems} problems"
 
 
 def _wait_until_shown(shown: threading.Event, cancel: CancelToken, seconds: float) -> None:
