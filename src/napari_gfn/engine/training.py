@@ -21,6 +21,7 @@ from torchvision.transforms.v2 import functional as TF
 from napari_gfn.config import RunConfig
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import CancelToken, Progress
+from napari_gfn.engine.images import counted
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import GFN
 
@@ -269,7 +270,7 @@ def describe_device(device: torch.device | str) -> str:
     if device.type == "cuda":
         return f"on {device} ({torch.cuda.get_device_name(device)})"
     threads = torch.get_num_threads()
-    on_cpu = f"on the CPU ({threads} thread{'s' if threads > 1 else ''})"
+    on_cpu = f"on the CPU ({counted(threads, 'thread')})"
     if torch.cuda.is_available():
         return f"{on_cpu}, as asked, though a CUDA GPU is present"
     if torch.version.cuda is None:
