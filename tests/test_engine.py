@@ -708,6 +708,36 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
     assert photos.skipped == [_left_out(tmp_path / "photos", "3 subfolders", "heath, meadow, wood")]
 
 
+def test_a_subfolder_that_cannot_be_read_is_left_out_and_said_to_be(tmp_path, monkeypatch):
+    for where in ("photos/site a", "photos/locked", "photos/site a/locked"):
+        (tmp_path / where).mkdir(parents=True)
+        iio.imwrite(tmp_path / where / f"{where.replace('/', '_')}.png", np.zeros((8, 8, 3), np.uint8))
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if not isinstance(path, int) and Path(path).name == "locked":  # as an ext4 drive's lost+found is
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    # The tests run as root, whom no folder's permissions keep out: the refusal is the system's, simulated.
+    monkeypatch.setattr(os, "scandir", scandir)
+    photos = ImageSet.from_folder(tmp_path / "photos")
+    assert photos.stems == ["photos_site a"]
+    locked = tmp_path / "photos" / "locked"
+    left_out = f"{locked}: the folder cannot be read (Permission denied), so any photos in it are left out"
+    assert photos.skipped == [left_out]
+    # Below a folder of photos a subfolder is left out anyway, and goes unsaid when it cannot be looked into.
+    assert ImageSet.from_folder(tmp_path / "photos" / "site a").skipped == []
+    shutil.rmtree(tmp_path / "photos" / "site a")
+    with pytest.raises(ImageReadError) as error:
+        ImageSet.from_folder(tmp_path / "photos")
+    assert str(error.value).endswith(
+        f"nor do its subfolders (locked) or theirs that can be read; {locked} cannot be read (Permission denied)"
+    )
+    with pytest.raises(ImageReadError, match=re.escape(f"{locked}: the folder cannot be read (Permission denied)")):
+        ImageSet.from_folder(locked)
+
+
 def _left_out(folder: Path, subfolders: str, names: str) -> str:
     return (
         f"the photos in {subfolders} of {folder} ({names}): a folder that holds photos itself keeps its subfolders "

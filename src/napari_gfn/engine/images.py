@@ -194,7 +194,8 @@ def image_files(folder: Path) -> dict[str, Path]:
 
     Masks are found this way: sorted into one folder per species, as their photos may be, they are found too.
     """
-    paths = [path for path in _listed_files(folder, "masks") if _is_photo(path)]
+    # A subfolder that cannot be read goes unsaid here: the photos whose masks it holds are named as unscored.
+    paths = [path for path in _listed_files(folder, "masks")[0] if _is_photo(path)]
     found: dict[str, Path] = {}
     for path in sorted(paths, key=lambda path: IMAGE_SUFFIXES.index(path.suffix.lower())):
         found.setdefault(path.stem, path)
@@ -371,18 +372,23 @@ _ONE_NAME_EACH = {
 
 def photo_files(folder: Path) -> list[Path]:
     """The photo files in ``folder``, found as :meth:`ImageSet.from_folder` finds them (subfolders at any depth)."""
-    return [path for path in _listed_files(folder, "photos") if _is_photo(path)]
+    # A subfolder that cannot be read goes unsaid here: the run, listing the same photos, says so.
+    return [path for path in _listed_files(folder, "photos")[0] if _is_photo(path)]
 
 
-def _listed_files(folder: Path, what: str) -> list[Path]:
+def _listed_files(folder: Path, what: str) -> tuple[list[Path], dict[Path, OSError]]:
     """``folder``'s files; or, when it holds no image itself, its subfolders' by the same rule, at any depth.
+    Also the subfolders that could not be read, and why.
 
     Photos are often sorted by species, year or site (``orchids/2024/site A/``). A folder that holds
     images has its subfolders left alone: they hold something else (rejects, thumbnails). The images
     found must have distinct names: a dataset's images/ and masks/ share theirs, and then it is one of
     them that is wanted, not their parent.
     """
-    files = list(_files_in_tree(folder, {folder.resolve()}))
+    tree = _FolderTree(folder)
+    files = list(tree.files(folder))
+    if error := tree.unreadable.pop(folder, None):
+        raise ImageReadError(str(folder), f"the folder {_cannot_be_read(error)}")
     repeated = _repeated_names([path for path in files if _is_photo(path)], folder)
     if repeated:
         raise ImageReadError(
@@ -390,35 +396,48 @@ def _listed_files(folder: Path, what: str) -> list[Path]:
             f"{what} in different subfolders share a name, and {_ONE_NAME_EACH[what]}: {a_few(repeated)}; "
             f"choose the subfolder that holds the {what}, or rename the repeats",
         )
-    return files
+    return files, tree.unreadable
 
 
-def _files_in_tree(folder: Path, seen: set[Path]) -> Iterator[Path]:
-    files, subfolders = _contents(folder)
-    yield from files
-    if any(_is_photo(path) for path in files):
-        return
-    for subfolder in subfolders:
-        # A link to a folder already read (up the tree, say) would read it again, or forever.
-        if (real := subfolder.resolve()) not in seen:
-            seen.add(real)
-            yield from _files_in_tree(subfolder, seen)
+class _FolderTree:
+    """A walk down a folder tree by the rule of :func:`_listed_files`, noting the folders it could not list."""
+
+    def __init__(self, *walked: Path) -> None:
+        self.seen = {path.resolve() for path in walked}
+        self.unreadable: dict[Path, OSError] = {}
+
+    def unseen(self, subfolders: list[Path]) -> Iterator[Path]:
+        """``subfolders`` but those walked already: a link up the tree would walk it again, or forever."""
+        for subfolder in subfolders:
+            if (real := subfolder.resolve()) not in self.seen:
+                self.seen.add(real)
+                yield subfolder
+
+    def files(self, folder: Path) -> Iterator[Path]:
+        try:
+            files, subfolders = _contents(folder)
+        except OSError as error:  # no permission (an ext4 drive's lost+found), or removed meanwhile
+            self.unreadable[folder] = error
+            return
+        yield from files
+        if any(map(_is_photo, files)):
+            return
+        for subfolder in self.unseen(subfolders):
+            yield from self.files(subfolder)
 
 
 def _subfolders_left_out(folder: Path, photos: list[Path]) -> list[str]:
     """Why the photos below a folder of photos are not labelled: a message per such folder, naming its subfolders
     that hold photos, so that a year sorted into a subfolder beside last year's photos is not lost unsaid."""
     photo_folders = sorted({path.parent for path in photos})
-    seen = {folder.resolve(), *(photo_folder.resolve() for photo_folder in photo_folders)}
+    # A subfolder that cannot be read is left out unsaid: it would be left out anyway, and may hold no photo.
+    tree = _FolderTree(folder, *photo_folders)
     messages = []
     for photo_folder in photo_folders:
         holding_photos = []
-        for subfolder in photo_subfolders(photo_folder):
-            if (real := subfolder.resolve()) in seen:  # a link to a folder read, or looked through, already
-                continue
-            seen.add(real)
+        for subfolder in tree.unseen(photo_subfolders(photo_folder)):
             # Up to the first photo: a large tree below a folder of photos (a photo library) is not walked whole.
-            if any(map(_is_photo, _files_in_tree(subfolder, seen))):
+            if any(map(_is_photo, tree.files(subfolder))):
                 holding_photos.append(subfolder.name)
         if holding_photos:
             messages.append(
@@ -436,11 +455,18 @@ def not_a_folder(path: Path) -> str | None:
     return "a file, not a folder: give the folder that holds it" if path.exists() else "no such folder"
 
 
-def _why_no_photos(folder: Path) -> str:
+def _why_no_photos(folder: Path, unreadable: dict[Path, OSError]) -> str:
     problem = f"the folder holds no photos ({', '.join(IMAGE_SUFFIXES)})"
     if subfolders := photo_subfolders(folder):
         problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])}) or theirs"
+    if unreadable:
+        unread = [f"{path} {_cannot_be_read(error)}" for path, error in unreadable.items()]
+        problem += f" that can be read; {a_few(unread)}"
     return problem
+
+
+def _cannot_be_read(error: OSError) -> str:
+    return f"cannot be read ({error.strerror or error})"
 
 
 @dataclass(frozen=True)
@@ -481,10 +507,10 @@ class ImageSet(Sequence):
         folder = Path(folder)
         if problem := not_a_folder(folder):
             raise ImageReadError(str(folder), problem)
-        files = _listed_files(folder, "photos")
+        files, unreadable = _listed_files(folder, "photos")
         photos = [path for path in files if _is_photo(path)]
         if not photos:
-            raise ImageReadError(str(folder), _why_no_photos(folder))
+            raise ImageReadError(str(folder), _why_no_photos(folder, unreadable))
         records: dict[str, ImageRecord] = {}
         others: dict[tuple[Path, str, bool], list[Path]] = {}
         # A file named as a photo but for its suffix (IMG_0001.MOV), or with one more (IMG_0001.JPG.xmp).
@@ -501,7 +527,12 @@ class ImageSet(Sequence):
             else:
                 records[path.stem] = ImageRecord(path.stem, path=path)
         not_photos = [_not_photos(paths, beside_photos) for (*_, beside_photos), paths in others.items()]
-        return cls(list(records.values()), not_photos + skipped + _subfolders_left_out(folder, photos))
+        left_out = [
+            f"{path}: the folder {_cannot_be_read(error)}, so any photos in it are left out"
+            for path, error in unreadable.items()
+        ]
+        left_out += _subfolders_left_out(folder, photos)
+        return cls(list(records.values()), not_photos + skipped + left_out)
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> ImageSet:
