@@ -674,7 +674,8 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
             iio.imwrite(tmp_path / "photos" / site / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "photos" / "wood" / "notes.txt").write_text("sunny")
     # A tree of species, year and site is read to its photos, whatever its depth.
-    for where, stem in (("heath/2024/site b", "h1"), ("heath/2025", "h2"), ("meadow/rejects", "m9")):
+    sorted_as = {"heath/2024/site b": "h1", "heath/2025": "h2", "meadow/rejects": "m9", "wood/thumbs": "w1"}
+    for where, stem in sorted_as.items():
         (tmp_path / "photos" / where).mkdir(parents=True)
         iio.imwrite(tmp_path / "photos" / where / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "photos" / "heath" / "2024" / "all photos").symlink_to(tmp_path / "photos")  # a link up the tree
@@ -683,14 +684,14 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
     (tmp_path / "photos" / "run" / "run.json").write_text("{}")
     iio.imwrite(tmp_path / "photos" / "run" / "copied.png", np.zeros((8, 8, 3), np.uint8))
     photos = ImageSet.from_folder(tmp_path / "photos")
-    # A folder that holds photos has its own subfolders left alone (meadow's rejects), and says so.
+    # A folder that holds photos has its own subfolders left alone (meadow's rejects, wood's thumbnails), said once.
     assert photos.stems == ["h1", "h2", "m1", "m2", "w1"]
     assert photos[0].path == tmp_path / "photos" / "heath" / "2024" / "site b" / "h1.png"
     assert photos[4].path == tmp_path / "photos" / "wood" / "w1.png"
     assert photos.skipped == [
         f"{tmp_path / 'photos' / 'wood' / 'notes.txt'}: not a photo file napari-gfn reads "
         f"(it reads {', '.join(IMAGE_SUFFIXES)})",
-        _left_out(tmp_path / "photos" / "meadow", "1 subfolder", "rejects"),
+        _left_out(tmp_path / "photos", "2 subfolders", "meadow/rejects, wood/thumbs"),
     ]
     # Two photos of one name deep in the tree are named with the folders that hold them.
     iio.imwrite(tmp_path / "photos" / "heath" / "2025" / "h1.png", np.zeros((8, 8, 3), np.uint8))
@@ -741,8 +742,8 @@ def test_a_subfolder_that_cannot_be_read_is_left_out_and_said_to_be(tmp_path, mo
 def _left_out(folder: Path, subfolders: str, names: str) -> str:
     return (
         f"the photos in {subfolders} of {folder} ({names}): a folder that holds photos itself keeps its subfolders "
-        f"out (rejects or thumbnails, say); to label them too, move the photos of {folder} into a subfolder of "
-        "their own"
+        "out (rejects or thumbnails, say); to label them too, move the photos beside them into a subfolder of their "
+        "own"
     )
 
 

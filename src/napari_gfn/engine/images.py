@@ -427,25 +427,26 @@ class _FolderTree:
 
 
 def _subfolders_left_out(folder: Path, photos: list[Path]) -> list[str]:
-    """Why the photos below a folder of photos are not labelled: a message per such folder, naming its subfolders
-    that hold photos, so that a year sorted into a subfolder beside last year's photos is not lost unsaid."""
+    """Why the photos below folders of photos are not labelled, naming those folders' subfolders that hold photos,
+    so that a year sorted into a subfolder beside last year's photos is not lost unsaid. One message for the
+    tree: fifty sites may each hold a folder of thumbnails."""
     photo_folders = sorted({path.parent for path in photos})
     # A subfolder that cannot be read is left out unsaid: it would be left out anyway, and may hold no photo.
     tree = _FolderTree(folder, *photo_folders)
-    messages = []
-    for photo_folder in photo_folders:
-        holding_photos = []
-        for subfolder in tree.unseen(photo_subfolders(photo_folder)):
-            # Up to the first photo: a large tree below a folder of photos (a photo library) is not walked whole.
-            if any(map(_is_photo, tree.files(subfolder))):
-                holding_photos.append(subfolder.name)
-        if holding_photos:
-            messages.append(
-                f"the photos in {counted(len(holding_photos), 'subfolder')} of {photo_folder} "
-                f"({a_few(holding_photos)}): a folder that holds photos itself keeps its subfolders out (rejects or "
-                f"thumbnails, say); to label them too, move the photos of {photo_folder} into a subfolder of their own"
-            )
-    return messages
+    holding_photos = [
+        subfolder.relative_to(folder).as_posix()
+        for photo_folder in photo_folders
+        for subfolder in tree.unseen(photo_subfolders(photo_folder))
+        # Up to the first photo: a large tree below a folder of photos (a photo library) is not walked whole.
+        if any(map(_is_photo, tree.files(subfolder)))
+    ]
+    if not holding_photos:
+        return []
+    return [
+        f"the photos in {counted(len(holding_photos), 'subfolder')} of {folder} ({a_few(holding_photos)}): a folder "
+        "that holds photos itself keeps its subfolders out (rejects or thumbnails, say); to label them too, move "
+        "the photos beside them into a subfolder of their own"
+    ]
 
 
 def not_a_folder(path: Path) -> str | None:
