@@ -376,16 +376,16 @@ def photo_files(folder: Path) -> list[Path]:
     return [path for path in _listed_files(folder, "photos")[0] if _is_photo(path)]
 
 
-def _listed_files(folder: Path, what: str) -> tuple[list[Path], dict[Path, OSError]]:
+def _listed_files(folder: Path, what: str) -> tuple[list[Path], _FolderTree]:
     """``folder``'s files; or, when it holds no image itself, its subfolders' by the same rule, at any depth.
-    Also the subfolders that could not be read, and why.
+    Also the walk, which knows the subfolders it could not read and those it left out.
 
     Photos are often sorted by species, year or site (``orchids/2024/site A/``). A folder that holds
     images has its subfolders left alone: they hold something else (rejects, thumbnails). The images
     found must have distinct names: a dataset's images/ and masks/ share theirs, and then it is one of
     them that is wanted, not their parent.
     """
-    tree = _FolderTree(folder)
+    tree = _FolderTree({folder.resolve()})
     files = list(tree.files(folder))
     if error := tree.unreadable.pop(folder, None):
         raise ImageReadError(str(folder), f"the folder {_cannot_be_read(error)}")
@@ -396,15 +396,17 @@ def _listed_files(folder: Path, what: str) -> tuple[list[Path], dict[Path, OSErr
             f"{what} in different subfolders share a name, and {_ONE_NAME_EACH[what]}: {a_few(repeated)}; "
             f"choose the subfolder that holds the {what}, or rename the repeats",
         )
-    return files, tree.unreadable
+    return files, tree
 
 
 class _FolderTree:
-    """A walk down a folder tree by the rule of :func:`_listed_files`, noting the folders it could not list."""
+    """A walk down a folder tree by the rule of :func:`_listed_files`, noting the folders it could not list and
+    those it left out."""
 
-    def __init__(self, *walked: Path) -> None:
-        self.seen = {path.resolve() for path in walked}
+    def __init__(self, seen: set[Path]) -> None:
+        self.seen = seen  # resolved paths
         self.unreadable: dict[Path, OSError] = {}
+        self.left_out: list[Path] = []  # the subfolders of folders that hold images
 
     def unseen(self, subfolders: list[Path]) -> Iterator[Path]:
         """``subfolders`` but those walked already: a link up the tree would walk it again, or forever."""
@@ -421,22 +423,21 @@ class _FolderTree:
             return
         yield from files
         if any(map(_is_photo, files)):
+            self.left_out += subfolders
             return
         for subfolder in self.unseen(subfolders):
             yield from self.files(subfolder)
 
 
-def _subfolders_left_out(folder: Path, photos: list[Path]) -> list[str]:
+def _subfolders_left_out(folder: Path, walked: _FolderTree) -> list[str]:
     """Why the photos below folders of photos are not labelled, naming those folders' subfolders that hold photos,
     so that a year sorted into a subfolder beside last year's photos is not lost unsaid. One message for the
     tree: fifty sites may each hold a folder of thumbnails."""
-    photo_folders = sorted({path.parent for path in photos})
-    # A subfolder that cannot be read is left out unsaid: it would be left out anyway, and may hold no photo.
-    tree = _FolderTree(folder, *photo_folders)
+    # A walk of its own, so that what it cannot read goes unsaid: left out anyway, and it may hold no photo.
+    tree = _FolderTree(set(walked.seen))
     holding_photos = [
         subfolder.relative_to(folder).as_posix()
-        for photo_folder in photo_folders
-        for subfolder in tree.unseen(photo_subfolders(photo_folder))
+        for subfolder in tree.unseen(walked.left_out)
         # Up to the first photo: a large tree below a folder of photos (a photo library) is not walked whole.
         if any(map(_is_photo, tree.files(subfolder)))
     ]
@@ -508,10 +509,10 @@ class ImageSet(Sequence):
         folder = Path(folder)
         if problem := not_a_folder(folder):
             raise ImageReadError(str(folder), problem)
-        files, unreadable = _listed_files(folder, "photos")
+        files, tree = _listed_files(folder, "photos")
         photos = [path for path in files if _is_photo(path)]
         if not photos:
-            raise ImageReadError(str(folder), _why_no_photos(folder, unreadable))
+            raise ImageReadError(str(folder), _why_no_photos(folder, tree.unreadable))
         records: dict[str, ImageRecord] = {}
         others: dict[tuple[Path, str, bool], list[Path]] = {}
         # A file named as a photo but for its suffix (IMG_0001.MOV), or with one more (IMG_0001.JPG.xmp).
@@ -530,9 +531,9 @@ class ImageSet(Sequence):
         not_photos = [_not_photos(paths, beside_photos) for (*_, beside_photos), paths in others.items()]
         left_out = [
             f"{path}: the folder {_cannot_be_read(error)}, so any photos in it are left out"
-            for path, error in unreadable.items()
+            for path, error in tree.unreadable.items()
         ]
-        left_out += _subfolders_left_out(folder, photos)
+        left_out += _subfolders_left_out(folder, tree)
         return cls(list(records.values()), not_photos + skipped + left_out)
 
     @classmethod
