@@ -709,6 +709,12 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
     assert photos.skipped == [_left_out(tmp_path / "photos", "3 subfolders", "heath, meadow, wood")]
 
 
+def test_photos_of_one_name_are_refused_naming_each_name_once():
+    arrays = [np.zeros((4, 4, 3), np.uint8)] * 5
+    with pytest.raises(ValueError, match=re.escape("photos must have unique names; repeated: a, b")):
+        ImageSet.from_arrays(arrays, names=["b", "a", "b", "a", "c"])
+
+
 def test_a_subfolder_that_cannot_be_read_is_left_out_and_said_to_be(tmp_path, monkeypatch):
     for where in ("photos/site a", "photos/locked", "photos/site a/locked"):
         (tmp_path / where).mkdir(parents=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,12 +356,14 @@ def _is_photo(path: Path) -> bool:
 
 def _repeated_names(photos: list[Path], folder: Path) -> list[str]:
     """Photo names found in more than one folder below ``folder``, each with the folders: "horse001 (images, masks)"."""
-    folders_of: dict[str, list[str]] = {}
+    folders_of: dict[str, dict[Path, None]] = {}  # a dict keeps the folders in the order found, once each
     for path in photos:
-        folders = folders_of.setdefault(path.stem, [])
-        if (where := path.parent.relative_to(folder).as_posix()) not in folders:
-            folders.append(where)
-    return [f"{stem} ({', '.join(folders)})" for stem, folders in folders_of.items() if len(folders) > 1]
+        folders_of.setdefault(path.stem, {})[path.parent] = None
+    return [
+        f"{stem} ({', '.join(where.relative_to(folder).as_posix() for where in folders)})"
+        for stem, folders in folders_of.items()
+        if len(folders) > 1
+    ]
 
 
 # Why two files of one name in different subfolders cannot both be used.
@@ -493,7 +496,7 @@ class ImageSet(Sequence):
 
     def __init__(self, records: Sequence[ImageRecord], skipped: Sequence[str] = ()) -> None:
         stems = [record.stem for record in records]
-        duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
+        duplicates = sorted(stem for stem, count in Counter(stems).items() if count > 1)
         if duplicates:
             raise ValueError(f"photos must have unique names; repeated: {', '.join(duplicates)}")
         self.records = list(records)
