@@ -195,7 +195,7 @@ def image_files(folder: Path) -> dict[str, Path]:
 
     Masks are found this way: sorted into one folder per species, as their photos may be, they are found too.
     """
-    # A subfolder that cannot be read goes unsaid here: the photos whose masks it holds are named as unscored.
+    # A subfolder that cannot be read goes unsaid here: the photos whose masks it holds are named as having none.
     paths = [path for path in _listed_files(folder, "masks")[0] if _is_photo(path)]
     found: dict[str, Path] = {}
     for path in sorted(paths, key=lambda path: IMAGE_SUFFIXES.index(path.suffix.lower())):
