@@ -432,17 +432,17 @@ class _FolderTree:
             yield from self.files(subfolder)
 
 
-def _subfolders_left_out(folder: Path, walked: _FolderTree, labelled: set[str]) -> list[str]:
-    """Why photos below folders of photos are not labelled, naming those folders' subfolders that hold photos of
-    other names than the ``labelled``: a year sorted into a subfolder beside last year's photos is not lost
-    unsaid, while copies named as the photos (thumbnails, masks) need no word. One message for the tree."""
+def _subfolders_left_out(folder: Path, walked: _FolderTree) -> list[str]:
+    """Why the photos below folders of photos are not labelled, naming those folders' subfolders that hold photos,
+    so that a year sorted into a subfolder beside last year's photos is not lost unsaid. One message for the
+    tree: fifty sites may each hold a folder of thumbnails."""
     # A walk of its own, so that what it cannot read goes unsaid: left out anyway, and it may hold no photo.
     tree = _FolderTree(set(walked.seen))
     holding_photos = [
         subfolder.relative_to(folder).as_posix()
         for subfolder in tree.unseen(walked.left_out)
-        # Up to the first such photo: a large tree below a folder of photos (a photo library) is not walked whole.
-        if any(_is_photo(path) and path.stem not in labelled for path in tree.files(subfolder))
+        # Up to the first photo: a large tree below a folder of photos (a photo library) is not walked whole.
+        if any(map(_is_photo, tree.files(subfolder)))
     ]
     if not holding_photos:
         return []
@@ -536,7 +536,7 @@ class ImageSet(Sequence):
             f"{path}: the folder {_cannot_be_read(error)}, so any photos in it are left out"
             for path, error in tree.unreadable.items()
         ]
-        left_out += _subfolders_left_out(folder, tree, set(records))
+        left_out += _subfolders_left_out(folder, tree)
         return cls(list(records.values()), not_photos + skipped + left_out)
 
     @classmethod
