@@ -674,7 +674,7 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
             iio.imwrite(tmp_path / "photos" / site / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "photos" / "wood" / "notes.txt").write_text("sunny")
     # A tree of species, year and site is read to its photos, whatever its depth.
-    sorted_as = {"heath/2024/site b": "h1", "heath/2025": "h2", "meadow/rejects": "m9", "wood/thumbs": "w1"}
+    sorted_as = {"heath/2024/site b": "h1", "heath/2025": "h2", "meadow/rejects": "m9", "wood/2025": "w1"}
     for where, stem in sorted_as.items():
         (tmp_path / "photos" / where).mkdir(parents=True)
         iio.imwrite(tmp_path / "photos" / where / f"{stem}.png", np.zeros((8, 8, 3), np.uint8))
@@ -684,14 +684,15 @@ def test_photos_sorted_into_subfolders_are_labelled_together(tmp_path):
     (tmp_path / "photos" / "run" / "run.json").write_text("{}")
     iio.imwrite(tmp_path / "photos" / "run" / "copied.png", np.zeros((8, 8, 3), np.uint8))
     photos = ImageSet.from_folder(tmp_path / "photos")
-    # A folder that holds photos has its own subfolders left alone (meadow's rejects, wood's thumbnails), said once.
+    # A folder that holds photos has its own subfolders left alone, and says so once: meadow's rejects, and wood's
+    # 2025 though its photo's name is one labelled (a camera may start its numbering again).
     assert photos.stems == ["h1", "h2", "m1", "m2", "w1"]
     assert photos[0].path == tmp_path / "photos" / "heath" / "2024" / "site b" / "h1.png"
     assert photos[4].path == tmp_path / "photos" / "wood" / "w1.png"
     assert photos.skipped == [
         f"{tmp_path / 'photos' / 'wood' / 'notes.txt'}: not a photo file napari-gfn reads "
         f"(it reads {', '.join(IMAGE_SUFFIXES)})",
-        _left_out(tmp_path / "photos", "2 subfolders", "meadow/rejects, wood/thumbs"),
+        _left_out(tmp_path / "photos", "2 subfolders", "meadow/rejects, wood/2025"),
     ]
     # Two photos of one name deep in the tree are named with the folders that hold them.
     iio.imwrite(tmp_path / "photos" / "heath" / "2025" / "h1.png", np.zeros((8, 8, 3), np.uint8))
