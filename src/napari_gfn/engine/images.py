@@ -532,12 +532,12 @@ class ImageSet(Sequence):
             else:
                 records[path.stem] = ImageRecord(path.stem, path=path)
         not_photos = [_not_photos(paths, beside_photos) for (*_, beside_photos), paths in others.items()]
-        left_out = [
+        folders_skipped = [
             f"{path}: the folder {_cannot_be_read(error)}, so any photos in it are left out"
             for path, error in tree.unreadable.items()
         ]
-        left_out += _subfolders_left_out(folder, tree)
-        return cls(list(records.values()), not_photos + skipped + left_out)
+        folders_skipped += _subfolders_left_out(folder, tree)
+        return cls(list(records.values()), not_photos + skipped + folders_skipped)
 
     @classmethod
     def from_arrays(cls, arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> ImageSet:
