@@ -228,6 +228,38 @@ def test_a_stop_whose_unwinding_breaks_a_librarys_clean_up_is_still_said_as_a_st
     assert capsys.readouterr().err.startswith(f"napari-gfn: {said}")
 
 
+# Ctrl-C or SIGTERM lands just as imageio's Pillow plugin has begun to open a photo, before it has its list of
+# images to write: freed, the half-made plugin fails in its clean-up (as CI saw once, below the run's last line).
+_STOPPED_INSIDE_IMAGEIO = """
+import sys
+import threading
+from imageio.core.v3_plugin_api import PluginV3
+from napari_gfn.cli import _Terminated, main
+
+begin = PluginV3.__init__
+def cut_off(self, request):
+    begin(self, request)
+    if threading.current_thread() is threading.main_thread():  # where a signal's handler runs
+        raise {stop}
+PluginV3.__init__ = cut_off
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "said"), [("KeyboardInterrupt", 130, "interrupted"), ("_Terminated", 143, "terminated")]
+)
+def test_a_stop_that_cuts_off_a_librarys_object_half_made_is_said_last_and_alone(
+    tiny_folder, tmp_path, stop, status, said
+):
+    script = _STOPPED_INSIDE_IMAGEIO.format(stop=stop)
+    command = _label_command(tiny_folder / "images", tmp_path / "run")
+    stopped = subprocess.run([sys.executable, "-c", script, *command[3:]], capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == status, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1] == f"napari-gfn: {said}"
+    assert "Exception ignored" not in stopped.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("stop", "status", "said", "logged"),

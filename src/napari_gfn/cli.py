@@ -8,6 +8,7 @@ import os
 import shlex
 import signal
 import sys
+import traceback
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
@@ -456,10 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"napari-gfn: error: {error}{_kept(args)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return _stopped(args, "interrupted", "interrupted (Ctrl-C)", 130)
-    except _Terminated:
-        return _stopped(args, "terminated", "terminated (SIGTERM: a job's time limit, or a kill, say)", 143)
+    except KeyboardInterrupt as stop:
+        return _stopped(args, stop, "interrupted", "interrupted (Ctrl-C)", 130)
+    except _Terminated as stop:
+        return _stopped(args, stop, "terminated", "terminated (SIGTERM: a job's time limit, or a kill, say)", 143)
 
 
 def _handled(args: argparse.Namespace) -> int:
@@ -505,8 +506,26 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-def _stopped(args: argparse.Namespace, said: str, logged: str, status: int) -> int:
+def _free_quietly_what_it_cut_off(stop: BaseException) -> None:
+    """Free the objects a stop left half-made before the run says its last word, and without their complaints.
+
+    Freed later, imageio's Pillow plugin cut off before it had its list of images to write fails in its clean-up
+    and prints that error below the line saying the run stopped. The failure is the stop's doing, not news.
+    """
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        error: BaseException | None = stop
+        while error is not None:
+            traceback.clear_frames(error.__traceback__)
+            error = error.__cause__ or error.__context__
+    finally:
+        sys.unraisablehook = hook
+
+
+def _stopped(args: argparse.Namespace, stop: BaseException, said: str, logged: str, status: int) -> int:
     """A ``label`` stopped from outside says so, in the terminal and in its log, as a run stopped by an error does."""
+    _free_quietly_what_it_cut_off(stop)
     print(f"napari-gfn: {said}{_kept(args)}", file=sys.stderr)
     _log_stop(args, logged)
     return status
