@@ -1,11 +1,15 @@
-"""Atomic file writes: write a temporary file beside the target, flush it to disk, then rename."""
+"""Atomic file writes: write a temporary file beside the target, flush it to disk, then rename; and a Ctrl-C or
+SIGTERM held off the writes that go together."""
 
 from __future__ import annotations
 
 import io
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,6 +19,7 @@ __all__ = [
     "atomic_write_png",
     "atomic_write_text",
     "atomic_write_tiff",
+    "stops_held",
     "why_unwritable",
 ]
 
@@ -88,3 +93,31 @@ def atomic_write_tiff(path: os.PathLike | str, image) -> Path:
     import tifffile
 
     return _atomic_write_encoded(path, lambda buffer: tifffile.imwrite(buffer, image))
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold a Ctrl-C or SIGTERM until the block ends, then let it stop the process as it would have.
+
+    For writes that go together (an iteration's record and its log line), which a stop between them would part.
+    A SIGKILL or a power cut still can.
+    """
+    handlers = [signal.getsignal(number) for number in _STOP_SIGNALS]
+    # Python runs signal handlers in the main thread only, so no stop lands in another (the dock's worker); and a
+    # handler set from outside Python (None here) could not be put back.
+    if threading.current_thread() is not threading.main_thread() or None in handlers:
+        yield
+        return
+    held: list[int] = []
+    try:
+        for number in _STOP_SIGNALS:
+            signal.signal(number, lambda received, frame: held.append(received))
+        yield
+    finally:
+        for number, handler in zip(_STOP_SIGNALS, handlers, strict=True):
+            signal.signal(number, handler)
+        for number in held:
+            signal.raise_signal(number)

@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 import traceback
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from pathlib import Path
@@ -107,6 +107,7 @@ class _TerminalReport:
         return returned[0]
 
     def show_progress(self, event) -> None:
+        _raise_a_dropped_stop()  # at each step a run makes
         self.bars.show(event)
 
     def close(self) -> None:
@@ -447,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        with _sigterm_stops() if args.command in _HEADLESS_COMMANDS else nullcontext():
+        with _headless_stops() if args.command in _HEADLESS_COMMANDS else nullcontext():
             return _handled(args)
     # A bad photo, model file or run folder raises a ValueError of its own kind, with the file named.
     except (LabellingError, ValueError) as error:
@@ -494,16 +495,38 @@ _HEADLESS_COMMANDS = ("label", "train-source", "export", "evaluate")
 
 
 @contextmanager
-def _sigterm_stops() -> Iterator[None]:
+def _headless_stops() -> Iterator[None]:
+    """SIGTERM stops the command as Ctrl-C does, and neither is lost where Python drops it."""
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: _keep_a_dropped_stop(unraisable, hook)
     try:
         yield
     finally:
+        sys.unraisablehook = hook
         signal.signal(signal.SIGTERM, previous)
+        _dropped_stops.clear()
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
+
+
+# A stop raised inside a __del__ (imageio's plugins have one) cannot go on from there: Python prints it and drops
+# it, and the run would go on to its end. Such a stop is kept instead, and raised again at the run's next step.
+_dropped_stops: list[BaseException] = []
+
+
+def _keep_a_dropped_stop(unraisable, hook: Callable) -> None:
+    if isinstance(unraisable.exc_value, KeyboardInterrupt | _Terminated):
+        _dropped_stops.append(unraisable.exc_value)
+    else:
+        hook(unraisable)
+
+
+def _raise_a_dropped_stop() -> None:
+    if _dropped_stops:
+        raise _dropped_stops.pop()
 
 
 def _free_quietly_what_it_cut_off(stop: BaseException) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from napari_gfn._atomic import stops_held
 from napari_gfn.config import RunConfig, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import (
@@ -257,10 +258,11 @@ class _Run:
             stems=list(stats),
         )
         if distributed.is_main():
-            self.store.finish_iteration(metrics)
-            # Logged at once, not as the result passes the log on its way out: a Ctrl-C or SIGTERM
+            # Logged with its record, not as the result passes the log on its way out: a Ctrl-C or SIGTERM
             # landing in between would leave a finished iteration that the log never names.
-            self.store.append_log("info", result.describe())
+            with stops_held():
+                self.store.finish_iteration(metrics)
+                self.store.append_log("info", result.describe())
             if best is not None:
                 self.store.mark_best(best)
             if self.latest is not None:  # only the latest iteration's working masks are read again
