@@ -238,6 +238,8 @@ import threading
 from {module} import {owner}
 from napari_gfn.cli import main
 
+# As in a terminal: a shell's background job (CI's, say) ignores Ctrl-C, and its children inherit that.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 done = {owner}.{method}
 sent = []
 def stopped(*args, **kwargs):
@@ -297,7 +299,15 @@ def test_a_stop_just_as_an_iteration_is_recorded_waits_for_its_log_line(tiny_fol
     assert store.how_it_ended().startswith(said)
 
 
-def test_stops_held_off_writes_that_go_together_are_let_through_after_them():
+@pytest.fixture
+def ctrl_c_as_in_a_terminal():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal; a shell's background job (CI's, say) ignores it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_stops_held_off_writes_that_go_together_are_let_through_after_them(ctrl_c_as_in_a_terminal):
     written = []
 
     def write_together(stop):
