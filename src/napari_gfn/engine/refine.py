@@ -29,7 +29,7 @@ from napari_gfn.engine.events import (
     RunCancelled,
     describe_error,
 )
-from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, read_object_mask
+from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, counted, read_object_mask
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.run_photos import find_run_photos, photos_not_read_from
@@ -476,9 +476,8 @@ def _outside_area_range(areas: Mapping[str, float], kept: Container[str], config
     outside = [f"{stem} ({area:.1%})" for stem, area in areas.items() if stem not in kept]
     if not outside:
         return ""
-    masks = "mask" if len(outside) == 1 else "masks"
     where = f"{config.area_min:.0%}-{config.area_max:.0%}"
-    return f"{len(outside)} {masks} with the object outside {where} of the photo: {a_few(outside)}"
+    return f"{counted(len(outside), 'mask')} with the object outside {where} of the photo: {a_few(outside)}"
 
 
 def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
