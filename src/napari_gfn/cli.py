@@ -476,10 +476,16 @@ def _handled(args: argparse.Namespace) -> int:
         raise stop from None
 
 
-def _stop_behind(error: BaseException | None) -> BaseException | None:
-    while error is not None and not isinstance(error, KeyboardInterrupt | _Terminated):
-        error = error.__cause__ or error.__context__
-    return error
+def _stop_behind(error: BaseException) -> BaseException | None:
+    return next((cause for cause in _causes(error) if isinstance(cause, KeyboardInterrupt | _Terminated)), None)
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """``error``, then the error it was raised from or while handling, and so on back."""
+    cause: BaseException | None = error
+    while cause is not None:
+        yield cause
+        cause = cause.__cause__ or cause.__context__
 
 
 class _Terminated(BaseException):
@@ -538,10 +544,8 @@ def _free_quietly_what_it_cut_off(stop: BaseException) -> None:
     hook = sys.unraisablehook
     sys.unraisablehook = lambda unraisable: None
     try:
-        error: BaseException | None = stop
-        while error is not None:
+        for error in _causes(stop):
             traceback.clear_frames(error.__traceback__)
-            error = error.__cause__ or error.__context__
     finally:
         sys.unraisablehook = hook
 
