@@ -23,6 +23,7 @@ from napari_gfn._atomic import stops_held
 from napari_gfn.cli import _label_config, _TerminalReport, _Terminated, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.demo import _demo_config
+from napari_gfn.network import read_model_card
 from napari_gfn.run_lock import RunLock
 from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder
@@ -229,9 +230,9 @@ def test_a_stop_whose_unwinding_breaks_a_librarys_clean_up_is_still_said_as_a_st
     assert capsys.readouterr().err.startswith(f"napari-gfn: {said}")
 
 
-# A `label` run whose stop signal lands at a chosen moment: right after the method named is first done in the
-# thread where Python runs a signal's handler.
-_LABEL_STOPPED_AFTER = """
+# A command whose stop signal lands at a chosen moment: right after the method named is first done in the thread
+# where Python runs a signal's handler.
+_STOPPED_AFTER = """
 import signal
 import sys
 import threading
@@ -252,13 +253,17 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _label_stopped_after(module, owner, method, stop, status, images, out) -> str:
-    """The stderr of a `label` run stopped so, once it has exited with the stop's status."""
-    script = _LABEL_STOPPED_AFTER.format(module=module, owner=owner, method=method, signal=stop.name)
-    command = _label_command(images, out)[3:]
+def _stopped_after(module, owner, method, stop, status, command) -> str:
+    """The stderr of a command (its arguments after `napari-gfn`) stopped so, once it has exited with the stop's
+    status."""
+    script = _STOPPED_AFTER.format(module=module, owner=owner, method=method, signal=stop.name)
     stopped = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, timeout=300)
     assert stopped.returncode == status, stopped.stderr
     return stopped.stderr
+
+
+def _label_stopped_after(module, owner, method, stop, status, images, out) -> str:
+    return _stopped_after(module, owner, method, stop, status, _label_command(images, out)[3:])
 
 
 _STOPS = [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
@@ -390,6 +395,16 @@ def test_sigterm_stops_a_source_training_with_words_and_no_model(tiny_folder, tm
     assert process.returncode == 143
     assert error.strip().splitlines()[-1] == f"napari-gfn: terminated; no model was saved to {model}"
     assert not model.exists()
+
+
+@pytest.mark.parametrize(("stop", "status", "said"), _STOPS)
+def test_a_stop_just_after_the_source_model_is_saved_says_it_was_saved(tiny_folder, tmp_path, stop, status, said):
+    model = tmp_path / "source.pt"
+    command = ["train-source", str(tiny_folder / "images"), str(tiny_folder / "masks"), "--out", str(model)]
+    fast = ["--image-size", "64", "--epochs", "1", "--min-steps", "8"]
+    error = _stopped_after("napari_gfn.engine", "source", "save_model", stop, status, [*command, *fast])
+    assert error.strip().splitlines()[-1] == f"napari-gfn: {said}; the model had been saved to {model}"
+    assert read_model_card(model)["meta"]["photos"] == len(list((tiny_folder / "images").iterdir()))
 
 
 def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, tmp_path, capsys, monkeypatch):

@@ -189,6 +189,8 @@ def _same_setting(given: object, runs: object) -> bool:
 
 
 def _train_source(args: argparse.Namespace) -> int:
+    # Taken first, so that a stop at any later moment can tell whether this run had written the model.
+    args.model_file_before = _file_stamp(args.out)
     from napari_gfn.engine import resolve_device
     from napari_gfn.engine.source import LabelledSet, train_source_model_file
 
@@ -559,17 +561,27 @@ def _stopped(args: argparse.Namespace, stop: BaseException, said: str, logged: s
 
 
 def _kept(args: argparse.Namespace) -> str:
-    """What a stopped ``label`` leaves for ``--resume`` (the iterations its run folder finished), or that a stopped
-    ``train-source`` saved nothing."""
+    """What a stopped ``label`` leaves for ``--resume`` (the iterations its run folder finished), or whether a
+    stopped ``train-source`` had saved its model."""
     from napari_gfn.store import RunFolder
 
     if args.command == "train-source":
-        return f"; no model was saved to {args.out}"
+        saved = hasattr(args, "model_file_before") and _file_stamp(args.out) != args.model_file_before
+        return f"; {'the model had been saved to' if saved else 'no model was saved to'} {args.out}"
     finished = RunFolder(args.out).finished_iterations() if args.command == "label" else []
     if not finished:
         return ""
     kept = f"iteration {finished[0]} is" if len(finished) == 1 else f"iterations {finished[0]}-{finished[-1]} are"
     return f"; {kept} kept in {args.out} (continue with --resume)"
+
+
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    """Which file ``path`` is and when it was written: a model saved over it (a new file moved in) changes both."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns
 
 
 def _log_stop(args: argparse.Namespace, logged: str) -> None:
