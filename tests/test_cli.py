@@ -414,13 +414,15 @@ def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, 
     assert main([*label, "--iterations", "0"]) == 0
     monkeypatch.chdir(tiny_folder)
     capsys.readouterr()
-    # The same truth folder named another way, and a machine setting, are not named; a setting the run has not is.
+    # The same truth folder named another way, and a machine setting, are not named; a setting the run has not is,
+    # its default value too.
     again = [*label[:-1], "masks", "--iterations", "0", "--workers", "2", "--epochs", "9", "--ignore", "masks"]
-    assert main([*again, "--resume"]) == 0
+    default_area = str(RunConfig().area_min)
+    assert main([*again, "--area-min", default_area, "--resume"]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
     assert warnings == [
-        "warning: not used: --epochs 9, --ignore masks: --resume continues the run with its own settings "
-        "(--epochs 1, no --ignore); a new --out uses them; "
+        f"warning: not used: --area-min {default_area}, --epochs 9, --ignore masks: --resume continues the run "
+        "with its own settings (--area-min 0.0, --epochs 1, no --ignore); a new --out uses them; "
         f"to score this run against the masks given: napari-gfn evaluate {tmp_path / 'run'} --gt masks --ignore masks"
     ]
 

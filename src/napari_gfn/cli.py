@@ -131,7 +131,7 @@ def _label(args: argparse.Namespace) -> int:
         distributed.leave_process_group()
         return 0
     if args.resume:
-        _say_flags_not_used(config)
+        _say_flags_not_used(config, getattr(args, "settings_given", set()))
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
     distributed.leave_process_group()
     print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({len(results)} iteration(s) this run)")
@@ -139,22 +139,20 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _say_flags_not_used(config: RunConfig) -> None:
-    """Warn of the settings given away from their defaults that --resume leaves unused: the run's rounds
-    keep the settings it began with, so that they stay alike."""
+def _say_flags_not_used(config: RunConfig, given: set[str]) -> None:
+    """Warn of the settings given that --resume leaves unused: the run's rounds keep the settings it began with,
+    so that they stay alike."""
     from napari_gfn.store import RunFolder, RunFolderError
 
     try:
         continued = RunFolder(config.out).read_config().continued_with(config)
     except RunFolderError:  # the run itself names what is wrong with its folder
         return
-    defaults = RunConfig()
     unused = [
         name
         for names in _LABEL_SETTINGS.values()
         for name in names
-        if getattr(config, name) != getattr(defaults, name)
-        and not _same_setting(getattr(config, name), getattr(continued, name))
+        if name in given and not _same_setting(getattr(config, name), getattr(continued, name))
     ]
     if unused:
         flags = ", ".join(_as_flag(name, getattr(config, name)) for name in unused)
@@ -339,7 +337,15 @@ def _add_settings(command, names: Sequence[str], *, with_seed: bool = False) -> 
         elif default is not None:
             options["type"] = type(default)
             help_text += " (default: %(default)s)"
-        command.add_argument(setting_flag(name), default=default, help=help_text, **options)
+        command.add_argument(setting_flag(name), default=default, help=help_text, action=_StoreSetting, **options)
+
+
+class _StoreSetting(argparse.Action):
+    """Store a setting's value and that it was given: a flag given at its default value is still a choice."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.settings_given = {*getattr(namespace, "settings_given", ()), self.dest}
 
 
 def _add_label_parser(commands) -> None:
