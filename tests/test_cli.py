@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import fields
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -405,6 +407,44 @@ def test_a_stop_just_after_the_source_model_is_saved_says_it_was_saved(tiny_fold
     error = _stopped_after("napari_gfn.engine", "source", "save_model", stop, status, [*command, *fast])
     assert error.strip().splitlines()[-1] == f"napari-gfn: {said}; the model had been saved to {model}"
     assert read_model_card(model)["meta"]["photos"] == len(list((tiny_folder / "images").iterdir()))
+
+
+def _save_with_a_damaged_exif_tag(photo: Path) -> Path:
+    """The photo as a JPEG whose EXIF description claims more bytes than the file holds, as a damaged copy does."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.ImageDescription] = "x" * 100
+    damaged = photo.with_suffix(".jpg")
+    Image.open(photo).save(damaged, quality=95, exif=exif.tobytes())
+    data = damaged.read_bytes()
+    entry = data.index(bytes.fromhex("010e0002") + (101).to_bytes(4, "big"))  # Pillow writes EXIF big-endian
+    damaged.write_bytes(data[: entry + 4] + (5000).to_bytes(4, "big") + data[entry + 8 :])
+    photo.unlink()
+    return damaged
+
+
+def test_a_decoders_warning_names_the_file_once_each_and_other_warnings_show_once(
+    tiny_folder, tmp_path, capsys, monkeypatch
+):
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    damaged = [_save_with_a_damaged_exif_tag(photo) for photo in sorted(photos.glob("*.png"))[:2]]
+    run = tmp_path / "run"
+    assert main(["label", str(photos), "--out", str(run), *FAST, "--iterations", "1"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "Tag data" in line]
+    # Each photo is decoded once for its working copy and once more each iteration, its masks made at full size;
+    # photos are decoded several at a time.
+    assert sorted(said) == [f"warning: {photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
+
+    def warn_three_times(args):
+        for _ in range(3):
+            warnings.warn("a library's warning about no file", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr(cli, "_evaluate", warn_three_times)
+    # Shown by Python's own display (which pytest.warns records), and once, as Python's "default" rule would.
+    with pytest.warns(UserWarning, match="about no file") as shown:
+        status = main(["evaluate", str(run), "--gt", str(tiny_folder / "masks")])
+    assert status == 0
+    assert [str(warning.message) for warning in shown] == ["a library's warning about no file"]
 
 
 def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, tmp_path, capsys, monkeypatch):

@@ -9,6 +9,7 @@ import shlex
 import signal
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
@@ -456,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        with _headless_stops() if args.command in _HEADLESS_COMMANDS else nullcontext():
+        with _headless() if args.command in _HEADLESS_COMMANDS else nullcontext():
             return _handled(args)
     # A bad photo, model file or run folder raises a ValueError of its own kind, with the file named.
     except (LabellingError, ValueError) as error:
@@ -506,6 +507,44 @@ class _Terminated(BaseException):
 # Stopped by its scheduler, a job on a server says so; a run logs its end, so napari following it sees it stopped.
 # `open` and `demo` keep the default: SIGTERM ends them at once, as it ends napari itself.
 _HEADLESS_COMMANDS = ("label", "train-source", "export", "evaluate")
+
+
+@contextmanager
+def _headless() -> Iterator[None]:
+    with _headless_stops(), _decoders_warnings_named():
+        yield
+
+
+@contextmanager
+def _decoders_warnings_named() -> Iterator[None]:
+    """A decoder's warning about a file (Pillow's "Corrupt EXIF data", say) names the file, once for each file.
+
+    Python's own display names the decoder's line of code instead, and shows a warning for the first file alone.
+    """
+    from tqdm import tqdm
+
+    from napari_gfn.engine.images import file_being_decoded
+
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        decoded = file_being_decoded()
+        seen = (decoded, str(message), category, filename, lineno)
+        if seen in shown:  # as Python's "default" rule would, but once for each file decoded
+            return
+        shown.add(seen)
+        if decoded is None:
+            show_as_python_does(message, category, filename, lineno, file, line)
+        else:
+            tqdm.write(f"warning: {decoded}: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        show_as_python_does = warnings.showwarning
+        warnings.showwarning = show
+        # After the filters there are, which still hide what they hide, in place of Python's last rule, "default",
+        # which remembers a warning's line of code and not the file decoded; show() remembers both.
+        warnings.filterwarnings("always", append=True)
+        yield
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "ImageSet",
     "a_few",
     "counted",
+    "file_being_decoded",
     "image_files",
     "let_pillow_read_heif",
     "photo_files",
@@ -157,11 +159,24 @@ def _decode_tiff(path: Path, palette_as_indices: bool) -> np.ndarray:
     return image
 
 
+# Decoders warn of a damaged file (Pillow's "Corrupt EXIF data", say) without naming it, and photos are decoded
+# in several threads at once.
+_decoding = threading.local()
+
+
+def file_being_decoded() -> Path | None:
+    """The photo or mask file this thread is decoding, if any: the one a decoder's warning is about."""
+    return getattr(_decoding, "path", None)
+
+
 def _read_file(path: Path, palette_as_indices: bool = False) -> np.ndarray:
+    _decoding.path = path
     try:
         image = _decode(path, palette_as_indices)
     except Exception as error:  # decoders raise many types for corrupt or truncated files
         raise ImageReadError(str(path), _why_unreadable(path, error)) from None
+    finally:
+        _decoding.path = None
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     return image
