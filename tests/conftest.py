@@ -45,3 +45,22 @@ def _write_phone_photo(path: Path, image: np.ndarray, orientation: int) -> None:
 def write_phone_photo():
     """Writes ``image`` to a HEIC or AVIF path as a phone's photo stored with an EXIF ``orientation`` (1 to 8)."""
     return _write_phone_photo
+
+
+def _save_with_a_damaged_exif_tag(photo: Path) -> Path:
+    """The photo as a JPEG whose EXIF description claims more bytes than the file holds, as a damaged copy does."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.ImageDescription] = "x" * 100
+    damaged = photo.with_suffix(".jpg")
+    Image.open(photo).save(damaged, quality=95, exif=exif.tobytes())
+    data = damaged.read_bytes()
+    entry = data.index(bytes.fromhex("010e0002") + (101).to_bytes(4, "big"))  # Pillow writes EXIF big-endian
+    damaged.write_bytes(data[: entry + 4] + (5000).to_bytes(4, "big") + data[entry + 8 :])
+    photo.unlink()
+    return damaged
+
+
+@pytest.fixture
+def save_with_a_damaged_exif_tag():
+    """Saves a photo over itself as a JPEG (returned) with a damaged EXIF tag, on which Pillow warns."""
+    return _save_with_a_damaged_exif_tag

@@ -12,7 +12,6 @@ import sys
 import time
 import warnings
 from dataclasses import fields
-from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -409,24 +408,11 @@ def test_a_stop_just_after_the_source_model_is_saved_says_it_was_saved(tiny_fold
     assert read_model_card(model)["meta"]["photos"] == len(list((tiny_folder / "images").iterdir()))
 
 
-def _save_with_a_damaged_exif_tag(photo: Path) -> Path:
-    """The photo as a JPEG whose EXIF description claims more bytes than the file holds, as a damaged copy does."""
-    exif = Image.Exif()
-    exif[ExifTags.Base.ImageDescription] = "x" * 100
-    damaged = photo.with_suffix(".jpg")
-    Image.open(photo).save(damaged, quality=95, exif=exif.tobytes())
-    data = damaged.read_bytes()
-    entry = data.index(bytes.fromhex("010e0002") + (101).to_bytes(4, "big"))  # Pillow writes EXIF big-endian
-    damaged.write_bytes(data[: entry + 4] + (5000).to_bytes(4, "big") + data[entry + 8 :])
-    photo.unlink()
-    return damaged
-
-
 def test_a_decoders_warning_names_the_file_once_each_and_other_warnings_show_once(
-    tiny_folder, tmp_path, capsys, monkeypatch
+    tiny_folder, tmp_path, capsys, monkeypatch, save_with_a_damaged_exif_tag
 ):
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
-    damaged = [_save_with_a_damaged_exif_tag(photo) for photo in sorted(photos.glob("*.png"))[:2]]
+    damaged = [save_with_a_damaged_exif_tag(photo) for photo in sorted(photos.glob("*.png"))[:2]]
     run = tmp_path / "run"
     assert main(["label", str(photos), "--out", str(run), *FAST, "--iterations", "1"]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "Tag data" in line]

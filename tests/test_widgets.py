@@ -33,7 +33,8 @@ from napari_gfn.config import (
     RunConfig,
 )
 from napari_gfn.demo import open_demo, write_sample_folder
-from napari_gfn.engine import ImageRecord, Notice
+from napari_gfn.engine import ImageRecord, ImageSet, Notice
+from napari_gfn.engine.working import read_each
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
@@ -1674,6 +1675,27 @@ def test_warnings_that_come_together_share_one_notification_and_one_alone_shows_
     _wait_until_done(qtbot, task)
     qtbot.wait(engine_task.WARNING_BATCH_MS + 200)  # the timer set for the burst finds nothing left to show
     assert _messages_since(seen + 2) == ["only this one"]
+
+
+def test_a_decoders_warning_in_a_run_names_its_file_once(qtbot, tiny_folder, tmp_path, save_with_a_damaged_exif_tag):
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    damaged = [save_with_a_damaged_exif_tag(photo) for photo in sorted(photos.glob("*.png"))[:2]]
+    task = engine_task.EngineTask("read", uses_torch=False)
+
+    def read_twice(cancel):
+        records = {record.stem: record for record in ImageSet.from_folder(photos)}
+        for phase in ("first", "again"):  # as a run decodes each photo once for training, once for its masks
+            yield from read_each(lambda stem: records[stem].load(), list(records), cancel, phase)
+
+    seen = len(notification_manager.records)
+    task.start(read_twice)
+    _wait_until_done(qtbot, task)
+    assert task.status == "finished"
+    warned = [f"{photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
+    qtbot.waitUntil(lambda: len(_messages_since(seen)) == 1)
+    message = _messages_since(seen)[0]
+    assert message.splitlines()[0] == "read: 2 warnings"
+    assert sorted(message.splitlines()[1:]) == warned
 
 
 def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):

@@ -18,10 +18,11 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 from psygnal import Signal
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QWidget
 
 from napari_gfn.engine.events import CancelToken, Notice, PhaseBars, Progress, RunCancelled, describe_error
+from napari_gfn.engine.images import file_being_decoded
 
 __all__ = ["EngineTask", "Job", "job_settings"]
 
@@ -178,6 +179,8 @@ class EngineTask:
         self._bars = PhaseBars(lambda phase, total: progress(total=total, desc=f"{self.name}: {phase}"))
         self.dock_closed = False  # once the attached dock is destroyed, nothing may touch its widgets
         self._warnings: list[str] = []
+        self._decoders_warnings: list[str] = []  # appended to in the threads that decode photos
+        self._decoders_warnings_shown: set[str] = set()
 
     def attach(
         self,
@@ -236,6 +239,10 @@ class EngineTask:
         if on_returned is not None:
             connections["returned"] = lambda value: self.dock_closed or on_returned(value)
         worker = create_worker(_relay, events, _connect=connections, _start_thread=False)
+        # A decoder warns of a damaged file (Pillow's "Corrupt EXIF data", say) without naming it, and only the
+        # thread that warned knows which file it was decoding: so the warning is taken there, not queued.
+        worker.warned.connect(self._keep_a_decoders_warning, type=Qt.ConnectionType.DirectConnection)
+        self._decoders_warnings_shown.clear()
         self.worker = worker
         self._set_status("running")
         worker.start()
@@ -250,7 +257,20 @@ class EngineTask:
         self.status = status
         self.status_changed.emit(status)
 
+    def _keep_a_decoders_warning(self, shown: tuple) -> None:
+        if (decoded := file_being_decoded()) is not None:
+            self._decoders_warnings.append(f"{decoded}: {shown[0]}")
+
+    def _warn_of_damaged_files(self) -> None:
+        """The decoders' warnings kept since the last event, each file's once a run."""
+        while self._decoders_warnings:
+            message = self._decoders_warnings.pop(0)
+            if message not in self._decoders_warnings_shown:
+                self._decoders_warnings_shown.add(message)
+                self._warn(message)
+
     def _on_event(self, event: object, on_result: Callable[[object], None] | None) -> None:
+        self._warn_of_damaged_files()
         if isinstance(event, Progress):
             self._bars.show(event)
         elif isinstance(event, Notice) and event.level == "info":
@@ -273,6 +293,7 @@ class EngineTask:
             show_warning(f"{self.name}: {len(warnings)} warnings\n" + "\n".join(warnings))
 
     def _on_error(self, error: Exception) -> None:
+        self._warn_of_damaged_files()
         self._show_warnings()
         # A job's RuntimeError (a LabellingError, say) comes as JobFailed, whose message is the job's own.
         detail = str(error) if isinstance(error, JobFailed) else describe_error(error)
@@ -280,6 +301,7 @@ class EngineTask:
         self._set_status("failed")
 
     def _on_finished(self) -> None:
+        self._warn_of_damaged_files()
         self._show_warnings()
         self._bars.close()
         if self.status == "failed":
