@@ -1,5 +1,6 @@
 """Shared fixtures: synthetic photo folders with exact ground truth, written by the tests themselves."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,3 +65,17 @@ def _save_with_a_damaged_exif_tag(photo: Path) -> Path:
 def save_with_a_damaged_exif_tag():
     """Saves a photo over itself as a JPEG (returned) with a damaged EXIF tag, on which Pillow warns."""
     return _save_with_a_damaged_exif_tag
+
+
+@pytest.fixture
+def folders_named_locked_refused(monkeypatch):
+    """Folders named ``locked`` cannot be listed, as an ext4 drive's lost+found cannot. The tests run as root, whom
+    no folder's permissions keep out, so the system's refusal is simulated."""
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if not isinstance(path, int) and Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)

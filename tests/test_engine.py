@@ -716,19 +716,10 @@ def test_photos_of_one_name_are_refused_naming_each_name_once():
         ImageSet.from_arrays(arrays, names=["b", "a", "b", "a", "c"])
 
 
-def test_a_subfolder_that_cannot_be_read_is_left_out_and_said_to_be(tmp_path, monkeypatch):
+def test_a_subfolder_that_cannot_be_read_is_left_out_and_said_to_be(tmp_path, folders_named_locked_refused):
     for where in ("photos/site a", "photos/locked", "photos/site a/locked"):
         (tmp_path / where).mkdir(parents=True)
         iio.imwrite(tmp_path / where / f"{where.replace('/', '_')}.png", np.zeros((8, 8, 3), np.uint8))
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if not isinstance(path, int) and Path(path).name == "locked":  # as an ext4 drive's lost+found is
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
-
-    # The tests run as root, whom no folder's permissions keep out: the refusal is the system's, simulated.
-    monkeypatch.setattr(os, "scandir", scandir)
     photos = ImageSet.from_folder(tmp_path / "photos")
     assert photos.stems == ["photos_site a"]
     locked = tmp_path / "photos" / "locked"

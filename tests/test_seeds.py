@@ -280,10 +280,11 @@ def test_the_cam_classifier_trains_for_cam_epochs_not_seed_epochs(tiny_folder, t
     assert RunFolder(tmp_path / "run").read_config().cam_epochs == 3
 
 
-def test_labels_from_csv_and_class_folders_agree(tmp_path):
+def test_labels_from_csv_and_class_folders_agree(tmp_path, folders_named_locked_refused):
     (tmp_path / "labels.csv").write_text("image,class\nrose_1.jpg,rose\ntulip_1,tulip\n")
-    # A class's photos may be sorted further, by year or site.
-    for where, stem in (("rose", "rose_1"), ("tulip/2024/site a", "tulip_1")):
+    # A class's photos may be sorted further, by year or site; a class folder that cannot be read is left out, as
+    # the run's listing of the photos leaves out its photos.
+    for where, stem in (("rose", "rose_1"), ("tulip/2024/site a", "tulip_1"), ("locked", "iris_1")):
         (tmp_path / "folders" / where).mkdir(parents=True)
         iio.imwrite(tmp_path / "folders" / where / f"{stem}.png", np.zeros((4, 4, 3), np.uint8))
     expected = {"rose_1": "rose", "tulip_1": "tulip"}

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from napari_gfn.config import describe_seed, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import LabellingError, Notice, Progress
-from napari_gfn.engine.images import photo_files, photo_subfolders
+from napari_gfn.engine.images import ImageReadError, photo_files, photo_subfolders
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
 from napari_gfn.engine.working import read_each
@@ -107,11 +107,20 @@ def _pairs_from_class_folders(folder: Path) -> list[tuple[str, str]]:
     pairs = [
         (photo.stem, class_folder.name)
         for class_folder in photo_subfolders(folder)  # as the photo reader lists them: a run folder is no class
-        for photo in photo_files(class_folder)  # a species' photos may be sorted by year or site below it
+        for photo in _class_photos(class_folder)
     ]
     if not pairs:
         raise LabellingError(f"{folder}: no class folder holds a photo; expected {folder}/<class>/<photo>")
     return pairs
+
+
+def _class_photos(class_folder: Path) -> list[Path]:
+    """A class's photos, sorted below it by year or site, say; none from a folder that cannot be read, whose
+    photos the run's own listing says it leaves out."""
+    try:
+        return photo_files(class_folder)
+    except ImageReadError:
+        return []
 
 
 class CamClassifier(nn.Module):
