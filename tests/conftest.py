@@ -79,3 +79,15 @@ def folders_named_locked_refused(monkeypatch):
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.fixture
+def empty_torch_cache(tmp_path, monkeypatch):
+    """A torch cache with no weights in it, and no backbone warned about yet."""
+    from napari_gfn.network import backbones
+
+    cache = tmp_path / "torch-cache"
+    cache.mkdir()
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(cache))
+    monkeypatch.setattr(backbones, "_warned_missing_weights", set())
+    return cache

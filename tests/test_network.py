@@ -20,7 +20,6 @@ from napari_gfn.network import (
     read_model_card,
     save_model,
 )
-from napari_gfn.network import backbones as backbones_module
 from napari_gfn.network.inference import fold_batchnorm
 from napari_gfn.sample_data import make_sample_set
 
@@ -85,13 +84,6 @@ def test_gfn_uses_the_lite0_imagenet_weights():
     reference = pretrained_efficientnet_lite0()
     model = GFN()
     torch.testing.assert_close(model.backbone.body._conv_stem.weight, reference._conv_stem.weight)
-
-
-@pytest.fixture
-def empty_torch_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
-    monkeypatch.setattr(backbones_module, "_warned_missing_weights", set())
-    return tmp_path
 
 
 def test_torchvision_backbone_without_cached_weights_warns_once(empty_torch_cache):

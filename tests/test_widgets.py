@@ -33,8 +33,7 @@ from napari_gfn.config import (
     RunConfig,
 )
 from napari_gfn.demo import open_demo, write_sample_folder
-from napari_gfn.engine import ImageRecord, ImageSet, Notice
-from napari_gfn.engine.working import read_each
+from napari_gfn.engine import ImageRecord, Notice
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
@@ -1677,25 +1676,23 @@ def test_warnings_that_come_together_share_one_notification_and_one_alone_shows_
     assert _messages_since(seen + 2) == ["only this one"]
 
 
-def test_a_decoders_warning_in_a_run_names_its_file_once(qtbot, tiny_folder, tmp_path, save_with_a_damaged_exif_tag):
+def test_a_runs_warnings_are_shown_and_a_decoders_names_its_file_once(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, save_with_a_damaged_exif_tag, empty_torch_cache
+):
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
     damaged = [save_with_a_damaged_exif_tag(photo) for photo in sorted(photos.glob("*.png"))[:2]]
-    task = engine_task.EngineTask("read", uses_torch=False)
-
-    def read_twice(cancel):
-        records = {record.stem: record for record in ImageSet.from_folder(photos)}
-        for phase in ("first", "again"):  # as a run decodes each photo once for training, once for its masks
-            yield from read_each(lambda stem: records[stem].load(), list(records), cancel, phase)
-
+    widget = _folder_form(make_napari_viewer(), photos)
+    widget.load_settings(QUICK.updated(iterations=1, backbone="resnet18"))  # whose weights the cache lacks
     seen = len(notification_manager.records)
-    task.start(read_twice)
-    _wait_until_done(qtbot, task)
-    assert task.status == "finished"
-    warned = [f"{photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
-    qtbot.waitUntil(lambda: len(_messages_since(seen)) == 1)
-    message = _messages_since(seen)[0]
-    assert message.splitlines()[0] == "read: 2 warnings"
-    assert sorted(message.splitlines()[1:]) == warned
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished", _messages_since(seen)
+    qtbot.wait(engine_task.WARNING_BATCH_MS + 200)
+    said = [line for message in _messages_since(seen) for line in message.splitlines()]
+    assert sum(line.startswith("No ImageNet weights for resnet18 in the local torch cache") for line in said) == 1
+    # Each photo is decoded for its working copy and again for each iteration's masks.
+    warned = sorted(line for line in said if "Tag data" in line)
+    assert warned == [f"{photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
 
 
 def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):

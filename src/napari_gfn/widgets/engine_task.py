@@ -29,6 +29,9 @@ __all__ = ["EngineTask", "Job", "job_settings"]
 # A job turns a cancel token into the engine's event generator (which may return a value).
 Job = Callable[[CancelToken], Generator]
 
+# The warnings Python hides unless asked: for programmers, not for a run's user.
+_HIDDEN_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
 # Warnings that come within this time of the first share one notification: a folder copied only in part
 # can hold a hundred empty photos, and a hundred notifications would bury the viewer.
 WARNING_BATCH_MS = 500
@@ -179,8 +182,8 @@ class EngineTask:
         self._bars = PhaseBars(lambda phase, total: progress(total=total, desc=f"{self.name}: {phase}"))
         self.dock_closed = False  # once the attached dock is destroyed, nothing may touch its widgets
         self._warnings: list[str] = []
-        self._decoders_warnings: list[str] = []  # appended to in the threads that decode photos
-        self._decoders_warnings_shown: set[str] = set()
+        self._job_warnings: list[str] = []  # appended to in the threads that warned
+        self._job_warnings_shown: set[str] = set()
 
     def attach(
         self,
@@ -239,10 +242,11 @@ class EngineTask:
         if on_returned is not None:
             connections["returned"] = lambda value: self.dock_closed or on_returned(value)
         worker = create_worker(_relay, events, _connect=connections, _start_thread=False)
-        # A decoder warns of a damaged file (Pillow's "Corrupt EXIF data", say) without naming it, and only the
-        # thread that warned knows which file it was decoding: so the warning is taken there, not queued.
-        worker.warned.connect(self._keep_a_decoders_warning, type=Qt.ConnectionType.DirectConnection)
-        self._decoders_warnings_shown.clear()
+        # superqt's worker hands on the warnings raised while it runs, which napari does not show: a ResNet with
+        # no ImageNet weights, or a damaged photo. A decoder's names no file, and only the thread that warned knows
+        # which file it was decoding: so each is taken there, not queued.
+        worker.warned.connect(self._keep_a_warning, type=Qt.ConnectionType.DirectConnection)
+        self._job_warnings_shown.clear()
         self.worker = worker
         self._set_status("running")
         worker.start()
@@ -257,20 +261,24 @@ class EngineTask:
         self.status = status
         self.status_changed.emit(status)
 
-    def _keep_a_decoders_warning(self, shown: tuple) -> None:
-        if (decoded := file_being_decoded()) is not None:
-            self._decoders_warnings.append(f"{decoded}: {shown[0]}")
+    def _keep_a_warning(self, shown: tuple) -> None:
+        message, category = shown[:2]
+        # While a job runs, superqt's worker takes every thread's warnings: the GUI thread's are napari's own.
+        if threading.current_thread() is threading.main_thread() or issubclass(category, _HIDDEN_BY_DEFAULT):
+            return
+        decoded = file_being_decoded()
+        self._job_warnings.append(str(message) if decoded is None else f"{decoded}: {message}")
 
-    def _warn_of_damaged_files(self) -> None:
-        """The decoders' warnings kept since the last event, each file's once a run."""
-        while self._decoders_warnings:
-            message = self._decoders_warnings.pop(0)
-            if message not in self._decoders_warnings_shown:
-                self._decoders_warnings_shown.add(message)
+    def _show_job_warnings(self) -> None:
+        """The warnings kept since the last event, each once a job."""
+        while self._job_warnings:
+            message = self._job_warnings.pop(0)
+            if message not in self._job_warnings_shown:
+                self._job_warnings_shown.add(message)
                 self._warn(message)
 
     def _on_event(self, event: object, on_result: Callable[[object], None] | None) -> None:
-        self._warn_of_damaged_files()
+        self._show_job_warnings()
         if isinstance(event, Progress):
             self._bars.show(event)
         elif isinstance(event, Notice) and event.level == "info":
@@ -293,7 +301,7 @@ class EngineTask:
             show_warning(f"{self.name}: {len(warnings)} warnings\n" + "\n".join(warnings))
 
     def _on_error(self, error: Exception) -> None:
-        self._warn_of_damaged_files()
+        self._show_job_warnings()
         self._show_warnings()
         # A job's RuntimeError (a LabellingError, say) comes as JobFailed, whose message is the job's own.
         detail = str(error) if isinstance(error, JobFailed) else describe_error(error)
@@ -301,7 +309,7 @@ class EngineTask:
         self._set_status("failed")
 
     def _on_finished(self) -> None:
-        self._warn_of_damaged_files()
+        self._show_job_warnings()
         self._show_warnings()
         self._bars.close()
         if self.status == "failed":
