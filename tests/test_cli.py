@@ -408,14 +408,18 @@ def test_a_stop_just_after_the_source_model_is_saved_says_it_was_saved(tiny_fold
     assert read_model_card(model)["meta"]["photos"] == len(list((tiny_folder / "images").iterdir()))
 
 
-def test_a_decoders_warning_names_the_file_once_each_and_other_warnings_show_once(
-    tiny_folder, tmp_path, capsys, monkeypatch, save_with_a_damaged_exif_tag
+def test_warnings_name_the_file_a_decoder_warns_about_once_each_and_read_as_the_runs_own(
+    tiny_folder, tmp_path, capsys, monkeypatch, save_with_a_damaged_exif_tag, empty_torch_cache
 ):
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
     damaged = [save_with_a_damaged_exif_tag(photo) for photo in sorted(photos.glob("*.png"))[:2]]
     run = tmp_path / "run"
-    assert main(["label", str(photos), "--out", str(run), *FAST, "--iterations", "1"]) == 0
-    said = [line for line in capsys.readouterr().err.splitlines() if "Tag data" in line]
+    assert main(["label", str(photos), "--out", str(run), *FAST, "--iterations", "1", "--backbone", "resnet18"]) == 0
+    error = capsys.readouterr().err.splitlines()
+    no_weights = [line for line in error if "No ImageNet weights for resnet18" in line]
+    assert len(no_weights) == 1
+    assert no_weights[0].startswith("warning: No ImageNet weights for resnet18 in the local torch cache")
+    said = [line for line in error if "Tag data" in line]
     # Each photo is decoded once for its working copy and once more each iteration, its masks made at full size;
     # photos are decoded several at a time.
     assert sorted(said) == [f"warning: {photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
