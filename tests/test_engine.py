@@ -805,6 +805,10 @@ def test_the_masks_the_area_filter_leaves_out_are_named(tiny_folder, tmp_path):
     to_check = [_named(notice, "would not trust") for notice in notices if notice.startswith(untrusted)]
     last_outside, _ = _outside_10_to_90(store, 1)
     assert to_check == ([last_outside[:3]] if last_outside else []), notices
+    # Each iteration records how many of its own masks the next round trusts.
+    for entry in store.metrics():
+        outside, total = _outside_10_to_90(store, entry["iteration"])
+        assert entry["trusted"] == total - len(outside), (entry, outside)
 
 
 def test_a_resumed_run_whose_mask_figures_were_cut_short_names_the_file_and_finishes(tiny_folder, tmp_path):

@@ -229,14 +229,13 @@ class _Run:
                 self.working.failed[stem] = ImageReadError(stem, "has no mask: another process could not read it")
         return {stem: gathered[stem] for stem in self.active}
 
-    def finish(
-        self, iteration: int, stats: dict[str, MaskStats], model, started: float, trusted: int
-    ) -> IterationResult:
+    def finish(self, iteration: int, stats: dict[str, MaskStats], model, started: float) -> IterationResult:
         changes = [entry.change_iou for entry in stats.values() if entry.change_iou is not None]
+        areas = {stem: entry.area for stem, entry in stats.items()}
         metrics = {
             "iteration": iteration,
             "images": len(stats),
-            "trusted": trusted,
+            "trusted": len(self.trusted_for_next_round(areas)),
             "change_iou": float(np.mean(changes)) if changes else None,
             "elapsed_s": round(time.perf_counter() - started, 3),
         }
@@ -269,8 +268,14 @@ class _Run:
                 self.working_masks.discard(self.latest)
         distributed.barrier()  # the next iteration starts from rank 0's checkpoint
         self.latest = iteration
-        self.areas = {stem: entry.area for stem, entry in stats.items()}
+        self.areas = areas
         return result
+
+    def trusted_for_next_round(self, areas: Mapping[str, float]) -> set[str]:
+        """The photos whose masks of ``areas`` the next round trains on: those the area filter trusts, and every
+        correction the user trusted."""
+        corrected = (stem for stem in self.store.fixed_masks() if stem in self.active)
+        return {*trusted_stems(areas, self.config.area_min, self.config.area_max), *corrected}
 
     def _truth_scores(self, iteration: int, stems: Iterable[str]) -> dict | None:
         if self.truth is None:
@@ -449,8 +454,7 @@ def _masks_to_check(run: _Run) -> Iterator[Notice]:
         named = [f"{stem} ({stats[stem].uncertain:.0%} uncertain)" for stem in unsure]
         where = run.store.mask_stats_path(iteration)
         yield Notice(f"iteration {iteration}: check first {a_few(named)}; every photo's figures: {where}", "info")
-    kept = {*trusted_stems(run.areas, config.area_min, config.area_max), *run.store.fixed_masks()}
-    if outside := _outside_area_range(run.areas, kept, config):
+    if outside := _outside_area_range(run.areas, run.trusted_for_next_round(run.areas), config):
         yield Notice(f"iteration {iteration}: the area filter would not trust {outside}", level="info")
 
 
@@ -464,9 +468,7 @@ def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
         stats = yield from run.predict_iteration(0, output.model)
     else:
         stats = yield from run.write_masks(0, output.mask_of)
-    areas = {stem: entry.area for stem, entry in stats.items()}
-    trusted = len(trusted_stems(areas, run.config.area_min, run.config.area_max))
-    result = run.finish(0, stats, output.model, started, trusted)
+    result = run.finish(0, stats, output.model, started)
     yield from run.drain_notices()
     yield result
 
@@ -504,6 +506,6 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
     model = load_model(previous, map_location=run.device) if previous.is_file() else run.context().new_model()
     yield from run.context().train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
     stats = yield from run.predict_iteration(iteration, model, fixed)
-    result = run.finish(iteration, stats, model, started, len(trusted))
+    result = run.finish(iteration, stats, model, started)
     yield from run.drain_notices()
     return result
