@@ -511,6 +511,7 @@ _HEADLESS_COMMANDS = ("label", "train-source", "export", "evaluate")
 
 @contextmanager
 def _headless() -> Iterator[None]:
+    """How a command without a window takes a stop, and says a warning."""
     with _headless_stops(), _warnings_in_the_runs_words():
         yield
 

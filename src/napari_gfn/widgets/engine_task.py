@@ -246,6 +246,7 @@ class EngineTask:
         # no ImageNet weights, or a damaged photo. A decoder's names no file, and only the thread that warned knows
         # which file it was decoding: so each is taken there, not queued.
         worker.warned.connect(self._keep_a_warning, type=Qt.ConnectionType.DirectConnection)
+        self._job_warnings.clear()  # any that came after the last job had ended
         self._job_warnings_shown.clear()
         self.worker = worker
         self._set_status("running")
