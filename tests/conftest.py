@@ -83,11 +83,8 @@ def folders_named_locked_refused(monkeypatch):
 
 @pytest.fixture
 def empty_torch_cache(tmp_path, monkeypatch):
-    """A torch cache with no weights in it, and no backbone warned about yet."""
-    from napari_gfn.network import backbones
-
+    """A torch cache with no weights in it."""
     cache = tmp_path / "torch-cache"
     cache.mkdir()
     monkeypatch.setattr(torch.hub, "_hub_dir", str(cache))
-    monkeypatch.setattr(backbones, "_warned_missing_weights", set())
     return cache

@@ -24,7 +24,7 @@ from napari_gfn._atomic import stops_held
 from napari_gfn.cli import _label_config, _TerminalReport, _Terminated, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.demo import _demo_config
-from napari_gfn.network import read_model_card
+from napari_gfn.network import missing_imagenet_weights, read_model_card
 from napari_gfn.run_lock import RunLock
 from napari_gfn.run_window import read_run
 from napari_gfn.store import RunFolder
@@ -408,7 +408,7 @@ def test_a_stop_just_after_the_source_model_is_saved_says_it_was_saved(tiny_fold
     assert read_model_card(model)["meta"]["photos"] == len(list((tiny_folder / "images").iterdir()))
 
 
-def test_warnings_name_the_file_a_decoder_warns_about_once_each_and_read_as_the_runs_own(
+def test_a_decoders_warning_names_its_file_once_each_and_a_backbone_without_weights_is_said_and_logged(
     tiny_folder, tmp_path, capsys, monkeypatch, save_with_a_damaged_exif_tag, empty_torch_cache
 ):
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
@@ -416,9 +416,9 @@ def test_warnings_name_the_file_a_decoder_warns_about_once_each_and_read_as_the_
     run = tmp_path / "run"
     assert main(["label", str(photos), "--out", str(run), *FAST, "--iterations", "1", "--backbone", "resnet18"]) == 0
     error = capsys.readouterr().err.splitlines()
-    no_weights = [line for line in error if "No ImageNet weights for resnet18" in line]
-    assert len(no_weights) == 1
-    assert no_weights[0].startswith("warning: No ImageNet weights for resnet18 in the local torch cache")
+    no_weights = [line for line in error if "no ImageNet weights" in line]
+    assert no_weights == [f"warning: {missing_imagenet_weights('resnet18')}"]
+    assert f" warning: {no_weights[0][9:]}" in RunFolder(run).log_path.read_text()  # opened later, the run says so
     said = [line for line in error if "Tag data" in line]
     # Each photo is decoded once for its working copy and once more each iteration, its masks made at full size;
     # photos are decoded several at a time.

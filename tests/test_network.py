@@ -16,6 +16,7 @@ from napari_gfn.network import (
     ModelFileError,
     build_backbone,
     load_model,
+    missing_imagenet_weights,
     pretrained_efficientnet_lite0,
     read_model_card,
     save_model,
@@ -86,12 +87,17 @@ def test_gfn_uses_the_lite0_imagenet_weights():
     torch.testing.assert_close(model.backbone.body._conv_stem.weight, reference._conv_stem.weight)
 
 
-def test_torchvision_backbone_without_cached_weights_warns_once(empty_torch_cache):
-    with pytest.warns(UserWarning, match="local torch cache"):
-        build_backbone("resnet18")
+def test_a_torchvision_backbone_without_cached_weights_is_said_to_start_from_random_weights(empty_torch_cache):
+    missing = missing_imagenet_weights("resnet18")
+    assert missing.startswith(
+        f"no ImageNet weights for the resnet18 backbone in the local torch cache ({empty_torch_cache}"
+    )
+    assert "starts from random weights" in missing
+    assert missing_imagenet_weights("efficientnet_lite0") is None  # its weights come with a package
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        build_backbone("resnet18")
+        warnings.simplefilter("error")  # a run says so, once, rather than each network built
+        backbone = build_backbone("resnet18")
+    assert not torch.equal(backbone.body["conv1"].weight, build_backbone("resnet18").body["conv1"].weight)  # random
 
 
 def test_torchvision_backbone_loads_weights_from_the_local_cache(empty_torch_cache):
@@ -100,6 +106,7 @@ def test_torchvision_backbone_loads_weights_from_the_local_cache(empty_torch_cac
     url = models.ResNet18_Weights.IMAGENET1K_V1.url
     (empty_torch_cache / "checkpoints").mkdir()
     torch.save(reference.state_dict(), empty_torch_cache / "checkpoints" / url.rsplit("/", 1)[1])
+    assert missing_imagenet_weights("resnet18") is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         backbone = build_backbone("resnet18")

@@ -20,7 +20,7 @@ from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import IterationResult, LabellingError, Notice, score_mask
 from napari_gfn.engine.source import LabelledSet
 from napari_gfn.engine.working import WorkingImages
-from napari_gfn.network import GFN, read_model_card, save_model
+from napari_gfn.network import GFN, missing_imagenet_weights, read_model_card, save_model
 from napari_gfn.sample_data import make_sample_set
 from napari_gfn.seeds import grabcut_mask, otsu_mask
 from napari_gfn.seeds.cam import (
@@ -62,6 +62,16 @@ def source_model(tmp_path_factory):
     model = root / "flowers.pt"
     assert main(["train-source", str(data / "images"), str(data / "masks"), "--out", str(model), *SOURCE_FAST]) == 0
     return model
+
+
+def test_a_source_model_on_a_backbone_without_weights_says_it_starts_from_random_weights(
+    tiny_folder, tmp_path, capsys, empty_torch_cache
+):
+    model = tmp_path / "source.pt"
+    data = [str(tiny_folder / "images"), str(tiny_folder / "masks")]
+    brief = ["--image-size", "64", "--epochs", "1", "--min-steps", "2", "--backbone", "resnet18"]
+    assert main(["train-source", *data, "--out", str(model), *brief]) == 0
+    assert f"warning: {missing_imagenet_weights('resnet18')}" in capsys.readouterr().err.splitlines()
 
 
 def test_transfer_seed_beats_otsu_on_flowers_of_another_seed_and_style(source_model, tmp_path):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -34,6 +35,7 @@ from napari_gfn.config import (
 )
 from napari_gfn.demo import open_demo, write_sample_folder
 from napari_gfn.engine import ImageRecord, Notice
+from napari_gfn.network import missing_imagenet_weights
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
@@ -1676,7 +1678,7 @@ def test_warnings_that_come_together_share_one_notification_and_one_alone_shows_
     assert _messages_since(seen + 2) == ["only this one"]
 
 
-def test_a_runs_warnings_are_shown_and_a_decoders_names_its_file_once(
+def test_a_run_says_its_backbone_has_no_weights_and_a_decoders_warning_names_its_file_once(
     make_napari_viewer, qtbot, tiny_folder, tmp_path, save_with_a_damaged_exif_tag, empty_torch_cache
 ):
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
@@ -1689,10 +1691,34 @@ def test_a_runs_warnings_are_shown_and_a_decoders_names_its_file_once(
     assert widget.task.status == "finished", _messages_since(seen)
     qtbot.wait(engine_task.WARNING_BATCH_MS + 200)
     said = [line for message in _messages_since(seen) for line in message.splitlines()]
-    assert sum(line.startswith("No ImageNet weights for resnet18 in the local torch cache") for line in said) == 1
+    assert said.count(missing_imagenet_weights("resnet18")) == 1
     # Each photo is decoded for its working copy and again for each iteration's masks.
     warned = sorted(line for line in said if "Tag data" in line)
     assert warned == [f"{photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
+
+
+def test_a_jobs_warnings_show_once_but_not_deprecations_or_naparis_own(qtbot):
+    task = engine_task.EngineTask("warn", uses_torch=False)
+
+    def warn(cancel):
+        for _ in range(2):
+            warnings.warn("a library's warning", UserWarning, stacklevel=1)
+            warnings.warn("a deprecation, for programmers", DeprecationWarning, stacklevel=1)
+            yield Notice("a step", level="info")
+        yield "a result, which the GUI thread takes"
+        assert warned_in_the_gui_thread.wait(10)  # while this job runs, and superqt's worker takes warnings
+
+    warned_in_the_gui_thread = threading.Event()
+
+    def in_the_gui_thread(result):
+        warnings.warn("napari's own", UserWarning, stacklevel=1)
+        warned_in_the_gui_thread.set()
+
+    seen = len(notification_manager.records)
+    task.start(warn, on_result=in_the_gui_thread)
+    _wait_until_done(qtbot, task)
+    qtbot.wait(engine_task.WARNING_BATCH_MS + 200)
+    assert [message for message in _messages_since(seen) if message != "a step"] == ["a library's warning"]
 
 
 def test_the_demo_opens_the_sample_photos_with_the_dock_ready_to_start(make_napari_viewer, tmp_path):

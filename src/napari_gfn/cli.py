@@ -512,16 +512,16 @@ _HEADLESS_COMMANDS = ("label", "train-source", "export", "evaluate")
 @contextmanager
 def _headless() -> Iterator[None]:
     """How a command without a window takes a stop, and says a warning."""
-    with _headless_stops(), _warnings_in_the_runs_words():
+    with _headless_stops(), _decoders_warnings_named():
         yield
 
 
 @contextmanager
-def _warnings_in_the_runs_words() -> Iterator[None]:
-    """napari-gfn's own warnings read as its other warnings do (``warning: ...``), without the line of code that
-    warned; and a decoder's warning about a file (Pillow's "Corrupt EXIF data", say) names the file, once for
-    each file, where Python's display names the decoder's line of code and shows the first file's alone.
-    Libraries' other warnings show as Python shows them."""
+def _decoders_warnings_named() -> Iterator[None]:
+    """A decoder's warning about a file (Pillow's "Corrupt EXIF data", say) names the file, once for each file.
+
+    Python's own display names the decoder's line of code instead, and shows a warning for the first file alone.
+    """
     from tqdm import tqdm
 
     from napari_gfn.engine.images import file_being_decoded
@@ -534,12 +534,10 @@ def _warnings_in_the_runs_words() -> Iterator[None]:
         if seen in shown:  # as Python's "default" rule would, but once for each file decoded
             return
         shown.add(seen)
-        if decoded is not None:
-            tqdm.write(f"warning: {decoded}: {message}", file=sys.stderr)
-        elif Path(filename).is_relative_to(_PACKAGE_FOLDER):
-            tqdm.write(f"warning: {message}", file=sys.stderr)
-        else:
+        if decoded is None:
             show_as_python_does(message, category, filename, lineno, file, line)
+        else:
+            tqdm.write(f"warning: {decoded}: {message}", file=sys.stderr)
 
     with warnings.catch_warnings():
         show_as_python_does = warnings.showwarning
@@ -548,9 +546,6 @@ def _warnings_in_the_runs_words() -> Iterator[None]:
         # which remembers a warning's line of code and not the file decoded; show() remembers both.
         warnings.filterwarnings("always", append=True)
         yield
-
-
-_PACKAGE_FOLDER = Path(__file__).parent
 
 
 @contextmanager

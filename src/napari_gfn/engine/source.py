@@ -25,7 +25,7 @@ from napari_gfn.engine.images import (
 )
 from napari_gfn.engine.training import IGNORE, describe_device, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, read_each
-from napari_gfn.network import GFN, check_model_file_writable, save_model
+from napari_gfn.network import GFN, check_model_file_writable, missing_imagenet_weights, save_model
 
 __all__ = ["LabelledSet", "train_source_model", "train_source_model_file"]
 
@@ -158,7 +158,10 @@ def train_source_model(
             f"training a source model on {len(targets)} labelled photos of {labelled.name}, {describe_device(device)}",
             level="info",
         )
-        model = model if model is not None else new_model(config, device)
+        if model is None:
+            if missing := missing_imagenet_weights(config.backbone):
+                yield Notice(missing)
+            model = new_model(config, device)
         yield from train_on_targets(
             config, model, working, targets, phase="source: train", epochs=config.epochs, device=device, cancel=cancel
         )

@@ -1,6 +1,6 @@
 """The bundled Guided Filter Network: pure torch, no napari, no Qt."""
 
-from .backbones import BACKBONES, build_backbone, pretrained_efficientnet_lite0
+from .backbones import BACKBONES, build_backbone, missing_imagenet_weights, pretrained_efficientnet_lite0
 from .gfn import GFN, GFNConfig, boundary_map
 from .guided_filter import (
     GuidedFilter,
@@ -26,6 +26,7 @@ __all__ = [
     "guided_filter",
     "guided_upsample",
     "load_model",
+    "missing_imagenet_weights",
     "pretrained_efficientnet_lite0",
     "read_model_card",
     "save_model",

@@ -7,7 +7,6 @@ normalisation its weights were trained with.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +154,6 @@ _RESNETS = {
     "resnet50": _TorchvisionSpec("resnet50", "ResNet50_Weights", 256, 2048),
     "resnet101": _TorchvisionSpec("resnet101", "ResNet101_Weights", 256, 2048),
 }
-_warned_missing_weights: set[str] = set()
 
 
 class Backbone(nn.Module):
@@ -176,21 +174,28 @@ class Backbone(nn.Module):
         return features["low"], features["high"]
 
 
+def _torchvision_weights_file(spec: _TorchvisionSpec) -> Path:
+    """Where torch's local cache keeps the backbone's ImageNet weights, if it has them."""
+    weights = getattr(models, spec.weights).IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def missing_imagenet_weights(name: str) -> str | None:
+    """Why the backbone ``name`` starts from random weights, for a run to say; None when it has its ImageNet weights
+    (EfficientNet-Lite0's ship with the package; a ResNet's are read only from torch's local cache)."""
+    if name not in _RESNETS or (path := _torchvision_weights_file(_RESNETS[name])).is_file():
+        return None
+    return (
+        f"no ImageNet weights for the {name} backbone in the local torch cache ({path}), so a network made from it "
+        "starts from random weights: put the file there, or choose the efficientnet_lite0 backbone, whose weights "
+        "come with napari-gfn"
+    )
+
+
 def _cached_torchvision_state(spec: _TorchvisionSpec) -> dict | None:
     """The ImageNet state dict if it is already in torch's local cache; never downloads."""
-    weights = getattr(models, spec.weights).IMAGENET1K_V1
-    path = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-    if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=True)
-    if spec.builder not in _warned_missing_weights:
-        _warned_missing_weights.add(spec.builder)
-        warnings.warn(
-            f"No ImageNet weights for {spec.builder} in the local torch cache ({path}); starting from random "
-            "weights. Put the file there to use them, or choose backbone='efficientnet_lite0', whose weights "
-            "ship with the package.",
-            stacklevel=3,
-        )
-    return None
+    path = _torchvision_weights_file(spec)
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
 def build_backbone(name: str, pretrained: bool = True, output_stride: int = 16) -> Backbone:
