@@ -416,7 +416,7 @@ def _label_photos(
         yield Notice(f"skipped {message}")
     run = _Run(config, store, images, cancel)
     yield Notice(f"computing {describe_device(run.device)}", level="info")
-    if missing := missing_imagenet_weights(config.backbone):
+    if config.pretrained and (missing := missing_imagenet_weights(config.backbone)):
         yield Notice(missing)
     finished = store.finished_iterations()
     try:

@@ -159,7 +159,7 @@ def train_source_model(
             level="info",
         )
         if model is None:
-            if missing := missing_imagenet_weights(config.backbone):
+            if config.pretrained and (missing := missing_imagenet_weights(config.backbone)):
                 yield Notice(missing)
             model = new_model(config, device)
         yield from train_on_targets(
