@@ -33,9 +33,9 @@ from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, counted, r
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.run_photos import find_run_photos, photos_not_read_from
-from napari_gfn.engine.training import describe_device, new_model, train_on_targets
+from napari_gfn.engine.training import describe_device, missing_weights_notice, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
-from napari_gfn.network import GFN, load_model, missing_imagenet_weights, save_model
+from napari_gfn.network import GFN, load_model, save_model
 from napari_gfn.review import MaskStats, check_first
 from napari_gfn.store import CANCELLED, FINISHED, RunFolder, RunFolderError
 
@@ -416,8 +416,7 @@ def _label_photos(
         yield Notice(f"skipped {message}")
     run = _Run(config, store, images, cancel)
     yield Notice(f"computing {describe_device(run.device)}", level="info")
-    if config.pretrained and (missing := missing_imagenet_weights(config.backbone)):
-        yield Notice(missing)
+    yield from missing_weights_notice(config)
     finished = store.finished_iterations()
     try:
         if finished:

@@ -23,9 +23,9 @@ from napari_gfn.engine.images import (
     read_true_mask,
     size_mismatch,
 )
-from napari_gfn.engine.training import IGNORE, describe_device, new_model, train_on_targets
+from napari_gfn.engine.training import IGNORE, describe_device, missing_weights_notice, new_model, train_on_targets
 from napari_gfn.engine.working import WorkingImages, read_each
-from napari_gfn.network import GFN, check_model_file_writable, missing_imagenet_weights, save_model
+from napari_gfn.network import GFN, check_model_file_writable, save_model
 
 __all__ = ["LabelledSet", "train_source_model", "train_source_model_file"]
 
@@ -159,8 +159,7 @@ def train_source_model(
             level="info",
         )
         if model is None:
-            if config.pretrained and (missing := missing_imagenet_weights(config.backbone)):
-                yield Notice(missing)
+            yield from missing_weights_notice(config)
             model = new_model(config, device)
         yield from train_on_targets(
             config, model, working, targets, phase="source: train", epochs=config.epochs, device=device, cancel=cancel

@@ -20,10 +20,10 @@ from torchvision.transforms.v2 import functional as TF
 
 from napari_gfn.config import RunConfig
 from napari_gfn.engine import distributed
-from napari_gfn.engine.events import CancelToken, Progress
+from napari_gfn.engine.events import CancelToken, Notice, Progress
 from napari_gfn.engine.images import counted
 from napari_gfn.engine.working import WorkingImages
-from napari_gfn.network import GFN
+from napari_gfn.network import GFN, missing_imagenet_weights
 
 __all__ = [
     "IGNORE",
@@ -31,6 +31,7 @@ __all__ = [
     "TrainingSettings",
     "batch_size_that_fits",
     "describe_device",
+    "missing_weights_notice",
     "mixed_precision",
     "new_model",
     "train_model",
@@ -276,6 +277,13 @@ def describe_device(device: torch.device | str) -> str:
     if torch.version.cuda is None:
         return f"{on_cpu}: this torch ({torch.__version__}) is built without CUDA, so no GPU can be used"
     return f"{on_cpu}: torch finds no CUDA GPU"
+
+
+def missing_weights_notice(config: RunConfig) -> Iterator[Notice]:
+    """A warning when the networks :func:`new_model` makes would start from random weights, for want of the
+    backbone's ImageNet weights."""
+    if config.pretrained and (missing := missing_imagenet_weights(config.backbone)):
+        yield Notice(missing)
 
 
 def new_model(config: RunConfig, device: torch.device, **modules: bool) -> GFN:
