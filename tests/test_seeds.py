@@ -64,14 +64,31 @@ def source_model(tmp_path_factory):
     return model
 
 
-def test_a_source_model_on_a_backbone_without_weights_says_it_starts_from_random_weights(
+def test_a_backbone_without_weights_is_said_where_a_network_starts_from_it_and_only_there(
     tiny_folder, tmp_path, capsys, empty_torch_cache
 ):
-    model = tmp_path / "source.pt"
-    data = [str(tiny_folder / "images"), str(tiny_folder / "masks")]
-    brief = ["--image-size", "64", "--epochs", "1", "--min-steps", "2", "--backbone", "resnet18"]
-    assert main(["train-source", *data, "--out", str(model), *brief]) == 0
-    assert f"warning: {missing_imagenet_weights('resnet18')}" in capsys.readouterr().err.splitlines()
+    def times_said(*command: str) -> int:
+        brief = ["--image-size", "64", "--epochs", "1", "--min-steps", "2", "--backbone", "resnet18"]
+        assert main([*command, *brief]) == 0
+        return capsys.readouterr().err.splitlines().count(f"warning: {missing_imagenet_weights('resnet18')}")
+
+    model, photos = tmp_path / "source.pt", str(tiny_folder / "images")
+    assert times_said("train-source", photos, str(tiny_folder / "masks"), "--out", str(model)) == 1
+    label = ["label", photos, "--area-min", "0", "--area-max", "1"]  # networks this brief make masks of any area
+    # A transfer run's networks start from the source model.
+    transfer = [*label, "--out", str(tmp_path / "transfer"), "--seed", "transfer", "--source-model"]
+    assert times_said(*transfer, str(model), "--iterations", "1") == 0
+    # The CAM seed's classifier starts from the backbone, and so does its first round's network: said once.
+    labels = tmp_path / "labels.csv"
+    stems = sorted(path.stem for path in (tiny_folder / "images").iterdir())
+    labels.write_text("image,class\n" + "".join(f"{stem},{('rose', 'iris')[i % 2]}\n" for i, stem in enumerate(stems)))
+    cam = [*label, "--out", str(tmp_path / "cam"), "--seed", "cam", "--labels", str(labels), "--cam-refiner", "guided"]
+    assert times_said(*cam, "--iterations", "1") == 1
+    # GrabCut's seed makes no network; its first round makes one, and the rounds after fine-tune it.
+    grabcut = [*label, "--out", str(tmp_path / "grabcut"), "--seed", "grabcut", "--iterations"]
+    assert times_said(*grabcut, "0") == 0
+    assert times_said(*grabcut, "1", "--resume") == 1
+    assert times_said(*grabcut, "2", "--resume") == 0
 
 
 def test_transfer_seed_beats_otsu_on_flowers_of_another_seed_and_style(source_model, tmp_path):

@@ -88,8 +88,20 @@ class SeedContext:
     device: torch.device
     cancel: CancelToken
     store: RunFolder
+    missing_weights_said: bool = False
 
-    def new_model(self) -> GFN:
+    def missing_weights_notice(self) -> Iterator[Notice]:
+        """Before the run's first network is made from the backbone: a warning if it has no ImageNet weights.
+
+        Said once a run: a CAM run makes two such networks (its classifier, then its first round's GFN).
+        """
+        if not self.missing_weights_said:
+            self.missing_weights_said = True
+            yield from missing_weights_notice(self.config)
+
+    def new_model(self) -> Generator[Notice, None, GFN]:
+        """A fresh GFN, after that warning."""
+        yield from self.missing_weights_notice()
         return new_model(self.config, self.device)
 
     def train(
@@ -137,14 +149,13 @@ class _Run:
         self.areas: dict[str, float] = {}  # of the latest iteration's masks
         self.notices: list[Notice] = []
         self.truth_checked = False
+        # One for the whole run, so that it gives its warning once
+        self.context = SeedContext(config, self.working, self.device, cancel, store)
 
     @property
     def active(self) -> list[str]:
         """Photos still in the run: those that have not failed to load."""
         return [stem for stem in self.working.stems if stem not in self.working.failed]
-
-    def context(self) -> SeedContext:
-        return SeedContext(self.config, self.working, self.device, self.cancel, self.store)
 
     def latest_masks(self, stems: Sequence[str]) -> Mapping[str, np.ndarray]:
         """The latest iteration's working masks of ``stems``, read from disk on access."""
@@ -416,7 +427,6 @@ def _label_photos(
         yield Notice(f"skipped {message}")
     run = _Run(config, store, images, cancel)
     yield Notice(f"computing {describe_device(run.device)}", level="info")
-    yield from missing_weights_notice(config)
     finished = store.finished_iterations()
     try:
         if finished:
@@ -464,7 +474,7 @@ def _seed_iteration(run: _Run) -> Generator[Event, None, None]:
     methods = _seed_methods()
     if run.config.seed not in methods:
         raise LabellingError(f"the {run.config.seed!r} seed is not available in this version")
-    output = yield from methods[run.config.seed](run.context())
+    output = yield from methods[run.config.seed](run.context)
     if output.model is not None:
         stats = yield from run.predict_iteration(0, output.model)
     else:
@@ -504,8 +514,11 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
         f"iteration {iteration}: training on {len(trusted)} of {len(run.areas)} masks{corrected}{left_out}", "info"
     )
     previous = run.store.model_path(iteration - 1)
-    model = load_model(previous, map_location=run.device) if previous.is_file() else run.context().new_model()
-    yield from run.context().train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
+    if previous.is_file():  # a round fine-tunes the network of the round before
+        model = load_model(previous, map_location=run.device)
+    else:  # the seed made its masks without one
+        model = yield from run.context.new_model()
+    yield from run.context.train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
     stats = yield from run.predict_iteration(iteration, model, fixed)
     result = run.finish(iteration, stats, model, started)
     yield from run.drain_notices()

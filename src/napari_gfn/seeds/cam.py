@@ -301,6 +301,7 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
     readable = yield from _read_photos(context)
     usable = set(readable)
     class_of = {stem: index for stem, index in class_of.items() if stem in usable}
+    yield from context.missing_weights_notice()
     model = CamClassifier(config.backbone, len(classes), config.pretrained).to(context.device)
     dataset = _ClassLabelDataset(
         context.working, class_of, config.image_size, seed=config.random_seed + distributed.rank()

@@ -104,6 +104,6 @@ def otsu_seed(context):
         if not simple:
             raise LabellingError(f"simple photos: none of the photos in {config.simple} could be read")
     yield Notice(f"Otsu seed: training on {len(simple)} simple photos", level="info")
-    model = context.new_model()
+    model = yield from context.new_model()
     yield from context.train(model, working, simple, "seed: train", config.seed_epochs)
     return SeedOutput(model=model)
