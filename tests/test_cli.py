@@ -437,6 +437,19 @@ def test_a_decoders_warning_names_its_file_once_each_and_a_backbone_without_weig
     assert [str(warning.message) for warning in shown] == ["a library's warning about no file"]
 
 
+def test_resume_without_iterations_ends_where_the_run_ends_and_says_how_to_go_further(tiny_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    label = ["label", str(tiny_folder / "images"), "--out", str(run), *FAST]
+    assert main([*label, "--iterations", "0"]) == 0
+    assert main([*label, "--resume"]) == 0  # not to the default count of rounds, as it did
+    assert RunFolder(run).finished_iterations() == [0]
+    said = "info: iteration 0 was the run's last: to refine further, resume with iterations 1 (--iterations 1) or more"
+    assert said in capsys.readouterr().err.splitlines()
+    assert main([*label, "--resume", "--iterations", "1"]) == 0
+    assert RunFolder(run).finished_iterations() == [0, 1]
+    assert not [line for line in capsys.readouterr().err.splitlines() if "was the run's last" in line]
+
+
 def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, tmp_path, capsys, monkeypatch):
     """A run keeps the settings it began with; flags given to --resume that differ are named, not silently dropped."""
     truth = tiny_folder / "masks"

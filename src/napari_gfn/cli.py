@@ -118,7 +118,10 @@ class _TerminalReport:
 def _label_config(args: argparse.Namespace) -> RunConfig:
     """The run settings of `label`: each of its flags, but --resume, is named after the RunConfig field it sets."""
     field_names = {field.name for field in fields(RunConfig)}
-    return RunConfig(**{name: value for name, value in vars(args).items() if name in field_names})
+    settings = {name: value for name, value in vars(args).items() if name in field_names}
+    if args.resume and "iterations" not in getattr(args, "settings_given", ()):
+        settings["iterations"] = 0  # the run's own count, then: a resume keeps the larger
+    return RunConfig(**settings)
 
 
 def _label(args: argparse.Namespace) -> int:
@@ -363,7 +366,7 @@ def _add_label_parser(commands) -> None:
         "--resume",
         action="store_true",
         help="continue the run in --out after its last finished iteration, with its own settings but --iterations "
-        "(the larger is kept), --device and --workers",
+        "(if given, the larger is kept), --device and --workers",
     )
     label.set_defaults(handler=_label)
 

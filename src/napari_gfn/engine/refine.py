@@ -432,6 +432,13 @@ def _label_photos(
         if finished:
             run.reload(finished[-1])
             yield Notice(f"resuming after iteration {finished[-1]}", level="info")
+            if finished[-1] >= config.iterations:
+                last = finished[-1]
+                yield Notice(
+                    f"iteration {last} was the run's last: to refine further, resume with "
+                    f"{describe_setting('iterations', last + 1)} or more",
+                    level="info",
+                )
         else:
             yield from _seed_iteration(run)
         first = (finished[-1] + 1) if finished else 1
