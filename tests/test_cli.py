@@ -537,8 +537,10 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     assert main(["label", str(tmp_path), "--out", str(tmp_path / "run"), "--grabcut-edge-band", "-1"]) == 1
     assert "GrabCut edge band (--grabcut-edge-band) must be at least 0, got -1" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing"), "--gt", str(tmp_path)]) == 1
-    assert "not a napari-gfn run folder" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"napari-gfn: error: {tmp_path / 'nothing'}: no such folder\n"
     (tmp_path / "a file").touch()
+    assert main(["evaluate", str(tmp_path / "a file"), "--gt", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"napari-gfn: error: {tmp_path / 'a file'} is a file, not a run folder\n"
     (tmp_path / "photos").mkdir()
     iio.imwrite(tmp_path / "photos" / "a.png", np.zeros((8, 8, 3), np.uint8))
     assert (

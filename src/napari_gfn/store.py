@@ -175,7 +175,7 @@ class RunFolder:
         photo folder found holds the run's photos, or reads them from a folder the user gives.
         """
         if not self.config_path.is_file():
-            raise RunFolderError(f"{self.root} is not a napari-gfn run folder (no run.json)")
+            raise RunFolderError(self._not_a_run())
         try:
             record = json.loads(self.config_path.read_text())
             saved = record["config"]
@@ -199,9 +199,15 @@ class RunFolder:
 
     def _check_is_run(self) -> None:
         if not self.config_path.is_file():
-            raise RunFolderError(
-                f"{self.root} is not a napari-gfn run folder (no run.json): there is nothing to resume"
-            )
+            raise RunFolderError(f"{self._not_a_run()}: there is nothing to resume")
+
+    def _not_a_run(self) -> str:
+        """Why this folder holds no run, in the words for a path mistyped, a file, and a folder of other things."""
+        if not self.root.exists():
+            return f"{self.root}: no such folder"
+        if not self.root.is_dir():
+            return f"{self.root} is a file, not a run folder"
+        return f"{self.root} is not a napari-gfn run folder (no run.json)"
 
     def _moved_paths(self, config: RunConfig, from_run_folder: dict[str, str]) -> dict[str, str]:
         moved = {}
