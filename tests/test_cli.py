@@ -450,6 +450,31 @@ def test_resume_without_iterations_ends_where_the_run_ends_and_says_how_to_go_fu
     assert not [line for line in capsys.readouterr().err.splitlines() if "was the run's last" in line]
 
 
+def test_a_resume_names_the_photos_added_and_gone_since_and_labels_those_it_has_now(tiny_folder, tmp_path, capsys):
+    photos, run = shutil.copytree(tiny_folder / "images", tmp_path / "photos"), tmp_path / "run"
+    label = ["label", str(photos), "--out", str(run), *FAST, "--seed", "grabcut"]
+    assert main([*label, "--iterations", "0"]) == 0
+    first, *others = sorted(photos.iterdir())
+    first.rename(photos / "added later.png")
+    (photos / "unreadable.png").write_bytes(b"not a photo")
+    (photos / "also added.png").write_bytes(others[0].read_bytes())
+    capsys.readouterr()
+    assert main([*label, "--iterations", "1", "--resume"]) == 0
+    said = capsys.readouterr().err.splitlines()
+    assert (
+        "info: 3 photos without a mask of iteration 0 (added since, or not read then): added later, also added, "
+        "unreadable; later iterations label them"
+    ) in said
+    assert (
+        f"info: 1 photo of iteration 0 no longer among the run's photos: {first.stem}; their masks so far stay in "
+        "the run folder, and later iterations go on without them"
+    ) in said
+    assert RunFolder(run).has_mask(0, first.stem)
+    assert sorted(path.stem for path in RunFolder(run).masks_of(1)) == sorted(
+        ["added later", "also added", *(path.stem for path in others)]
+    )
+
+
 def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, tmp_path, capsys, monkeypatch):
     """A run keeps the settings it began with; flags given to --resume that differ are named, not silently dropped."""
     truth = tiny_folder / "masks"

@@ -432,6 +432,7 @@ def _label_photos(
         if finished:
             run.reload(finished[-1])
             yield Notice(f"resuming after iteration {finished[-1]}", level="info")
+            yield from _photos_changed_since(run, finished[-1])
             if finished[-1] >= config.iterations:
                 last = finished[-1]
                 yield Notice(
@@ -458,6 +459,25 @@ def _label_photos(
     except RunCancelled:
         kept = store.finished_iterations()
         yield Notice(f"{CANCELLED}; finished iterations {kept} are kept in {store.root}", level="info")
+
+
+def _photos_changed_since(run: _Run, iteration: int) -> Iterator[Notice]:
+    """A resumed run's photos that ``iteration`` did not label, and those it labelled that are gone: a folder
+    may gain or lose photos between two sittings of a run, and the run goes on with the photos it has now."""
+    labelled = {path.stem for path in run.store.masks_of(iteration)}
+    photos = set(run.active)
+    if unlabelled := sorted(photos - labelled):
+        yield Notice(
+            f"{counted(len(unlabelled), 'photo')} without a mask of iteration {iteration} (added since, or not "
+            f"read then): {a_few(unlabelled)}; later iterations label them",
+            level="info",
+        )
+    if gone := sorted(labelled - photos):
+        yield Notice(
+            f"{counted(len(gone), 'photo')} of iteration {iteration} no longer among the run's photos: "
+            f"{a_few(gone)}; their masks so far stay in the run folder, and later iterations go on without them",
+            level="info",
+        )
 
 
 def _masks_to_check(run: _Run) -> Iterator[Notice]:
