@@ -431,15 +431,7 @@ def _label_photos(
     try:
         if finished:
             run.reload(finished[-1])
-            yield Notice(f"resuming after iteration {finished[-1]}", level="info")
-            yield from _photos_changed_since(run, finished[-1])
-            if finished[-1] >= config.iterations:
-                last = finished[-1]
-                yield Notice(
-                    f"iteration {last} was the run's last: to refine further, resume with "
-                    f"{describe_setting('iterations', last + 1)} or more",
-                    level="info",
-                )
+            yield from _resuming(run, finished[-1])
         else:
             yield from _seed_iteration(run)
         first = (finished[-1] + 1) if finished else 1
@@ -459,6 +451,18 @@ def _label_photos(
     except RunCancelled:
         kept = store.finished_iterations()
         yield Notice(f"{CANCELLED}; finished iterations {kept} are kept in {store.root}", level="info")
+
+
+def _resuming(run: _Run, last: int) -> Iterator[Notice]:
+    """What a run resumed after its iteration ``last`` finds: which photos changed, and whether a round is left."""
+    yield Notice(f"resuming after iteration {last}", level="info")
+    yield from _photos_changed_since(run, last)
+    if last >= run.config.iterations:
+        yield Notice(
+            f"iteration {last} was the run's last: to refine further, resume with "
+            f"{describe_setting('iterations', last + 1)} or more",
+            level="info",
+        )
 
 
 def _photos_changed_since(run: _Run, iteration: int) -> Iterator[Notice]:
