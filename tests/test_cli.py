@@ -444,10 +444,14 @@ def test_resume_without_iterations_ends_where_the_run_ends_and_says_how_to_go_fu
     assert main([*label, "--resume"]) == 0  # not to the default count of rounds, as it did
     assert RunFolder(run).finished_iterations() == [0]
     said = "info: iteration 0 was the run's last: to refine further, resume with iterations 1 (--iterations 1) or more"
-    assert said in capsys.readouterr().err.splitlines()
+    out, error = capsys.readouterr()
+    assert said in error.splitlines()
+    assert f"Masks are in {run.resolve()}/iter_NN/masks (0 iterations this run)\n" in out
     assert main([*label, "--resume", "--iterations", "1"]) == 0
     assert RunFolder(run).finished_iterations() == [0, 1]
-    assert not [line for line in capsys.readouterr().err.splitlines() if "was the run's last" in line]
+    out, error = capsys.readouterr()
+    assert not [line for line in error.splitlines() if "was the run's last" in line]
+    assert f"Masks are in {run.resolve()}/iter_NN/masks (1 iteration this run)\n" in out
 
 
 def test_a_resume_names_the_photos_added_and_gone_since_and_labels_those_it_has_now(tiny_folder, tmp_path, capsys):

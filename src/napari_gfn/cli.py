@@ -126,6 +126,7 @@ def _label_config(args: argparse.Namespace) -> RunConfig:
 
 def _label(args: argparse.Namespace) -> int:
     from napari_gfn.engine import distributed, run_labelling
+    from napari_gfn.engine.images import counted
 
     config = _label_config(args)
     distributed.join_process_group(args.device)
@@ -138,7 +139,7 @@ def _label(args: argparse.Namespace) -> int:
         _say_flags_not_used(config, getattr(args, "settings_given", set()))
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
     distributed.leave_process_group()
-    print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({len(results)} iteration(s) this run)")
+    print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({counted(len(results), 'iteration')} this run)")
     print(f"See them in napari: napari-gfn open {shlex.quote(args.out)}")
     return 0
 
