@@ -12,7 +12,7 @@ import time
 from collections import ChainMap
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ class SeedContext:
     device: torch.device
     cancel: CancelToken
     store: RunFolder
-    missing_weights_said: bool = False
+    missing_weights_said: bool = field(default=False, init=False)  # the run's own record, not a setting
 
     def missing_weights_notice(self) -> Iterator[Notice]:
         """Before the run's first network is made from the backbone: a warning if it has no ImageNet weights.
