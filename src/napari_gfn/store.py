@@ -45,6 +45,8 @@ __all__ = ["CANCELLED", "FINISHED", "RunFolder", "RunFolderError"]
 # Named anew whenever working copies change shape (2: a panorama's short side kept to a quarter of the working
 # size), so that a run resumed under the new rule never pairs its cached copies with new ones.
 _CACHE_FORMAT = "2"
+# How far below RUN a run writes folders: RUN/cache/2/masks/iter_00.
+_LAYOUT_DEPTH = 4
 
 
 def _settings_before_they_existed(saved: dict) -> dict:
@@ -79,6 +81,11 @@ CANCELLED = "cancelled"
 _MADE_BEFORE_A_RUN = {"inputs", "writer.lock", "writer.json"}
 
 
+def _is_written_by_a_run(name: str) -> bool:
+    """Whether a run folder's entry of this name holds masks or working copies (see the layout above)."""
+    return name in ("cache", "fixed", "untrusted") or re.fullmatch(r"iter_\d+", name) is not None
+
+
 class RunFolderError(ValueError):
     """A run folder that is missing, foreign, or in the way of a new run."""
 
@@ -88,6 +95,18 @@ class RunFolder:
 
     def __init__(self, root: os.PathLike | str) -> None:
         self.root = Path(root)
+
+    @classmethod
+    def around(cls, folder: os.PathLike | str) -> RunFolder | None:
+        """The run that ``folder`` is, or holds as its masks, corrections or working copies; else None.
+
+        Not for a run's ``inputs/`` (photos copied from napari layers), nor a folder of photos a user put in a run.
+        """
+        folder = Path(folder).absolute()
+        for depth, root in enumerate((folder, *folder.parents[:_LAYOUT_DEPTH])):
+            if (root / "run.json").is_file():
+                return cls(root) if depth == 0 or _is_written_by_a_run(folder.parts[-depth]) else None
+        return None
 
     # ---------------------------------------------------------------- layout
     @property

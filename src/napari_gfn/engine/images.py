@@ -21,6 +21,8 @@ import imageio.v3 as iio
 import numpy as np
 from imageio.core.request import InitializationError
 
+from napari_gfn.store import RunFolder, RunFolderError
+
 __all__ = [
     "HEIF_SUFFIXES",
     "IMAGE_SUFFIXES",
@@ -403,6 +405,8 @@ def _listed_files(folder: Path, what: str) -> tuple[list[Path], _FolderTree]:
     found must have distinct names: a dataset's images/ and masks/ share theirs, and then it is one of
     them that is wanted, not their parent.
     """
+    if what == "photos" and (run := RunFolder.around(folder)):
+        raise ImageReadError(str(folder), _a_run_not_photos(run, folder))
     tree = _FolderTree({folder.resolve()})
     files = list(tree.files(folder))
     if error := tree.unreadable.pop(folder, None):
@@ -415,6 +419,17 @@ def _listed_files(folder: Path, what: str) -> tuple[list[Path], _FolderTree]:
             f"choose the subfolder that holds the {what}, or rename the repeats",
         )
     return files, tree
+
+
+def _a_run_not_photos(run: RunFolder, folder: Path) -> str:
+    """Why a run folder, or one of its folders of masks and working copies, is not labelled as photos."""
+    what = "a napari-gfn run folder" if run.root == folder.absolute() else f"a folder of the napari-gfn run {run.root}"
+    try:
+        photos = run.read_config().images
+    except RunFolderError:
+        photos = ""
+    where = f"its photos are in {photos}" if photos else "its photos came from napari layers"
+    return f"{what}, not a folder of photos: {where}; open the run to see its masks"
 
 
 class _FolderTree:
