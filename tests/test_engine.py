@@ -47,7 +47,7 @@ from napari_gfn.engine.images import (
     read_object_mask,
     to_rgb8,
 )
-from napari_gfn.engine.working import working_shape
+from napari_gfn.engine.working import WorkingImages, resize_image, same_picture, working_shape
 from napari_gfn.run_lock import RunLock, RunLockedError
 from napari_gfn.sample_data import make_sample_set
 from napari_gfn.seeds.otsu import otsu_mask
@@ -196,6 +196,71 @@ def test_a_resumed_run_reads_no_working_copy_cached_under_an_earlier_resizing_ru
     working = RunFolder(tmp_path / "run").cache_dir / "images" / str(TINY.image_size)
     assert all(iio.imread(working / f"{stem}.png").shape == (64, 64, 3) for stem in stems)
     assert sorted(path.name for path in (tmp_path / "run" / "cache").iterdir()) == [working.parents[1].name]
+
+
+def _saved_later(photo: Path, picture: np.ndarray | None = None) -> None:
+    """``photo`` saved again (``picture`` instead, if given) a minute after it was last."""
+    last = photo.stat().st_mtime_ns
+    if picture is not None:
+        iio.imwrite(photo, picture)
+    os.utime(photo, ns=(last + 60 * 10**9,) * 2)
+
+
+def test_a_working_copy_is_made_anew_when_its_photo_changes_and_tells_another_picture_from_a_copy(tmp_path):
+    pictures = make_sample_set("flower", 2, 64, seed=1).images
+    (tmp_path / "photos").mkdir()
+    photo = tmp_path / "photos" / "p.png"
+    iio.imwrite(photo, pictures[0])
+    working = WorkingImages(ImageSet.from_folder(tmp_path / "photos"), 32, tmp_path / "cache")
+    first = working.get("p")
+    assert np.array_equal(first, resize_image(pictures[0], (32, 32)))
+    assert working.renewed("p") is None  # cached from the photo as it is
+    _saved_later(photo)  # the same picture, copied without its file times, say
+    before, now = working.renewed("p")
+    assert np.array_equal(before, first)
+    assert np.array_equal(now, first)
+    assert same_picture(before, now)
+    assert working.renewed("p") is None
+    _saved_later(photo, pictures[1])  # another picture of the name
+    assert np.array_equal(working.get("p"), resize_image(pictures[1], (32, 32)))
+    _saved_later(photo, pictures[0])
+    before, now = working.renewed("p")
+    assert np.array_equal(before, resize_image(pictures[1], (32, 32)))
+    assert np.array_equal(now, first)
+    assert not same_picture(before, now)
+
+
+def test_a_resume_labels_photos_changed_since_anew_and_does_not_train_on_their_old_masks(tiny_folder, tmp_path):
+    photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
+    config = TINY.updated(images=str(photos), out=str(tmp_path / "run"), iterations=1)
+    run_to_end(config.updated(iterations=0))
+    cropped, replaced, touched, other = (photos / f"{stem}.png" for stem in ImageSet.from_folder(photos).stems[:4])
+    _saved_later(cropped, iio.imread(cropped)[4:44, 0:56])
+    _saved_later(replaced, iio.imread(other)[::-1])
+    _saved_later(touched)
+    _, notices = run_to_end(config, resume=True)
+    assert (
+        f"2 photos changed since iteration 0 was made: {cropped.stem}, {replaced.stem}; iteration 0's masks of them "
+        "show them as they were, so iteration 1 does not train on them and labels them anew"
+    ) in notices
+    assert "iteration 1: training on 6 of 6 masks" in notices
+    store = RunFolder(tmp_path / "run")
+    assert store.read_mask(1, cropped.stem).shape == (40, 56)
+    # With the cache deleted (documented as safe), the masks' shapes still tell a cropped photo.
+    shutil.rmtree(store.root / "cache")
+    _saved_later(touched, iio.imread(touched)[:, 8:])
+    _, notices = run_to_end(config.updated(iterations=2), resume=True)
+    assert any(notice.startswith(f"1 photo changed since iteration 1 was made: {touched.stem};") for notice in notices)
+    assert "iteration 2: training on 7 of 7 masks" in notices
+    assert store.read_mask(2, touched.stem).shape == (64, 56)
+    # Cropped while a round trains: the round labels the photo as it is then, with no change from before to measure.
+    for event in run_labelling(config.updated(iterations=3), resume=True):
+        if isinstance(event, Progress) and event.phase == "iter 3: train" and event.done == 1:
+            _saved_later(other, iio.imread(other)[:48])
+    assert store.read_mask(3, other.stem).shape == (48, 64)
+    stats = store.mask_stats(3)
+    assert stats[other.stem].change_iou is None
+    assert stats[cropped.stem].change_iou is not None
 
 
 @pytest.mark.slow

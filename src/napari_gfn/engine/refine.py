@@ -34,7 +34,14 @@ from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_me
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.run_photos import find_run_photos, photos_not_read_from
 from napari_gfn.engine.training import describe_device, missing_weights_notice, new_model, train_on_targets
-from napari_gfn.engine.working import WorkingImages, WorkingMasks, read_photos, resize_mask, working_shape
+from napari_gfn.engine.working import (
+    WorkingImages,
+    WorkingMasks,
+    read_photos,
+    resize_mask,
+    same_picture,
+    working_shape,
+)
 from napari_gfn.network import GFN, load_model, save_model
 from napari_gfn.review import MaskStats, check_first
 from napari_gfn.store import CANCELLED, FINISHED, RunFolder, RunFolderError
@@ -173,13 +180,51 @@ class _Run:
                 self.notices.append(Notice(f"corrected mask not used: {error}"))
         return fixed
 
+    def forget_changed_photos(self) -> Iterator[Notice]:
+        """Leaves out of the next round's training the latest masks of photos whose file has changed since they
+        were made (the photo edited, or replaced by another of its name): they are masks of another picture.
+        The round labels those photos anew."""
+        found: dict[str, ImageReadError | None] = {}
+        for stem in distributed.shard(list(self.areas)):
+            try:
+                if self._changed_since_latest(stem):
+                    found[stem] = None
+            except ImageReadError as error:
+                found[stem] = error
+        found = distributed.gather_dicts(found)  # every rank then trains on, and shards, the same photos
+        for stem, error in found.items():
+            del self.areas[stem]
+            if error is not None:
+                self.working.failed[stem] = error
+                yield Notice(f"skipped {error}")
+        if changed := [stem for stem, error in found.items() if error is None]:
+            one = len(changed) == 1
+            masks, them, were = ("mask", "it", "it was") if one else ("masks", "them", "they were")
+            yield Notice(
+                f"{counted(len(changed), 'photo')} changed since iteration {self.latest} was made: {a_few(changed)}; "
+                f"iteration {self.latest}'s {masks} of {them} show{'s' if one else ''} {them} as {were}, so iteration "
+                f"{self.latest + 1} does not train on {them} and labels {them} anew"
+            )
+
+    def _changed_since_latest(self, stem: str) -> bool:
+        """Whether the photo's working copy, made anew when its file has changed, is of another picture than the
+        latest mask: another shape than the mask, or unlike the copy cached before."""
+        if (renewed := self.working.renewed(stem)) is None:
+            return False
+        before, now = renewed
+        if now.shape[:2] != self.working_masks.read(self.latest, stem).shape:
+            return True
+        return before is not None and not same_picture(before, now)
+
     def _keep(self, iteration: int, stem: str, masks: _Masks) -> MaskStats:
         full_mask, small_mask, uncertain = masks
         self.store.write_mask(iteration, stem, full_mask)
         self.working_masks.write(iteration, stem, small_mask)
         change = None
         if self.latest is not None and stem in self.areas:
-            change = iou(small_mask, self.working_masks.read(self.latest, stem))
+            previous = self.working_masks.read(self.latest, stem)
+            # Of another shape when the photo was edited while this round worked: no change to measure.
+            change = iou(small_mask, previous) if previous.shape == small_mask.shape else None
         return MaskStats(float(np.mean(small_mask)), change, uncertain)
 
     def predict_iteration(
@@ -527,6 +572,7 @@ def _outside_area_range(areas: Mapping[str, float], kept: Container[str], config
 def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
     started = time.perf_counter()
     config = run.config
+    yield from run.forget_changed_photos()
     fixed = run.load_fixed()
     predicted = trusted_stems({s: a for s, a in run.areas.items() if s not in fixed}, config.area_min, config.area_max)
     corrections = {s: resize_mask(m, working_shape(m.shape, config.image_size)) for s, m in fixed.items()}
