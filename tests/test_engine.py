@@ -214,16 +214,18 @@ def test_a_working_copy_is_made_anew_when_its_photo_changes_and_tells_another_pi
     working = WorkingImages(ImageSet.from_folder(tmp_path / "photos"), 32, tmp_path / "cache")
     first = working.get("p")
     assert np.array_equal(first, resize_image(pictures[0], (32, 32)))
-    assert working.renewed("p") is None  # cached from the photo as it is
+    assert working.is_current("p")  # cached from the photo as it is
     _saved_later(photo)  # the same picture, copied without its file times, say
+    assert not working.is_current("p")
     before, now = working.renewed("p")
     assert np.array_equal(before, first)
     assert np.array_equal(now, first)
     assert same_picture(before, now)
-    assert working.renewed("p") is None
+    assert working.is_current("p")
     _saved_later(photo, pictures[1])  # another picture of the name
     assert np.array_equal(working.get("p"), resize_image(pictures[1], (32, 32)))
     _saved_later(photo, pictures[0])
+    assert not working.is_current("p")
     before, now = working.renewed("p")
     assert np.array_equal(before, resize_image(pictures[1], (32, 32)))
     assert np.array_equal(now, first)
@@ -238,7 +240,13 @@ def test_a_resume_labels_photos_changed_since_anew_and_does_not_train_on_their_o
     _saved_later(cropped, iio.imread(cropped)[4:44, 0:56])
     _saved_later(replaced, iio.imread(other)[::-1])
     _saved_later(touched)
-    _, notices = run_to_end(config, resume=True)
+    events = list(run_labelling(config, resume=True))
+    notices = [event.message for event in events if isinstance(event, Notice)]
+    # The three photos whose files changed are read again, with progress; the others' working copies stand.
+    read_again = [event for event in events if isinstance(event, Progress) and "changed since" in event.phase]
+    assert [(event.phase, event.done, event.total) for event in read_again[-1:]] == [
+        ("iter 1: read photos changed since", 3, 3)
+    ]
     assert (
         f"2 photos changed since iteration 0 was made: {cropped.stem}, {replaced.stem}; iteration 0's masks of them "
         "show them as they were, so iteration 1 does not train on them and labels them anew"

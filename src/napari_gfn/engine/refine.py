@@ -37,6 +37,7 @@ from napari_gfn.engine.training import describe_device, missing_weights_notice, 
 from napari_gfn.engine.working import (
     WorkingImages,
     WorkingMasks,
+    read_each,
     read_photos,
     resize_mask,
     same_picture,
@@ -180,38 +181,33 @@ class _Run:
                 self.notices.append(Notice(f"corrected mask not used: {error}"))
         return fixed
 
-    def forget_changed_photos(self) -> Iterator[Notice]:
-        """Leaves out of the next round's training the latest masks of photos whose file has changed since they
-        were made (the photo edited, or replaced by another of its name): they are masks of another picture.
-        The round labels those photos anew."""
-        found: dict[str, ImageReadError | None] = {}
-        for stem in distributed.shard(list(self.areas)):
-            try:
-                if self._changed_since_latest(stem):
-                    found[stem] = None
-            except ImageReadError as error:
-                found[stem] = error
-        found = distributed.gather_dicts(found)  # every rank then trains on, and shards, the same photos
-        for stem, error in found.items():
-            del self.areas[stem]
-            if error is not None:
-                self.working.failed[stem] = error
-                yield Notice(f"skipped {error}")
-        if changed := [stem for stem, error in found.items() if error is None]:
-            one = len(changed) == 1
+    def forget_changed_photos(self, iteration: int) -> Generator[Event, None, None]:
+        """Leaves out of ``iteration``'s training the latest masks of photos whose file has changed since they were
+        made (the photo edited, or replaced by another of its name): they are masks of another picture. The round
+        labels those photos anew."""
+        stale = [stem for stem in distributed.shard(list(self.areas)) if not self.working.is_current(stem)]
+        phase = f"iter {iteration}: read photos changed since"
+        readable = yield from read_each(self._changed_since_latest, stale, self.cancel, phase)
+        # None for a photo that cannot be read now (named by read_each): every rank then leaves out the same.
+        changed = distributed.gather_dicts({stem: readable.get(stem) for stem in stale})
+        for stem, is_changed in changed.items():
+            if is_changed is None:
+                self.working.failed.setdefault(stem, ImageReadError(stem, "another process could not read it"))
+            if is_changed is not False:
+                del self.areas[stem]
+        if names := [stem for stem, is_changed in changed.items() if is_changed]:
+            one = len(names) == 1
             masks, them, were = ("mask", "it", "it was") if one else ("masks", "them", "they were")
             yield Notice(
-                f"{counted(len(changed), 'photo')} changed since iteration {self.latest} was made: {a_few(changed)}; "
+                f"{counted(len(names), 'photo')} changed since iteration {self.latest} was made: {a_few(names)}; "
                 f"iteration {self.latest}'s {masks} of {them} show{'s' if one else ''} {them} as {were}, so iteration "
-                f"{self.latest + 1} does not train on {them} and labels {them} anew"
+                f"{iteration} does not train on {them} and labels {them} anew"
             )
 
     def _changed_since_latest(self, stem: str) -> bool:
-        """Whether the photo's working copy, made anew when its file has changed, is of another picture than the
+        """Whether the photo's working copy, made anew as its file has changed, is of another picture than the
         latest mask: another shape than the mask, or unlike the copy cached before."""
-        if (renewed := self.working.renewed(stem)) is None:
-            return False
-        before, now = renewed
+        before, now = self.working.renewed(stem)
         if now.shape[:2] != self.working_masks.read(self.latest, stem).shape:
             return True
         return before is not None and not same_picture(before, now)
@@ -572,7 +568,7 @@ def _outside_area_range(areas: Mapping[str, float], kept: Container[str], config
 def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
     started = time.perf_counter()
     config = run.config
-    yield from run.forget_changed_photos()
+    yield from run.forget_changed_photos(iteration)
     fixed = run.load_fixed()
     predicted = trusted_stems({s: a for s, a in run.areas.items() if s not in fixed}, config.area_min, config.area_max)
     corrections = {s: resize_mask(m, working_shape(m.shape, config.image_size)) for s, m in fixed.items()}

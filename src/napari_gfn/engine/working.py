@@ -7,6 +7,7 @@ import shutil
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
@@ -119,19 +120,25 @@ class WorkingImages:
             return iio.imread(path)
         return self._cache(stem, path, self._resize(stem, full))
 
-    def renewed(self, stem: str) -> tuple[np.ndarray | None, np.ndarray] | None:
-        """If the photo's file has changed since its working copy was cached (edited, replaced, or copied without
-        its times), or the copy is gone: the copy cached before, if any, and the copy made now. Else None."""
+    def is_current(self, stem: str) -> bool:
+        """Whether the photo's working copy is cached, and was made of the photo's file as it is now."""
         path = self._cache_path(stem)
-        if path is None or self._is_current(stem, path):
-            return None
+        return path is not None and self._is_current(stem, path)
+
+    def renewed(self, stem: str) -> tuple[np.ndarray | None, np.ndarray]:
+        """The photo's working copy cached before, if any, and the copy made anew: for a photo whose copy is not
+        current (the photo edited, replaced, or copied without its file times; or the cache deleted)."""
+        path = self._cache_path(stem)
         before = iio.imread(path) if path.is_file() else None
         return before, self._cache(stem, path, self._resize(stem, None))
 
     def _cache(self, stem: str, path: Path, small: np.ndarray) -> np.ndarray:
         atomic_write_png(path, small)
-        if (photo_time := self._photo_time(stem)) is not None:
-            os.utime(path, ns=(photo_time, photo_time))  # the copy carries the time of the photo it was made of
+        # The copy carries the time of the photo it was made of. A disk that refuses times set by hand (some network
+        # mounts) leaves the copy never current: made anew at each use, slower but right.
+        with suppress(OSError):
+            if (photo_time := self._photo_time(stem)) is not None:
+                os.utime(path, ns=(photo_time, photo_time))
         return small
 
     def _is_current(self, stem: str, path: Path) -> bool:
