@@ -121,9 +121,10 @@ class WorkingImages:
         return self._cache(stem, path, self._resize(stem, full))
 
     def is_current(self, stem: str) -> bool:
-        """Whether the photo's working copy is cached, and was made of the photo's file as it is now."""
+        """Whether the photo's cached working copy was made of the photo's file as it is now. Without a cache
+        folder, copies live as long as the process, and count as current."""
         path = self._cache_path(stem)
-        return path is not None and self._is_current(stem, path)
+        return path is None or self._is_current(stem, path)
 
     def renewed(self, stem: str) -> tuple[np.ndarray | None, np.ndarray]:
         """The photo's working copy cached before, if any, and the copy made anew: for a photo whose copy is not
