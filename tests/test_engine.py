@@ -752,15 +752,15 @@ def test_a_run_folder_or_its_masks_given_for_photos_is_named_as_a_run(branch_run
         said = f"{given}: {what}, not a folder of photos: its photos are in {branch_folder / 'images'}; open the run"
         with pytest.raises(ImageReadError, match=f"^{re.escape(said)} to see its masks$"):
             ImageSet.from_folder(given)
-    # A layer run's photos saved in its inputs/, and photos a user keeps in a run folder, are photos.
+    # A layer run's photos copied into its inputs/, and photos a user keeps in a run folder, are photos.
     record = json.loads((out / "run.json").read_text())
     record["config"]["images"] = None
     layer_run = tmp_path / "layer run"
-    for kept in ("inputs/images", "mine", "fixed"):
+    for kept in ("inputs/photos", "mine", "fixed"):
         (layer_run / kept).mkdir(parents=True)
         iio.imwrite(layer_run / kept / "p.png", np.zeros((8, 8, 3), np.uint8))
     (layer_run / "run.json").write_text(json.dumps(record))
-    for kept in ("inputs/images", "mine"):
+    for kept in ("inputs/photos", "mine"):
         assert ImageSet.from_folder(layer_run / kept).stems == ["p"]
     said = f"{layer_run / 'fixed'}: a folder of the napari-gfn run {layer_run}, not a folder of photos: its photos "
     with pytest.raises(ImageReadError, match=f"^{re.escape(said)}came from napari layers; open the run"):

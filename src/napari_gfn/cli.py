@@ -641,7 +641,7 @@ def _log_stop(args: argparse.Namespace, logged: str) -> None:
     from napari_gfn.store import RunFolder
 
     store = RunFolder(args.out)
-    if store.config_path.is_file() and distributed.is_main():
+    if store.is_run() and distributed.is_main():
         store.append_log("error", logged)
 
 

@@ -104,9 +104,13 @@ class RunFolder:
         """
         folder = Path(folder).absolute()
         for depth, root in enumerate((folder, *folder.parents[:_LAYOUT_DEPTH])):
-            if (root / "run.json").is_file():
+            if cls(root).is_run():
                 return cls(root) if depth == 0 or _is_written_by_a_run(folder.parts[-depth]) else None
         return None
+
+    def is_run(self) -> bool:
+        """Whether this folder holds a run (its run.json), finished or not."""
+        return self.config_path.is_file()
 
     # ---------------------------------------------------------------- layout
     @property
@@ -193,7 +197,7 @@ class RunFolder:
         or moved together with its photos, to another machine, say). ``find_run_photos`` checks that the
         photo folder found holds the run's photos, or reads them from a folder the user gives.
         """
-        if not self.config_path.is_file():
+        if not self.is_run():
             raise RunFolderError(self._not_a_run())
         try:
             record = json.loads(self.config_path.read_text())
@@ -217,7 +221,7 @@ class RunFolder:
             raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
 
     def _check_is_run(self) -> None:
-        if not self.config_path.is_file():
+        if not self.is_run():
             raise RunFolderError(f"{self._not_a_run()}: there is nothing to resume")
 
     def _not_a_run(self) -> str:

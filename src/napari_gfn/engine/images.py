@@ -359,7 +359,7 @@ def _contents(folder: Path) -> tuple[list[Path], list[Path]]:
                 subfolders.append(Path(entry.path))
             elif entry.is_file() and entry.name.lower() not in _SYSTEM_FILES:
                 files.append(Path(entry.path))
-    return sorted(files), sorted(path for path in subfolders if not (path / "run.json").is_file())
+    return sorted(files), sorted(path for path in subfolders if not RunFolder(path).is_run())
 
 
 def photo_subfolders(folder: Path) -> list[Path]:

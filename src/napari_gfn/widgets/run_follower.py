@@ -93,7 +93,7 @@ class RunFollower:
         return tuple((stat.st_mtime, stat.st_size) for stat in (path.stat() for path in files if path.is_file()))
 
     def _look(self) -> None:
-        if not self.store.config_path.is_file():  # not the end of a run: its files would read as "no run"
+        if not self.store.is_run():  # not the end of a run: its files would read as "no run"
             self._stop_following("its folder no longer holds the run (moved, deleted, or its disk unmounted)")
             return
         try:
