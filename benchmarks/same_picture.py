@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from napari_gfn.engine.images import ImageSet
-from napari_gfn.engine.working import SAME_PICTURE_LEVELS, resize_image, working_shape
+from napari_gfn.engine.working import SAME_PICTURE_LEVELS, picture_difference, resize_image, working_shape
 
 
 def _jpeg(photo: np.ndarray, quality: int) -> np.ndarray:
@@ -56,7 +56,7 @@ def mean_difference(photo: np.ndarray, changed: np.ndarray, image_size: int) -> 
     shape = working_shape(photo.shape, image_size)
     if working_shape(changed.shape, image_size) != shape:
         return None
-    return float(np.mean(np.abs(resize_image(photo, shape).astype(np.int16) - resize_image(changed, shape))))
+    return picture_difference(resize_image(photo, shape), resize_image(changed, shape))
 
 
 def main() -> None:
