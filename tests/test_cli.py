@@ -1,9 +1,11 @@
 """The `napari-gfn` command line: evaluate, resume after a kill, clear errors, open, export, the demo."""
 
 import argparse
+import errno
 import importlib.metadata
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -582,6 +584,36 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
     # Checked before the photos are listed (seconds for hundreds): it comes before a photo folder's own error.
     assert main(["label", str(tmp_path / "empty"), "--out", str(tmp_path / "a file" / "run")]) == 1
     assert unmakeable in capsys.readouterr().err
+
+
+def test_a_disk_that_takes_no_more_stops_a_run_in_one_line_naming_the_file_and_keeps_what_it_finished(
+    tiny_folder, tmp_path
+):
+    run, store = tmp_path / "run", RunFolder(tmp_path / "run")
+    images = str(tiny_folder / "images")
+    assert main(["label", images, "--out", str(run), "--seed", "grabcut", "--iterations", "0", *FAST]) == 0
+
+    def as_on_a_full_disk():
+        # A file size limit makes the kernel refuse the writes of this process alone, past 1 MB: the masks fit, the
+        # model file does not. Ignored, its signal leaves the write to fail (EFBIG), as a full disk's does (ENOSPC).
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    resume = [sys.executable, "-m", "napari_gfn", "label", images, "--out", str(run), "--resume", "--iterations", "1"]
+    stopped = subprocess.run(resume, capture_output=True, text=True, preexec_fn=as_on_a_full_disk, timeout=300)
+    assert stopped.returncode == 1
+    # torch's own error about file positions, raised as its writer closes, would stand in the disk's place.
+    assert "Traceback" not in stopped.stderr
+    said = f"[Errno {errno.EFBIG}] {os.strerror(errno.EFBIG)}: '{store.model_path(1)}'"
+    assert stopped.stderr.strip().splitlines()[-1] == (
+        f"napari-gfn: error: {said}; iteration 0 is kept in {run} (continue with --resume)"
+    )
+    assert store.log_path.read_text().splitlines()[-1].endswith(f" error: {said}")
+    assert store.finished_iterations() == [0]
+    assert not [path for path in run.rglob("*") if path.name.endswith(".tmp")]
+    # With room made, the same resume goes on.
+    assert main(resume[3:]) == 0
+    assert store.finished_iterations() == [0, 1]
 
 
 def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(

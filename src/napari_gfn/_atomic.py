@@ -39,6 +39,13 @@ def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        if error.errno is None:
+            raise
+        # A write that fails (a full disk) names no file, and a temporary file's name means nothing to the person
+        # who must make room: the same kind of error, about the file being written.
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

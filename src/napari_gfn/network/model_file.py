@@ -49,7 +49,18 @@ def save_model(model: GFN, path: os.PathLike | str, **meta) -> Path:
         "versions": library_versions(),
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
     }
-    return atomic_write(path, lambda stream: torch.save(payload, stream))
+    return atomic_write(path, lambda stream: _save(payload, stream))
+
+
+def _save(payload: dict, stream) -> None:
+    try:
+        torch.save(payload, stream)
+    except RuntimeError as error:
+        # torch's zip writer, closing after a write failed (a full disk), raises its own error about file
+        # positions in place of the one that says what happened.
+        if isinstance(error.__context__, OSError):
+            raise error.__context__ from None
+        raise
 
 
 def check_model_file_writable(path: os.PathLike | str) -> None:
