@@ -837,6 +837,33 @@ def test_a_subfolder_that_cannot_be_read_is_left_out_and_said_to_be(tmp_path, fo
         ImageSet.from_folder(locked)
 
 
+def test_links_to_photos_that_are_not_there_are_named_not_passed_over(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    iio.imwrite(photos / "here.png", np.zeros((8, 8, 3), np.uint8))
+    (photos / "here too.png").symlink_to(photos / "here.png")
+    unplugged = tmp_path / "usb drive"
+    (photos / "away.jpg").symlink_to(unplugged / "away.jpg")
+    (photos / "notes.txt").symlink_to(unplugged / "notes.txt")  # not a photo: no word of it
+    listed = ImageSet.from_folder(photos)
+    assert sorted(listed.stems) == ["here", "here too"]
+    away = f"{photos / 'away.jpg'} -> {unplugged / 'away.jpg'}"
+    assert listed.skipped == [
+        f"a link to a photo that is not there ({away}): the photo may be on a drive not connected, or moved"
+    ]
+    # Links alone, all dead: the folder's error says where its photos were to be.
+    links = tmp_path / "links"
+    links.mkdir()
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        (links / name).symlink_to(unplugged / name)
+    named = ", ".join(f"{links / name} -> {unplugged / name}" for name in ("a.png", "b.png", "c.png"))
+    with pytest.raises(ImageReadError) as error:
+        ImageSet.from_folder(links)
+    assert str(error.value).endswith(
+        f"; 4 links to photos that are not there ({named}, ...): the photos may be on a drive not connected, or moved"
+    )
+
+
 def _left_out(folder: Path, subfolders: str, names: str) -> str:
     return (
         f"the photos in {subfolders} of {folder} ({names}): a folder that holds photos itself keeps its subfolders "

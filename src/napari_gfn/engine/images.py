@@ -347,9 +347,10 @@ def _not_photos(paths: list[Path], beside_photos: bool) -> str:
 _SYSTEM_FILES = {"thumbs.db", "desktop.ini"}
 
 
-def _contents(folder: Path) -> tuple[list[Path], list[Path]]:
-    """``folder``'s visible files, and its subfolders that may hold photos (not hidden, not a run folder)."""
-    files, subfolders = [], []
+def _contents(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """``folder``'s visible files, its subfolders that may hold photos (not hidden, not a run folder), and its
+    links that lead nowhere."""
+    files, subfolders, dead_links = [], [], []
     # One scandir pass: a folder's entries know their type, where a Path's is_dir costs a stat each.
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -359,12 +360,30 @@ def _contents(folder: Path) -> tuple[list[Path], list[Path]]:
                 subfolders.append(Path(entry.path))
             elif entry.is_file() and entry.name.lower() not in _SYSTEM_FILES:
                 files.append(Path(entry.path))
-    return sorted(files), sorted(path for path in subfolders if not RunFolder(path).is_run())
+            elif entry.is_symlink() and not os.path.exists(entry.path):
+                dead_links.append(Path(entry.path))
+    return sorted(files), sorted(path for path in subfolders if not RunFolder(path).is_run()), sorted(dead_links)
 
 
 def photo_subfolders(folder: Path) -> list[Path]:
     """``folder``'s subfolders that may hold photos: not hidden, and not a napari-gfn run folder."""
     return _contents(folder)[1]
+
+
+def _links_to_photos_not_there(links: list[Path]) -> str:
+    """One message for the links to photos that lead nowhere: a folder of links to a drive not connected holds
+    hundreds."""
+    one = len(links) == 1
+    what = "a link to a photo that is" if one else f"{len(links)} links to photos that are"
+    named = a_few([f"{link} -> {_link_target(link)}" for link in links[:4]])
+    return f"{what} not there ({named}): the photo{'' if one else 's'} may be on a drive not connected, or moved"
+
+
+def _link_target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:  # gone since it was listed
+        return "?"
 
 
 def _is_photo(path: Path) -> bool:
@@ -440,6 +459,7 @@ class _FolderTree:
         self.seen = seen  # resolved paths
         self.unreadable: dict[Path, OSError] = {}
         self.left_out: list[Path] = []  # the subfolders of folders that hold images
+        self.dead_links: list[Path] = []  # links to images that lead nowhere
 
     def unseen(self, subfolders: list[Path]) -> Iterator[Path]:
         """``subfolders`` but those walked already: a link up the tree would walk it again, or forever."""
@@ -450,10 +470,11 @@ class _FolderTree:
 
     def files(self, folder: Path) -> Iterator[Path]:
         try:
-            files, subfolders = _contents(folder)
+            files, subfolders, dead_links = _contents(folder)
         except OSError as error:  # no permission (an ext4 drive's lost+found), or removed meanwhile
             self.unreadable[folder] = error
             return
+        self.dead_links += filter(_is_photo, dead_links)
         yield from files
         if any(map(_is_photo, files)):
             self.left_out += subfolders
@@ -490,13 +511,15 @@ def not_a_folder(path: Path) -> str | None:
     return "a file, not a folder: give the folder that holds it" if path.exists() else "no such folder"
 
 
-def _why_no_photos(folder: Path, unreadable: dict[Path, OSError]) -> str:
+def _why_no_photos(folder: Path, tree: _FolderTree) -> str:
     problem = f"the folder holds no photos ({', '.join(IMAGE_SUFFIXES)})"
     if subfolders := photo_subfolders(folder):
         problem += f", nor do its subfolders ({a_few([path.name for path in subfolders])}) or theirs"
-    if unreadable:
-        unread = [f"{path} {_cannot_be_read(error)}" for path, error in unreadable.items()]
+    if tree.unreadable:
+        unread = [f"{path} {_cannot_be_read(error)}" for path, error in tree.unreadable.items()]
         problem += f" that can be read; {a_few(unread)}"
+    if tree.dead_links:
+        problem += f"; {_links_to_photos_not_there(tree.dead_links)}"
     return problem
 
 
@@ -545,7 +568,7 @@ class ImageSet(Sequence):
         files, tree = _listed_files(folder, "photos")
         photos = [path for path in files if _is_photo(path)]
         if not photos:
-            raise ImageReadError(str(folder), _why_no_photos(folder, tree.unreadable))
+            raise ImageReadError(str(folder), _why_no_photos(folder, tree))
         records: dict[str, ImageRecord] = {}
         others: dict[tuple[Path, str, bool], list[Path]] = {}
         # A file named as a photo but for its suffix (IMG_0001.MOV), or with one more (IMG_0001.JPG.xmp).
@@ -567,6 +590,8 @@ class ImageSet(Sequence):
             for path, error in tree.unreadable.items()
         ]
         folders_skipped += _subfolders_left_out(folder, tree)
+        if tree.dead_links:
+            skipped.append(_links_to_photos_not_there(tree.dead_links))
         return cls(list(records.values()), not_photos + skipped + folders_skipped)
 
     @classmethod
