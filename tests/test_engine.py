@@ -1,5 +1,6 @@
 """The labelling engine end to end: seeding, refinement, the run folder, cancelling and bad input."""
 
+import errno
 import itertools
 import json
 import os
@@ -8,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -1134,6 +1136,32 @@ def test_existing_run_is_not_overwritten(tiny_folder, tmp_path):
     run_to_end(config)
     with pytest.raises(RunFolderError, match="already holds a run"):
         run_to_end(config)
+
+
+def test_a_run_on_a_read_only_disk_is_refused_at_its_resume_not_after_a_rounds_training(
+    tiny_folder, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(out), seed="grabcut", iterations=0)
+    run_to_end(config)
+    # A server's run opened over a read-only mount. The tests run as root, whom no permission keeps out, so the
+    # system's refusal to make a file in the run folder is simulated.
+    make_file = tempfile.TemporaryFile
+
+    def read_only_run_folder(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == out:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return make_file(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_run_folder)
+    events = []
+    with pytest.raises(RunFolderError) as refused:
+        events.extend(run_labelling(config.updated(iterations=1), resume=True))
+    assert str(refused.value) == (
+        f"{out}: the run cannot be written there ({out}: {os.strerror(errno.EROFS)}): copy the run folder to a "
+        "disk you can write, and resume the copy"
+    )
+    assert events == []  # no round began
 
 
 def test_a_run_being_written_is_refused_to_a_second_writer_until_its_writer_ends(tiny_folder, tmp_path):

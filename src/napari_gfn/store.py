@@ -161,6 +161,12 @@ class RunFolder:
         # Checked before the lock, so that a folder refused gets no lock file; checked again under it.
         if new_run is None:
             self._check_is_run()
+            # Before a round's training, not after it, when its first file is written.
+            if reason := why_unwritable(self.root):
+                raise RunFolderError(
+                    f"{self.root}: the run cannot be written there ({reason}): copy the run folder to a disk you "
+                    "can write, and resume the copy"
+                )
         else:
             self.check_room_for_new_run()
             self.root.mkdir(parents=True, exist_ok=True)
