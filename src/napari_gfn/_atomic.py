@@ -32,24 +32,30 @@ def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with _naming(path):
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                write(stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    return path
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A system error in the block as the same kind of error about ``path``: a write that fails (a full disk)
+    names no file, and a temporary file's name means nothing to the person who must make room."""
     try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        yield
     except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
         if error.errno is None:
             raise
-        # A write that fails (a full disk) names no file, and a temporary file's name means nothing to the person
-        # who must make room: the same kind of error, about the file being written.
         raise OSError(error.errno, error.strerror, str(path)) from error
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def why_unwritable(folder: os.PathLike | str) -> str | None:
