@@ -1,5 +1,6 @@
 """The dock widgets in a real napari viewer (Xvfb): runs, cancel, export, the writer, reopening, errors."""
 
+import errno
 import gc
 import json
 import os
@@ -8,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -1477,7 +1479,9 @@ def test_a_mask_cut_short_in_a_copied_run_is_named_and_the_rest_shows_and_export
     )
 
 
-def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qtbot, tiny_folder, tmp_path):
+def test_a_trusted_correction_is_kept_by_later_iterations(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, monkeypatch
+):
     viewer = make_napari_viewer()
     stems = _open_photos(viewer, tiny_folder)
     widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=1)
@@ -1543,6 +1547,25 @@ def test_a_trusted_correction_is_kept_by_later_iterations(make_napari_viewer, qt
     _on_screen(qtbot, browser)
     assert not any(layer.name.endswith("· trusted") for layer in reopened.layers)
     reopened.layers.selection.active = reopened.layers[f"{stems[0]} · not trusted"]
+    # A run that cannot be written (a read-only mount; simulated, as root may write anywhere) says so, and the
+    # correction stays in its layer.
+    make_file = tempfile.mkstemp
+
+    def read_only_fixed_folder(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == fixed.parent:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return make_file(*args, dir=dir, **kwargs)
+
+    with monkeypatch.context() as disk:
+        disk.setattr(tempfile, "mkstemp", read_only_fixed_folder)
+        seen = len(notification_manager.records)
+        dock.trust_selected()
+    assert _messages_since(seen) == [
+        f"{stems[0]}: the correction cannot be trusted: [Errno {errno.EROFS}] {os.strerror(errno.EROFS)}: "
+        f"'{fixed}'; it stays in its layer (File > Save Selected Layers... saves it elsewhere)"
+    ]
+    assert not fixed.exists()
+    assert f"{stems[0]} · not trusted" in [layer.name for layer in reopened.layers]
     dock.trust_selected()
     np.testing.assert_array_equal(iio.imread(fixed) > 0, corrected > 0)
     assert f"{stems[0]} · trusted" in [layer.name for layer in reopened.layers]

@@ -585,7 +585,14 @@ class AutoLabelWidget(Container):
         if stem is None:
             show_error("select a Labels layer of a photo in the run (its mask, corrected) to trust it")
             return
-        self.store.write_fixed_mask(stem, np.asarray(layer.data) > 0)
+        try:
+            self.store.write_fixed_mask(stem, np.asarray(layer.data) > 0)
+        except OSError as error:  # a run on a read-only mount, or a full disk
+            show_error(
+                f"{stem}: the correction cannot be trusted: {error}; it stays in its layer "
+                "(File > Save Selected Layers... saves it elsewhere)"
+            )
+            return
         self.run_layers.mark_trusted(layer, stem)
         self.browser.refresh()
         show_info(f"{stem}: the corrected mask is trusted; later iterations keep it")
@@ -596,7 +603,11 @@ class AutoLabelWidget(Container):
         if stem is None:
             show_error("select a Labels layer of a photo in the run to stop trusting its correction")
             return
-        kept = self.store.forget_fixed_mask(stem)
+        try:
+            kept = self.store.forget_fixed_mask(stem)
+        except OSError as error:
+            show_error(f"{stem}: still trusted: {error}")
+            return
         if kept is None:
             show_error(f"{stem} has no trusted correction")
             return
