@@ -866,6 +866,27 @@ def test_links_to_photos_that_are_not_there_are_named_not_passed_over(tmp_path):
     )
 
 
+def test_a_photo_gone_or_refused_by_the_system_is_said_so_not_called_corrupt(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("kept", "deleted", "a folder now"):
+        iio.imwrite(photos / f"{name}.png", np.zeros((8, 8, 3), np.uint8))
+    listed = ImageSet.from_folder(photos)
+    (photos / "deleted.png").unlink()  # while a run worked
+    (photos / "a folder now.png").unlink()
+    (photos / "a folder now.png").mkdir()
+    said = {}
+    for record in listed:
+        try:
+            record.load()
+        except ImageReadError as error:
+            said[record.stem] = str(error)
+    assert said == {
+        "deleted": f"{photos / 'deleted.png'}: the file is gone (moved, renamed or deleted since it was listed)",
+        "a folder now": f"{photos / 'a folder now.png'}: cannot be read ({os.strerror(errno.EISDIR)})",
+    }
+
+
 def _left_out(folder: Path, subfolders: str, names: str) -> str:
     return (
         f"the photos in {subfolders} of {folder} ({names}): a folder that holds photos itself keeps its subfolders "
