@@ -120,6 +120,26 @@ def test_photos_without_ground_truth_are_named_in_one_warning(tmp_path, capsys):
     assert captured.out == ""
     assert main(["evaluate", str(tmp_path / "run"), "--gt", str(tmp_path / "gt"), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["iterations"][0]["images"] == 0
+    # The photos given for their masks: one warning for them all, which asks, as nothing was scored.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for stem in "abcde":
+        iio.imwrite(photos / f"{stem}.png", np.random.default_rng(0).integers(0, 256, (4, 4, 3), np.uint8))
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(photos)]) == 1
+    assert _not_scored(capsys.readouterr().err) == [
+        f"warning: not scored: 5 files in {photos} (a.png, b.png, c.png, ...) are colour pictures, not masks (a mask "
+        f"is grey: 0/255, or 0/1 labels); is {photos} the photos rather than their masks?"
+    ]
+    iio.imwrite(photos / "e.png", np.where(mask, 255, 0).astype(np.uint8))  # one true mask among them
+    assert main(["evaluate", str(tmp_path / "run"), "--gt", str(photos)]) == 0
+    assert _not_scored(capsys.readouterr().err) == [
+        f"warning: not scored: 4 files in {photos} (a.png, b.png, c.png, ...) are colour pictures, not masks (a mask "
+        "is grey: 0/255, or 0/1 labels)"
+    ]
+
+
+def _not_scored(said: str) -> list[str]:
+    return [line for line in said.splitlines() if line.startswith("warning: not scored")]
 
 
 def test_commands_that_train_nothing_leave_torch_unloaded(tmp_path):

@@ -24,8 +24,10 @@ from imageio.core.request import InitializationError
 from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = [
+    "COLOUR_NOT_A_MASK",
     "HEIF_SUFFIXES",
     "IMAGE_SUFFIXES",
+    "MASKS_ARE_GREY",
     "ImageReadError",
     "ImageRecord",
     "ImageSet",
@@ -46,6 +48,11 @@ __all__ = [
 HEIF_SUFFIXES = (".heic", ".heif")
 # .jfif: JPEGs saved from a web browser; .jp2: JPEG 2000, in which herbaria and image servers often keep scans.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", *HEIF_SUFFIXES, ".avif", ".jfif", ".jp2")
+
+
+# What a mask file that is a photo is told: a folder of them given for masks is most often the photos' own folder.
+MASKS_ARE_GREY = "a mask is grey: 0/255, or 0/1 labels"
+COLOUR_NOT_A_MASK = f"is a colour picture, not a mask ({MASKS_ARE_GREY})"
 
 
 class ImageReadError(ValueError):
@@ -256,7 +263,7 @@ def _read_grey(path: Path, shape: tuple[int, int] | None) -> np.ndarray:
         if mask.shape[-1] in (2, 4):
             mask = mask[..., :-1]  # alpha says how opaque, not which pixels are object
         if _is_coloured(mask):
-            raise ImageReadError(str(path), "is a colour picture, not a mask (a mask is grey: 0/255, or 0/1 labels)")
+            raise ImageReadError(str(path), COLOUR_NOT_A_MASK)
         mask = mask[..., 0]
     if shape is not None and mask.shape != tuple(shape):
         raise size_mismatch(str(path), "mask is", mask.shape, shape)

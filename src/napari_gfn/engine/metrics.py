@@ -17,7 +17,9 @@ import numpy as np
 
 from napari_gfn.engine.events import Progress
 from napari_gfn.engine.images import (
+    COLOUR_NOT_A_MASK,
     IMAGE_SUFFIXES,
+    MASKS_ARE_GREY,
     ImageReadError,
     a_few,
     image_files,
@@ -87,12 +89,23 @@ _NO_TRUTH = "no ground-truth mask for this photo"
 
 
 def unscored_messages(errors: Sequence[ImageReadError], scored: int) -> list[str]:
-    """What kept photos from being scored; missing masks in one message, as often only a few photos have one.
+    """What kept photos from being scored; missing masks in one message, as often only a few photos have one, and
+    colour pictures in one, as a folder of photos given for the masks makes hundreds.
 
-    ``scored`` is how many photos were scored: when none was, the masks are likely named otherwise.
+    ``scored`` is how many photos were scored: when none was, the masks are likely named otherwise, or the folder
+    is not the masks'.
     """
     missing = [error for error in errors if error.problem == _NO_TRUTH]
-    messages = [str(error) for error in errors if error.problem != _NO_TRUTH]
+    colour = [error for error in errors if error.problem == COLOUR_NOT_A_MASK]
+    messages = [str(error) for error in errors if error.problem not in (_NO_TRUTH, COLOUR_NOT_A_MASK)]
+    if len(colour) == 1:
+        messages.insert(0, str(colour[0]))
+    elif colour:
+        folder = Path(colour[0].source).parent
+        names = a_few([Path(error.source).name for error in colour])
+        photos = f"; is {folder} the photos rather than their masks?" if scored == 0 else ""
+        what = f"are colour pictures, not masks ({MASKS_ARE_GREY})"
+        messages.insert(0, f"{len(colour)} files in {folder} ({names}) {what}{photos}")
     if len(missing) == 1:
         messages.insert(0, str(missing[0]))
     elif missing:
