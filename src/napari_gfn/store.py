@@ -162,11 +162,7 @@ class RunFolder:
         if new_run is None:
             self._check_is_run()
             # Before a round's training, not after it, when its first file is written.
-            if reason := why_unwritable(self.root):
-                raise RunFolderError(
-                    f"{self.root}: the run cannot be written there ({reason}): copy the run folder to a disk you "
-                    "can write, and resume the copy"
-                )
+            self._check_writable("copy the run folder to a disk you can write, and resume the copy")
         else:
             self.check_room_for_new_run()
             self.root.mkdir(parents=True, exist_ok=True)
@@ -218,13 +214,16 @@ class RunFolder:
         """A RunFolderError if a new run cannot start here: a file, a folder of other things, or a run to resume."""
         if self.root.exists() and not self.root.is_dir():
             raise RunFolderError(f"{self.root} is a file, not a folder: choose an empty or new folder for the run")
-        if reason := why_unwritable(self.root):
-            raise RunFolderError(f"{self.root}: the run cannot be written there ({reason}): choose another folder")
+        self._check_writable("choose another folder")
         if self.config_path.exists():
             if self.finished_iterations():
                 raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
         elif self.root.exists() and any(entry.name not in _MADE_BEFORE_A_RUN for entry in self.root.iterdir()):
             raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
+
+    def _check_writable(self, advice: str) -> None:
+        if reason := why_unwritable(self.root):
+            raise RunFolderError(f"{self.root}: the run cannot be written there ({reason}): {advice}")
 
     def _check_is_run(self) -> None:
         if not self.is_run():

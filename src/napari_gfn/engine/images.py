@@ -191,12 +191,15 @@ def _read_file(path: Path, palette_as_indices: bool = False) -> np.ndarray:
     return image
 
 
+_REFUSALS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def _why_unreadable(path: Path, error: Exception) -> str:
     # An empty file is a copy or sync that never finished, more often than a corrupt one.
     if path.is_file() and path.stat().st_size == 0:
         return "the file is empty (0 bytes; an unfinished copy?)"
-    # The system's refusal, not the bytes' fault: imageio raises it, or wraps it, as it opens the file.
-    refused = next((cause for cause in (error, error.__cause__) if isinstance(cause, OSError) and cause.errno), None)
+    # The system's refusal to open the file, not its bytes' fault: imageio raises it, or wraps it.
+    refused = next((cause for cause in (error, error.__cause__) if isinstance(cause, _REFUSALS)), None)
     if isinstance(refused, FileNotFoundError):
         return "the file is gone (moved, renamed or deleted since it was listed)"
     if refused is not None:

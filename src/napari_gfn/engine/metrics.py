@@ -101,7 +101,7 @@ def unscored_messages(errors: Sequence[ImageReadError], scored: int) -> list[str
     if len(colour) == 1:
         messages.insert(0, str(colour[0]))
     elif colour:
-        folder = Path(colour[0].source).parent
+        folder = Path(os.path.commonpath([Path(error.source).parent for error in colour]))  # masks sorted by species
         names = a_few([Path(error.source).name for error in colour])
         photos = f"; is {folder} the photos rather than their masks?" if scored == 0 else ""
         what = f"are colour pictures, not masks ({MASKS_ARE_GREY})"
