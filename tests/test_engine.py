@@ -1185,6 +1185,32 @@ def test_a_run_on_a_read_only_disk_is_refused_at_its_resume_not_after_a_rounds_t
     assert events == []  # no round began
 
 
+def test_a_round_the_disk_has_no_room_for_is_refused_before_it_trains(tiny_folder, tmp_path, monkeypatch):
+    from napari_gfn.engine.training import new_model
+
+    out = tmp_path / "run"
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(out), seed="grabcut", iterations=0)
+    run_to_end(config)
+    seed_wrote = RunFolder(out).bytes_of_iteration(0)
+    model_file = sum(weights.nbytes for weights in new_model(config, torch.device("cpu")).state_dict().values())
+    # The tests' disk has room; one with less than the round needs is simulated.
+    free = seed_wrote + model_file - 1
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=free))
+    events = []
+    with pytest.raises(LabellingError) as refused:
+        events.extend(run_labelling(config.updated(iterations=1), resume=True))
+    assert str(refused.value) == (
+        f"iteration 1: the disk of {out} has {free / 1e6:.1f} MB free, and a round writes about "
+        f"{(free + 1) / 1e6:.1f} MB (its masks and model file): make room, then resume the run"
+    )
+    assert not any(isinstance(event, Progress) and "train" in event.phase for event in events)
+    assert RunFolder(out).finished_iterations() == [0]
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=free + 1))  # room enough
+    run_to_end(config.updated(iterations=1), resume=True)
+    assert RunFolder(out).finished_iterations() == [0, 1]
+
+
 def test_a_run_being_written_is_refused_to_a_second_writer_until_its_writer_ends(tiny_folder, tmp_path):
     """Two processes writing one run would each discard the round the other is writing."""
     config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=1)
