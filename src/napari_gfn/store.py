@@ -149,11 +149,6 @@ class RunFolder:
     def model_path(self, iteration: int) -> Path:
         return self.iteration_dir(iteration) / "model.pt"
 
-    def bytes_of_iteration(self, iteration: int) -> int:
-        """What an iteration wrote to disk: its folder (masks, figures, model) and its masks' working copies."""
-        folders = (self.iteration_dir(iteration), self.cache_dir / "masks" / f"iter_{iteration:02d}")
-        return sum(path.stat().st_size for folder in folders for path in folder.rglob("*") if path.is_file())
-
     # ---------------------------------------------------------------- run lifecycle
     @contextmanager
     def writing(self, new_run: RunConfig | None = None) -> Iterator[None]:

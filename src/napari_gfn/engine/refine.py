@@ -14,6 +14,7 @@ from collections import ChainMap
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -566,19 +567,25 @@ def _outside_area_range(areas: Mapping[str, float], kept: Container[str], config
     return f"{counted(len(outside), 'mask')} with the object outside {where} of the photo: {a_few(outside)}"
 
 
-def _check_room(store: RunFolder, iteration: int, model: GFN) -> None:
+def _check_room(run: _Run, iteration: int, model: GFN) -> None:
     """Before a round trains for minutes, whether its disk has room for what it will write: as much as the round
-    before wrote, and a model file where that round (the seed) wrote none."""
-    needed = store.bytes_of_iteration(iteration - 1)
-    if not store.model_path(iteration - 1).is_file():
+    before wrote (its folder, and its masks' working copies), and a model file where that round (the seed) wrote
+    none."""
+    before = iteration - 1
+    needed = sum(_bytes_under(folder) for folder in (run.store.iteration_dir(before), run.working_masks.folder(before)))
+    if not run.store.model_path(before).is_file():
         needed += sum(weights.nbytes for weights in model.state_dict().values())
-    disk = shutil.disk_usage(store.root)
+    disk = shutil.disk_usage(run.store.root)
     # Some network and FUSE disks say nothing of their room (a total of 0) and take writes all the same.
     if disk.total and disk.free < needed:
         raise LabellingError(
-            f"iteration {iteration}: the disk of {store.root} has {disk.free / 1e6:.1f} MB free, and a round writes "
-            f"about {needed / 1e6:.1f} MB (its masks and model file): make room, then resume the run"
+            f"iteration {iteration}: the disk of {run.store.root} has {disk.free / 1e6:.1f} MB free, and a round "
+            f"writes about {needed / 1e6:.1f} MB (its masks and model file): make room, then resume the run"
         )
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
 
 def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, IterationResult]:
@@ -607,7 +614,7 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
         model = load_model(previous, map_location=run.device)
     else:  # the seed made its masks without one
         model = yield from run.context.new_model()
-    _check_room(run.store, iteration, model)
+    _check_room(run, iteration, model)
     yield from run.context.train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
     stats = yield from run.predict_iteration(iteration, model, fixed)
     result = run.finish(iteration, stats, model, started)
