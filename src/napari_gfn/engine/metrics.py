@@ -95,25 +95,27 @@ def unscored_messages(errors: Sequence[ImageReadError], scored: int) -> list[str
     ``scored`` is how many photos were scored: when none was, the masks are likely named otherwise, or the folder
     is not the masks'.
     """
-    missing = [error for error in errors if error.problem == _NO_TRUTH]
-    colour = [error for error in errors if error.problem == COLOUR_NOT_A_MASK]
-    messages = [str(error) for error in errors if error.problem not in (_NO_TRUTH, COLOUR_NOT_A_MASK)]
-    if len(colour) == 1:
-        messages.insert(0, str(colour[0]))
-    elif colour:
-        folder = Path(os.path.commonpath([Path(error.source).parent for error in colour]))  # masks sorted by species
-        names = a_few([Path(error.source).name for error in colour])
-        photos = f"; is {folder} the photos rather than their masks?" if scored == 0 else ""
-        what = f"are colour pictures, not masks ({MASKS_ARE_GREY})"
-        messages.insert(0, f"{len(colour)} files in {folder} ({names}) {what}{photos}")
-    if len(missing) == 1:
-        messages.insert(0, str(missing[0]))
-    elif missing:
-        names = a_few([Path(error.source).stem for error in missing])
-        folder = Path(missing[0].source).parent
-        naming = _naming(folder) if scored == 0 else ""
-        messages.insert(0, f"{len(missing)} photos have no ground-truth mask in {folder} ({names}){naming}")
-    return messages
+    grouped = {_NO_TRUTH: _missing_masks, COLOUR_NOT_A_MASK: _colour_pictures}
+    messages = []
+    for problem, one_message in grouped.items():
+        alike = [error for error in errors if error.problem == problem]
+        if alike:
+            messages.append(str(alike[0]) if len(alike) == 1 else one_message(alike, scored))
+    return messages + [str(error) for error in errors if error.problem not in grouped]
+
+
+def _missing_masks(missing: list[ImageReadError], scored: int) -> str:
+    names = a_few([Path(error.source).stem for error in missing])
+    folder = Path(missing[0].source).parent
+    naming = _naming(folder) if scored == 0 else ""
+    return f"{len(missing)} photos have no ground-truth mask in {folder} ({names}){naming}"
+
+
+def _colour_pictures(colour: list[ImageReadError], scored: int) -> str:
+    folder = Path(os.path.commonpath([Path(error.source).parent for error in colour]))  # masks sorted by species
+    names = a_few([Path(error.source).name for error in colour])
+    photos = f"; is {folder} the photos rather than their masks?" if scored == 0 else ""
+    return f"{len(colour)} files in {folder} ({names}) are colour pictures, not masks ({MASKS_ARE_GREY}){photos}"
 
 
 def _naming(folder: Path) -> str:
