@@ -2,15 +2,18 @@
 
 import argparse
 import errno
+import fcntl
 import importlib.metadata
 import json
 import os
 import resource
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import time
 import warnings
 from dataclasses import fields
@@ -23,13 +26,13 @@ from PIL import ExifTags, Image, ImageCms
 
 from napari_gfn import cli
 from napari_gfn._atomic import stops_held
-from napari_gfn.cli import _label_config, _TerminalReport, _Terminated, build_parser, main
+from napari_gfn.cli import _HungUp, _label_config, _TerminalReport, _Terminated, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
 from napari_gfn.demo import _demo_config
 from napari_gfn.network import missing_imagenet_weights, read_model_card
 from napari_gfn.run_lock import RunLock
 from napari_gfn.run_window import read_run
-from napari_gfn.store import RunFolder
+from napari_gfn.store import FINISHED, RunFolder
 
 FAST = ["--image-size", "64", "--epochs", "1", "--seed-epochs", "2", "--min-steps", "8", "--area-min", "0"]
 
@@ -335,7 +338,17 @@ def ctrl_c_as_in_a_terminal():
     signal.signal(signal.SIGINT, previous)
 
 
-def test_stops_held_off_writes_that_go_together_are_let_through_after_them(ctrl_c_as_in_a_terminal):
+@pytest.fixture
+def hang_up_as_in_a_terminal():
+    """A hang-up stops the process, as in a terminal; one started under nohup ignores it."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGHUP, previous)
+
+
+def test_stops_held_off_writes_that_go_together_are_let_through_after_them(
+    ctrl_c_as_in_a_terminal, hang_up_as_in_a_terminal
+):
     written = []
 
     def write_together(stop):
@@ -344,13 +357,15 @@ def test_stops_held_off_writes_that_go_together_are_let_through_after_them(ctrl_
             written.append(f"record before {stop.name}")
             written.append(f"log line before {stop.name}")
 
+    stops = [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, _Terminated), (signal.SIGHUP, _HungUp)]
     with cli._headless_stops():
-        handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-        for stop, raised in [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, _Terminated)]:
+        handlers = [signal.getsignal(stop) for stop, _ in stops]
+        for stop, raised in stops:
             with pytest.raises(raised):
                 write_together(stop)
-            assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
-    assert written == [f"{part} before {name}" for name in ("SIGINT", "SIGTERM") for part in ("record", "log line")]
+            assert [signal.getsignal(stop) for stop, _ in stops] == handlers
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    assert written == [f"{part} before {name}" for name in names for part in ("record", "log line")]
 
 
 @pytest.mark.slow
@@ -396,6 +411,66 @@ def test_ctrl_c_or_sigterm_stops_a_run_keeping_its_finished_iterations_and_its_l
     assert log[-1].endswith(f" error: {logged}")
     assert store.how_it_ended() == logged
     assert sum(" info: iteration " in line and " masks, " in line for line in log) == len(finished)
+
+
+def _started_in_a_terminal(command, cwd):
+    """``command`` started in a terminal of its own (a pseudo-terminal that controls it, as an SSH session's
+    does), and the terminal's other end: the test closes it as a dropped connection closes the session's."""
+    other_end, terminal = os.openpty()
+    process = subprocess.Popen(
+        command,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=_take_the_terminal,
+    )
+    os.close(terminal)
+    return process, other_end
+
+
+def _take_the_terminal() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a login shell's command has it, whatever the tests run under
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _shown_until(done, terminal, process, timeout=300) -> bytes:
+    """What the command shows in its terminal until ``done()``; read as it comes, as a full terminal blocks it."""
+    shown, deadline = b"", time.monotonic() + timeout
+    while not done():
+        assert process.poll() is None, f"ended early: {shown.decode(errors='replace')}"
+        assert time.monotonic() < deadline, "run too slow"
+        if select.select([terminal], [], [], 0.2)[0]:
+            try:
+                shown += os.read(terminal, 65536)
+            except OSError:  # the command closed its end (nohup does): nothing more comes
+                time.sleep(0.2)
+    return shown
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("under_nohup", [False, True])
+def test_a_terminal_that_closes_stops_a_run_saying_why_in_its_log_unless_it_runs_under_nohup(
+    tiny_folder, tmp_path, under_nohup
+):
+    store = RunFolder(tmp_path / "run")
+    command = _label_command(tiny_folder / "images", store.root, "--iterations", "3" if under_nohup else "50")
+    process, terminal = _started_in_a_terminal(["nohup", *command] if under_nohup else command, tmp_path)
+    try:
+        _shown_until(lambda: store.finished_iterations(), terminal, process)
+        os.close(terminal)  # the connection drops: the kernel hangs up the run's terminal
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    if under_nohup:
+        assert process.returncode == 0
+        assert store.how_it_ended().startswith(FINISHED)
+        return
+    assert process.returncode == 129
+    assert store.how_it_ended() == cli._HUNG_UP  # opened later, the run says why it stopped
+    assert "start it with nohup" in store.how_it_ended()
+    assert 1 <= len(store.finished_iterations()) < 51
 
 
 @pytest.mark.slow

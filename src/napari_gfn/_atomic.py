@@ -1,5 +1,5 @@
-"""Atomic file writes: write a temporary file beside the target, flush it to disk, then rename; and a Ctrl-C or
-SIGTERM held off the writes that go together."""
+"""Atomic file writes: write a temporary file beside the target, flush it to disk, then rename; and a stop (Ctrl-C,
+SIGTERM, SIGHUP) held off the writes that go together."""
 
 from __future__ import annotations
 
@@ -108,12 +108,13 @@ def atomic_write_tiff(path: os.PathLike | str, image) -> Path:
     return _atomic_write_encoded(path, lambda buffer: tifffile.imwrite(buffer, image))
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP (a terminal closed) stops a run as the others do; Windows has none.
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @contextmanager
 def stops_held() -> Iterator[None]:
-    """Hold a Ctrl-C or SIGTERM until the block ends, then let it stop the process as it would have.
+    """Hold a Ctrl-C, SIGTERM or SIGHUP until the block ends, then let it stop the process as it would have.
 
     For writes that go together (an iteration's record and its log line), which a stop between them would part.
     A SIGKILL or a power cut still can.

@@ -11,7 +11,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import fields
 from pathlib import Path
 
@@ -473,8 +473,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as stop:
         return _stopped(args, stop, "interrupted", "interrupted (Ctrl-C)", 130)
+    except _HungUp as stop:
+        return _stopped(args, stop, "hung up (its terminal closed)", _HUNG_UP, 129)
     except _Terminated as stop:
         return _stopped(args, stop, "terminated", "terminated (SIGTERM: a job's time limit, or a kill, say)", 143)
+
+
+# Logged, as the terminal that would have shown it is gone: the run is opened later to see why it stopped.
+_HUNG_UP = (
+    "hung up (SIGHUP: its terminal closed, or the SSH connection to it dropped): to keep a long run going "
+    "after its terminal closes, start it with nohup, or inside tmux or screen"
+)
 
 
 def _handled(args: argparse.Namespace) -> int:
@@ -506,6 +515,10 @@ class _Terminated(BaseException):
 
     Not an Exception, as KeyboardInterrupt is not: it stops a run the same way, and nothing catches it on the way.
     """
+
+
+class _HungUp(_Terminated):
+    """SIGHUP: the terminal the command ran in closed, as when an SSH connection to a server drops."""
 
 
 # Stopped by its scheduler, a job on a server says so; a run logs its end, so napari following it sees it stopped.
@@ -554,20 +567,29 @@ def _decoders_warnings_named() -> Iterator[None]:
 
 @contextmanager
 def _headless_stops() -> Iterator[None]:
-    """SIGTERM stops the command as Ctrl-C does, and neither is lost where Python drops it."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    """SIGTERM, and SIGHUP unless ignored (under nohup), stop the command as Ctrl-C does, and none is lost
+    where Python drops it."""
+    stops = {signal.SIGTERM: _raise_terminated}
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # no SIGHUP on Windows
+        stops[signal.SIGHUP] = _raise_hung_up
+    previous = {number: signal.signal(number, handler) for number, handler in stops.items()}
     hook = sys.unraisablehook
     sys.unraisablehook = lambda unraisable: _keep_a_dropped_stop(unraisable, hook)
     try:
         yield
     finally:
         sys.unraisablehook = hook
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         _dropped_stops.clear()
 
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
+
+
+def _raise_hung_up(signum: int, frame: object) -> None:
+    raise _HungUp
 
 
 # A stop raised inside a __del__ (imageio's plugins have one) cannot go on from there: Python prints it and drops
@@ -605,8 +627,9 @@ def _free_quietly_what_it_cut_off(stop: BaseException) -> None:
 def _stopped(args: argparse.Namespace, stop: BaseException, said: str, logged: str, status: int) -> int:
     """A ``label`` stopped from outside says so, in the terminal and in its log, as a run stopped by an error does."""
     _free_quietly_what_it_cut_off(stop)
-    print(f"napari-gfn: {said}{_kept(args)}", file=sys.stderr)
     _log_stop(args, logged)
+    with suppress(OSError):  # a terminal that hung up takes no more writes
+        print(f"napari-gfn: {said}{_kept(args)}", file=sys.stderr)
     return status
 
 
