@@ -39,7 +39,7 @@ from napari_gfn.demo import open_demo, write_sample_folder
 from napari_gfn.engine import ImageRecord, Notice
 from napari_gfn.network import missing_imagenet_weights
 from napari_gfn.run_window import open_run_window
-from napari_gfn.store import RunFolder
+from napari_gfn.store import CANCELLED, RunFolder
 from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
 from napari_gfn.widgets.log_window import LOG_REREAD_MS
 from napari_gfn.widgets.path_fields import chosen_path
@@ -1618,6 +1618,41 @@ def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
     assert 0 in store.finished_iterations()
     for iteration in store.finished_iterations():
         assert all(store.has_mask(iteration, stem) for stem in stems)
+    # Opened later, the run reads as cancelled, as it was, not as killed or still working.
+    assert store.how_it_ended().startswith(CANCELLED)
+
+
+# A script that uses napari as a user's script or notebook may: a run started in the Auto-label dock, the viewer
+# closed once iteration 0 is in, and Python left to exit at once, while the run's worker is mid-step.
+_CLOSE_MID_RUN_AND_EXIT = """
+import sys, time
+import napari
+from qtpy.QtWidgets import QApplication
+from napari_gfn.config import RunConfig
+from napari_gfn.store import RunFolder
+config = RunConfig.from_json(sys.argv[1])
+viewer = napari.Viewer(show=False)
+_, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
+dock.load_settings(config)
+dock.start()
+while not RunFolder(config.out).finished_iterations():
+    QApplication.processEvents()
+    time.sleep(0.05)
+viewer.close()
+"""
+
+
+def test_python_exiting_just_after_the_viewer_closed_mid_run_ends_the_run_as_cancelled_not_with_a_crash(
+    tiny_folder, tmp_path
+):
+    store = RunFolder(tmp_path / "run")
+    config = QUICK.updated(iterations=20, images=str(tiny_folder / "images"), out=str(store.root))
+    script = [sys.executable, "-c", _CLOSE_MID_RUN_AND_EXIT, config.to_json()]
+    exited = subprocess.run(script, capture_output=True, text=True, timeout=RUN_TIMEOUT_MS / 1000)
+    assert exited.returncode == 0, exited.stderr  # PyQt aborts a process whose worker outlives its Qt objects
+    assert "RuntimeError" not in exited.stderr
+    assert store.how_it_ended().startswith(CANCELLED)
+    assert 0 in store.finished_iterations()
 
 
 def test_a_job_runs_with_the_older_heap_left_out_of_garbage_collection(qtbot):

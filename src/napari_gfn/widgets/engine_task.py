@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import functools
@@ -10,6 +11,8 @@ import importlib.util
 import os
 import sys
 import threading
+import time
+import weakref
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 
@@ -156,9 +159,51 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _relay(events: Generator) -> Generator:
-    """The worker's generator function, over a job that :class:`EngineTask` keeps a handle on."""
-    return (yield from events)
+# Each job's worker, while it exists, and the job's cancel token; see _let_jobs_end.
+_cancel_tokens: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@atexit.register
+def _let_jobs_end(seconds: float = 30) -> None:
+    """Cancel each job still running at exit (napari closed mid-run) and wait, up to ``seconds``, for it to end.
+
+    Each stops at its next cancel check, usually within a second, as a cancelled job does: a run's log says so,
+    and a run opened later reads as cancelled, not as killed. Python deletes the Qt objects a worker reports
+    through only after this; a worker still running then would fail on them, and PyQt would abort the process.
+    """
+    deadline = time.monotonic() + seconds
+    running = [(worker, cancel) for worker, cancel in list(_cancel_tokens.items()) if worker.is_running]
+    for _, cancel in running:
+        cancel.cancel()
+    while any(worker.is_running for worker, _ in running) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _relay(events: Generator, quitting: Callable[[], bool], cancel: CancelToken) -> Generator:
+    """The worker's generator function, over a job that :class:`EngineTask` keeps a handle on.
+
+    napari quits every worker as it quits itself, and a quit worker takes no next step. So a job whose worker is
+    quitting is ended here, in the worker's thread, where it runs: see :func:`_end_as_cancelled`.
+    """
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as end:
+            return end.value
+        if quitting():
+            _end_as_cancelled(events, cancel)
+            return None
+        yield event
+
+
+def _end_as_cancelled(events: Generator, cancel: CancelToken) -> None:
+    """Cancel a job whose worker quits, and let it go on to its next cancel check (the engine checks just after
+    each event), where it stops as a cancelled job does: a run's log says so (a run opened later reads as
+    cancelled, not as killed), and the job's clean-up (the cores and the frozen heap given back) runs now.
+    """
+    cancel.cancel()
+    for _ in events:  # nobody is left to show them
+        pass
 
 
 class EngineTask:
@@ -235,13 +280,13 @@ class EngineTask:
             "yielded": lambda event: self._on_event(event, on_result),
             "errored": self._on_error,  # connected here, or the worker also re-raises the error in the GUI thread
             "finished": self._on_finished,
-            # Closing napari's window quits the worker between two events and leaves the job suspended;
-            # closing it runs its clean-up (the cores and the frozen heap given back) now, not whenever it is collected.
-            "aborted": events.close,
+            # A quit that lands between an event and the job's next step finds the job waiting there.
+            "aborted": functools.partial(_end_as_cancelled, events, self._cancel),
         }
         if on_returned is not None:
             connections["returned"] = lambda value: self.dock_closed or on_returned(value)
-        worker = create_worker(_relay, events, _connect=connections, _start_thread=False)
+        quitting = lambda: worker.abort_requested  # noqa: E731 (the worker it names is made next)
+        worker = create_worker(_relay, events, quitting, self._cancel, _connect=connections, _start_thread=False)
         # superqt's worker hands on the warnings raised while it runs, which napari does not show: a ResNet with
         # no ImageNet weights, or a damaged photo. A decoder's names no file, and only the thread that warned knows
         # which file it was decoding: so each is taken there, not queued.
@@ -249,6 +294,7 @@ class EngineTask:
         self._job_warnings.clear()  # any that came after the last job had ended
         self._job_warnings_shown.clear()
         self.worker = worker
+        _cancel_tokens[worker] = self._cancel
         self._set_status("running")
         worker.start()
 
