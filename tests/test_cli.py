@@ -17,6 +17,7 @@ import termios
 import time
 import warnings
 from dataclasses import fields
+from functools import partial
 
 import imageio.v3 as iio
 import numpy as np
@@ -413,9 +414,11 @@ def test_ctrl_c_or_sigterm_stops_a_run_keeping_its_finished_iterations_and_its_l
     assert sum(" info: iteration " in line and " masks, " in line for line in log) == len(finished)
 
 
-def _started_in_a_terminal(command, cwd):
+def _started_in_a_terminal(command, cwd, hung_up: bool):
     """``command`` started in a terminal of its own (a pseudo-terminal that controls it, as an SSH session's
-    does), and the terminal's other end: the test closes it as a dropped connection closes the session's."""
+    does), and the terminal's other end: the test closes it as a dropped connection closes the session's.
+    The kernel then hangs the command up, unless ``hung_up`` is False: as a shell leaves a job put in the
+    background alone when it ends (bash does, unless told to hang its jobs up)."""
     other_end, terminal = os.openpty()
     process = subprocess.Popen(
         command,
@@ -424,14 +427,14 @@ def _started_in_a_terminal(command, cwd):
         stderr=terminal,
         cwd=cwd,
         start_new_session=True,
-        preexec_fn=_take_the_terminal,
+        preexec_fn=partial(_take_the_terminal, signal.SIG_DFL if hung_up else signal.SIG_IGN),
     )
     os.close(terminal)
     return process, other_end
 
 
-def _take_the_terminal() -> None:
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a login shell's command has it, whatever the tests run under
+def _take_the_terminal(on_hang_up) -> None:
+    signal.signal(signal.SIGHUP, on_hang_up)  # whatever the tests run under
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
@@ -450,20 +453,23 @@ def _shown_until(done, terminal, process, timeout=300) -> bytes:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("under_nohup", [False, True])
-def test_a_terminal_that_closes_stops_a_run_saying_why_in_its_log_unless_it_runs_under_nohup(
-    tiny_folder, tmp_path, under_nohup
+@pytest.mark.parametrize("started", ["in the terminal", "under nohup", "in the background"])
+def test_a_terminal_that_closes_stops_a_run_saying_why_in_its_log_unless_the_run_is_not_hung_up(
+    tiny_folder, tmp_path, started
 ):
     store = RunFolder(tmp_path / "run")
-    command = _label_command(tiny_folder / "images", store.root, "--iterations", "3" if under_nohup else "50")
-    process, terminal = _started_in_a_terminal(["nohup", *command] if under_nohup else command, tmp_path)
+    in_the_terminal = started == "in the terminal"
+    command = _label_command(tiny_folder / "images", store.root, "--iterations", "50" if in_the_terminal else "3")
+    if started == "under nohup":
+        command = ["nohup", *command]  # which ignores the hang-up, and sends the output to a file
+    process, terminal = _started_in_a_terminal(command, tmp_path, hung_up=started != "in the background")
     try:
         _shown_until(lambda: store.finished_iterations(), terminal, process)
         os.close(terminal)  # the connection drops: the kernel hangs up the run's terminal
         process.wait(timeout=120)
     finally:
         process.kill()
-    if under_nohup:
+    if not in_the_terminal:  # a run in the background writes its lines on to a terminal that is gone
         assert process.returncode == 0
         assert store.how_it_ended().startswith(FINISHED)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shlex
@@ -11,9 +12,10 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from pathlib import Path
+from typing import TextIO
 
 from napari_gfn import __version__
 from napari_gfn.config import (
@@ -457,11 +459,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    headless = args.command in _HEADLESS_COMMANDS
+    with _output_past_a_hang_up() if headless else nullcontext():
+        return _ended(args, headless)
+
+
+def _ended(args: argparse.Namespace, headless: bool) -> int:
+    """Run the command, say how it ended, and give its exit status."""
     from napari_gfn.engine import LabellingError
 
-    args = build_parser().parse_args(argv)
     try:
-        with _headless() if args.command in _HEADLESS_COMMANDS else nullcontext():
+        with _headless() if headless else nullcontext():
             return _handled(args)
     # A bad photo, model file or run folder raises a ValueError of its own kind, with the file named.
     except (LabellingError, ValueError) as error:
@@ -524,6 +533,47 @@ class _HungUp(_Terminated):
 # Stopped by its scheduler, a job on a server says so; a run logs its end, so napari following it sees it stopped.
 # `open` and `demo` keep the default: SIGTERM ends them at once, as it ends napari itself.
 _HEADLESS_COMMANDS = ("label", "train-source", "export", "evaluate")
+
+
+@contextmanager
+def _output_past_a_hang_up() -> Iterator[None]:
+    """What a command prints to a terminal that has hung up is dropped: a run left working in the background
+    (`napari-gfn label ... &`, then logged out) goes on to its end, and its log keeps what it says."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _DroppedOnceHungUp(sys.stdout), _DroppedOnceHungUp(sys.stderr)
+    try:
+        yield
+    finally:
+        if not (sys.stdout.hung_up or sys.stderr.hung_up):  # else the streams' last flush, at exit, would fail
+            sys.stdout, sys.stderr = streams
+
+
+class _DroppedOnceHungUp:
+    """A text stream whose writes are dropped once its terminal has hung up (EIO); other failures still raise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.hung_up = False
+
+    def write(self, text: str) -> int:
+        self._unless_hung_up(self._stream.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._unless_hung_up(self._stream.flush)
+
+    def _unless_hung_up(self, call: Callable, *args) -> None:
+        if self.hung_up:
+            return
+        try:
+            call(*args)
+        except OSError as error:
+            if error.errno != errno.EIO:
+                raise
+            self.hung_up = True
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 @contextmanager
@@ -628,8 +678,7 @@ def _stopped(args: argparse.Namespace, stop: BaseException, said: str, logged: s
     """A ``label`` stopped from outside says so, in the terminal and in its log, as a run stopped by an error does."""
     _free_quietly_what_it_cut_off(stop)
     _log_stop(args, logged)
-    with suppress(OSError):  # a terminal that hung up takes no more writes
-        print(f"napari-gfn: {said}{_kept(args)}", file=sys.stderr)
+    print(f"napari-gfn: {said}{_kept(args)}", file=sys.stderr)
     return status
 
 
