@@ -23,6 +23,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import ExifTags, Image, ImageCms
 
 from napari_gfn import cli
@@ -477,6 +478,25 @@ def test_a_terminal_that_closes_stops_a_run_saying_why_in_its_log_unless_the_run
     assert store.how_it_ended() == cli._HUNG_UP  # opened later, the run says why it stopped
     assert "start it with nohup" in store.how_it_ended()
     assert 1 <= len(store.finished_iterations()) < 51
+
+
+def test_a_gpu_out_of_memory_is_said_in_one_line_with_what_to_do_and_what_is_kept(
+    tiny_folder, tmp_path, capsys, monkeypatch
+):
+    # No GPU here: round 1's first training step fails as a GPU that other processes fill fails it.
+    said = "CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a total capacity of 3.81 GiB"
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError(said)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", out_of_memory)
+    store = RunFolder(tmp_path / "run")
+    command = ["label", str(tiny_folder / "images"), "--out", str(store.root), *FAST, "--seed", "grabcut"]
+    assert main([*command, "--iterations", "1"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith(f"napari-gfn: error: out of memory: {said}. To need less memory: a smaller ")
+    assert error[-1].endswith(f"; iteration 0 is kept in {store.root} (continue with --resume)")
+    assert store.how_it_ended() == f"OutOfMemoryError: {said}"
 
 
 @pytest.mark.slow

@@ -476,8 +476,9 @@ def _ended(args: argparse.Namespace, headless: bool) -> int:
     except (LabellingError, ValueError) as error:
         print(f"napari-gfn: error: {error}", file=sys.stderr)
         return 1
-    # A full disk, a read-only or missing folder: the system's words name the file.
-    except OSError as error:
+    # A full disk, a read-only or missing folder: the system's words name the file. A GPU's memory taken
+    # (by other processes, on a shared server) or a photo too large for the memory: torch's or numpy's words.
+    except (OSError, MemoryError) as error:
         print(f"napari-gfn: error: {error}{_kept(args)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as stop:
@@ -502,9 +503,22 @@ def _handled(args: argparse.Namespace) -> int:
         # A library's clean-up that fails as a Ctrl-C or SIGTERM unwinds it (imageio's PNG writer, cut off
         # mid-write, says it has no images_to_write) raises its own error in the stop's place: the stop happened.
         stop = _stop_behind(error)
-        if stop is None:
-            raise
-        raise stop from None
+        if stop is not None:
+            raise stop from None
+        if _torch_out_of_memory(error):  # a RuntimeError, but not a bug to trace back
+            raise MemoryError(f"out of memory: {str(error).rstrip('.')}. {_LESS_MEMORY}") from None
+        raise
+
+
+_LESS_MEMORY = (
+    "To need less memory: a smaller --image-size; on a GPU that other processes share, "
+    "--device cpu or another GPU (--device cuda:1, say)"
+)
+
+
+def _torch_out_of_memory(error: Exception) -> bool:
+    torch = sys.modules.get("torch")  # loaded, if it raised
+    return torch is not None and isinstance(error, torch.cuda.OutOfMemoryError)
 
 
 def _stop_behind(error: BaseException) -> BaseException | None:
