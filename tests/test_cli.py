@@ -546,6 +546,8 @@ def test_a_decoders_warning_names_its_file_once_each_and_a_backbone_without_weig
     # Each photo is decoded once for its working copy and once more each iteration, its masks made at full size;
     # photos are decoded several at a time.
     assert sorted(said) == [f"warning: {photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
+    logged = [line for line in RunFolder(run).log_path.read_text().splitlines() if "Tag data" in line]
+    assert sorted(line.partition(" warning: ")[2] for line in logged) == [line[9:] for line in sorted(said)]
 
     def warn_three_times(args):
         for _ in range(3):

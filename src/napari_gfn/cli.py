@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -470,7 +471,7 @@ def _ended(args: argparse.Namespace, headless: bool) -> int:
     from napari_gfn.engine import LabellingError
 
     try:
-        with _headless() if headless else nullcontext():
+        with _headless(args) if headless else nullcontext():
             return _handled(args)
     # A bad photo, model file or run folder raises a ValueError of its own kind, with the file named.
     except (LabellingError, ValueError) as error:
@@ -591,15 +592,16 @@ class _DroppedOnceHungUp:
 
 
 @contextmanager
-def _headless() -> Iterator[None]:
+def _headless(args: argparse.Namespace) -> Iterator[None]:
     """How a command without a window takes a stop, and says a warning."""
-    with _headless_stops(), _decoders_warnings_named():
+    with _headless_stops(), _decoders_warnings_named(partial(_log_to_run, args, "warning")):
         yield
 
 
 @contextmanager
-def _decoders_warnings_named() -> Iterator[None]:
-    """A decoder's warning about a file (Pillow's "Corrupt EXIF data", say) names the file, once for each file.
+def _decoders_warnings_named(log: Callable[[str], None]) -> Iterator[None]:
+    """A decoder's warning about a file (Pillow's "Corrupt EXIF data", say) names the file, once for each file,
+    and is ``log``ged: a run opened later counts it among its problems.
 
     Python's own display names the decoder's line of code instead, and shows a warning for the first file alone.
     """
@@ -619,6 +621,7 @@ def _decoders_warnings_named() -> Iterator[None]:
             show_as_python_does(message, category, filename, lineno, file, line)
         else:
             tqdm.write(f"warning: {decoded}: {message}", file=sys.stderr)
+            log(f"{decoded}: {message}")
 
     with warnings.catch_warnings():
         show_as_python_does = warnings.showwarning
@@ -691,7 +694,7 @@ def _free_quietly_what_it_cut_off(stop: BaseException) -> None:
 def _stopped(args: argparse.Namespace, stop: BaseException, said: str, logged: str, status: int) -> int:
     """A ``label`` stopped from outside says so, in the terminal and in its log, as a run stopped by an error does."""
     _free_quietly_what_it_cut_off(stop)
-    _log_stop(args, logged)
+    _log_to_run(args, "error", logged)
     print(f"napari-gfn: {said}{_kept(args)}", file=sys.stderr)
     return status
 
@@ -720,7 +723,8 @@ def _file_stamp(path: str) -> tuple[int, int] | None:
     return status.st_ino, status.st_mtime_ns
 
 
-def _log_stop(args: argparse.Namespace, logged: str) -> None:
+def _log_to_run(args: argparse.Namespace, level: str, message: str) -> None:
+    """Add to the log of the run ``label`` writes, once it is a run; other commands write no run."""
     if args.command != "label":
         return
     from napari_gfn.engine import distributed
@@ -728,7 +732,7 @@ def _log_stop(args: argparse.Namespace, logged: str) -> None:
 
     store = RunFolder(args.out)
     if store.is_run() and distributed.is_main():
-        store.append_log("error", logged)
+        store.append_log(level, message)
 
 
 if __name__ == "__main__":
