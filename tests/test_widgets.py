@@ -1490,15 +1490,24 @@ def test_a_trusted_correction_is_kept_by_later_iterations(
     layer = viewer.layers[iteration_layer_name(stems[0], 1)]
     corrected = np.zeros_like(layer.data)
     corrected[10:40, 12:30] = 1  # a hand-drawn box, unlike anything the network predicts
-    layer.data = corrected
+    layer.data = corrected.copy()  # the layer's own array, which painting changes
     viewer.layers.selection.active = layer
     widget.browser.photo.value = stems[0]
     widget.trust_selected()
     assert layer.name == f"{stems[0]} · trusted"
     assert widget.browser.note.value.startswith("trusted; iteration 1: ")
+    layer.paint((5, 5), 1)  # painted on after it was trusted: the run has the mask as trusted, not this
+    begun = viewer.layers[iteration_layer_name(stems[1], 1)]
+    begun.paint((20, 20), 1)  # a correction begun, and not trusted
 
     widget.iterations.value = 2
+    seen = len(notification_manager.records)
     widget.start()  # the run folder has finished iterations: the run continues
+    said = [message for message in _messages_since(seen) if message.startswith("not trained on")]
+    assert said == [
+        f"not trained on: the paint in 2 layers ({layer.name}, {begun.name}), not trusted since: to have the "
+        "rounds to come train on a correction, select its layer and press Trust selected Labels layer"
+    ]
     _wait_until_done(qtbot, widget.task)
     assert widget.task.status == "finished"
     np.testing.assert_array_equal(RunFolder(tmp_path / "run").read_mask(2, stems[0]), corrected > 0)

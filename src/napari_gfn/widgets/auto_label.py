@@ -413,6 +413,12 @@ class AutoLabelWidget(Container):
         self.follower.stop()  # this run now fills the viewer
         self.store, self.photo_folder = store, Path(photo_folder)
         self.run_layers = RunLayers(self.viewer, store, photos, photo_layers)
+        if painted := self.run_layers.painted_since_trusted():
+            show_warning(
+                f"not trained on: the paint in {counted(len(painted), 'layer')} ({a_few(painted)}), not trusted "
+                "since: to have the rounds to come train on a correction, select its layer and press Trust "
+                "selected Labels layer"
+            )
         self.browser.browse(self.run_layers, store)
         self.plot.show_metrics(store.metrics())
         self._share_run()

@@ -26,6 +26,8 @@ __all__ = [
 ]
 
 METADATA_KEY = "napari_gfn"
+# A mask layer's marker holds this once the layer is painted on, until it is trusted (its mask written to the run).
+PAINTED_SINCE_TRUSTED = "painted_since_trusted"
 
 
 def iteration_layer_name(photo: str, iteration: int) -> str:
@@ -254,8 +256,19 @@ class RunLayers:
         meta = layer.metadata.get(METADATA_KEY)
         if meta is not None:
             layer.name = trusted_layer_name(self.photo_name(stem))
-        layer.metadata[METADATA_KEY] = {**(meta or self._marker(stem)), "trusted": True}
+        marker = {**(meta or self._marker(stem)), "trusted": True}
+        marker.pop(PAINTED_SINCE_TRUSTED, None)
+        layer.metadata[METADATA_KEY] = marker
         self._remember(stem, layer)
+
+    def painted_since_trusted(self) -> list[str]:
+        """The names of this run's mask layers painted on and not trusted since: the run does not train on them."""
+        return [
+            layer.name
+            for stem in self._layers
+            for layer in self._mask_layers(stem)
+            if layer.metadata[METADATA_KEY].get(PAINTED_SINCE_TRUSTED)
+        ]
 
     def mark_untrusted(self, stem: str) -> None:
         """``stem``'s trusted layers no longer hold a trusted mask; they stay, so a correction is not lost."""
@@ -379,7 +392,7 @@ def _resolved(path: str) -> Path:
 
 
 def _mark_edited(layer, *_) -> None:
-    layer.metadata[METADATA_KEY]["edited"] = True
+    layer.metadata[METADATA_KEY].update({"edited": True, PAINTED_SINCE_TRUSTED: True})
 
 
 @cache
