@@ -27,6 +27,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QObject, QTimer
 from qtpy.QtWidgets import QPlainTextEdit
 
+from napari_gfn.cli import main as cli_main
 from napari_gfn.config import (
     BULKY_OBJECT_SETTINGS,
     DEMO_CONFIG,
@@ -774,6 +775,33 @@ def test_labels_writer_round_trips_through_napari(make_napari_viewer, tmp_path):
         assert layer.save(path, plugin="napari-gfn") == [path]
         back = viewer.open(path, layer_type="labels")[0].data
         np.testing.assert_array_equal(np.asarray(back), data)
+
+
+def test_a_photo_of_another_size_is_fitted_to_the_view_and_one_of_the_same_size_keeps_the_users_zoom(
+    make_napari_viewer, qtbot, tmp_path
+):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, (height, width) in {"a1": (64, 80), "a2": (64, 80), "b": (150, 40)}.items():
+        rows, columns = np.mgrid[:height, :width]
+        disc = (rows - height / 2) ** 2 + (columns - width / 2) ** 2 < (min(height, width) / 3) ** 2
+        iio.imwrite(photos / f"{name}.png", np.dstack([np.where(disc, 220, 40)] * 3).astype(np.uint8))
+    run = tmp_path / "run"
+    assert cli_main(["label", str(photos), "--out", str(run), "--seed", "grabcut", "--iterations", "0"]) == 0
+    viewer = make_napari_viewer()
+    browser = open_run_window(viewer, run).browser
+    _on_screen(qtbot, browser)
+    viewer.scene.camera.zoom *= 7  # zoomed in to look at an edge
+    zoomed = viewer.scene.camera.zoom
+    browser.step(+1)
+    _on_screen(qtbot, browser)
+    assert browser.photo.value == "a2"
+    assert viewer.scene.camera.zoom == zoomed
+    browser.step(+1)
+    _on_screen(qtbot, browser)
+    assert browser.photo.value == "b"
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], ((150 - 1) / 2, (40 - 1) / 2))
+    assert viewer.scene.camera.zoom < zoomed
 
 
 def test_open_run_folder_restores_the_layers(make_napari_viewer, qtbot, finished_layer_run):

@@ -77,6 +77,7 @@ class RunLayers:
         self.photos = photos
         self.photo_layers = dict(photo_layers or {})
         self.current: str | None = None  # the photo on screen, once one is
+        self._shown_size: tuple[int, ...] | None = None  # its height and width, as the view was fitted to
         self.unreadable: dict[str, str] = {}  # stem -> why its photo cannot be shown (nor was labelled)
         self._layers: dict[str, list] = {}
         self._read_ahead: tuple[str, Future[PhotoFiles]] | None = None
@@ -139,7 +140,7 @@ class RunLayers:
         """
         self.current = stem
         files = self._files_read_ahead(stem)
-        self._photo_layer(stem, files)
+        photo = self._photo_layer(stem, files)
         self._add_finished_masks(stem, files)
         self._add_trusted(stem)
         for layer_stem, layers in self._layers.items():
@@ -149,6 +150,11 @@ class RunLayers:
                 if layer.visible != (layer_stem == stem):
                     layer.visible = layer_stem == stem
         self._shown_last = [*(shown for shown in self._shown_last if shown != stem), stem]
+        if photo is not None and photo.data.shape[:2] != self._shown_size:
+            # napari fits the view to the first layer it shows, and keeps that view: a photo of another size
+            # would show cut off, or small in a corner. One of the same size keeps the view the user zoomed to.
+            self.viewer.reset_view(layers=[photo])
+            self._shown_size = photo.data.shape[:2]
 
     def close_a_photo_shown_long_ago(self) -> bool:
         """Close the layers of the photo shown longest ago if the layers that could be closed are over budget;
