@@ -39,6 +39,9 @@ _HIDDEN_BY_DEFAULT = (DeprecationWarning, PendingDeprecationWarning, ImportWarni
 # can hold a hundred empty photos, and a hundred notifications would bury the viewer.
 WARNING_BATCH_MS = 500
 
+# The status line says where a job is at most this often: a phase that reads photos makes dozens of steps a second.
+PROGRESS_SAID_EVERY_S = 0.25
+
 
 def _load_torch_libraries() -> None:
     """Load torch's C++ libraries (libtorch and what it needs) through a ctypes call, which releases the GIL.
@@ -216,6 +219,9 @@ class EngineTask:
     """
 
     status_changed = Signal(str)
+    # The status with the phase under way and its ETA ("running: iter 1: train: 40 of 150, 00:45 left"): napari's
+    # activity dock, which shows the phase's bar, starts closed.
+    progress_changed = Signal(str)
 
     def __init__(self, name: str, uses_torch: bool = True) -> None:
         """``uses_torch=False`` for jobs that need none of it (an export), so that they start at once."""
@@ -226,6 +232,7 @@ class EngineTask:
         self._cancel = CancelToken()
         self._bars = PhaseBars(lambda phase, total: progress(total=total, desc=f"{self.name}: {phase}"))
         self.dock_closed = False  # once the attached dock is destroyed, nothing may touch its widgets
+        self._progress_said_at = 0.0
         self._warnings: list[str] = []
         self._job_warnings: list[str] = []  # appended to in the threads that warned
         self._job_warnings_shown: set[str] = set()
@@ -251,6 +258,7 @@ class EngineTask:
             self.status_changed.connect(lambda _: self._enable(buttons))
         if on_status is not None:
             self.status_changed.connect(on_status)
+            self.progress_changed.connect(on_status)
         dock.destroyed.connect(self._on_dock_closed)
 
     def _enable(self, buttons: Sequence[tuple[PushButton, bool]]) -> None:
@@ -260,6 +268,7 @@ class EngineTask:
     def _on_dock_closed(self, *_) -> None:
         self.dock_closed = True
         self.status_changed.disconnect()
+        self.progress_changed.disconnect()
         self.cancel()
 
     @property
@@ -328,12 +337,22 @@ class EngineTask:
         self._show_job_warnings()
         if isinstance(event, Progress):
             self._bars.show(event)
+            self._say_progress()
         elif isinstance(event, Notice) and event.level == "info":
             show_info(event.message)
         elif isinstance(event, Notice):
             self._warn(event.message)
         elif on_result is not None and not self.dock_closed:
             on_result(event)
+
+    def _say_progress(self) -> None:
+        now = time.monotonic()
+        if now - self._progress_said_at < PROGRESS_SAID_EVERY_S:
+            return
+        self._progress_said_at = now
+        bar = self._bars.bar
+        counts = bar.format_meter(**{**bar.format_dict, "bar_format": "{n_fmt} of {total_fmt}, {remaining} left"})
+        self.progress_changed.emit(f"{self.status}: {self._bars.phase}: {counts}")
 
     def _warn(self, message: str) -> None:
         if not self._warnings:
