@@ -494,7 +494,7 @@ def test_a_gpu_out_of_memory_is_said_in_one_line_with_what_to_do_and_what_is_kep
     command = ["label", str(tiny_folder / "images"), "--out", str(store.root), *FAST, "--seed", "grabcut"]
     assert main([*command, "--iterations", "1"]) == 1
     error = capsys.readouterr().err.strip().splitlines()
-    assert error[-1].startswith(f"napari-gfn: error: out of memory: {said}. To need less memory: a smaller ")
+    assert error[-1].startswith(f"napari-gfn: error: out of memory: {said}. To need less memory: a smaller image ")
     assert error[-1].endswith(f"; iteration 0 is kept in {store.root} (continue with --resume)")
     assert store.how_it_ended() == f"OutOfMemoryError: {said}"
 

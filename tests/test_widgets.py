@@ -1608,7 +1608,7 @@ def test_a_trusted_correction_is_kept_by_later_iterations(
     assert f"{stems[0]} · trusted" in [layer.name for layer in reopened.layers]
 
 
-def _broken_source_model(widget, tmp_path) -> str:
+def _broken_source_model(widget, tmp_path, monkeypatch) -> str:
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a model")
     widget.seed.value = "transfer"
@@ -1616,19 +1616,27 @@ def _broken_source_model(widget, tmp_path) -> str:
     return "broken.pt"
 
 
-def _area_range_nothing_passes(widget, tmp_path) -> str:
+def _area_range_nothing_passes(widget, tmp_path, monkeypatch) -> str:
     widget.area_min.value = 0.97
     return "nothing to train on"
 
 
-@pytest.mark.parametrize("break_the_run", [_broken_source_model, _area_range_nothing_passes])
+def _gpu_out_of_memory(widget, tmp_path, monkeypatch) -> str:
+    def out_of_memory(*args, **kwargs):  # as a GPU that other processes fill fails a step (no GPU here)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(torch.optim.SGD, "step", out_of_memory)
+    return "out of memory: CUDA out of memory. Tried to allocate 20.00 MiB. To need less memory: a smaller image size"
+
+
+@pytest.mark.parametrize("break_the_run", [_broken_source_model, _area_range_nothing_passes, _gpu_out_of_memory])
 def test_an_error_in_the_worker_is_a_notification_not_a_crash(
-    make_napari_viewer, qtbot, tiny_folder, tmp_path, break_the_run
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, monkeypatch, break_the_run
 ):
     viewer = make_napari_viewer()
     _open_photos(viewer, tiny_folder)
     widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=1)
-    expected = break_the_run(widget, tmp_path)
+    expected = break_the_run(widget, tmp_path, monkeypatch)
     seen = len(notification_manager.records)
     widget.start()
     _wait_until_done(qtbot, widget.task)

@@ -498,6 +498,8 @@ _HUNG_UP = (
 
 
 def _handled(args: argparse.Namespace) -> int:
+    from napari_gfn.engine.events import out_of_memory
+
     try:
         return args.handler(args)
     except Exception as error:
@@ -506,20 +508,9 @@ def _handled(args: argparse.Namespace) -> int:
         stop = _stop_behind(error)
         if stop is not None:
             raise stop from None
-        if _torch_out_of_memory(error):  # a RuntimeError, but not a bug to trace back
-            raise MemoryError(f"out of memory: {str(error).rstrip('.')}. {_LESS_MEMORY}") from None
+        if (in_words := out_of_memory(error)) is not None:  # torch's is a RuntimeError, but not a bug to trace back
+            raise in_words from None
         raise
-
-
-_LESS_MEMORY = (
-    "To need less memory: a smaller --image-size; on a GPU that other processes share, "
-    "--device cpu or another GPU (--device cuda:1, say)"
-)
-
-
-def _torch_out_of_memory(error: Exception) -> bool:
-    torch = sys.modules.get("torch")  # loaded, if it raised
-    return torch is not None and isinstance(error, torch.cuda.OutOfMemoryError)
 
 
 def _stop_behind(error: BaseException) -> BaseException | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from napari_gfn.config import describe_setting
 
 __all__ = [
     "CancelToken",
@@ -17,6 +20,7 @@ __all__ = [
     "Progress",
     "RunCancelled",
     "describe_error",
+    "out_of_memory",
 ]
 
 
@@ -30,6 +34,19 @@ def describe_error(error: Exception) -> str:
     if isinstance(error, LabellingError | ValueError | OSError):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+def out_of_memory(error: BaseException) -> MemoryError | None:
+    """torch's error for memory it could not have (a GPU's taken by other processes, say), in words for a person:
+    what ran out, and what needs less. None for any other error."""
+    torch = sys.modules.get("torch")  # loaded, if it raised
+    if torch is None or not isinstance(error, torch.cuda.OutOfMemoryError):
+        return None
+    less = (
+        f"a smaller {describe_setting('image_size')}; on a GPU that other processes share, "
+        f"{describe_setting('device', 'cpu')} or another GPU (cuda:1, say)"
+    )
+    return MemoryError(f"out of memory: {str(error).rstrip('.')}. To need less memory: {less}")
 
 
 class RunCancelled(Exception):

@@ -24,7 +24,15 @@ from psygnal import Signal
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QWidget
 
-from napari_gfn.engine.events import CancelToken, Notice, PhaseBars, Progress, RunCancelled, describe_error
+from napari_gfn.engine.events import (
+    CancelToken,
+    Notice,
+    PhaseBars,
+    Progress,
+    RunCancelled,
+    describe_error,
+    out_of_memory,
+)
 from napari_gfn.engine.images import file_being_decoded
 
 __all__ = ["EngineTask", "Job", "job_settings"]
@@ -147,7 +155,7 @@ def _drive(job: Job, cancel: CancelToken, uses_torch: bool) -> Generator:
     except RunCancelled:
         return None
     except RuntimeError as error:
-        raise JobFailed(str(error)) from error
+        raise JobFailed(str(out_of_memory(error) or error)) from error
     finally:
         # No gc.collect() here: a full collection of napari's heap holds the GIL for a third of a second.
         if uses_torch:
