@@ -153,7 +153,8 @@ class RunLayers:
         if photo is not None and photo.data.shape[:2] != self._shown_size:
             # napari fits the view to the first layer it shows, and keeps that view: a photo of another size
             # would show cut off, or small in a corner. One of the same size keeps the view the user zoomed to.
-            self.viewer.reset_view(layers=[photo])
+            # napari fits to given layers only if they have the viewer's dimensions: with a stack open, to all.
+            self.viewer.reset_view(layers=[photo] if photo.ndim == self.viewer.dims.ndim else None)
             self._shown_size = photo.data.shape[:2]
 
     def close_a_photo_shown_long_ago(self) -> bool:
