@@ -355,10 +355,11 @@ class EngineTask:
 
     def _say_progress(self) -> None:
         now = time.monotonic()
-        if now - self._progress_said_at < PROGRESS_SAID_EVERY_S:
+        bar = self._bars.bar
+        # The job's end can come while napari updates the bar (it lets Qt events in): then nothing is under way.
+        if not self.running or bar is None or now - self._progress_said_at < PROGRESS_SAID_EVERY_S:
             return
         self._progress_said_at = now
-        bar = self._bars.bar
         counts = bar.format_meter(**{**bar.format_dict, "bar_format": "{n_fmt} of {total_fmt}, {remaining} left"})
         self.progress_changed.emit(f"{self.status}: {self._bars.phase}: {counts}")
 
