@@ -41,7 +41,7 @@ from napari_gfn.engine import ImageRecord, Notice
 from napari_gfn.network import missing_imagenet_weights
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import CANCELLED, RunFolder
-from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task
+from napari_gfn.widgets import AutoLabelWidget, ExportWidget, SourceModelWidget, engine_task, run_layers
 from napari_gfn.widgets.log_window import LOG_REREAD_MS
 from napari_gfn.widgets.path_fields import chosen_path
 from napari_gfn.widgets.run_follower import FOLLOW_MS
@@ -619,7 +619,6 @@ def test_a_folder_run_browsed_while_it_works_shows_each_photo_with_its_masks_onc
 ):
     """Photos read in a thread, iterations arriving, layers closed: clicked at random while the run works, the
     viewer ends with every photo's layers once, the photo under its masks, and the masks as the run wrote them."""
-    from napari_gfn.widgets import run_layers
 
     monkeypatch.setattr(run_layers, "OPEN_PHOTOS_BUDGET", 3)
     viewer = make_napari_viewer()
@@ -1104,7 +1103,6 @@ def test_a_photo_the_run_could_not_read_says_why_when_browsed(
     make_napari_viewer, qtbot, tiny_folder, tmp_path, monkeypatch
 ):
     from napari_gfn.cli import main
-    from napari_gfn.widgets import run_layers
 
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
     (photos / "cut.png").write_bytes((photos / "flower_000.png").read_bytes()[:300])  # a copy that never finished
@@ -1374,7 +1372,6 @@ def test_the_libraries_napari_loads_for_its_first_layers_are_loaded_while_the_fi
 def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted_or_trusted_mask(
     make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
 ):
-    from napari_gfn.widgets import run_layers
 
     run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
     viewer = make_napari_viewer()
@@ -1423,7 +1420,6 @@ def test_browsing_many_photos_keeps_few_open_and_touches_only_the_layers_that_ch
 ):
     """napari takes longer to add or show a layer the more layers it holds, hidden or not: hundreds of small
     photos browsed would make each Next take seconds."""
-    from napari_gfn.widgets import run_layers
 
     monkeypatch.setattr(run_layers, "OPEN_PHOTOS_BUDGET", 2)
     run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
@@ -1525,6 +1521,7 @@ def test_a_trusted_correction_is_kept_by_later_iterations(
     assert layer.name == f"{stems[0]} · trusted"
     assert widget.browser.note.value.startswith("trusted; iteration 1: ")
     layer.paint((5, 5), 1)  # painted on after it was trusted: the run has the mask as trusted, not this
+    painted_after_trust = layer.data > 0
     begun = viewer.layers[iteration_layer_name(stems[1], 1)]
     begun.paint((20, 20), 1)  # a correction begun, and not trusted
 
@@ -1546,14 +1543,16 @@ def test_a_trusted_correction_is_kept_by_later_iterations(
     assert [layer.name for layer in viewer.layers if "trusted" in layer.name] == [f"{stems[0]} · trusted"]
     assert len({layer.name for layer in viewer.layers}) == len(viewer.layers) == 8 + 8 * 3  # no layer shown twice
 
-    # Reopened later, the correction shows on top of the photo's iterations, and the note says it is trusted.
+    # Reopened later, the correction shows on top of the photo's iterations, the paint since as a draft above it,
+    # and the note says it is trusted.
     reopened = make_napari_viewer()
     dock = open_run_window(reopened, tmp_path / "run")
     browser = dock.browser
     browser.photo.value = stems[0]
     _on_screen(qtbot, browser)
-    assert reopened.layers[-1].name == f"{stems[0]} · trusted"
-    np.testing.assert_array_equal(reopened.layers[-1].data, corrected)
+    assert [layer.name for layer in reopened.layers][-2:] == [f"{stems[0]} · trusted", f"{stems[0]} · draft"]
+    np.testing.assert_array_equal(reopened.layers[-2].data, corrected)
+    np.testing.assert_array_equal(reopened.layers[-1].data, painted_after_trust)
     assert browser.note.value.startswith("trusted; iteration 2: ")
     browser.photo.value = stems[1]
     _on_screen(qtbot, browser)
@@ -1606,6 +1605,88 @@ def test_a_trusted_correction_is_kept_by_later_iterations(
     dock.trust_selected()
     np.testing.assert_array_equal(iio.imread(fixed) > 0, corrected > 0)
     assert f"{stems[0]} · trusted" in [layer.name for layer in reopened.layers]
+
+
+def test_paint_not_trusted_is_kept_as_a_draft_through_napari_closing_until_trusted_or_its_layer_removed(
+    make_napari_viewer, qtbot, tiny_folder, tmp_path, monkeypatch
+):
+    viewer = make_napari_viewer()
+    stems = _open_photos(viewer, tiny_folder)[:3]
+    widget = _layer_run(viewer, tiny_folder, tmp_path / "run", iterations=1)
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    store = RunFolder(tmp_path / "run")
+    painted = {}
+    for stem in stems:
+        layer = viewer.layers[iteration_layer_name(stem, 1)]
+        layer.paint(tuple(np.argwhere(layer.data == 0)[0]), 1)  # where the iteration found background
+        painted[stem] = layer.data > 0
+        assert (painted[stem] != store.read_mask(1, stem)).any()
+    qtbot.waitUntil(lambda: set(store.drafts()) == set(stems), timeout=5000)
+    for stem, mask in painted.items():
+        qtbot.waitUntil(partial(_file_holds, store.draft_path(stem), mask), timeout=5000)
+    viewer.close()  # napari's own close, which removes every layer first
+    qtbot.wait(100)
+    assert set(store.drafts()) == set(stems)
+
+    reopened = make_napari_viewer()
+    dock = open_run_window(reopened, tmp_path / "run")
+    dock.browser.photo.value = stems[0]
+    _on_screen(qtbot, dock.browser)
+    draft = reopened.layers[-1]
+    assert draft.name == f"{stems[0]} · draft"
+    np.testing.assert_array_equal(draft.data, painted[stems[0]])
+    assert dock.run_layers.painted_since_trusted() == [f"{stem} · draft" for stem in stems]
+    draft.paint(tuple(np.argwhere(draft.data == 0)[0]), 1)  # a last stroke, trusted before its draft is written
+    reopened.layers.selection.active = draft
+    dock.trust_selected()  # a trusted draft is a draft no longer
+    np.testing.assert_array_equal(iio.imread(store.fixed_mask_path(stems[0])), draft.data * 255)
+    _wait_for_drafts(qtbot)
+    assert not store.draft_path(stems[0]).exists()
+
+    dock.browser.photo.value = stems[1]
+    _on_screen(qtbot, dock.browser)
+    reopened.layers.remove(f"{stems[1]} · draft")  # not shown again, but kept: napari cannot undo a removal
+    removed = tmp_path / "run" / "drafts" / "removed" / f"{stems[1]}.png"
+    qtbot.waitUntil(removed.exists, timeout=5000)
+    np.testing.assert_array_equal(iio.imread(removed) > 0, painted[stems[1]])
+    dock.browser.photo.value = stems[2]
+    _on_screen(qtbot, dock.browser)
+    dock.browser.photo.value = stems[1]
+    _on_screen(qtbot, dock.browser)
+    assert not any(layer.name.endswith("· draft") and layer.visible for layer in reopened.layers)
+    assert list(store.drafts()) == [stems[2]]
+
+    # A run that cannot be written (a read-only mount; simulated, as root may write anywhere) says so once.
+    make_file = tempfile.mkstemp
+
+    def read_only_drafts(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == store.draft_path(stems[2]).parent:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return make_file(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_drafts)
+    dock.browser.photo.value = stems[2]
+    _on_screen(qtbot, dock.browser)
+    seen = len(notification_manager.records)
+    for label in (1, 0, 1):  # three strokes, each a change
+        reopened.layers[f"{stems[2]} · draft"].paint((5, 5), label)
+        qtbot.wait(200)
+    assert [message for message in _messages_since(seen) if "cannot be written" in message] == [
+        f"{store.draft_path(stems[2])}: cannot be written: [Errno {errno.EROFS}] {os.strerror(errno.EROFS)}: "
+        f"'{store.draft_path(stems[2])}': a correction not trusted is lost when napari closes: trust it, or save "
+        "its layer (File > Save Selected Layers...)"
+    ]
+
+
+def _wait_for_drafts(qtbot) -> None:
+    """Until every draft asked for is written: the paint's, asked after napari's stroke ends, then the thread's."""
+    qtbot.wait(50)
+    run_layers._DRAFT_WRITER.submit(int).result()
+
+
+def _file_holds(path: Path, mask: np.ndarray) -> bool:
+    return np.array_equal(iio.imread(path) > 0, mask)
 
 
 def _broken_source_model(widget, tmp_path, monkeypatch) -> str:

@@ -12,6 +12,8 @@ Layout::
     RUN/summary.json             the best iteration, when ground truth scored the run
     RUN/fixed/<stem>.png         masks the user corrected and trusts; later iterations keep them
     RUN/untrusted/<stem>.png     a correction the user stopped trusting, kept; nothing reads it
+    RUN/drafts/<stem>.png        paint on a photo's mask in napari, not trusted yet: shown again when the run is opened
+    RUN/drafts/removed/<stem>.png a draft whose layer the user removed, kept; nothing reads it
     RUN/cache/<format>/          resized photos and working-size masks, safe to delete
     RUN/inputs/<kind>/<stem>.png photos, simple photos or ground truth copied from napari layers
 
@@ -83,7 +85,7 @@ _MADE_BEFORE_A_RUN = {"inputs", "writer.lock", "writer.json"}
 
 def _is_written_by_a_run(name: str) -> bool:
     """Whether a run folder's entry of this name holds masks or working copies (see the layout above)."""
-    return name in ("cache", "fixed", "untrusted") or re.fullmatch(r"iter_\d+", name) is not None
+    return name in ("cache", "fixed", "untrusted", "drafts") or re.fullmatch(r"iter_\d+", name) is not None
 
 
 class RunFolderError(ValueError):
@@ -360,6 +362,31 @@ class RunFolder:
         kept.parent.mkdir(exist_ok=True)
         os.replace(trusted, kept)
         return kept
+
+    def draft_path(self, stem: str) -> Path:
+        return self.root / "drafts" / f"{stem}.png"
+
+    def write_draft(self, stem: str, mask: np.ndarray) -> Path:
+        """Keep the paint on ``stem``'s mask, not trusted yet, so that napari closing or crashing loses none of it.
+        Nothing trains on a draft."""
+        return atomic_write_mask_png(self.draft_path(stem), mask)
+
+    def drop_draft(self, stem: str) -> None:
+        """``stem``'s draft is trusted, so kept in ``fixed/``: it is no draft any longer."""
+        self.draft_path(stem).unlink(missing_ok=True)
+
+    def set_draft_aside(self, stem: str) -> None:
+        """The user removed ``stem``'s draft's layer: not shown again, but kept in ``drafts/removed/``, as
+        napari cannot undo a layer's removal."""
+        draft = self.draft_path(stem)
+        if draft.is_file():
+            kept = draft.parent / "removed" / draft.name
+            kept.parent.mkdir(exist_ok=True)
+            os.replace(draft, kept)
+
+    def drafts(self) -> dict[str, Path]:
+        folder = self.draft_path("_").parent
+        return {path.stem: path for path in sorted(folder.glob("*.png")) if not path.name.startswith(".")}
 
     def fixed_masks(self) -> dict[str, Path]:
         if not self.fixed_dir.is_dir():

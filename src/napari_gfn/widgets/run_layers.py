@@ -12,6 +12,7 @@ import napari
 import numpy as np
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
+from qtpy.QtCore import QTimer
 
 from napari_gfn.engine import ImageReadError, ImageSet
 from napari_gfn.engine.images import read_object_mask
@@ -20,6 +21,7 @@ from napari_gfn.store import RunFolder, RunFolderError
 __all__ = [
     "METADATA_KEY",
     "RunLayers",
+    "draft_layer_name",
     "import_what_napari_layers_import",
     "iteration_layer_name",
     "trusted_layer_name",
@@ -38,6 +40,10 @@ def trusted_layer_name(photo: str) -> str:
     return f"{photo} · trusted"
 
 
+def draft_layer_name(photo: str) -> str:
+    return f"{photo} · draft"
+
+
 # A folder run closes the layers of the photos shown longest ago once the layers it could close hold more
 # than this many bytes, or belong to more photos than this besides the one on screen: browsing hundreds of
 # camera-size photos would otherwise keep them all (270 MB of memory each at 24 MP), and napari takes longer to
@@ -49,6 +55,13 @@ OPEN_PHOTOS_BUDGET = 8
 # One thread for every run on screen: it reads one photo ahead, and a read takes under a second.
 _READ_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-gfn-read-ahead")
 _PHOTO = "photo"
+
+# One thread writes every run's drafts, in the order asked: a paint's draft never lands after the Trust that
+# followed it. A draft write that a later change of the same draft outdates is skipped (a stroke a second).
+_DRAFT_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-gfn-drafts")
+_drafts_asked: dict[Path, int] = {}  # a draft's path -> how many changes of it were asked
+_draft_problems: dict[Path, str] = {}  # a run's folder -> why a draft of it could not be written
+_draft_problems_said: set[Path] = set()  # once each: not at every stroke
 
 # A photo's files as read ahead: its pixels under _PHOTO and each iteration's mask under its number, or the
 # error reading one raised, raised again when it is used.
@@ -84,6 +97,7 @@ class RunLayers:
         self._wanted_next: str | None = None  # the photo read ahead last, its files read or already open
         self._shown_last: list[str] = []  # oldest first
         self._take_over_shown_layers()
+        viewer.layers.events.removed.connect(self._on_layer_removed)
         for stem, name in self.photo_layers.items():  # hidden but for the photo shown, as the run's own layers are
             if name in self.viewer.layers:
                 self._remember(stem, self.viewer.layers[name])
@@ -143,6 +157,7 @@ class RunLayers:
         photo = self._photo_layer(stem, files)
         self._add_finished_masks(stem, files)
         self._add_trusted(stem)
+        self._add_draft(stem)
         for layer_stem, layers in self._layers.items():
             for layer in layers:
                 # Set only where it changes: napari redraws every layer's overlays at each visible event, even
@@ -267,15 +282,52 @@ class RunLayers:
         marker.pop(PAINTED_SINCE_TRUSTED, None)
         layer.metadata[METADATA_KEY] = marker
         self._remember(stem, layer)
+        self._redraft(stem, removed=False)
 
     def painted_since_trusted(self) -> list[str]:
-        """The names of this run's mask layers painted on and not trusted since: the run does not train on them."""
-        return [
-            layer.name
-            for stem in self._layers
-            for layer in self._mask_layers(stem)
-            if layer.metadata[METADATA_KEY].get(PAINTED_SINCE_TRUSTED)
+        """The names of this run's mask layers painted on and not trusted since, and of drafts of photos not
+        shown since they were painted: the run does not train on them."""
+        painted = {stem: self._painted_layers(stem) for stem in self.stems}
+        drafts = self.store.drafts()
+        return [layer.name for layers in painted.values() for layer in layers] + [
+            draft_layer_name(self.photo_name(stem)) for stem in self.stems if stem in drafts and not painted[stem]
         ]
+
+    def _painted_layers(self, stem: str) -> list:
+        return [layer for layer in self._mask_layers(stem) if layer.metadata[METADATA_KEY].get(PAINTED_SINCE_TRUSTED)]
+
+    def _add_draft(self, stem: str) -> None:
+        """Paint not trusted from when the run was shown before (napari closed, or crashed), on top: the user may
+        paint on, trust it, or remove its layer. Not if a layer painted on since holds the newer paint."""
+        path = self.store.draft_path(stem)
+        if not path.is_file() or self._painted_layers(stem):
+            return
+        try:
+            mask = read_object_mask(path)
+        except ImageReadError as error:
+            show_warning(f"draft not shown: {error}")
+            return
+        painted = {"edited": True, PAINTED_SINCE_TRUSTED: True}
+        self._add_labels(stem, mask, draft_layer_name(self.photo_name(stem)), **painted)
+
+    def _on_layer_removed(self, event) -> None:
+        marker = event.value.metadata.get(METADATA_KEY)
+        if marker and marker.get(PAINTED_SINCE_TRUSTED) and self._is_ours(marker):
+            # Later: napari's Viewer.close removes every layer, and closing must keep the drafts.
+            QTimer.singleShot(0, partial(self._redraft_unless_closed, marker["stem"]))
+
+    def _redraft_unless_closed(self, stem: str) -> None:
+        if len(self.viewer.layers):  # none left: the viewer closed, or the user removed all (the drafts stay)
+            self._redraft(stem, removed=True)
+
+    def _redraft(self, stem: str, *, removed: bool) -> None:
+        """``stem``'s draft after one of its layers was trusted or removed: the paint of another layer of its
+        painted on, if one is left; else none (set aside, for a removed layer)."""
+        if painted := self._painted_layers(stem):
+            _save_draft(painted[-1])
+        else:
+            change = self.store.set_draft_aside if removed else self.store.drop_draft
+            _ask_draft_change(self.store, stem, partial(change, stem))
 
     def mark_untrusted(self, stem: str) -> None:
         """``stem``'s trusted layers no longer hold a trusted mask; they stay, so a correction is not lost."""
@@ -373,9 +425,9 @@ class RunLayers:
         # Hidden unless its photo is on screen: a layer run's iterations bring every photo's mask at once.
         visible = stem == self.current
         layer = self.viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.5, metadata=marker, visible=visible)
-        # A mask painted on is the user's work until trusted: its layer is never closed.
+        # A mask painted on is the user's work until trusted: its layer is never closed, and its draft is kept.
         for change in (layer.events.paint, layer.events.data):
-            change.connect(partial(_mark_edited, layer))
+            change.connect(partial(_painted, layer))
         self._remember(stem, layer)
 
     def _marker(self, stem: str, **about) -> dict:
@@ -398,8 +450,44 @@ def _resolved(path: str) -> Path:
     return Path(path).resolve()
 
 
-def _mark_edited(layer, *_) -> None:
+def _painted(layer, *_) -> None:
     layer.metadata[METADATA_KEY].update({"edited": True, PAINTED_SINCE_TRUSTED: True})
+    # Once the paint is in: napari says a brush's dab, or a fill, is painted before it changes the layer's data.
+    QTimer.singleShot(0, partial(_save_draft, layer))
+
+
+def _save_draft(layer) -> None:
+    """Keep a copy of a run's painted mask layer as its photo's draft, written in the drafts' thread; not if
+    the layer was trusted since it was painted."""
+    marker = layer.metadata[METADATA_KEY]
+    if not marker.get(PAINTED_SINCE_TRUSTED):
+        return
+    store, stem = RunFolder(marker["run"]), marker["stem"]
+    if store.root in _draft_problems and store.root not in _draft_problems_said:
+        _draft_problems_said.add(store.root)
+        show_warning(
+            f"{_draft_problems[store.root]}: a correction not trusted is lost when napari closes: trust it, or "
+            "save its layer (File > Save Selected Layers...)"
+        )
+    mask = np.asarray(layer.data) > 0  # copied here: painting goes on as the thread writes
+    _ask_draft_change(store, stem, partial(store.write_draft, stem, mask), outdated_by_later=True)
+
+
+def _ask_draft_change(
+    store: RunFolder, stem: str, change: Callable[[], object], *, outdated_by_later: bool = False
+) -> None:
+    path = store.draft_path(stem)
+    asked = _drafts_asked[path] = _drafts_asked.get(path, 0) + 1
+    _DRAFT_WRITER.submit(_change_draft, store, path, change, asked if outdated_by_later else None)
+
+
+def _change_draft(store: RunFolder, path: Path, change: Callable[[], object], asked: int | None) -> None:
+    if asked is not None and _drafts_asked[path] != asked:
+        return
+    try:
+        change()
+    except OSError as error:  # a run on a read-only mount, or a full disk
+        _draft_problems[store.root] = f"{path}: cannot be written: {error}"
 
 
 @cache
