@@ -1739,6 +1739,8 @@ def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
     # The dock's status line says where the run is and its ETA, as the bar in napari's activity dock (closed) does.
     progress = re.compile(r"running: [\w ]+: [\w ]+: \d+ of \d+, (\d\d:\d\d|\?) left")
     qtbot.waitUntil(lambda: bool(progress.fullmatch(widget.status.value)), timeout=RUN_TIMEOUT_MS)
+    # What napari's dialog lists when its window is closed by hand now, as at work: the job by its name.
+    assert "napari-worker: Executing napari-gfn auto-label" in viewer.window._task_status_manager.get_status()
     viewer.close()
     qtbot.waitUntil(lambda: not task.worker.is_running, timeout=RUN_TIMEOUT_MS)
     qtbot.waitUntil(lambda: gc.get_freeze_count() == 0)  # the job's clean-up ran: the heap is collected again,

@@ -190,6 +190,19 @@ def _let_jobs_end(seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
+class _NamedJob(functools.partial):
+    """A worker's function, named as napari lists it when the window is closed mid-job: "Executing napari-gfn
+    auto-label", where a function shows as "Executing <function _relay at 0x7f...>"."""
+
+    def __new__(cls, name: str, func: Callable, /, *args):
+        named = super().__new__(cls, func, *args)
+        named.name = name
+        return named
+
+    def __str__(self) -> str:
+        return f"napari-gfn {self.name}"
+
+
 def _relay(events: Generator, quitting: Callable[[], bool], cancel: CancelToken) -> Generator:
     """The worker's generator function, over a job that :class:`EngineTask` keeps a handle on.
 
@@ -303,7 +316,8 @@ class EngineTask:
         if on_returned is not None:
             connections["returned"] = lambda value: self.dock_closed or on_returned(value)
         quitting = lambda: worker.abort_requested  # noqa: E731 (the worker it names is made next)
-        worker = create_worker(_relay, events, quitting, self._cancel, _connect=connections, _start_thread=False)
+        relay = _NamedJob(self.name, _relay, events, quitting, self._cancel)
+        worker = create_worker(relay, _connect=connections, _start_thread=False)
         # superqt's worker hands on the warnings raised while it runs, which napari does not show: a ResNet with
         # no ImageNet weights, or a damaged photo. A decoder's names no file, and only the thread that warned knows
         # which file it was decoding: so each is taken there, not queued.
