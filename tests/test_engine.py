@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from PIL import ExifTags, Image
 from scipy import ndimage
 
+from napari_gfn import _atomic
 from napari_gfn._atomic import atomic_write_mask_png
 from napari_gfn.config import BULKY_OBJECT_SETTINGS, SEED_METHODS, THIN_OBJECT_SETTINGS, RunConfig
 from napari_gfn.demo import write_sample_folder
@@ -1150,6 +1152,33 @@ def test_a_mask_is_written_as_a_0_255_png_whatever_its_type(tmp_path, dtype):
     assert written.dtype == np.uint8
     np.testing.assert_array_equal(written, np.where(mask != 0, 255, 0))
     assert 0 < np.mean(written == 255) < 1
+
+
+def test_a_runs_files_get_the_mode_the_umask_gives_new_files_so_a_shared_folder_shares_them(
+    tiny_folder, tmp_path, monkeypatch
+):
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "run"), iterations=0)
+    shared = 0o007  # a lab's project folder: the group reads and writes, others nothing
+    before = os.umask(shared)
+    try:
+        run_to_end(config)
+        (tmp_path / "opened.txt").write_text("as open() makes a file")
+    finally:
+        os.umask(before)
+    expected = stat.S_IMODE((tmp_path / "opened.txt").stat().st_mode)
+    assert expected == 0o660
+    files = [path for path in (tmp_path / "run").rglob("*") if path.is_file()]
+    assert len(files) > 10
+    assert {str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode) for path in files} == {
+        str(path.relative_to(tmp_path)): expected for path in files
+    }
+    # Elsewhere than on Linux, the umask as the process began.
+    monkeypatch.setattr(_atomic, "open", lambda *args: _raise(OSError(errno.ENOENT, "no /proc")), raising=False)
+    assert _atomic._mode_of_new_files() == 0o666 & ~before
+
+
+def _raise(error: Exception):
+    raise error
 
 
 def test_existing_run_is_not_overwritten(tiny_folder, tmp_path):

@@ -35,6 +35,9 @@ def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -
     with _naming(path):
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
+            # mkstemp makes a file only its owner can read: a run's masks, or the labels exported, would be
+            # kept from the colleagues who share the folder (a project's folder on a lab server).
+            os.chmod(temporary, _mode_of_new_files())
             with os.fdopen(handle, "wb") as stream:
                 write(stream)
                 stream.flush()
@@ -44,6 +47,26 @@ def atomic_write(path: os.PathLike | str, write: Callable[[BinaryIO], object]) -
             Path(temporary).unlink(missing_ok=True)
             raise
     return path
+
+
+def _mode_of_new_files() -> int:
+    """The mode ``open`` gives a new file: 0o666 less the process's umask."""
+    try:
+        with open("/proc/self/status") as status:  # Linux: the umask, read without setting it
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration):
+        umask = _UMASK_AT_IMPORT
+    return 0o666 & ~umask
+
+
+def _umask() -> int:
+    # Read by setting it, as elsewhere than on Linux nothing else reads it: once, on import, before threads write.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+_UMASK_AT_IMPORT = _umask()
 
 
 @contextmanager
