@@ -1585,15 +1585,8 @@ def test_a_trusted_correction_is_kept_by_later_iterations(
     reopened.layers.selection.active = reopened.layers[f"{stems[0]} · not trusted"]
     # A run that cannot be written (a read-only mount; simulated, as root may write anywhere) says so, and the
     # correction stays in its layer.
-    make_file = tempfile.mkstemp
-
-    def read_only_fixed_folder(*args, dir=None, **kwargs):
-        if dir is not None and Path(dir) == fixed.parent:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        return make_file(*args, dir=dir, **kwargs)
-
     with monkeypatch.context() as disk:
-        disk.setattr(tempfile, "mkstemp", read_only_fixed_folder)
+        _read_only_below(disk, fixed.parent)
         seen = len(notification_manager.records)
         dock.trust_selected()
     assert _messages_since(seen) == [
@@ -1657,26 +1650,52 @@ def test_paint_not_trusted_is_kept_as_a_draft_through_napari_closing_until_trust
     assert not any(layer.name.endswith("· draft") and layer.visible for layer in reopened.layers)
     assert list(store.drafts()) == [stems[2]]
 
-    # A run that cannot be written (a read-only mount; simulated, as root may write anywhere) says so once.
-    make_file = tempfile.mkstemp
-
-    def read_only_drafts(*args, dir=None, **kwargs):
-        if dir is not None and Path(dir) == store.draft_path(stems[2]).parent:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
-        return make_file(*args, dir=dir, **kwargs)
-
-    monkeypatch.setattr(tempfile, "mkstemp", read_only_drafts)
-    dock.browser.photo.value = stems[2]
-    _on_screen(qtbot, dock.browser)
-    seen = len(notification_manager.records)
-    for label in (1, 0, 1):  # three strokes, each a change
-        reopened.layers[f"{stems[2]} · draft"].paint((5, 5), label)
-        qtbot.wait(200)
+    # Drafts that cannot be written (a disk that filled, say; simulated, as root may write anywhere) are said
+    # once, at the stroke after: the thread that writes them cannot show a message.
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "run", copy)
+    with monkeypatch.context() as disk:
+        _read_only_below(disk, store.draft_path(stems[2]).parent)
+        dock.browser.photo.value = stems[2]
+        _on_screen(qtbot, dock.browser)
+        seen = len(notification_manager.records)
+        _three_strokes(qtbot, reopened.layers[f"{stems[2]} · draft"])
     assert [message for message in _messages_since(seen) if "cannot be written" in message] == [
         f"{store.draft_path(stems[2])}: cannot be written: [Errno {errno.EROFS}] {os.strerror(errno.EROFS)}: "
-        f"'{store.draft_path(stems[2])}': a correction not trusted is lost when napari closes: trust it, or save "
-        "its layer (File > Save Selected Layers...)"
+        f"'{store.draft_path(stems[2])}': paint not trusted would be lost when napari closes: save its layer "
+        "elsewhere (File > Save Selected Layers...)"
     ]
+
+    # A run opened from where it cannot be written (a colleague's, on a shared server) says so on opening, before
+    # any paint is lost, and not again at each stroke.
+    _read_only_below(monkeypatch, copy)
+    seen = len(notification_manager.records)
+    dock = open_run_window(make_napari_viewer(), copy)
+    dock.browser.photo.value = stems[2]
+    _on_screen(qtbot, dock.browser)
+    _three_strokes(qtbot, dock.viewer.layers[f"{stems[2]} · draft"])
+    assert [message for message in _messages_since(seen) if "cannot be written" in message] == [
+        f"{copy} cannot be written here ({copy}: {os.strerror(errno.EROFS)}): neither paint (kept as drafts) nor "
+        "Trust can be saved in it. To correct its masks, copy the run folder to a disk you can write and open the copy"
+    ]
+
+
+def _read_only_below(monkeypatch, folder: Path) -> None:
+    """Files cannot be made in ``folder`` nor below it, as on a read-only mount (root may write anywhere)."""
+    for make in ("mkstemp", "TemporaryFile"):
+        monkeypatch.setattr(tempfile, make, partial(_refused_below, folder, getattr(tempfile, make)))
+
+
+def _refused_below(folder: Path, make, *args, dir=None, **kwargs):
+    if dir is not None and Path(dir).is_relative_to(folder):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    return make(*args, dir=dir, **kwargs)
+
+
+def _three_strokes(qtbot, layer) -> None:
+    for label in (1, 0, 1):  # each a change
+        layer.paint((5, 5), label)
+        qtbot.wait(200)
 
 
 def _wait_for_drafts(qtbot) -> None:

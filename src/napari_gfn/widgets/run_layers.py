@@ -14,6 +14,7 @@ from napari.layers import Image, Labels
 from napari.utils.notifications import show_warning
 from qtpy.QtCore import QTimer
 
+from napari_gfn._atomic import why_unwritable
 from napari_gfn.engine import ImageReadError, ImageSet
 from napari_gfn.engine.images import read_object_mask
 from napari_gfn.store import RunFolder, RunFolderError
@@ -98,6 +99,7 @@ class RunLayers:
         self._shown_last: list[str] = []  # oldest first
         self._take_over_shown_layers()
         viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._say_if_read_only()
         for stem, name in self.photo_layers.items():  # hidden but for the photo shown, as the run's own layers are
             if name in self.viewer.layers:
                 self._remember(stem, self.viewer.layers[name])
@@ -114,6 +116,17 @@ class RunLayers:
                 self._remember(marker["stem"], layer)
             else:
                 layer.visible = False
+
+    def _say_if_read_only(self) -> None:
+        """A run opened from where it cannot be written (a colleague's, on a shared server) keeps no correction:
+        said before any is painted."""
+        if self.store.root in _draft_problems_said or not (reason := why_unwritable(self.store.root)):
+            return
+        _draft_problems_said.add(self.store.root)
+        show_warning(
+            f"{self.store.root} cannot be written here ({reason}): neither paint (kept as drafts) nor Trust can "
+            "be saved in it. To correct its masks, copy the run folder to a disk you can write and open the copy"
+        )
 
     @property
     def stems(self) -> list[str]:
@@ -466,8 +479,8 @@ def _save_draft(layer) -> None:
     if store.root in _draft_problems and store.root not in _draft_problems_said:
         _draft_problems_said.add(store.root)
         show_warning(
-            f"{_draft_problems[store.root]}: a correction not trusted is lost when napari closes: trust it, or "
-            "save its layer (File > Save Selected Layers...)"
+            f"{_draft_problems[store.root]}: paint not trusted would be lost when napari closes: save its layer "
+            "elsewhere (File > Save Selected Layers...)"
         )
     mask = np.asarray(layer.data) > 0  # copied here: painting goes on as the thread writes
     _ask_draft_change(store, stem, partial(store.write_draft, stem, mask), outdated_by_later=True)
