@@ -872,7 +872,14 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
     for stem, mask in expected.items():
         written = iio.imread(tmp_path / "png" / folder_of[stem] / f"{stem}.png")
         np.testing.assert_array_equal(written, mask.astype(np.uint8) * 255)
+    store.write_draft(photos[2].stem, ~store.read_mask(0, photos[2].stem))  # paint in napari, never trusted
+    store.write_draft(corrected, ~correction)  # and paint on a trusted correction
     assert main(["export", str(run), str(tmp_path / "tif"), "--format", "tif", "--iteration", "0"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"warning: not exported: the paint not trusted on 2 photos' masks ({corrected}, {photos[2].stem}), kept in "
+        f"{run / 'drafts'}: to export a correction, trust its layer in napari (Trust selected Labels layer), then "
+        "export again"
+    )
     for stem, mask in expected.items():
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "tif" / folder_of[stem] / f"{stem}.tif"), mask)
 

@@ -49,7 +49,7 @@ def export_labels(
     Photos sorted into subfolders (one per species, say) have their masks sorted the same way:
     ``out_dir/<subfolder>/<stem>.<fmt>``. PNG files hold 0/255; TIFF files are label images
     (0 background, 1 object); cut-outs are the photos as RGBA PNGs, transparent but for the object.
-    A mask the user corrected and trusted replaces the iteration's mask.
+    A mask the user corrected and trusted replaces the iteration's mask; paint not trusted (a draft) is named.
     A mask file that cannot be read is named in a notice and the others are written. Photos found
     neither where they were nor in their place relative to the run are looked for in ``photos_now``.
     """
@@ -63,6 +63,12 @@ def export_labels(
     _check_out_dir(store, config, out_dir)
     masks = {path.stem: path for path in store.masks_of(chosen)}
     masks.update(store.fixed_masks())
+    if drafted := [stem for stem in store.drafts() if stem in masks]:
+        yield Notice(
+            f"not exported: the paint not trusted on {counted(len(drafted), 'photo')}' masks ({a_few(drafted)}), "
+            f"kept in {store.draft_path(drafted[0]).parent}: to export a correction, trust its layer in napari "
+            "(Trust selected Labels layer), then export again"
+        )
     cutting = fmt == "cutout"
     folder, photos = yield from _photos_of_masks(store, config.images, photos_now, list(masks), out_dir, cutting)
     if cutting:  # a mask whose photo is gone has nothing to cut; those were named together
