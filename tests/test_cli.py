@@ -572,10 +572,17 @@ def test_resume_without_iterations_ends_where_the_run_ends_and_says_how_to_go_fu
     out, error = capsys.readouterr()
     assert said in error.splitlines()
     assert f"Masks are in {run.resolve()}/iter_NN/masks (0 iterations this run)\n" in out
+    assert not [line for line in error.splitlines() if "not trained on" in line]
+    stem = sorted(RunFolder(run).masks_of(0))[0].stem
+    RunFolder(run).write_draft(stem, ~RunFolder(run).read_mask(0, stem))  # painted in napari, never trusted
     assert main([*label, "--resume", "--iterations", "1"]) == 0
     assert RunFolder(run).finished_iterations() == [0, 1]
     out, error = capsys.readouterr()
     assert not [line for line in error.splitlines() if "was the run's last" in line]
+    assert (
+        f"warning: not trained on: the paint not trusted on the masks of 1 photo ({stem}): to have the rounds to come "
+        "train on a correction, trust its layer in napari (napari-gfn open RUN, then Trust selected Labels layer)"
+    ) in error.splitlines()
     assert f"Masks are in {run.resolve()}/iter_NN/masks (1 iteration this run)\n" in out
 
 
@@ -876,9 +883,9 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
     store.write_draft(corrected, ~correction)  # and paint on a trusted correction
     assert main(["export", str(run), str(tmp_path / "tif"), "--format", "tif", "--iteration", "0"]) == 0
     assert capsys.readouterr().err.splitlines()[0] == (
-        f"warning: not exported: the paint not trusted on 2 photos' masks ({corrected}, {photos[2].stem}), kept in "
-        f"{run / 'drafts'}: to export a correction, trust its layer in napari (Trust selected Labels layer), then "
-        "export again"
+        f"warning: not exported: the paint not trusted on the masks of 2 photos ({corrected}, {photos[2].stem}), "
+        f"kept in {run / 'drafts'}: to export a correction, trust its layer in napari (Trust selected Labels "
+        "layer), then export again"
     )
     for stem, mask in expected.items():
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "tif" / folder_of[stem] / f"{stem}.tif"), mask)

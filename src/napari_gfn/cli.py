@@ -140,6 +140,7 @@ def _label(args: argparse.Namespace) -> int:
         return 0
     if args.resume:
         _say_flags_not_used(config, getattr(args, "settings_given", set()))
+        _say_drafts_not_trained_on(config)
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
     distributed.leave_process_group()
     print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({counted(len(results), 'iteration')} this run)")
@@ -168,6 +169,20 @@ def _say_flags_not_used(config: RunConfig, given: set[str]) -> None:
         print(
             f"warning: not used: {flags}: --resume continues the run with its own settings ({runs}); "
             f"a new --out uses them{_scoring_advice(config, unused)}",
+            file=sys.stderr,
+        )
+
+
+def _say_drafts_not_trained_on(config: RunConfig) -> None:
+    """Warn of paint in napari not trusted (drafts): the rounds to come do not train on it."""
+    from napari_gfn.engine.images import a_few, counted
+    from napari_gfn.store import RunFolder
+
+    if drafted := list(RunFolder(config.out).drafts()):
+        print(
+            f"warning: not trained on: the paint not trusted on the masks of {counted(len(drafted), 'photo')} "
+            f"({a_few(drafted)}): to have the rounds to come train on a correction, trust its layer in napari "
+            "(napari-gfn open RUN, then Trust selected Labels layer)",
             file=sys.stderr,
         )
 

@@ -65,7 +65,7 @@ def export_labels(
     masks.update(store.fixed_masks())
     if drafted := [stem for stem in store.drafts() if stem in masks]:
         yield Notice(
-            f"not exported: the paint not trusted on {counted(len(drafted), 'photo')}' masks ({a_few(drafted)}), "
+            f"not exported: the paint not trusted on the masks of {counted(len(drafted), 'photo')} ({a_few(drafted)}), "
             f"kept in {store.draft_path(drafted[0]).parent}: to export a correction, trust its layer in napari "
             "(Trust selected Labels layer), then export again"
         )
