@@ -1678,6 +1678,20 @@ def test_paint_not_trusted_is_kept_as_a_draft_through_napari_closing_until_trust
         f"{copy} cannot be written here ({copy}: {os.strerror(errno.EROFS)}): neither paint (kept as drafts) nor "
         "Trust can be saved in it. To correct its masks, copy the run folder to a disk you can write and open the copy"
     ]
+    # A draft or trusted mask of another size than its photo (the photo replaced by another of its name since) is
+    # named, not shown.
+    other_sizes = [RunFolder(copy).draft_path(stems[1]), RunFolder(copy).fixed_mask_path(stems[1])]
+    for other_size in other_sizes:
+        other_size.parent.mkdir(exist_ok=True)
+        iio.imwrite(other_size, np.full((10, 12), 255, np.uint8))
+    seen = len(notification_manager.records)
+    dock.browser.photo.value = stems[1]
+    _on_screen(qtbot, dock.browser)
+    assert [message for message in _messages_since(seen) if "not shown" in message] == [
+        f"{shown} not shown: {other_size}: mask is 12x10 but its photo is 64x64"
+        for shown, other_size in zip(("trusted correction", "draft"), other_sizes[::-1], strict=True)
+    ]
+    assert not dock.viewer.layers[-1].name.endswith(("· draft", "· trusted"))
 
 
 def _read_only_below(monkeypatch, folder: Path) -> None:

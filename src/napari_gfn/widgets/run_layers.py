@@ -169,8 +169,9 @@ class RunLayers:
         files = self._files_read_ahead(stem)
         photo = self._photo_layer(stem, files)
         self._add_finished_masks(stem, files)
-        self._add_trusted(stem)
-        self._add_draft(stem)
+        shape = photo.data.shape[:2] if photo is not None else None
+        self._add_trusted(stem, shape)
+        self._add_draft(stem, shape)
         for layer_stem, layers in self._layers.items():
             for layer in layers:
                 # Set only where it changes: napari redraws every layer's overlays at each visible event, even
@@ -309,15 +310,15 @@ class RunLayers:
     def _painted_layers(self, stem: str) -> list:
         return [layer for layer in self._mask_layers(stem) if layer.metadata[METADATA_KEY].get(PAINTED_SINCE_TRUSTED)]
 
-    def _add_draft(self, stem: str) -> None:
+    def _add_draft(self, stem: str, shape: tuple[int, int] | None) -> None:
         """Paint not trusted from when the run was shown before (napari closed, or crashed), on top: the user may
         paint on, trust it, or remove its layer. Not if a layer painted on since holds the newer paint."""
         path = self.store.draft_path(stem)
         if not path.is_file() or self._painted_layers(stem):
             return
         try:
-            mask = read_object_mask(path)
-        except ImageReadError as error:
+            mask = read_object_mask(path, shape)
+        except ImageReadError as error:  # cut short, or the photo was replaced by another of its name
             show_warning(f"draft not shown: {error}")
             return
         painted = {"edited": True, PAINTED_SINCE_TRUSTED: True}
@@ -350,14 +351,14 @@ class RunLayers:
             if was_trusted and layer.name == trusted_layer_name(photo):  # a user's own layer keeps its name
                 layer.name = f"{photo} · not trusted"
 
-    def _add_trusted(self, stem: str) -> None:
+    def _add_trusted(self, stem: str, shape: tuple[int, int] | None) -> None:
         """A correction trusted in an earlier session, on top of the iterations: the mask later iterations keep."""
         path = self.store.fixed_mask_path(stem)
         if not path.is_file() or any(layer.metadata[METADATA_KEY].get("trusted") for layer in self._mask_layers(stem)):
             return
         try:
-            mask = read_object_mask(path)
-        except ImageReadError as error:
+            mask = read_object_mask(path, shape)
+        except ImageReadError as error:  # the rounds to come do not use it either, and say so
             show_warning(f"trusted correction not shown: {error}")
             return
         self._add_labels(stem, mask, trusted_layer_name(self.photo_name(stem)), trusted=True)
