@@ -39,7 +39,7 @@ def _torchrun_label(folder, out, iterations, *extra):
 def test_two_gloo_processes_shard_prediction_and_agree_with_one_process(tiny_folder, tmp_path):
     stems = sorted(path.stem for path in (tiny_folder / "images").glob("*.png"))
     first = _torchrun_label(tiny_folder, tmp_path / "two", 1)
-    predicted = re.search(r"iter 0: predict:\s+\d+%\|[^|]*\|\s*\d+/(\d+) \[", first.stderr)
+    predicted = re.search(r"iter 0 of 1: predict:\s+\d+%\|[^|]*\|\s*\d+/(\d+) \[", first.stderr)
     assert predicted is not None, first.stderr[-2000:]
     assert predicted.group(1) == "4"  # rank 0 (the one that reports) predicts half of the 8 photos
     resumed = _torchrun_label(tiny_folder, tmp_path / "two", 2, "--resume")

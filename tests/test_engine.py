@@ -249,7 +249,7 @@ def test_a_resume_labels_photos_changed_since_anew_and_does_not_train_on_their_o
     # The three photos whose files changed are read again, with progress; the others' working copies stand.
     read_again = [event for event in events if isinstance(event, Progress) and "changed since" in event.phase]
     assert [(event.phase, event.done, event.total) for event in read_again[-1:]] == [
-        ("iter 1: read photos changed since", 3, 3)
+        ("iter 1 of 1: read photos changed since", 3, 3)
     ]
     assert (
         f"2 photos changed since iteration 0 was made: {cropped.stem}, {replaced.stem}; iteration 0's masks of them "
@@ -267,7 +267,7 @@ def test_a_resume_labels_photos_changed_since_anew_and_does_not_train_on_their_o
     assert store.read_mask(2, touched.stem).shape == (64, 56)
     # Cropped while a round trains: the round labels the photo as it is then, with no change from before to measure.
     for event in run_labelling(config.updated(iterations=3), resume=True):
-        if isinstance(event, Progress) and event.phase == "iter 3: train" and event.done == 1:
+        if isinstance(event, Progress) and event.phase == "iter 3 of 3: train" and event.done == 1:
             _saved_later(other, iio.imread(other)[:48])
     assert store.read_mask(3, other.stem).shape == (48, 64)
     stats = store.mask_stats(3)

@@ -73,7 +73,7 @@ class CancelToken:
 
 @dataclass(frozen=True)
 class Progress:
-    """``done`` of ``total`` steps of one phase ("seed: train", "iter 2: predict", ...)."""
+    """``done`` of ``total`` steps of one phase ("seed: train", "iter 2 of 3: predict", ...)."""
 
     phase: str
     done: int

@@ -183,12 +183,17 @@ class _Run:
                 self.notices.append(Notice(f"corrected mask not used: {error}"))
         return fixed
 
+    def phase(self, iteration: int, step: str) -> str:
+        """A progress bar's name: the round and how many the run has ("iter 1 of 3: train"), as each bar's ETA
+        is its phase's alone."""
+        return f"iter {iteration} of {self.config.iterations}: {step}"
+
     def forget_changed_photos(self, iteration: int) -> Generator[Event, None, None]:
         """Leaves out of ``iteration``'s training the latest masks of photos whose file has changed since they were
         made (the photo edited, or replaced by another of its name): they are masks of another picture. The round
         labels those photos anew."""
         stale = [stem for stem in distributed.shard(list(self.areas)) if not self.working.is_current(stem)]
-        phase = f"iter {iteration}: read photos changed since"
+        phase = self.phase(iteration, "read photos changed since")
         readable = yield from read_each(self._changed_since_latest, stale, self.cancel, phase)
         # None for a photo that cannot be read now (named by read_each): every rank then leaves out the same.
         changed = distributed.gather_dicts({stem: readable.get(stem) for stem in stale})
@@ -240,7 +245,7 @@ class _Run:
                 return fixed[stem], resize_mask(fixed[stem], small.shape[:2]), None
             return predictor.predict(small, full)
 
-        return (yield from self._write_iteration(iteration, self.active, f"iter {iteration}: predict", masks_for))
+        return (yield from self._write_iteration(iteration, self.active, self.phase(iteration, "predict"), masks_for))
 
     def write_masks(self, iteration: int, mask_of: MaskOfPhoto) -> Generator[Event, None, dict[str, MaskStats]]:
         """Write a seed's working-resolution masks, sharpened to full resolution on the photo."""
@@ -250,7 +255,9 @@ class _Run:
             sharp = sharpen_seed_mask(small_mask, small, full, self.config.upsample_radius, self.config.upsample_eps)
             return sharp, small_mask, None
 
-        return (yield from self._write_iteration(iteration, self.active, f"iter {iteration}: seed masks", masks_for))
+        return (
+            yield from self._write_iteration(iteration, self.active, self.phase(iteration, "seed masks"), masks_for)
+        )
 
     def _write_iteration(
         self,
@@ -615,7 +622,7 @@ def _refine_iteration(run: _Run, iteration: int) -> Generator[Event, None, Itera
     else:  # the seed made its masks without one
         model = yield from run.context.new_model()
     _check_room(run, iteration, model)
-    yield from run.context.train(model, run.working, trusted, f"iter {iteration}: train", config.epochs)
+    yield from run.context.train(model, run.working, trusted, run.phase(iteration, "train"), config.epochs)
     stats = yield from run.predict_iteration(iteration, model, fixed)
     result = run.finish(iteration, stats, model, started)
     yield from run.drain_notices()

@@ -240,7 +240,7 @@ class EngineTask:
     """
 
     status_changed = Signal(str)
-    # The status with the phase under way and its ETA ("running: iter 1: train: 40 of 150, 00:45 left"): napari's
+    # The status with the phase under way and its ETA ("running: iter 1 of 3: train: 40 of 150, 00:45 left"): napari's
     # activity dock, which shows the phase's bar, starts closed.
     progress_changed = Signal(str)
 
