@@ -1172,7 +1172,7 @@ def test_a_runs_files_get_the_mode_the_umask_gives_new_files_so_a_shared_folder_
     assert {str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode) for path in files} == {
         str(path.relative_to(tmp_path)): expected for path in files
     }
-    # Elsewhere than on Linux, the umask as the process began.
+    # Elsewhere than on Linux, the umask read once.
     monkeypatch.setattr(_atomic, "open", lambda *args: _raise(OSError(errno.ENOENT, "no /proc")), raising=False)
     assert _atomic._mode_of_new_files() == 0o666 & ~before
 

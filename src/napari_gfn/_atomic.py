@@ -3,6 +3,7 @@ SIGTERM, SIGHUP) held off the writes that go together."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import signal
@@ -55,18 +56,16 @@ def _mode_of_new_files() -> int:
         with open("/proc/self/status") as status:  # Linux: the umask, read without setting it
             umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
     except (OSError, StopIteration):
-        umask = _UMASK_AT_IMPORT
+        umask = _umask_read_once()
     return 0o666 & ~umask
 
 
-def _umask() -> int:
-    # Read by setting it, as elsewhere than on Linux nothing else reads it: once, on import, before threads write.
+@functools.cache
+def _umask_read_once() -> int:
+    # Elsewhere than on Linux, the umask is read only by setting it, for every thread at once: so once.
     umask = os.umask(0o022)
     os.umask(umask)
     return umask
-
-
-_UMASK_AT_IMPORT = _umask()
 
 
 @contextmanager
