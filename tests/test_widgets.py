@@ -1369,7 +1369,7 @@ def test_the_libraries_napari_loads_for_its_first_layers_are_loaded_while_the_fi
     assert opened.stdout.splitlines() == ["[]"]
 
 
-def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted_or_trusted_mask(
+def test_browsing_closes_the_layers_of_photos_shown_long_ago_painted_or_trusted_ones_once_they_are_on_disk(
     make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
 ):
 
@@ -1381,38 +1381,52 @@ def test_browsing_closes_the_layers_of_photos_shown_long_ago_but_never_a_painted
     monkeypatch.setattr(run_layers, "OPEN_LAYERS_BUDGET", int(2.5 * one_photo))
     painted = viewer.layers[iteration_layer_name(stems[0], 1)]
     painted.paint((3, 3), 1)  # a correction begun, not trusted
+    paint = painted.data.copy()
+    untrusted = viewer.layers.selection.active = viewer.layers[iteration_layer_name(stems[0], 0)]
+    untrusted.paint((3, 3), 1)
+    widget.trust_selected()
+    widget.untrust_selected()  # a correction no longer trusted: kept only in untrusted/, which nothing shows
     widget.browser.step(+1)
     _on_screen(qtbot, widget.browser)
     own = viewer.add_labels(np.zeros(painted.data.shape, np.uint8), name="drawn by hand")
     widget.trust_selected()
     widget.untrust_selected()  # the user's own layer, trusted by mistake: it keeps the run's marker
-    viewer.layers.selection.active = viewer.layers[iteration_layer_name(stems[1], 2)]
+    trusted = viewer.layers.selection.active = viewer.layers[iteration_layer_name(stems[1], 2)]
+    trusted.paint((3, 3), 1)  # a correction, trusted
     widget.trust_selected()
-    trusted = viewer.layers.selection.active
+    _wait_for_drafts(qtbot)
+    with monkeypatch.context() as disk:  # paint whose draft cannot be written (a full disk, say) is kept open
+        _read_only_below(disk, run / "drafts")
+        unsaved = viewer.layers[iteration_layer_name(stems[1], 1)]
+        unsaved.paint((3, 3), 1)
+        _wait_for_drafts(qtbot)
 
-    def closable_bytes():
-        markers = [(layer, layer.metadata[run_layers.METADATA_KEY]) for layer in viewer.layers]
-        return sum(layer.data.nbytes for layer, m in markers if not (m.get("trusted") or m.get("edited")))
+    def held_bytes():  # of the layers the budget counts: all but the user's and the correction no longer trusted
+        return sum(layer.data.nbytes for layer in viewer.layers if layer not in (own, untrusted))
 
     for _ in range(3):
         widget.browser.step(+1)
         _on_screen(qtbot, widget.browser)
-        assert closable_bytes() <= run_layers.OPEN_LAYERS_BUDGET
-    assert painted in viewer.layers
-    assert trusted in viewer.layers
+        assert held_bytes() <= run_layers.OPEN_LAYERS_BUDGET
+    assert painted not in viewer.layers  # its paint is on disk, as its draft
+    assert trusted not in viewer.layers  # on disk, trusted
     assert own in viewer.layers
+    assert untrusted in viewer.layers
+    assert unsaved in viewer.layers
     assert iteration_layer_name(stems[2], 0) not in viewer.layers  # closed as stems[4] came
+    assert list(RunFolder(run).drafts()) == [stems[0]]  # closing a painted layer is no removal by the user
     widget.browser.photo.value = stems[2]  # a photo whose layers were closed shows again, read anew
     _on_screen(qtbot, widget.browser)
     for iteration in (0, 1, 2):
         shown = viewer.layers[iteration_layer_name(stems[2], iteration)].data
         np.testing.assert_array_equal(shown, RunFolder(run).read_mask(iteration, stems[2]))
-    assert stems[0] not in viewer.layers  # closed, but for its painted mask
-    widget.browser.photo.value = stems[0]
-    _on_screen(qtbot, widget.browser)
-    shown = [layer for layer in viewer.layers if layer.visible]
-    assert shown[0].name == stems[0]  # the photo read anew goes under the mask painted on, not over it
-    assert painted in shown
+    for stem, kept, data in ((stems[0], "draft", paint), (stems[1], "trusted", trusted.data)):
+        widget.browser.photo.value = stem
+        _on_screen(qtbot, widget.browser)
+        shown = [layer for layer in viewer.layers if layer.visible]
+        assert shown[0].name == stem  # the photo read anew goes under its masks
+        assert shown[-1].name == f"{stem} · {kept}"
+        np.testing.assert_array_equal(shown[-1].data, data > 0)
 
 
 def test_browsing_many_photos_keeps_few_open_and_touches_only_the_layers_that_change(

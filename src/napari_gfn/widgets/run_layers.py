@@ -61,6 +61,9 @@ _PHOTO = "photo"
 # followed it. A draft write that a later change of the same draft outdates is skipped (a stroke a second).
 _DRAFT_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-gfn-drafts")
 _drafts_asked: dict[Path, int] = {}  # a draft's path -> how many changes of it were asked
+_drafts_done: dict[Path, int] = {}  # a draft's path -> the number of the last change made
+_draft_layers: dict[Path, int] = {}  # a draft's path -> the layer (unique_id) whose paint it holds, once asked
+_closing: set[int] = set()  # the layers (unique_id) a run is closing as shown long ago: not removed by the user
 _draft_problems: dict[Path, str] = {}  # a run's folder -> why a draft of it could not be written
 _draft_problems_said: set[Path] = set()  # once each: not at every stroke
 
@@ -76,7 +79,7 @@ class RunLayers:
     from layers): every photo then gets its iteration layers at once. A run
     over a folder shows one photo at a time and reads a photo's masks only
     when it is shown, so hundreds of photos never load together; the layers
-    of photos shown long ago are closed, but for a mask painted on or trusted.
+    of photos shown long ago are closed once all they hold is on disk (paint as its draft).
     """
 
     def __init__(
@@ -199,7 +202,7 @@ class RunLayers:
         # By unique_id: a plugin's viewer hands out a new proxy of a layer at each access.
         open_now = {layer.unique_id for layer in self.viewer.layers}
         closable = {
-            other: [layer for layer in layers if layer.unique_id in open_now and self._only_on_disk(layer)]
+            other: [layer for layer in layers if layer.unique_id in open_now and self._kept_on_disk(layer)]
             for other, layers in self._layers.items()
         }
         held = sum(layer.data.nbytes for layers in closable.values() for layer in layers)
@@ -212,22 +215,33 @@ class RunLayers:
         old = next((other for other in oldest_first if closable.get(other) and other not in kept), None)
         if old is None:
             return False
-        with self.viewer.layers.batched_update():
-            for layer in closable[old]:
-                self.viewer.layers.remove(layer)
         closed = {layer.unique_id for layer in closable[old]}
+        _closing.update(closed)  # not removed by the user: a draft among them stays a draft
+        try:
+            with self.viewer.layers.batched_update():
+                for layer in closable[old]:
+                    self.viewer.layers.remove(layer)
+        finally:
+            _closing.difference_update(closed)
         self._layers[old] = [layer for layer in self._layers[old] if layer.unique_id not in closed]
         self._shown_last = [shown for shown in self._shown_last if shown != old]
         return True
 
-    def _only_on_disk(self, layer) -> bool:
-        """Whether ``layer`` is a photo or an iteration's mask of this run, not painted on and not trusted.
+    def _kept_on_disk(self, layer) -> bool:
+        """Whether ``layer`` is one this run made and all of it is on disk, where showing its photo again finds
+        it: a photo, or an iteration's mask not painted on; a correction trusted and not painted on since; paint
+        whose draft is written.
 
-        A user's own layer once trusted carries the run's marker too, but neither of those keys: never closed.
+        A user's own layer once trusted carries the run's marker too, but none of the keys of a layer made here:
+        never closed. Nor is a correction no longer trusted, kept only in ``untrusted/``.
         """
         marker = layer.metadata.get(METADATA_KEY) or {}
-        made_here = "photo" in marker or "iteration" in marker
-        return made_here and self._is_ours(marker) and not marker.get("trusted") and not marker.get("edited")
+        made_here = any(key in marker for key in ("photo", "iteration", "fixed", "draft"))
+        if not (made_here and self._is_ours(marker)):
+            return False
+        if marker.get(PAINTED_SINCE_TRUSTED):
+            return _draft_holds(layer)
+        return bool(marker.get("trusted")) or not marker.get("edited")
 
     def read_ahead(self, stem: str) -> Future[PhotoFiles] | None:
         """Start reading the files of ``stem`` that have no layer yet, in a thread; None if there are none.
@@ -322,10 +336,13 @@ class RunLayers:
             show_warning(f"draft not shown: {error}")
             return
         painted = {"edited": True, PAINTED_SINCE_TRUSTED: True}
-        self._add_labels(stem, mask, draft_layer_name(self.photo_name(stem)), **painted)
+        layer = self._add_labels(stem, mask, draft_layer_name(self.photo_name(stem)), draft=True, **painted)
+        _draft_layers[path] = layer.unique_id  # its paint is on disk
 
     def _on_layer_removed(self, event) -> None:
         marker = event.value.metadata.get(METADATA_KEY)
+        if event.value.unique_id in _closing:
+            return
         if marker and marker.get(PAINTED_SINCE_TRUSTED) and self._is_ours(marker):
             # Later: napari's Viewer.close removes every layer, and closing must keep the drafts.
             QTimer.singleShot(0, partial(self._redraft_unless_closed, marker["stem"]))
@@ -361,7 +378,7 @@ class RunLayers:
         except ImageReadError as error:  # the rounds to come do not use it either, and say so
             show_warning(f"trusted correction not shown: {error}")
             return
-        self._add_labels(stem, mask, trusted_layer_name(self.photo_name(stem)), trusted=True)
+        self._add_labels(stem, mask, trusted_layer_name(self.photo_name(stem)), trusted=True, fixed=True)
 
     def stem_of(self, layer) -> str | None:
         """The photo a Labels layer belongs to: one of ours by its metadata, a user's by the photo on screen.
@@ -433,16 +450,17 @@ class RunLayers:
             mask = self.store.read_mask(iteration, stem)
         self._add_labels(stem, mask, iteration_layer_name(self.photo_name(stem), iteration), iteration=iteration)
 
-    def _add_labels(self, stem: str, mask: np.ndarray, name: str, **about) -> None:
+    def _add_labels(self, stem: str, mask: np.ndarray, name: str, **about) -> Labels:
         """A Labels layer of ``stem``'s, marked as this run's (``about``: its iteration, or that it is trusted)."""
         marker = {METADATA_KEY: self._marker(stem, **about)}
         # Hidden unless its photo is on screen: a layer run's iterations bring every photo's mask at once.
         visible = stem == self.current
         layer = self.viewer.add_labels(mask.astype(np.uint8), name=name, opacity=0.5, metadata=marker, visible=visible)
-        # A mask painted on is the user's work until trusted: its layer is never closed, and its draft is kept.
+        # A mask painted on is the user's work until trusted: kept as a draft, and closed only once that is written.
         for change in (layer.events.paint, layer.events.data):
             change.connect(partial(_painted, layer))
         self._remember(stem, layer)
+        return layer
 
     def _marker(self, stem: str, **about) -> dict:
         """What marks a Labels layer as this run's: its photo, the run and ``about`` it."""
@@ -465,7 +483,9 @@ def _resolved(path: str) -> Path:
 
 
 def _painted(layer, *_) -> None:
-    layer.metadata[METADATA_KEY].update({"edited": True, PAINTED_SINCE_TRUSTED: True})
+    marker = layer.metadata[METADATA_KEY]
+    marker.update({"edited": True, PAINTED_SINCE_TRUSTED: True})
+    _draft_layers.pop(RunFolder(marker["run"]).draft_path(marker["stem"]), None)  # on disk again once written
     # Once the paint is in: napari says a brush's dab, or a fill, is painted before it changes the layer's data.
     QTimer.singleShot(0, partial(_save_draft, layer))
 
@@ -485,6 +505,14 @@ def _save_draft(layer) -> None:
         )
     mask = np.asarray(layer.data) > 0  # copied here: painting goes on as the thread writes
     _ask_draft_change(store, stem, partial(store.write_draft, stem, mask), outdated_by_later=True)
+    _draft_layers[store.draft_path(stem)] = layer.unique_id
+
+
+def _draft_holds(layer) -> bool:
+    """Whether the draft on disk holds all the paint of ``layer``: written from it, and nothing asked since."""
+    marker = layer.metadata[METADATA_KEY]
+    path = RunFolder(marker["run"]).draft_path(marker["stem"])
+    return _draft_layers.get(path) == layer.unique_id and _drafts_done.get(path) == _drafts_asked.get(path)
 
 
 def _ask_draft_change(
@@ -492,16 +520,21 @@ def _ask_draft_change(
 ) -> None:
     path = store.draft_path(stem)
     asked = _drafts_asked[path] = _drafts_asked.get(path, 0) + 1
-    _DRAFT_WRITER.submit(_change_draft, store, path, change, asked if outdated_by_later else None)
+    _draft_layers.pop(path, None)
+    _DRAFT_WRITER.submit(_change_draft, store, path, change, asked, outdated_by_later)
 
 
-def _change_draft(store: RunFolder, path: Path, change: Callable[[], object], asked: int | None) -> None:
-    if asked is not None and _drafts_asked[path] != asked:
+def _change_draft(
+    store: RunFolder, path: Path, change: Callable[[], object], asked: int, outdated_by_later: bool
+) -> None:
+    if outdated_by_later and _drafts_asked[path] != asked:
         return
     try:
         change()
     except OSError as error:  # a run on a read-only mount, or a full disk
         _draft_problems[store.root] = f"{path}: cannot be written: {error}"
+    else:
+        _drafts_done[path] = asked
 
 
 @cache
