@@ -1429,6 +1429,26 @@ def test_browsing_closes_the_layers_of_photos_shown_long_ago_painted_or_trusted_
         np.testing.assert_array_equal(shown[-1].data, data > 0)
 
 
+def test_two_painted_layers_of_one_photo_stay_open_as_its_one_draft_holds_the_paint_of_one(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(run_layers, "OPEN_PHOTOS_BUDGET", 0)
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    viewer = make_napari_viewer()
+    browser = open_run_window(viewer, run).browser
+    _on_screen(qtbot, browser)
+    painted = [viewer.layers[iteration_layer_name(stems[0], iteration)] for iteration in (1, 2)]
+    for layer in painted:
+        layer.paint((3, 3), 1)
+    _wait_for_drafts(qtbot)
+    for _ in range(3):
+        browser.step(+1)
+        _on_screen(qtbot, browser)
+    assert iteration_layer_name(stems[1], 0) not in viewer.layers  # photos shown long ago are closed
+    assert all(layer in viewer.layers for layer in painted)
+    np.testing.assert_array_equal(iio.imread(RunFolder(run).draft_path(stems[0])) > 0, painted[-1].data > 0)
+
+
 def test_browsing_many_photos_keeps_few_open_and_touches_only_the_layers_that_change(
     make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
 ):

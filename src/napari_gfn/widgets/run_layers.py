@@ -230,7 +230,7 @@ class RunLayers:
     def _kept_on_disk(self, layer) -> bool:
         """Whether ``layer`` is one this run made and all of it is on disk, where showing its photo again finds
         it: a photo, or an iteration's mask not painted on; a correction trusted and not painted on since; paint
-        whose draft is written.
+        whose draft is written, unless another layer of its photo is painted on too.
 
         A user's own layer once trusted carries the run's marker too, but none of the keys of a layer made here:
         never closed. Nor is a correction no longer trusted, kept only in ``untrusted/``.
@@ -239,8 +239,8 @@ class RunLayers:
         made_here = any(key in marker for key in ("photo", "iteration", "fixed", "draft"))
         if not (made_here and self._is_ours(marker)):
             return False
-        if marker.get(PAINTED_SINCE_TRUSTED):
-            return _draft_holds(layer)
+        if marker.get(PAINTED_SINCE_TRUSTED):  # a photo's one draft holds one layer's paint: the other's would be lost
+            return _draft_holds(layer) and len(self._painted_layers(marker["stem"])) == 1
         return bool(marker.get("trusted")) or not marker.get("edited")
 
     def read_ahead(self, stem: str) -> Future[PhotoFiles] | None:
