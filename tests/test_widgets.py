@@ -1652,6 +1652,20 @@ def test_paint_not_trusted_is_kept_as_a_draft_through_napari_closing_until_trust
     qtbot.waitUntil(lambda: set(store.drafts()) == set(stems), timeout=5000)
     for stem, mask in painted.items():
         qtbot.waitUntil(partial(_file_holds, store.draft_path(stem), mask), timeout=5000)
+    # A stroke undone (napari says nothing of an Undo but a refresh of the layer) is undone in the draft too;
+    # showing the layer again, which refreshes it as well, leaves its draft as it is.
+    layer = viewer.layers[iteration_layer_name(stems[0], 1)]
+    layer.paint(tuple(np.argwhere(layer.data == 0)[0]), 1)
+    _wait_for_drafts(qtbot)
+    assert not _file_holds(store.draft_path(stems[0]), painted[stems[0]])
+    layer.undo()
+    _wait_for_drafts(qtbot)
+    assert _file_holds(store.draft_path(stems[0]), painted[stems[0]])
+    written = store.draft_path(stems[0]).stat().st_mtime_ns
+    layer.visible = False
+    layer.visible = True
+    _wait_for_drafts(qtbot)
+    assert store.draft_path(stems[0]).stat().st_mtime_ns == written
     viewer.close()  # napari's own close, which removes every layer first
     qtbot.wait(100)
     assert set(store.drafts()) == set(stems)

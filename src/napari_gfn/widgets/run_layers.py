@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -63,6 +64,9 @@ _DRAFT_WRITER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-gfn
 _drafts_asked: dict[Path, int] = {}  # a draft's path -> how many changes of it were asked
 _drafts_done: dict[Path, int] = {}  # a draft's path -> the number of the last change made
 _draft_layers: dict[Path, int] = {}  # a draft's path -> the layer (unique_id) whose paint it holds, once asked
+_drafts_written: dict[Path, bytes] = {}  # a draft's path -> the digest of the mask the thread wrote there last
+_refreshes_to_check: set[int] = set()  # the layers (unique_id) refreshed, to be checked for an Undo
+_dabbed: set[int] = set()  # those painted on since: the stroke's end is said
 _closing: set[int] = set()  # the layers (unique_id) a run is closing as shown long ago: not removed by the user
 _draft_problems: dict[Path, str] = {}  # a run's folder -> why a draft of it could not be written
 _draft_problems_said: set[Path] = set()  # once each: not at every stroke
@@ -223,7 +227,6 @@ class RunLayers:
                     self.viewer.layers.remove(layer)
         finally:
             _closing.difference_update(closed)
-        self._layers[old] = [layer for layer in self._layers[old] if layer.unique_id not in closed]
         self._shown_last = [shown for shown in self._shown_last if shown != old]
         return True
 
@@ -340,8 +343,14 @@ class RunLayers:
         _draft_layers[path] = layer.unique_id  # its paint is on disk
 
     def _on_layer_removed(self, event) -> None:
+        removed = event.value.unique_id
+        # Forgotten, so that its memory is freed, and it is no longer shown with its photo (a refresh of a mask
+        # layer painted on writes its draft).
+        self._layers = {
+            stem: [layer for layer in layers if layer.unique_id != removed] for stem, layers in self._layers.items()
+        }
         marker = event.value.metadata.get(METADATA_KEY)
-        if event.value.unique_id in _closing:
+        if removed in _closing:
             return
         if marker and marker.get(PAINTED_SINCE_TRUSTED) and self._is_ours(marker):
             # Later: napari's Viewer.close removes every layer, and closing must keep the drafts.
@@ -459,6 +468,9 @@ class RunLayers:
         # A mask painted on is the user's work until trusted: kept as a draft, and closed only once that is written.
         for change in (layer.events.paint, layer.events.data):
             change.connect(partial(_painted, layer))
+        # An Undo or Redo is said by no event of its own: only by the layer's refresh, which a dab also brings.
+        layer.events.set_data.connect(partial(_refreshed, layer))
+        layer.events.labels_update.connect(partial(_refreshed, layer, dab=True))
         self._remember(stem, layer)
         return layer
 
@@ -490,6 +502,24 @@ def _painted(layer, *_) -> None:
     QTimer.singleShot(0, partial(_save_draft, layer))
 
 
+def _refreshed(layer, *_, dab: bool = False) -> None:
+    if dab:
+        _dabbed.add(layer.unique_id)
+    if layer.unique_id not in _refreshes_to_check:
+        _refreshes_to_check.add(layer.unique_id)
+        QTimer.singleShot(0, partial(_save_draft_after_undo, layer))
+
+
+def _save_draft_after_undo(layer) -> None:
+    """The draft of a painted layer refreshed, unless by a stroke (its draft is asked as the stroke ends): an
+    Undo may have changed it. Unchanged (the layer shown again, say), it is not written again."""
+    _refreshes_to_check.discard(layer.unique_id)
+    if layer.unique_id in _dabbed:
+        _dabbed.discard(layer.unique_id)
+    elif layer.metadata[METADATA_KEY].get(PAINTED_SINCE_TRUSTED):
+        _save_draft(layer)
+
+
 def _save_draft(layer) -> None:
     """Keep a copy of a run's painted mask layer as its photo's draft, written in the drafts' thread; not if
     the layer was trusted since it was painted."""
@@ -504,8 +534,16 @@ def _save_draft(layer) -> None:
             "elsewhere (File > Save Selected Layers...)"
         )
     mask = np.asarray(layer.data) > 0  # copied here: painting goes on as the thread writes
-    _ask_draft_change(store, stem, partial(store.write_draft, stem, mask), outdated_by_later=True)
+    _ask_draft_change(store, stem, partial(_write_draft_unless_written, store, stem, mask), write=True)
     _draft_layers[store.draft_path(stem)] = layer.unique_id
+
+
+def _write_draft_unless_written(store: RunFolder, stem: str, mask: np.ndarray) -> None:
+    path = store.draft_path(stem)
+    digest = hashlib.blake2b(np.packbits(mask).tobytes() + repr(mask.shape).encode()).digest()
+    if _drafts_written.get(path) != digest:
+        store.write_draft(stem, mask)
+        _drafts_written[path] = digest
 
 
 def _draft_holds(layer) -> bool:
@@ -515,20 +553,18 @@ def _draft_holds(layer) -> bool:
     return _draft_layers.get(path) == layer.unique_id and _drafts_done.get(path) == _drafts_asked.get(path)
 
 
-def _ask_draft_change(
-    store: RunFolder, stem: str, change: Callable[[], object], *, outdated_by_later: bool = False
-) -> None:
+def _ask_draft_change(store: RunFolder, stem: str, change: Callable[[], object], *, write: bool = False) -> None:
     path = store.draft_path(stem)
     asked = _drafts_asked[path] = _drafts_asked.get(path, 0) + 1
     _draft_layers.pop(path, None)
-    _DRAFT_WRITER.submit(_change_draft, store, path, change, asked, outdated_by_later)
+    _DRAFT_WRITER.submit(_change_draft, store, path, change, asked, write)
 
 
-def _change_draft(
-    store: RunFolder, path: Path, change: Callable[[], object], asked: int, outdated_by_later: bool
-) -> None:
-    if outdated_by_later and _drafts_asked[path] != asked:
-        return
+def _change_draft(store: RunFolder, path: Path, change: Callable[[], object], asked: int, write: bool) -> None:
+    if write and _drafts_asked[path] != asked:
+        return  # a later change of this draft outdates it
+    if not write:
+        _drafts_written.pop(path, None)  # dropped, or set aside
     try:
         change()
     except OSError as error:  # a run on a read-only mount, or a full disk
