@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -1427,6 +1428,20 @@ def test_browsing_closes_the_layers_of_photos_shown_long_ago_painted_or_trusted_
         assert shown[0].name == stem  # the photo read anew goes under its masks
         assert shown[-1].name == f"{stem} · {kept}"
         np.testing.assert_array_equal(shown[-1].data, data > 0)
+
+
+def test_a_layer_the_user_removes_is_freed_so_removing_layers_frees_memory(
+    make_napari_viewer, qtbot, finished_layer_run
+):
+    viewer = make_napari_viewer()
+    open_run_window(viewer, finished_layer_run["run"])
+    name = iteration_layer_name(finished_layer_run["stems"][0], 1)
+    qtbot.waitUntil(lambda: name in viewer.layers, timeout=10000)
+    removed = weakref.ref(viewer.layers[name])
+    viewer.layers.remove(name)
+    qtbot.wait(50)
+    gc.collect()
+    assert removed() is None
 
 
 def test_two_painted_layers_of_one_photo_stay_open_as_its_one_draft_holds_the_paint_of_one(
