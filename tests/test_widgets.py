@@ -1444,6 +1444,25 @@ def test_a_layer_the_user_removes_is_freed_so_removing_layers_frees_memory(
     assert removed() is None
 
 
+def test_start_on_a_run_that_cannot_be_written_here_refuses_once_and_leaves_the_viewer_as_it_was(
+    make_napari_viewer, qtbot, finished_layer_run, tiny_folder, tmp_path, monkeypatch
+):
+    run = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run"))
+    _read_only_below(monkeypatch, run)  # a colleague's run, on a shared server (root may write anywhere)
+    viewer = make_napari_viewer()
+    _open_photos(viewer, tiny_folder)
+    layers = list(viewer.layers)
+    widget = _layer_run(viewer, tiny_folder, run, iterations=3)
+    refusal = (
+        f"{run}: the run cannot be written there ({run}: {os.strerror(errno.EROFS)}): copy the run folder to a "
+        "disk you can write, and resume the copy"
+    )
+    seen = len(notification_manager.records)
+    _assert_start_refused(widget, refusal)
+    assert _messages_since(seen) == [refusal]  # once: not again as the run's layers are taken
+    assert list(viewer.layers) == layers
+
+
 def test_two_painted_layers_of_one_photo_stay_open_as_its_one_draft_holds_the_paint_of_one(
     make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
 ):

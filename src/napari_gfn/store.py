@@ -162,9 +162,7 @@ class RunFolder:
         """
         # Checked before the lock, so that a folder refused gets no lock file; checked again under it.
         if new_run is None:
-            self._check_is_run()
-            # Before a round's training, not after it, when its first file is written.
-            self._check_writable("copy the run folder to a disk you can write, and resume the copy")
+            self.check_can_continue()  # before a round's training, not after it, when its first file is written
         else:
             self.check_room_for_new_run()
             self.root.mkdir(parents=True, exist_ok=True)
@@ -222,6 +220,11 @@ class RunFolder:
                 raise RunFolderError(f"{self.root} already holds a run: resume it (--resume) or choose another folder")
         elif self.root.exists() and any(entry.name not in _MADE_BEFORE_A_RUN for entry in self.root.iterdir()):
             raise RunFolderError(f"{self.root} is not empty: choose an empty or new folder for the run")
+
+    def check_can_continue(self) -> None:
+        """A RunFolderError if the run here cannot be continued: no run, or a folder this process cannot write."""
+        self._check_is_run()
+        self._check_writable("copy the run folder to a disk you can write, and resume the copy")
 
     def _check_writable(self, advice: str) -> None:
         if reason := why_unwritable(self.root):

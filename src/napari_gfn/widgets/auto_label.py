@@ -394,6 +394,7 @@ class AutoLabelWidget(Container):
             RunLock(store.root).refuse_if_held()  # before this run takes the viewer and writes the run's inputs
             resume = bool(store.finished_iterations())
             if resume:
+                store.check_can_continue()  # before it takes the viewer, which would then say so too
                 run_config, photos, photo_layers = _resumed_photos(store, config, photo_layers)
                 photo_folder = run_config.images
             else:
