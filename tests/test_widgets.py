@@ -1854,6 +1854,16 @@ def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
     # The dock's status line says where the run is and its ETA, as the bar in napari's activity dock (closed) does.
     progress = re.compile(r"running: [\w ]+: [\w ]+: \d+ of \d+, (\d\d:\d\d|\?) left")
     qtbot.waitUntil(lambda: bool(progress.fullmatch(widget.status.value)), timeout=RUN_TIMEOUT_MS)
+    # Once a refinement round is timed, the whole run's time left follows: each round after as long as the last.
+    whole_run = re.compile(
+        r"running: iter (\d+) of 20: [\w ]+: \d+ of \d+, (?:\d\d:\d\d|\?) left, whole run (\d+):(\d\d) left"
+    )
+    said = []
+    qtbot.waitUntil(lambda: bool(said.append(whole_run.fullmatch(widget.status.value)) or said[-1]), timeout=60_000)
+    round_now, minutes, seconds = map(int, said[-1].groups())
+    last_round_s = {entry["iteration"]: entry["elapsed_s"] for entry in RunFolder(tmp_path / "run").metrics()}
+    rounds_after, round_s = 20 - round_now, last_round_s[round_now - 1]
+    assert rounds_after * round_s - 1 <= 60 * minutes + seconds <= (rounds_after + 1) * round_s + 1
     # What napari's dialog lists when its window is closed by hand now, as at work: the job by its name.
     assert "napari-worker: Executing napari-gfn auto-label" in viewer.window._task_status_manager.get_status()
     viewer.close()

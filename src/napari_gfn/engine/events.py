@@ -73,11 +73,13 @@ class CancelToken:
 
 @dataclass(frozen=True)
 class Progress:
-    """``done`` of ``total`` steps of one phase ("seed: train", "iter 2 of 3: predict", ...)."""
+    """``done`` of ``total`` steps of one phase ("seed: train", "iter 2 of 3: predict", ...), and the seconds the
+    whole run has left if every round runs, once a refinement round has been timed (None before)."""
 
     phase: str
     done: int
     total: int
+    run_left_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class IterationResult:
 
 
 class PhaseBars:
-    """Shows :class:`Progress` events as one progress bar per phase, so each phase gets its own ETA.
+    """Shows :class:`Progress` events as one progress bar per phase, so each phase gets its own ETA; the whole
+    run's, once known, follows it.
 
     ``new_bar(phase, total)`` makes a tqdm-like bar: tqdm in a terminal, napari's
     ``progress`` in the viewer.
@@ -129,6 +132,8 @@ class PhaseBars:
             self.close()
             self.bar, self.phase = self.new_bar(event.phase, event.total), event.phase
         self.bar.total = event.total
+        if event.run_left_s is not None:
+            self.bar.set_postfix_str(f"whole run {self.bar.format_interval(event.run_left_s)} left", refresh=False)
         self.bar.update(event.done - self.bar.n)
 
     def close(self) -> None:

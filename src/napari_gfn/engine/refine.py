@@ -13,7 +13,7 @@ import time
 from collections import ChainMap
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -485,8 +485,11 @@ def _label_photos(
         else:
             yield from _seed_iteration(run)
         first = (finished[-1] + 1) if finished else 1
+        round_s = _last_round_s(store)
         for iteration in range(first, config.iterations + 1):
-            result = yield from _refine_iteration(run, iteration)
+            time_left = _RunTimeLeft(round_s, rounds_after=config.iterations - iteration)
+            result = yield from time_left.said_by(_refine_iteration(run, iteration))
+            round_s = result.elapsed_s
             yield result
             change = result.metrics["change_iou"]
             if run.truth is None and change is not None and change >= config.converge_iou:
@@ -501,6 +504,40 @@ def _label_photos(
     except RunCancelled:
         kept = store.finished_iterations()
         yield Notice(f"{CANCELLED}; finished iterations {kept} are kept in {store.root}", level="info")
+
+
+def _last_round_s(store: RunFolder) -> float | None:
+    """How long the run's last refinement round took (a resumed run's, say); None before one finished."""
+    rounds = [entry["elapsed_s"] for entry in store.metrics() if entry["iteration"] >= 1]
+    return rounds[-1] if rounds else None
+
+
+@dataclass
+class _RunTimeLeft:
+    """The time a run has left as a refinement round runs, if every round after it takes as long as the round
+    before it took: rounds of one run train and predict alike, where the seed's own phases differ."""
+
+    round_s: float | None
+    rounds_after: int
+    started: float = field(default_factory=time.monotonic)
+
+    def seconds(self) -> float | None:
+        if self.round_s is None:
+            return None
+        this_round_left = max(self.round_s - (time.monotonic() - self.started), 0.0)
+        return this_round_left + self.rounds_after * self.round_s
+
+    def said_by(self, events: Generator[Event, None, IterationResult]) -> Generator[Event, None, IterationResult]:
+        """``events``, each :class:`Progress` with the run's time left."""
+        try:
+            while True:
+                try:
+                    event = next(events)
+                except StopIteration as finished:
+                    return finished.value
+                yield replace(event, run_left_s=self.seconds()) if isinstance(event, Progress) else event
+        finally:
+            events.close()
 
 
 def _resuming(run: _Run, last: int) -> Iterator[Notice]:

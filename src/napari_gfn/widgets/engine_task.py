@@ -240,8 +240,8 @@ class EngineTask:
     """
 
     status_changed = Signal(str)
-    # The status with the phase under way and its ETA ("running: iter 1 of 3: train: 40 of 150, 00:45 left"): napari's
-    # activity dock, which shows the phase's bar, starts closed.
+    # The status with the phase under way and its ETA, then the whole run's once known ("running: iter 2 of 3: train:
+    # 40 of 150, 00:45 left, whole run 09:40 left"): napari's activity dock, which shows the phase's bar, starts closed.
     progress_changed = Signal(str)
 
     def __init__(self, name: str, uses_torch: bool = True) -> None:
@@ -374,7 +374,8 @@ class EngineTask:
         if not self.running or bar is None or now - self._progress_said_at < PROGRESS_SAID_EVERY_S:
             return
         self._progress_said_at = now
-        counts = bar.format_meter(**{**bar.format_dict, "bar_format": "{n_fmt} of {total_fmt}, {remaining} left"})
+        said = "{n_fmt} of {total_fmt}, {remaining} left{postfix}"  # the postfix: the whole run's time left
+        counts = bar.format_meter(**{**bar.format_dict, "bar_format": said})
         self.progress_changed.emit(f"{self.status}: {self._bars.phase}: {counts}")
 
     def _warn(self, message: str) -> None:
