@@ -307,6 +307,22 @@ def test_the_cam_classifier_trains_for_cam_epochs_not_seed_epochs(tiny_folder, t
     assert RunFolder(tmp_path / "run").read_config().cam_epochs == 3
 
 
+def test_the_cam_seed_names_the_photos_its_labels_leave_out_and_the_labels_of_no_photo(tiny_folder, tmp_path):
+    from napari_gfn.engine import Notice, run_labelling
+
+    stems = sorted(p.stem for p in (tiny_folder / "images").glob("*.png"))
+    labels = tmp_path / "labels.csv"
+    typo = stems[-1].replace("_", "-")  # the last photo's name mistyped
+    rows = [f"{stem},{('rose', 'iris')[i % 2]}\n" for i, stem in enumerate([*stems[:-1], typo])]
+    labels.write_text("image,class\n" + "".join(rows))
+    config = cam_run_config(tiny_folder, labels, tmp_path / "run", cam_epochs=1, iterations=0, image_size=32)
+    said = [event.message for event in run_labelling(config) if isinstance(event, Notice)]
+    assert (
+        f"CAM seed: 7 labelled photos in 2 classes; the class is predicted for 1 unlabelled photo ({stems[-1]}); "
+        f"{labels} also labels 1 photo not among these ({typo})"
+    ) in said
+
+
 def test_labels_from_csv_and_class_folders_agree(tmp_path, folders_named_locked_refused):
     (tmp_path / "labels.csv").write_text("image,class\nrose_1.jpg,rose\ntulip_1,tulip\n")
     # A class's photos may be sorted further, by year or site; a class folder that cannot be read is left out, as

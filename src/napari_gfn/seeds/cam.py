@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from napari_gfn.config import describe_seed, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import LabellingError, Notice, Progress
-from napari_gfn.engine.images import ImageReadError, photo_files, photo_subfolders
+from napari_gfn.engine.images import ImageReadError, a_few, counted, photo_files, photo_subfolders
 from napari_gfn.engine.refine import SeedContext, SeedOutput
 from napari_gfn.engine.training import PseudoLabelDataset, TrainingSettings, train_model
 from napari_gfn.engine.working import read_each
@@ -257,6 +257,26 @@ def _class_indices(context: SeedContext, labels: Mapping[str, str], source: str)
     return {stem: classes.index(name) for stem, name in known.items()}, classes
 
 
+def _what_is_labelled(
+    context: SeedContext, labels: Mapping[str, str], class_of: Mapping[str, int], classes: list[str]
+) -> str:
+    """The labels the seed learns from, naming the photos they leave out and, from a labels file, the names it
+    gives that are no photo's (a typo, say)."""
+    config = context.config
+    said = [
+        f"CAM seed: {len(class_of)} labelled photos in {len(classes)} classes"
+        + ("" if config.labels else " (the folders the photos are sorted into)")
+    ]
+    if unlabelled := [stem for stem in context.working.stems if stem not in class_of]:
+        said.append(f"the class is predicted for {counted(len(unlabelled), 'unlabelled photo')} ({a_few(unlabelled)})")
+    photos = set(context.working.stems)
+    if config.labels and (not_photos := sorted(stem for stem in labels if stem not in photos)):
+        said.append(
+            f"{config.labels} also labels {counted(len(not_photos), 'photo')} not among these ({a_few(not_photos)})"
+        )
+    return "; ".join(said)
+
+
 def _choose_refiner(name: str) -> Generator[Notice, None, bool]:
     """True for the dense CRF, False for the guided filter."""
     if name == "guided":
@@ -290,13 +310,7 @@ def cam_seed(context: SeedContext) -> Generator[Progress | Notice, None, SeedOut
         if stem in conflicts:
             yield Notice(conflicts[stem])
     class_of, classes = _class_indices(context, labels, source)
-    unlabelled = [stem for stem in context.working.stems if stem not in class_of]
-    yield Notice(
-        f"CAM seed: {len(class_of)} labelled photos in {len(classes)} classes"
-        + ("" if config.labels else " (the folders the photos are sorted into)")
-        + (f"; {len(unlabelled)} unlabelled photos use the predicted class" if unlabelled else ""),
-        level="info",
-    )
+    yield Notice(_what_is_labelled(context, labels, class_of, classes), level="info")
     use_crf = yield from _choose_refiner(config.cam_refiner)  # before training: a missing CRF fails fast
     readable = yield from _read_photos(context)
     usable = set(readable)
