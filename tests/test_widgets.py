@@ -1718,6 +1718,13 @@ def test_paint_not_trusted_is_kept_as_a_draft_through_napari_closing_until_trust
     np.testing.assert_array_equal(iio.imread(store.fixed_mask_path(stems[0])), draft.data * 255)
     _wait_for_drafts(qtbot)
     assert not store.draft_path(stems[0]).exists()
+    draft.undo()  # the stroke trusted, undone: the layer holds paint not trusted again
+    _wait_for_drafts(qtbot)
+    assert _file_holds(store.draft_path(stems[0]), painted[stems[0]])
+    assert dock.run_layers.painted_since_trusted() == [f"{stems[0]} · trusted", *(f"{s} · draft" for s in stems[1:])]
+    dock.trust_selected()
+    _wait_for_drafts(qtbot)
+    assert not store.draft_path(stems[0]).exists()
 
     dock.browser.photo.value = stems[1]
     _on_screen(qtbot, dock.browser)
