@@ -345,18 +345,20 @@ class RunLayers:
         _draft_layers[path] = layer.unique_id  # its paint is on disk
 
     def _on_layer_removed(self, event) -> None:
-        removed = event.value.unique_id
-        # Forgotten, so that its memory is freed, and it is no longer shown with its photo (a refresh of a mask
-        # layer painted on writes its draft).
-        self._layers = {
-            stem: [layer for layer in layers if layer.unique_id != removed] for stem, layers in self._layers.items()
-        }
         marker = event.value.metadata.get(METADATA_KEY)
-        if removed in _closing:
+        ours = bool(marker) and self._is_ours(marker)
+        self._forget(event.value.unique_id, marker["stem"] if ours else None)
+        if event.value.unique_id in _closing:
             return
-        if marker and marker.get(PAINTED_SINCE_TRUSTED) and self._is_ours(marker):
+        if ours and marker.get(PAINTED_SINCE_TRUSTED):
             # Later: napari's Viewer.close removes every layer, and closing must keep the drafts.
             QTimer.singleShot(0, partial(self._redraft_unless_closed, marker["stem"]))
+
+    def _forget(self, removed: int, stem: str | None) -> None:
+        """A layer removed (``stem``'s, if it is marked as this run's) is forgotten, so that its memory is freed,
+        and it is no longer shown with its photo (the refresh of a mask painted on writes its draft)."""
+        for photo in [stem] if stem in self._layers else list(self._layers):  # a user's photo layer has no marker
+            self._layers[photo] = [layer for layer in self._layers[photo] if layer.unique_id != removed]
 
     def _redraft_unless_closed(self, stem: str) -> None:
         if len(self.viewer.layers):  # none left: the viewer closed, or the user removed all (the drafts stay)
@@ -513,8 +515,9 @@ def _refreshed(layer, *_, dab: bool = False) -> None:
 
 
 def _save_draft_after_undo(layer) -> None:
-    """The draft of a painted layer refreshed, unless by a stroke (its draft is asked as the stroke ends): an
-    Undo may have changed it. Unchanged (the layer shown again, say), it is not written again."""
+    """A mask layer refreshed, unless by a stroke (whose end asks for its draft): an Undo may have changed it. A
+    layer painted on has its draft written again, unless unchanged (the layer shown again, say); a layer trusted
+    here that no longer holds the mask trusted is painted on again."""
     _refreshes_to_check.discard(layer.unique_id)
     marker = layer.metadata[METADATA_KEY]
     if layer.unique_id in _dabbed:
