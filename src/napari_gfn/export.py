@@ -66,7 +66,7 @@ def export_labels(
     if drafted := [stem for stem in store.drafts() if stem in masks]:
         yield Notice(
             f"not exported: the paint not trusted on the masks of {counted(len(drafted), 'photo')} ({a_few(drafted)}), "
-            f"kept in {store.draft_path(drafted[0]).parent}: to export a correction, trust its layer in napari "
+            f"kept in {store.drafts_dir}: to export a correction, trust its layer in napari "
             "(Trust selected Labels layer), then export again"
         )
     cutting = fmt == "cutout"

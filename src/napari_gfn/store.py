@@ -88,6 +88,12 @@ def _is_written_by_a_run(name: str) -> bool:
     return name in ("cache", "fixed", "untrusted", "drafts") or re.fullmatch(r"iter_\d+", name) is not None
 
 
+def _masks_in(folder: Path) -> dict[str, Path]:
+    """The masks in one of a run's folders of masks by photo (``fixed/``, ``drafts/``), by stem; not the temporary
+    files of a write under way, whose names begin with a dot."""
+    return {path.stem: path for path in sorted(folder.glob("*.png")) if not path.name.startswith(".")}
+
+
 class RunFolderError(ValueError):
     """A run folder that is missing, foreign, or in the way of a new run."""
 
@@ -138,6 +144,10 @@ class RunFolder:
     @property
     def fixed_dir(self) -> Path:
         return self.root / "fixed"
+
+    @property
+    def drafts_dir(self) -> Path:
+        return self.root / "drafts"
 
     def input_dir(self, kind: str) -> Path:
         return self.root / "inputs" / kind
@@ -367,7 +377,7 @@ class RunFolder:
         return kept
 
     def draft_path(self, stem: str) -> Path:
-        return self.root / "drafts" / f"{stem}.png"
+        return self.drafts_dir / f"{stem}.png"
 
     def write_draft(self, stem: str, mask: np.ndarray) -> Path:
         """Keep the paint on ``stem``'s mask, not trusted yet, so that napari closing or crashing loses none of it.
@@ -388,13 +398,10 @@ class RunFolder:
             os.replace(draft, kept)
 
     def drafts(self) -> dict[str, Path]:
-        folder = self.draft_path("_").parent
-        return {path.stem: path for path in sorted(folder.glob("*.png")) if not path.name.startswith(".")}
+        return _masks_in(self.drafts_dir)
 
     def fixed_masks(self) -> dict[str, Path]:
-        if not self.fixed_dir.is_dir():
-            return {}
-        return {path.stem: path for path in sorted(self.fixed_dir.glob("*.png")) if not path.name.startswith(".")}
+        return _masks_in(self.fixed_dir)
 
     def best_iteration(self) -> int | None:
         """The iteration with the highest mIoU against ground truth, or the last one when unscored."""
