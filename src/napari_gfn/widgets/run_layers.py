@@ -305,15 +305,16 @@ class RunLayers:
         elif active in self.viewer.layers:
             self.viewer.layers.selection.active = active
 
-    def mark_trusted(self, layer, stem: str) -> None:
-        """``layer`` holds ``stem``'s trusted correction: renamed so if it is one of ours, and shown with its photo."""
+    def mark_trusted(self, layer, stem: str, mask: np.ndarray) -> None:
+        """``layer`` holds ``stem``'s trusted correction, ``mask``: renamed so if it is one of ours, and shown with its
+        photo."""
         meta = layer.metadata.get(METADATA_KEY)
         if meta is not None:
             layer.name = trusted_layer_name(self.photo_name(stem))
         marker = {**(meta or self._marker(stem)), "trusted": True}
         marker.pop(PAINTED_SINCE_TRUSTED, None)
         layer.metadata[METADATA_KEY] = marker
-        _trusted_as[layer.unique_id] = _digest(_mask_of(layer))  # an Undo may take it back
+        _trusted_as[layer.unique_id] = _digest(mask)  # an Undo may take it back
         self._remember(stem, layer)
         self._redraft(stem, removed=False)
 
