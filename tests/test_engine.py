@@ -1106,30 +1106,40 @@ def test_unknown_backbone_and_missing_cuda_are_clear(tiny_folder, tmp_path):
             run_to_end(config)
 
 
-def test_progress_says_the_whole_runs_time_left_once_a_refinement_round_is_timed(tiny_folder, tmp_path):
+def test_progress_says_the_whole_runs_time_left_from_round_one_on(tiny_folder, tmp_path):
     # Ground truth only scores; it also turns off the early stop.
     config = TINY.updated(
         images=str(tiny_folder / "images"), out=str(tmp_path / "run"), gt=str(tiny_folder / "masks"), iterations=3
     )
     for run in (config, config.updated(iterations=4)):  # a run, then a resume, which times by the run's last round
         round_s = {entry["iteration"]: entry["elapsed_s"] for entry in RunFolder(config.out).metrics()}
-        rounds_said = set()
+        said_in = set()
         asked_at = time.monotonic()  # each round starts after this: as the run is asked for its next event
+        received = []  # when the round's progress reports came
         for event in run_labelling(run, resume=run is not config):
             if isinstance(event, IterationResult):
                 round_s[event.iteration] = event.elapsed_s
-                asked_at = time.monotonic()
+                asked_at, received = time.monotonic(), []
             if not isinstance(event, Progress):
                 continue
+            received.append(time.monotonic())
             round_now = int(event.phase.split()[1]) if event.phase.startswith("iter ") else 0
-            if round_now <= 1:  # the seed's phases are not a round's: no round is timed before round 1 ends
+            rounds_after = run.iterations - round_now
+            if round_now == 0:  # the seed's phases are not a round's
                 assert event.run_left_s is None
-                continue
-            timed, rounds_after = round_s[round_now - 1], run.iterations - round_now
-            this_round_left = max(timed - (time.monotonic() - asked_at), 0)
-            assert this_round_left + rounds_after * timed <= event.run_left_s <= (rounds_after + 1) * timed
-            rounds_said.add(round_now)
-        assert rounds_said == ({2, 3} if run is config else {4})
+            elif round_now == 1:  # untimed: as long as it has taken, and its phase's rest
+                said_in.add((round_now, event.phase.split(": ")[1]) if event.run_left_s is not None else None)
+                if event.phase.endswith("predict") and event.done == event.total:  # no rest left
+                    assert rounds_after * (received[-2] - received[0]) <= event.run_left_s
+                    assert event.run_left_s <= rounds_after * (time.monotonic() - asked_at)
+            else:
+                timed = round_s[round_now - 1]
+                this_round_left = max(timed - (time.monotonic() - asked_at), 0)
+                assert this_round_left + rounds_after * timed <= event.run_left_s <= (rounds_after + 1) * timed
+                said_in.add((round_now, "timed"))
+        assert said_in - {None} == (
+            {(1, "train"), (1, "predict"), (2, "timed"), (3, "timed")} if run is config else {(4, "timed")}
+        )
 
 
 def test_cancel_keeps_finished_iterations(tiny_folder, tmp_path):

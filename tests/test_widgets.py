@@ -1861,12 +1861,17 @@ def test_closing_the_viewer_mid_run_neither_hangs_nor_loses_iterations(
     # The dock's status line says where the run is and its ETA, as the bar in napari's activity dock (closed) does.
     progress = re.compile(r"running: [\w ]+: [\w ]+: \d+ of \d+, (\d\d:\d\d|\?) left")
     qtbot.waitUntil(lambda: bool(progress.fullmatch(widget.status.value)), timeout=RUN_TIMEOUT_MS)
-    # Once a refinement round is timed, the whole run's time left follows: each round after as long as the last.
+    # The whole run's time left follows; once a refinement round is timed, each round after as long as the last.
     whole_run = re.compile(
         r"running: iter (\d+) of 20: [\w ]+: \d+ of \d+, (?:\d\d:\d\d|\?) left, whole run (\d+):(\d\d) left"
     )
     said = []
-    qtbot.waitUntil(lambda: bool(said.append(whole_run.fullmatch(widget.status.value)) or said[-1]), timeout=60_000)
+
+    def said_from_a_timed_round():
+        said.append(whole_run.fullmatch(widget.status.value))
+        return bool(said[-1]) and int(said[-1][1]) >= 2
+
+    qtbot.waitUntil(said_from_a_timed_round, timeout=60_000)
     round_now, minutes, seconds = map(int, said[-1].groups())
     last_round_s = {entry["iteration"]: entry["elapsed_s"] for entry in RunFolder(tmp_path / "run").metrics()}
     rounds_after, round_s = 20 - round_now, last_round_s[round_now - 1]

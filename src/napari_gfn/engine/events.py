@@ -74,7 +74,7 @@ class CancelToken:
 @dataclass(frozen=True)
 class Progress:
     """``done`` of ``total`` steps of one phase ("seed: train", "iter 2 of 3: predict", ...), and the seconds the
-    whole run has left if every round runs, once a refinement round has been timed (None before)."""
+    whole run has left if every round runs, once a refinement round is under way and paced (None before)."""
 
     phase: str
     done: int
@@ -112,6 +112,9 @@ class IterationResult:
             parts.append(f"fg IoU {metrics['fg_iou']:.3f}, mIoU {metrics['miou']:.3f}")
         parts.append(f"{self.elapsed_s:.0f} s")
         return ", ".join(parts) + (" (best so far)" if self.is_best else "")
+
+
+Event = Progress | Notice | IterationResult
 
 
 class PhaseBars:

@@ -13,7 +13,7 @@ import time
 from collections import ChainMap
 from collections.abc import Callable, Container, Generator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from napari_gfn.config import RunConfig, describe_setting
 from napari_gfn.engine import distributed
 from napari_gfn.engine.events import (
     CancelToken,
+    Event,
     IterationResult,
     LabellingError,
     Notice,
@@ -35,6 +36,7 @@ from napari_gfn.engine.images import ImageReadError, ImageSet, a_few, counted, r
 from napari_gfn.engine.metrics import GroundTruth, iou, mean_scores, unscored_messages
 from napari_gfn.engine.predict import MaskPredictor, sharpen_seed_mask
 from napari_gfn.engine.run_photos import find_run_photos, photos_not_read_from
+from napari_gfn.engine.time_left import RunTimeLeft
 from napari_gfn.engine.training import describe_device, missing_weights_notice, new_model, train_on_targets
 from napari_gfn.engine.working import (
     WorkingImages,
@@ -50,8 +52,6 @@ from napari_gfn.review import MaskStats, check_first
 from napari_gfn.store import CANCELLED, FINISHED, RunFolder, RunFolderError
 
 __all__ = ["Event", "SeedContext", "SeedOutput", "resolve_device", "run_labelling", "trusted_stems"]
-
-Event = Progress | Notice | IterationResult
 
 
 def resolve_device(name: str) -> torch.device:
@@ -479,15 +479,16 @@ def _label_photos(
     yield Notice(f"computing {describe_device(run.device)}", level="info")
     finished = store.finished_iterations()
     try:
+        time_left = RunTimeLeft()
         if finished:
             run.reload(finished[-1])
             yield from _resuming(run, finished[-1])
         else:
-            yield from _seed_iteration(run)
+            yield from time_left.said_by(_seed_iteration(run))
         first = (finished[-1] + 1) if finished else 1
         round_s = _last_round_s(store)
         for iteration in range(first, config.iterations + 1):
-            time_left = _RunTimeLeft(round_s, rounds_after=config.iterations - iteration)
+            time_left.start_round(round_s, rounds_after=config.iterations - iteration)
             result = yield from time_left.said_by(_refine_iteration(run, iteration))
             round_s = result.elapsed_s
             yield result
@@ -510,34 +511,6 @@ def _last_round_s(store: RunFolder) -> float | None:
     """How long the run's last refinement round took (a resumed run's, say); None before one finished."""
     rounds = [entry["elapsed_s"] for entry in store.metrics() if entry["iteration"] >= 1]
     return rounds[-1] if rounds else None
-
-
-@dataclass
-class _RunTimeLeft:
-    """The time a run has left as a refinement round runs, if every round after it takes as long as the round
-    before it took: rounds of one run train and predict alike, where the seed's own phases differ."""
-
-    round_s: float | None
-    rounds_after: int
-    started: float = field(default_factory=time.monotonic)
-
-    def seconds(self) -> float | None:
-        if self.round_s is None:
-            return None
-        this_round_left = max(self.round_s - (time.monotonic() - self.started), 0.0)
-        return this_round_left + self.rounds_after * self.round_s
-
-    def said_by(self, events: Generator[Event, None, IterationResult]) -> Generator[Event, None, IterationResult]:
-        """``events``, each :class:`Progress` with the run's time left."""
-        try:
-            while True:
-                try:
-                    event = next(events)
-                except StopIteration as finished:
-                    return finished.value
-                yield replace(event, run_left_s=self.seconds()) if isinstance(event, Progress) else event
-        finally:
-            events.close()
 
 
 def _resuming(run: _Run, last: int) -> Iterator[Notice]:
