@@ -5,7 +5,9 @@ synthetic set, and prints a table: at points of each round (its first report wit
 and three quarters of its training, the start and middle of its prediction), the figure said, the time the run
 really had left then, and the error.
 
-    python benchmarks/time_left.py [IMAGES] [--iterations 3] [--image-size 320] [--out RUN]
+    python benchmarks/time_left.py [IMAGES] [--first N] [--iterations 3] [--image-size 320] [--out RUN]
+
+``--first N`` labels the first N photos of IMAGES by name (linked into a temporary folder).
 """
 
 from __future__ import annotations
@@ -41,22 +43,33 @@ def points_of(said: list[tuple[float, Progress]]) -> list[tuple[str, float, Prog
     return points
 
 
+def first_photos(images: Path, count: int, folder: Path) -> Path:
+    folder.mkdir()
+    for photo in sorted(path for path in images.iterdir() if path.is_file())[:count]:
+        (folder / photo.name).symlink_to(photo.resolve())
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="?", type=Path, help="a folder of photos (the synthetic set if left out)")
+    parser.add_argument("--first", type=int, help="label only the first N photos of IMAGES, by name")
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=RunConfig().image_size)
     parser.add_argument("--out", type=Path, help="the run folder (a temporary one if left out)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temporary:
         images = args.images or write_sample_folder(Path(temporary) / "sample") / "images"
+        if args.first:
+            images = first_photos(images, args.first, Path(temporary) / "first")
         out = args.out or Path(temporary) / "run"
         config = RunConfig(
             images=str(images), out=str(out), iterations=args.iterations, image_size=args.image_size, converge_iou=1.1
         )
         started = time.monotonic()
         said, ended = said_during(config)
-    print(f"{images}: {args.iterations} rounds, image size {args.image_size}, {ended - started:.0f} s in all")
+    photos = f"{args.images or 'the synthetic set'}" + (f", its first {args.first} photos" if args.first else "")
+    print(f"{photos}: {args.iterations} rounds, image size {args.image_size}, {ended - started:.0f} s in all")
     print("| phase | point | said left | really left | error |")
     print("|---|---|---|---|---|")
     for name, when, event in points_of(said):

@@ -24,6 +24,7 @@ import pytest
 import tifffile
 import torch
 from magicgui.widgets import FileEdit
+from napari.utils import progress
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QObject, QTimer
 from qtpy.QtWidgets import QPlainTextEdit
@@ -38,7 +39,7 @@ from napari_gfn.config import (
     RunConfig,
 )
 from napari_gfn.demo import open_demo, write_sample_folder
-from napari_gfn.engine import ImageRecord, Notice
+from napari_gfn.engine import ImageRecord, Notice, Progress
 from napari_gfn.network import missing_imagenet_weights
 from napari_gfn.run_window import open_run_window
 from napari_gfn.store import CANCELLED, RunFolder
@@ -2029,6 +2030,21 @@ def test_a_run_says_its_backbone_has_no_weights_and_a_decoders_warning_names_its
     # Each photo is decoded for its working copy and again for each iteration's masks.
     warned = sorted(line for line in said if "Tag data" in line)
     assert warned == [f"{photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
+
+
+def test_every_progress_bar_a_job_opens_in_naparis_activity_dock_is_closed(make_napari_viewer, qtbot):
+    make_napari_viewer()  # its activity dock draws each bar, letting Qt events in: the job's next reports, its end
+    task = engine_task.EngineTask("quick", uses_torch=False)
+
+    def quick_reports(cancel):
+        for phase in ("copy photos layers", "copy gt layers", "iter 0 of 1: predict"):
+            for done in range(1, 41):
+                yield Progress(phase, done, 40)
+
+    task.start(quick_reports)
+    _wait_until_done(qtbot, task)
+    assert task.status == "finished"
+    assert list(progress._all_instances) == []
 
 
 def test_a_jobs_warnings_show_once_but_not_deprecations_or_naparis_own(qtbot):

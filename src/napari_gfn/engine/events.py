@@ -129,17 +129,37 @@ class PhaseBars:
         self.new_bar = new_bar
         self.bar = None
         self.phase: str | None = None
+        self._asked: list[Progress | None] = []  # the latest report (None: close) asked for as a bar was drawn
+        self._drawing = False
 
     def show(self, event: Progress) -> None:
-        if event.phase != self.phase:
-            self.close()
+        self._ask(event)
+
+    def close(self) -> None:
+        self._ask(None)
+
+    def _ask(self, event: Progress | None) -> None:
+        # napari's activity dock lets Qt events in as it draws a bar, and with them the job's next reports or its
+        # end: each is drawn once the bar is, the latest alone, or a phase would get a bar per report left open.
+        self._asked = [event]
+        if self._drawing:
+            return
+        self._drawing = True
+        try:
+            while self._asked:
+                self._draw(self._asked.pop())
+        finally:
+            self._drawing = False
+
+    def _draw(self, event: Progress | None) -> None:
+        if self.bar is not None and (event is None or event.phase != self.phase):
+            self.bar.close()
+            self.bar, self.phase = None, None
+        if event is None:
+            return
+        if self.bar is None:
             self.bar, self.phase = self.new_bar(event.phase, event.total), event.phase
         self.bar.total = event.total
         if event.run_left_s is not None:
             self.bar.set_postfix_str(f"whole run {self.bar.format_interval(event.run_left_s)} left", refresh=False)
         self.bar.update(event.done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        self.bar, self.phase = None, None
