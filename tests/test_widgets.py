@@ -876,11 +876,17 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
         (store.root / "writer.json").write_text('{"host": "gpu-server", "pid": 4242, "since": "2026-12-05 08:00:00"}')
 
     last_round_training()
+    seed, round_one = store.metrics_path.read_text().splitlines()
+    round_one = json.dumps({**json.loads(round_one), "elapsed_s": 1800.0})  # half an hour, as on hundreds of photos
+    store.metrics_path.write_text(f"{seed}\n{round_one}\n")
     viewer = make_napari_viewer()
     widget = open_run_window(viewer, store.root)
     _on_screen(qtbot, widget.browser)
     following = r"following run, which may still be running: 2 of 3 iterations finished; last written at \d\d:\d\d:\d\d"
-    assert re.fullmatch(following, widget.status.value), widget.status.value
+    # One round left, as long as the last, from the time the last ended (when it wrote its line in metrics.jsonl).
+    ends = store.metrics_path.stat().st_mtime + 1800
+    ends_about = f"; at its last round's pace, it ends about {time.strftime('%H:%M', time.localtime(ends))}"
+    assert re.fullmatch(following + re.escape(ends_about), widget.status.value), widget.status.value
     assert len(widget.plot.plotted()["mask change (IoU with previous)"]) == 1
     assert iteration_layer_name(stems[0], 2) not in viewer.layers
     being_corrected = viewer.layers[iteration_layer_name(stems[0], 1)]

@@ -47,6 +47,7 @@ class RunFollower:
         self._written: tuple = ()
         self._planned = self._finished = 0
         self._longest_round = 0.0
+        self._ends_about: float | None = None
         self._timer = QTimer(parent)
         self._timer.setInterval(FOLLOW_MS)
         self._timer.timeout.connect(self._look)
@@ -138,8 +139,12 @@ class RunFollower:
         metrics = self.store.metrics()
         self._finished = len(metrics)
         # Rounds, not the seed: a seed that trains on a few simple photos, or none, is over far sooner.
-        rounds = (entry.get("elapsed_s") or 0.0 for entry in metrics if entry["iteration"] >= 1)
+        rounds = [entry.get("elapsed_s") or 0.0 for entry in metrics if entry["iteration"] >= 1]
         self._longest_round = max(rounds, default=0.0)
+        self._ends_about = None
+        if rounds and self._finished < self._planned:  # each round left as long as the last, from its end
+            rounds_left = self._planned - self._finished
+            self._ends_about = self.store.metrics_path.stat().st_mtime + rounds_left * rounds[-1]
         self._say_following()
 
     def _say_if_quiet(self) -> None:
@@ -163,6 +168,9 @@ class RunFollower:
                 f", {_how_long(quiet)} ago, over {QUIET_ROUNDS} times its longest round: it has likely stopped "
                 "without a word (killed?)"
             )
+        elif self._ends_about is not None:
+            ends = time.strftime("%H:%M", time.localtime(self._ends_about))
+            line += f"; at its last round's pace, it ends about {ends}"
         self.on_status(line)
 
 
