@@ -1377,6 +1377,28 @@ def test_the_libraries_napari_loads_for_its_first_layers_are_loaded_while_the_fi
     assert opened.stdout.splitlines() == ["[]"]
 
 
+def test_trusting_a_labels_layer_not_the_size_of_the_photo_says_both_sizes(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path
+):
+    run, stems = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"]
+    viewer = make_napari_viewer()
+    widget = open_run_window(viewer, run)
+    _on_screen(qtbot, widget.browser)
+    height, width = viewer.layers[iteration_layer_name(stems[0], 0)].data.shape
+    seen = len(notification_manager.records)
+    viewer.add_labels(np.ones((height, width // 2), np.uint8), name="drawn by hand")  # selected as it is added
+    widget.trust_selected()
+    viewer.add_labels(np.ones((2, height, width), np.uint8), name="a stack")
+    widget.trust_selected()
+    assert _messages_since(seen) == [
+        f"Labels layer 'drawn by hand': mask is {width // 2}x{height} but its photo is {width}x{height}: draw the "
+        "correction on its mask, or on a Labels layer of the photo's size",
+        "Labels layer 'a stack' has 3 dimensions, and a mask of a photo 2: draw the correction on its mask, or on a "
+        "Labels layer of the photo's size",
+    ]
+    assert not RunFolder(run).fixed_masks()
+
+
 def test_browsing_closes_the_layers_of_photos_shown_long_ago_painted_or_trusted_ones_once_they_are_on_disk(
     make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
 ):

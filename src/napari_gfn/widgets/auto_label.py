@@ -590,7 +590,7 @@ class AutoLabelWidget(Container):
         layer = self.viewer.layers.selection.active
         stem = self._photo_of(layer)
         if stem is None:
-            show_error("select a Labels layer of a photo in the run (its mask, corrected) to trust it")
+            show_error(self._not_a_mask_to_trust(layer))
             return
         mask = np.asarray(layer.data) > 0
         try:
@@ -604,6 +604,13 @@ class AutoLabelWidget(Container):
         self.run_layers.mark_trusted(layer, stem, mask)
         self.browser.refresh()
         show_info(f"{stem}: the corrected mask is trusted; later iterations keep it")
+
+    def _not_a_mask_to_trust(self, layer) -> str:
+        """Why the selected layer cannot be trusted: its size, for a user's Labels layer not the photo's size."""
+        size_problem = self.run_layers.size_problem(layer) if isinstance(layer, Labels) and self.run_layers else None
+        if size_problem:
+            return f"{size_problem}: draw the correction on its mask, or on a Labels layer of the photo's size"
+        return "select a Labels layer of a photo in the run (its mask, corrected) to trust it"
 
     def untrust_selected(self) -> None:
         """Stop trusting the selected layer's photo's correction (trusted by mistake, say); its layer stays."""

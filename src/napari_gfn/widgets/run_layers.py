@@ -17,7 +17,7 @@ from qtpy.QtCore import QTimer
 
 from napari_gfn._atomic import why_unwritable
 from napari_gfn.engine import ImageReadError, ImageSet
-from napari_gfn.engine.images import read_object_mask
+from napari_gfn.engine.images import read_object_mask, size_mismatch
 from napari_gfn.store import RunFolder, RunFolderError
 
 __all__ = [
@@ -402,6 +402,15 @@ class RunLayers:
             return meta["stem"] if self._is_ours(meta) else None
         photo = self._photo_layer(self.current) if self.current is not None else None
         return self.current if photo is not None and layer.data.shape == photo.data.shape[:2] else None
+
+    def size_problem(self, layer) -> str | None:
+        """Why a user's Labels layer is no mask of the photo on screen, when the reason is its size."""
+        photo = self._photo_layer(self.current) if self.current is not None else None
+        if METADATA_KEY in layer.metadata or photo is None or layer.data.shape == photo.data.shape[:2]:
+            return None
+        if layer.data.ndim != 2:
+            return f"Labels layer {layer.name!r} has {layer.data.ndim} dimensions, and a mask of a photo 2"
+        return str(size_mismatch(f"Labels layer {layer.name!r}", "mask is", layer.data.shape, photo.data.shape[:2]))
 
     def _record(self, stem: str):
         return self.photos[self.stems.index(stem)]
