@@ -98,11 +98,12 @@ class RunTimeLeft:
         phase, pace = self._phase
         kind = _kind(phase)
         phase_left = self._at_pace(kind, pace.total - pace.latest_done)
-        if kind == "train":
-            predicting = self._paces.get("predict")
-            prediction_s = predicting.seconds(predicting.total) if predicting else None
-            return None if phase_left is None or prediction_s is None else elapsed + phase_left + prediction_s
-        return elapsed + phase_left if kind == "predict" and phase_left is not None else None
+        if phase_left is None or kind not in ("train", "predict"):
+            return None
+        if kind == "predict":
+            return elapsed + phase_left
+        predicting = self._paces.get("predict")
+        return elapsed + phase_left + predicting.seconds(predicting.total) if predicting else None
 
     def _at_pace(self, kind: str, steps: int) -> float | None:
         pace = self._paces.get(kind)

@@ -400,17 +400,20 @@ class RunLayers:
         meta = layer.metadata.get(METADATA_KEY)
         if meta is not None:
             return meta["stem"] if self._is_ours(meta) else None
-        photo = self._photo_layer(self.current) if self.current is not None else None
+        photo = self._photo_on_screen()
         return self.current if photo is not None and layer.data.shape == photo.data.shape[:2] else None
 
     def size_problem(self, layer) -> str | None:
         """Why a user's Labels layer is no mask of the photo on screen, when the reason is its size."""
-        photo = self._photo_layer(self.current) if self.current is not None else None
+        photo = self._photo_on_screen()
         if METADATA_KEY in layer.metadata or photo is None or layer.data.shape == photo.data.shape[:2]:
             return None
         if layer.data.ndim != 2:
             return f"Labels layer {layer.name!r} has {layer.data.ndim} dimensions, and a mask of a photo 2"
         return str(size_mismatch(f"Labels layer {layer.name!r}", "mask is", layer.data.shape, photo.data.shape[:2]))
+
+    def _photo_on_screen(self):
+        return self._photo_layer(self.current) if self.current is not None else None
 
     def _record(self, stem: str):
         return self.photos[self.stems.index(stem)]
