@@ -49,19 +49,14 @@ def test_round_one_is_timed_by_its_own_pace_and_the_seeds_prediction_then_each_r
     clock.now = 15.0
     time_left.start_round(None, rounds_after=2)
     round_one = [
-        (16.0, "iter 1 of 3: train", 0, 20),  # at the seed's training pace, 1 s a step
-        (26.0, "iter 1 of 3: train", 5, 20),  # at its own, 2 s a step
-        (57.0, "iter 1 of 3: predict", 1, 8),  # at the seed's prediction pace, 0.5 s a photo
-        (59.0, "iter 1 of 3: predict", 3, 8),  # at its own, 1 s a photo
+        (16.0, "iter 1 of 3: train", 0, 20),  # no pace yet: the seed's is no guide
+        (26.0, "iter 1 of 3: train", 5, 20),  # 2 s a step, and the seed's prediction, 0.5 s a photo
+        (57.0, "iter 1 of 3: predict", 1, 8),  # no pace yet
+        (59.0, "iter 1 of 3: predict", 3, 8),  # 1 s a photo
     ]
     figures, returned = said(time_left, clock, round_one)
     # Round so far + phase left + prediction = round; its rest + 2 rounds after.
-    by_hand = [
-        (20 * 1 + 8 * 0.5) + 2 * (1 + 20 * 1 + 8 * 0.5),
-        (15 * 2 + 8 * 0.5) + 2 * (11 + 15 * 2 + 8 * 0.5),
-        7 * 0.5 + 2 * (42 + 7 * 0.5),
-        5 * 1 + 2 * (44 + 5 * 1),
-    ]
+    by_hand = [None, (15 * 2 + 8 * 0.5) + 2 * (11 + 15 * 2 + 8 * 0.5), None, 5 * 1 + 2 * (44 + 5 * 1)]
     assert figures[:-1] == pytest.approx(by_hand)
     assert isinstance(figures[-1], Notice)
     assert returned == "done"

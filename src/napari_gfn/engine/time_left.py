@@ -44,14 +44,14 @@ class RunTimeLeft:
     runs and each round after this one takes as long as this one: rounds of one run train and predict alike.
 
     A round's length is the last round's, once one has been timed. Round 1 (or a resumed run's first round)
-    is not: its length is its time so far, the rest of its phase at the phase's pace, and, as it trains, a
-    prediction as long as the seed's (the same network predicting the same photos). A phase not yet paced goes at
-    the pace of the latest phase of its kind, as round 1's training at the seed's.
+    is not: its length is its time so far, the rest of its phase at the phase's own pace (known from its second
+    report on), and, as it trains, a prediction as long as the seed's (the same network predicting the same
+    photos). The seed's training is no guide to round 1's: in napari, round 1 trained at half the seed's pace.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._paces: dict[str, _PhasePace] = {}  # the latest phase of each kind ("train", "predict") with a pace
+        self._prediction: _PhasePace | None = None  # the latest prediction with a pace
         self._phase: tuple[str, _PhasePace] | None = None
         self._round: _Round | None = None
 
@@ -89,25 +89,21 @@ class RunTimeLeft:
             self._phase = (event.phase, _PhasePace(event.total, event.done, now, event.done, now))
         pace = self._phase[1]
         pace.total, pace.latest_done, pace.latest_s = event.total, event.done, now
-        if pace.known:
-            self._paces[_kind(event.phase)] = pace
+        if pace.known and _kind(event.phase) == "predict":
+            self._prediction = pace
 
     def _untimed_round_s(self, elapsed: float) -> float | None:
         if self._phase is None:
             return None
         phase, pace = self._phase
         kind = _kind(phase)
-        phase_left = self._at_pace(kind, pace.total - pace.latest_done)
-        if phase_left is None or kind not in ("train", "predict"):
+        if not pace.known or kind not in ("train", "predict"):
             return None
+        round_s = elapsed + pace.seconds(pace.total - pace.latest_done)
         if kind == "predict":
-            return elapsed + phase_left
-        predicting = self._paces.get("predict")
-        return elapsed + phase_left + predicting.seconds(predicting.total) if predicting else None
-
-    def _at_pace(self, kind: str, steps: int) -> float | None:
-        pace = self._paces.get(kind)
-        return pace.seconds(steps) if pace else None
+            return round_s
+        prediction = self._prediction
+        return round_s + prediction.seconds(prediction.total) if prediction else None
 
 
 def _kind(phase: str) -> str:
