@@ -349,6 +349,7 @@ class RunLayers:
         marker = event.value.metadata.get(METADATA_KEY)
         ours = bool(marker) and self._is_ours(marker)
         self._forget(event.value.unique_id, marker["stem"] if ours else None)
+        _trusted_as.pop(event.value.unique_id, None)  # no Undo can reach a removed layer
         if event.value.unique_id in _closing:
             return
         if ours and marker.get(PAINTED_SINCE_TRUSTED):
