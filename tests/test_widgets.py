@@ -1751,6 +1751,13 @@ def test_paint_not_trusted_is_kept_as_a_draft_through_napari_closing_until_trust
     _wait_for_drafts(qtbot)
     assert _file_holds(store.draft_path(stems[0]), painted[stems[0]])
     assert dock.run_layers.painted_since_trusted() == [f"{stems[0]} · trusted", *(f"{s} · draft" for s in stems[1:])]
+    draft.redo()  # the stroke back: the layer holds the mask trusted again
+    _wait_for_drafts(qtbot)
+    assert not store.draft_path(stems[0]).exists()
+    assert dock.run_layers.painted_since_trusted() == [f"{s} · draft" for s in stems[1:]]
+    draft.undo()
+    _wait_for_drafts(qtbot)
+    assert _file_holds(store.draft_path(stems[0]), painted[stems[0]])
     dock.trust_selected()
     _wait_for_drafts(qtbot)
     assert not store.draft_path(stems[0]).exists()

@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import cache, partial
 from pathlib import Path
+from weakref import WeakValueDictionary
 
 import napari
 import numpy as np
@@ -71,6 +72,8 @@ _dabbed: set[int] = set()  # those painted on since: the stroke's end is said
 _closing: set[int] = set()  # the layers (unique_id) a run is closing as shown long ago: not removed by the user
 _draft_problems: dict[Path, str] = {}  # a run's folder -> why a draft of it could not be written
 _draft_problems_said: set[Path] = set()  # once each: not at every stroke
+# A run's folder -> the RunLayers that shows it last: a Redo of paint trusted asks it for the photo's draft.
+_shown_runs: WeakValueDictionary[Path, RunLayers] = WeakValueDictionary()
 
 # A photo's files as read ahead: its pixels under _PHOTO and each iteration's mask under its number, or the
 # error reading one raised, raised again when it is used.
@@ -106,6 +109,7 @@ class RunLayers:
         self._wanted_next: str | None = None  # the photo read ahead last, its files read or already open
         self._shown_last: list[str] = []  # oldest first
         self._take_over_shown_layers()
+        _shown_runs[_resolved(str(store.root))] = self
         viewer.layers.events.removed.connect(self._on_layer_removed)
         self._say_if_read_only()
         for stem, name in self.photo_layers.items():  # hidden but for the photo shown, as the run's own layers are
@@ -529,27 +533,35 @@ def _refreshed(layer, *_, dab: bool = False) -> None:
 
 
 def _save_draft_after_undo(layer) -> None:
-    """A mask layer refreshed, unless by a stroke (whose end asks for its draft): an Undo may have changed it. A
-    layer painted on has its draft written again, unless unchanged (the layer shown again, say); a layer trusted
-    here that no longer holds the mask trusted is painted on again."""
+    """A mask layer refreshed, unless by a stroke (whose end asks for its draft): an Undo or Redo may have changed
+    it. A layer trusted here that no longer holds the mask trusted is painted on again (an Undo took the paint
+    trusted back), and one painted since that holds it again is trusted again (a Redo brought it back). Another
+    layer painted on has its draft written again, unless unchanged (the layer shown again, say)."""
     _refreshes_to_check.discard(layer.unique_id)
     marker = layer.metadata[METADATA_KEY]
+    painted = bool(marker.get(PAINTED_SINCE_TRUSTED))
     if layer.unique_id in _dabbed:
         _dabbed.discard(layer.unique_id)
-    elif marker.get(PAINTED_SINCE_TRUSTED):
+    elif _trusted_here(layer) and _holds_mask_trusted(layer) == painted:
+        _trusted_again(layer) if painted else _painted(layer)
+    elif painted:
         _save_draft(layer)
-    elif _trust_undone(layer):
-        _painted(layer)
 
 
-def _trust_undone(layer) -> bool:
-    """Whether a layer trusted here no longer holds the mask trusted: an Undo took back paint trusted."""
-    trusted = _trusted_as.get(layer.unique_id)
-    return (
-        bool(layer.metadata[METADATA_KEY].get("trusted"))
-        and trusted is not None
-        and _digest(_mask_of(layer)) != trusted
-    )
+def _trusted_here(layer) -> bool:
+    return bool(layer.metadata[METADATA_KEY].get("trusted")) and layer.unique_id in _trusted_as
+
+
+def _holds_mask_trusted(layer) -> bool:
+    return _digest(_mask_of(layer)) == _trusted_as[layer.unique_id]
+
+
+def _trusted_again(layer) -> None:
+    """A layer painted since it was trusted holds the mask trusted again: its paint needs no draft."""
+    marker = layer.metadata[METADATA_KEY]
+    marker.pop(PAINTED_SINCE_TRUSTED)
+    if run_layers := _shown_runs.get(_resolved(marker["run"])):
+        run_layers._redraft(marker["stem"], removed=False)
 
 
 def _save_draft(layer) -> None:
