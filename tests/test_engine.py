@@ -1421,6 +1421,14 @@ def test_run_config_round_trips_through_json_and_rejects_nonsense():
     )
     with pytest.raises(ValueError, match=f"^{re.escape(every_problem)}$"):
         RunConfig(area_min=0.9, area_max=0.1, mask_threshold=1.5, workers=-1, upsample_eps=0.0)
+    counts_and_shares = (
+        "simple threshold (--simple-threshold) must be between 0 and 1, got 2.0; "
+        "epochs per iteration (--epochs) must be at least 1, got 0; "
+        "fewest steps per training (--min-steps) must be at least 1, got -5; "
+        "--random-seed must be from 0 to 4294967295, got -3"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(counts_and_shares)}$"):
+        RunConfig(simple_threshold=2.0, epochs=0, min_steps=-5, random_seed=-3)
 
 
 def test_the_object_shape_settings_a_run_leaves_unset_are_its_seeds():

@@ -170,6 +170,8 @@ class RunConfig:
             ("cam_refiner", self.cam_refiner in CAM_REFINERS, f"one of {', '.join(CAM_REFINERS)}"),
             ("backbone", self.backbone in BACKBONES, f"one of {', '.join(BACKBONES)}"),
             ("device", device_valid, "auto, cpu, cuda or cuda:N"),
+            ("simple_threshold", 0.0 <= self.simple_threshold <= 1.0, "between 0 and 1"),
+            ("simple_max_border", 0.0 <= self.simple_max_border <= 1.0, "between 0 and 1"),
             ("cam_threshold", 0.0 < self.cam_threshold < 1.0, "between 0 and 1"),
             ("mask_threshold", 0.0 < self.mask_threshold < 1.0, "between 0 and 1"),
             (
@@ -179,6 +181,10 @@ class RunConfig:
             ),
             ("area_max", self.area_max <= 1.0, "at most 1"),
             ("iterations", self.iterations >= 0, "at least 0"),
+            ("cam_epochs", self.cam_epochs >= 1, "at least 1"),
+            ("seed_epochs", self.seed_epochs >= 1, "at least 1"),
+            ("epochs", self.epochs >= 1, "at least 1"),
+            ("min_steps", self.min_steps >= 1, "at least 1"),
             ("image_size", self.image_size >= 32, "at least 32"),
             ("batch_size", self.batch_size >= 1, "at least 1"),
             ("learning_rate", self.learning_rate > 0, "above 0"),
@@ -194,6 +200,8 @@ class RunConfig:
             ("grabcut_edge_band", self.grabcut_edge_band >= 0, "at least 0"),
             ("colour_jitter", 0.0 <= self.colour_jitter < 1.0, "at least 0 and below 1"),
             ("workers", self.workers >= 0, "at least 0"),
+            # torch takes seeds up to 2**64 - 1, and a process's is the run's plus its rank.
+            ("random_seed", 0 <= self.random_seed < 2**32, f"from 0 to {2**32 - 1}"),
         ]
 
     def to_dict(self) -> dict:
