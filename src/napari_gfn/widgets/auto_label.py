@@ -592,16 +592,14 @@ class AutoLabelWidget(Container):
         if stem is None:
             show_error(self._not_a_mask_to_trust(layer))
             return
-        mask = np.asarray(layer.data) > 0
         try:
-            self.store.write_fixed_mask(stem, mask)
+            self.run_layers.trust(layer, stem)
         except OSError as error:  # a run on a read-only mount, or a full disk
             show_error(
                 f"{stem}: the correction cannot be trusted: {error}; it stays in its layer "
                 "(File > Save Selected Layers... saves it elsewhere)"
             )
             return
-        self.run_layers.mark_trusted(layer, stem, mask)
         self.browser.refresh()
         show_info(f"{stem}: the corrected mask is trusted; later iterations keep it")
 

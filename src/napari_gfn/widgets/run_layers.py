@@ -309,9 +309,11 @@ class RunLayers:
         elif active in self.viewer.layers:
             self.viewer.layers.selection.active = active
 
-    def mark_trusted(self, layer, stem: str, mask: np.ndarray) -> None:
-        """``layer`` holds ``stem``'s trusted correction, ``mask``: renamed so if it is one of ours, and shown with its
-        photo."""
+    def trust(self, layer, stem: str) -> None:
+        """Write ``layer``'s mask as ``stem``'s trusted correction (OSError if it cannot be), then mark the layer so:
+        renamed so if it is one of ours, and shown with its photo."""
+        mask = _mask_of(layer)
+        self.store.write_fixed_mask(stem, mask)
         meta = layer.metadata.get(METADATA_KEY)
         if meta is not None:
             layer.name = trusted_layer_name(self.photo_name(stem))
