@@ -632,10 +632,11 @@ def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, 
 
 
 def test_progress_written_to_a_log_file_reads_as_whole_lines(capsys):
-    """Under nohup on a server stderr is a file: no carriage-return redraws, a line at the start and at the end."""
+    """Under nohup on a server stderr is a file: no carriage-return redraws, a line at the start and at the end,
+    each with the whole run's time left."""
     from napari_gfn.engine import IterationResult, Progress
 
-    events = [Progress("iter 1: train", done, 5) for done in range(6)]
+    events = [Progress("iter 1: train", done, 5, run_left_s=100.0 - done) for done in range(6)]
     events.append(IterationResult(1, {}, {"images": 5, "trusted": 4}, None, elapsed_s=3.0))
     _TerminalReport()(events)
     captured = capsys.readouterr()
@@ -643,7 +644,9 @@ def test_progress_written_to_a_log_file_reads_as_whole_lines(capsys):
     bar_lines = [line for line in captured.err.splitlines() if line.startswith("iter 1: train")]
     assert len(bar_lines) == 2, captured.err  # the five updates come within one 30 s interval
     assert "0/5" in bar_lines[0]
+    assert bar_lines[0].endswith("whole run 01:40 left]")
     assert "5/5" in bar_lines[1]
+    assert bar_lines[1].endswith("whole run 01:35 left]")
     assert captured.out == "iteration 1: 5 masks, 4 trusted, 3 s\n"
 
 

@@ -1695,8 +1695,8 @@ def test_phase_bars_start_one_bar_per_phase_and_follow_its_progress():
 
     made = []
 
-    def new_bar(phase, total):
-        made.append(tqdm(total=total, desc=phase, file=io.StringIO()))
+    def new_bar(phase, total, postfix):
+        made.append(tqdm(total=total, desc=phase, postfix=postfix, file=io.StringIO()))
         return made[-1]
 
     bars = PhaseBars(new_bar)

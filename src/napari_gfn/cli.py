@@ -61,15 +61,15 @@ class _LogLines:
         self.stream.flush()
 
 
-def _new_bar(phase: str, total: int):
+def _new_bar(phase: str, total: int, postfix: str | None):
     """A progress bar with ETA on stderr: redrawn in a terminal, a line every LOG_LINE_INTERVAL_S in a log file."""
     from tqdm import tqdm
 
     if sys.stderr.isatty():
-        return tqdm(total=total, desc=phase, unit="step", leave=False, file=sys.stderr)
+        return tqdm(total=total, desc=phase, postfix=postfix, unit="step", leave=False, file=sys.stderr)
     # maxinterval too, or tqdm's monitor thread would redraw sooner.
     log_interval = {"mininterval": LOG_LINE_INTERVAL_S, "maxinterval": LOG_LINE_INTERVAL_S}
-    return tqdm(total=total, desc=phase, unit="step", file=_LogLines(sys.stderr), **log_interval)
+    return tqdm(total=total, desc=phase, postfix=postfix, unit="step", file=_LogLines(sys.stderr), **log_interval)
 
 
 class _TerminalReport:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from napari_gfn.config import describe_setting
 
 __all__ = [
@@ -121,7 +123,7 @@ class PhaseBars:
     """Shows :class:`Progress` events as one progress bar per phase, so each phase gets its own ETA; the whole
     run's, once known, follows it.
 
-    ``new_bar(phase, total)`` makes a tqdm-like bar: tqdm in a terminal, napari's
+    ``new_bar(phase, total, postfix)`` makes a tqdm-like bar: tqdm in a terminal, napari's
     ``progress`` in the viewer.
     """
 
@@ -157,9 +159,11 @@ class PhaseBars:
             self.bar, self.phase = None, None
         if event is None:
             return
+        postfix = None if event.run_left_s is None else f"whole run {tqdm.format_interval(event.run_left_s)} left"
         if self.bar is None:
-            self.bar, self.phase = self.new_bar(event.phase, event.total), event.phase
+            # Given as it is made: a bar written to a log file writes its first line then.
+            self.bar, self.phase = self.new_bar(event.phase, event.total, postfix), event.phase
+        elif postfix is not None:
+            self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.total = event.total
-        if event.run_left_s is not None:
-            self.bar.set_postfix_str(f"whole run {self.bar.format_interval(event.run_left_s)} left", refresh=False)
         self.bar.update(event.done - self.bar.n)

@@ -251,7 +251,9 @@ class EngineTask:
         self.status = "idle"
         self.worker = None
         self._cancel = CancelToken()
-        self._bars = PhaseBars(lambda phase, total: progress(total=total, desc=f"{self.name}: {phase}"))
+        self._bars = PhaseBars(
+            lambda phase, total, postfix: progress(total=total, desc=f"{self.name}: {phase}", postfix=postfix)
+        )
         self.dock_closed = False  # once the attached dock is destroyed, nothing may touch its widgets
         self._progress_said_at = 0.0
         self._warnings: list[str] = []
