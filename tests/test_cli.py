@@ -758,6 +758,9 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     argv = ["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]
     assert main(argv) == 0
     assert f"See them in napari: napari-gfn open '{run}'" in capsys.readouterr().out
+    assert main(["open", str(run / "iter_00" / "masks")]) == 1
+    said = f"{run / 'iter_00' / 'masks'} is a folder inside the run {run}: give the run folder itself"
+    assert said in capsys.readouterr().err
     # A system error (here a file where the run keeps its cache) is one line naming the file, and says what is kept.
     shutil.rmtree(run / "cache")
     (run / "cache").touch()

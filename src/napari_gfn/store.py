@@ -250,6 +250,8 @@ class RunFolder:
             return f"{self.root}: no such folder"
         if not self.root.is_dir():
             return f"{self.root} is a file, not a run folder"
+        if run := RunFolder.around(self.root):  # an iteration's masks, say
+            return f"{self.root} is a folder inside the run {run.root}: give the run folder itself"
         return f"{self.root} is not a napari-gfn run folder (no run.json)"
 
     def _moved_paths(self, config: RunConfig, from_run_folder: dict[str, str]) -> dict[str, str]:
