@@ -536,12 +536,17 @@ def test_a_decoders_warning_names_its_file_once_each_and_a_backbone_without_weig
 ):
     photos = shutil.copytree(tiny_folder / "images", tmp_path / "photos")
     damaged = [save_with_a_damaged_exif_tag(photo) for photo in sorted(photos.glob("*.png"))[:2]]
-    run = tmp_path / "run"
-    assert main(["label", str(photos), "--out", str(run), *FAST, "--iterations", "1", "--backbone", "resnet18"]) == 0
+    run, resnet = tmp_path / "run", ["--backbone", "resnet18", "--seed", "grabcut"]
+    assert main(["label", str(photos), "--out", str(tmp_path / "seed alone"), *FAST, "--iterations", "0", *resnet]) == 0
+    assert "no ImageNet weights" not in capsys.readouterr().err  # a GrabCut seed alone makes no network
+    assert main(["label", str(photos), "--out", str(run), *FAST, "--iterations", "1", *resnet]) == 0
     error = capsys.readouterr().err.splitlines()
     no_weights = [line for line in error if "no ImageNet weights" in line]
     assert no_weights == [f"warning: {missing_imagenet_weights('resnet18')}"]
-    assert f" warning: {no_weights[0][9:]}" in RunFolder(run).log_path.read_text()  # opened later, the run says so
+    logged = RunFolder(run).log_path.read_text().splitlines()  # opened later, the run says so
+    (said_at,) = [index for index, line in enumerate(logged) if line.endswith(f" warning: {no_weights[0][9:]}")]
+    (seed_at,) = [index for index, line in enumerate(logged) if " iteration 0: " in line]
+    assert said_at < seed_at  # said as the run starts, not once the seed is done and its first round starts
     said = [line for line in error if "Tag data" in line]
     # Each photo is decoded once for its working copy and once more each iteration, its masks made at full size;
     # photos are decoded several at a time.

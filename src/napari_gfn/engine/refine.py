@@ -478,6 +478,8 @@ def _label_photos(
     run = _Run(config, store, images, cancel)
     yield Notice(f"computing {describe_device(run.device)}", level="info")
     finished = store.finished_iterations()
+    if _trains_from_the_backbone(config, finished[-1] if finished else None):
+        yield from run.context.missing_weights_notice()  # now, not when its first network is made minutes later
     try:
         time_left = RunTimeLeft()
         if finished:
@@ -505,6 +507,12 @@ def _label_photos(
     except RunCancelled:
         kept = store.finished_iterations()
         yield Notice(f"{CANCELLED}; finished iterations {kept} are kept in {store.root}", level="info")
+
+
+def _trains_from_the_backbone(config: RunConfig, last_finished: int | None) -> bool:
+    """Whether the run will make a network from its backbone: a round is left, or a seed that makes one (a
+    transfer seed's network comes from its model file; GrabCut and ridge seeds make none)."""
+    return config.iterations > (last_finished or 0) or (last_finished is None and config.seed in ("otsu", "cam"))
 
 
 def _last_round_s(store: RunFolder) -> float | None:
