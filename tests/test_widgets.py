@@ -1512,6 +1512,43 @@ def test_two_painted_layers_of_one_photo_stay_open_as_its_one_draft_holds_the_pa
     np.testing.assert_array_equal(iio.imread(RunFolder(run).draft_path(stems[0])) > 0, painted[-1].data > 0)
 
 
+def test_a_layer_run_of_many_photos_brings_the_masks_of_the_photo_on_screen_and_keeps_every_photo_layer(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    """napari takes longer to add a layer the more it holds: a layer run of 200 photos given every photo's masks
+    paused the viewer 500 times over 0.25 s. Enough photos here that the first photo shown hides the others in one
+    batch (napari redraws once, not at each)."""
+    count = run_layers.OPEN_PHOTOS_BUDGET + 18
+    assert (count - 1) * count > run_layers.VISIBLE_CHANGES_BATCHED_ABOVE
+    folder = write_sample_folder(tmp_path / "many", kind="flower", n=count, size=32, seed=5)
+    viewer = make_napari_viewer()
+    stems = _open_photos(viewer, folder)
+    widget = _layer_run(viewer, folder, tmp_path / "run", iterations=1)
+    widget.start()
+    _wait_until_done(qtbot, widget.task)
+    assert widget.task.status == "finished"
+    browser = widget.browser
+
+    def shown(stem):
+        return {stem, *(iteration_layer_name(stem, iteration) for iteration in (0, 1))}
+
+    assert {layer.name for layer in viewer.layers if layer.visible} == shown(browser.photo.value)
+    assert {layer.name for layer in viewer.layers} == set(stems) | shown(browser.photo.value)
+    monkeypatch.setattr(run_layers, "OPEN_PHOTOS_BUDGET", 1)
+    store = RunFolder(tmp_path / "run")
+    for _ in range(3):
+        browser.step(+1)
+        _on_screen(qtbot, browser)
+        on_screen = browser.photo.value
+        assert {layer.name for layer in viewer.layers if layer.visible} == shown(on_screen)
+        for iteration in (0, 1):
+            mask = viewer.layers[iteration_layer_name(on_screen, iteration)].data > 0
+            np.testing.assert_array_equal(mask, store.read_mask(iteration, on_screen))
+    masks_open = {layer.metadata["napari_gfn"]["stem"] for layer in viewer.layers if "napari_gfn" in layer.metadata}
+    assert len(masks_open) <= 2  # the photo on screen's, and the one the budget of 1 keeps
+    assert set(stems) <= {layer.name for layer in viewer.layers}  # the user's photos are never closed
+
+
 def test_browsing_many_photos_keeps_few_open_and_touches_only_the_layers_that_change(
     make_napari_viewer, qtbot, finished_layer_run, tmp_path, monkeypatch
 ):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import cache, partial
 from pathlib import Path
 from weakref import WeakValueDictionary
@@ -54,6 +54,9 @@ def draft_layer_name(photo: str) -> str:
 # photos of 600 x 400).
 OPEN_LAYERS_BUDGET = 512 * 2**20
 OPEN_PHOTOS_BUDGET = 8
+# Layers shown or hidden at once times the layers open, above which napari is asked to redraw once, not at each:
+# a change costs napari about 0.5 ms per layer open, and a batch's end 0.3 s.
+VISIBLE_CHANGES_BATCHED_ABOVE = 600
 
 # One thread for every run on screen: it reads one photo ahead, and a read takes under a second.
 _READ_AHEAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-gfn-read-ahead")
@@ -84,10 +87,11 @@ class RunLayers:
     """Keeps the viewer's layers of one run: photos, iteration masks, and which photo is shown.
 
     ``photo_layers`` maps stems to the user's own Image layers (a run started
-    from layers): every photo then gets its iteration layers at once. A run
-    over a folder shows one photo at a time and reads a photo's masks only
-    when it is shown, so hundreds of photos never load together; the layers
-    of photos shown long ago are closed once all they hold is on disk (paint as its draft).
+    from layers): up to ``OPEN_PHOTOS_BUDGET`` photos then get their iteration
+    layers at once. Any other run shows one photo at a time and reads a photo's
+    masks only when it is shown, so hundreds of masks never load together; the
+    masks of photos shown long ago are closed once all they hold is on disk
+    (paint as its draft). A user's photo layers are never closed.
     """
 
     def __init__(
@@ -148,12 +152,15 @@ class RunLayers:
         return self.photo_layers.get(stem, stem)
 
     def masks_to_show(self, iteration: int, stems: list[str]) -> dict[str, np.ndarray]:
-        """Read the masks :meth:`add_iteration` shows: every photo's for a layer run, else the photo on screen's.
+        """Read the masks :meth:`add_iteration` shows: every photo's for a layer run of a few photos, else the photo
+        on screen's. napari takes longer to add a layer the more it holds: a layer run of 200 photos, given
+        every mask, paused the viewer 500 times over 0.25 s (up to 4 s) as its iterations came.
 
         Called in the worker thread, because decoding PNGs in the GUI thread, while
         training holds the GIL, stalls the viewer for a quarter of a second.
         """
-        shown = stems if self.photo_layers else [stem for stem in stems if stem == self.current]
+        every_photo = self.photo_layers and len(self.photo_layers) <= OPEN_PHOTOS_BUDGET
+        shown = stems if every_photo else [stem for stem in stems if stem == self.current]
         return {stem: self.store.read_mask(iteration, stem) for stem in shown}
 
     def add_iteration(self, iteration: int, masks: Mapping[str, np.ndarray]) -> None:
@@ -184,12 +191,7 @@ class RunLayers:
         shape = photo.data.shape[:2] if photo is not None else None
         self._add_trusted(stem, shape)
         self._add_draft(stem, shape)
-        for layer_stem, layers in self._layers.items():
-            for layer in layers:
-                # Set only where it changes: napari redraws every layer's overlays at each visible event, even
-                # one that changes nothing, so that setting them all made Next slower with every photo seen.
-                if layer.visible != (layer_stem == stem):
-                    layer.visible = layer_stem == stem
+        self._show_only(stem)
         self._shown_last = [*(shown for shown in self._shown_last if shown != stem), stem]
         if photo is not None and photo.data.shape[:2] != self._shown_size:
             # napari fits the view to the first layer it shows, and keeps that view: a photo of another size
@@ -197,6 +199,22 @@ class RunLayers:
             # napari fits to given layers only if they have the viewer's dimensions: with a stack open, to all.
             self.viewer.reset_view(layers=[photo] if photo.ndim == self.viewer.dims.ndim else None)
             self._shown_size = photo.data.shape[:2]
+
+    def _show_only(self, stem: str) -> None:
+        """Show ``stem``'s layers and hide the others', setting only the layers that change."""
+        changes = [
+            (layer, layer_stem == stem)
+            for layer_stem, layers in self._layers.items()
+            for layer in layers
+            if layer.visible != (layer_stem == stem)
+        ]
+        # napari redraws every layer's overlays at each visible event, so a change costs more the more layers are
+        # open, and hiding a layer run's other 199 photos one by one took 20 s. A batch defers that to its end, which
+        # costs a garbage collection, 0.3 s: as much as a Next's few changes one by one in a folder run.
+        batched = len(changes) * len(self.viewer.layers) > VISIBLE_CHANGES_BATCHED_ABOVE
+        with self.viewer.layers.batched_update() if batched else nullcontext():
+            for layer, visible in changes:
+                layer.visible = visible
 
     def close_a_photo_shown_long_ago(self) -> bool:
         """Close the layers of the photo shown longest ago if the layers that could be closed are over budget;
@@ -206,8 +224,6 @@ class RunLayers:
         collects garbage after each batch (0.25 s), and closing four photos at once froze it for 1.1 to 1.7 s.
         Never the photo on screen, nor the one read ahead (with Next, say), which would then be read again.
         """
-        if self.photo_layers:  # a layer run: the photos are the user's layers, all open anyway
-            return False
         # By unique_id: a plugin's viewer hands out a new proxy of a layer at each access.
         open_now = {layer.unique_id for layer in self.viewer.layers}
         closable = {
