@@ -13,8 +13,8 @@ is p95 < 50 ms and worst < 250 ms during the run.
                                                 [--layers] [--json out.json]
 
 ``--layers`` opens the photos as Image layers and labels those, as a run from
-layers does: every photo then gets a Labels layer at each iteration, not only
-the one on screen.
+layers does: up to 8 photos then each get a Labels layer at each iteration, not
+only the one on screen; more, the one on screen alone, as in a folder run.
 
 ``--model-card`` first opens a model file in the Source model dock and reports
 the timer's lateness while the dock reads its card (which loads torch, so the
