@@ -553,6 +553,8 @@ def test_a_decoders_warning_names_its_file_once_each_and_a_backbone_without_weig
     assert sorted(said) == [f"warning: {photo}: Tag data larger than file. Skipping tag 270" for photo in damaged]
     logged = [line for line in RunFolder(run).log_path.read_text().splitlines() if "Tag data" in line]
     assert sorted(line.partition(" warning: ")[2] for line in logged) == [line[9:] for line in sorted(said)]
+    assert main(["label", str(photos), "--out", str(run), "--resume", "--iterations", "2"]) == 0
+    assert "no ImageNet weights" not in capsys.readouterr().err  # round 2 fine-tunes round 1's network
 
     def warn_three_times(args):
         for _ in range(3):

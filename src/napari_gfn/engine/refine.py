@@ -478,7 +478,7 @@ def _label_photos(
     run = _Run(config, store, images, cancel)
     yield Notice(f"computing {describe_device(run.device)}", level="info")
     finished = store.finished_iterations()
-    if _trains_from_the_backbone(config, finished[-1] if finished else None):
+    if _makes_a_network_from_the_backbone(config, store, finished[-1] if finished else None):
         yield from run.context.missing_weights_notice()  # now, not when its first network is made minutes later
     try:
         time_left = RunTimeLeft()
@@ -509,10 +509,13 @@ def _label_photos(
         yield Notice(f"{CANCELLED}; finished iterations {kept} are kept in {store.root}", level="info")
 
 
-def _trains_from_the_backbone(config: RunConfig, last_finished: int | None) -> bool:
-    """Whether the run will make a network from its backbone: a round is left, or a seed that makes one (a
-    transfer seed's network comes from its model file; GrabCut and ridge seeds make none)."""
-    return config.iterations > (last_finished or 0) or (last_finished is None and config.seed in ("otsu", "cam"))
+def _makes_a_network_from_the_backbone(config: RunConfig, store: RunFolder, last_finished: int | None) -> bool:
+    """Whether the run will make a network from its backbone: an Otsu seed's GFN or a CAM seed's classifier, or
+    the first round's GFN after a seed that left no network to fine-tune (a transfer seed leaves its source model's;
+    GrabCut, ridge and CAM seeds none)."""
+    if last_finished is None:
+        return config.seed in ("otsu", "cam") or (config.seed != "transfer" and config.iterations >= 1)
+    return config.iterations > last_finished and not store.model_path(last_finished).is_file()
 
 
 def _last_round_s(store: RunFolder) -> float | None:
