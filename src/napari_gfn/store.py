@@ -224,6 +224,11 @@ class RunFolder:
         """A RunFolderError if a new run cannot start here: a file, a folder of other things, or a run to resume."""
         if self.root.exists() and not self.root.is_dir():
             raise RunFolderError(f"{self.root} is a file, not a folder: choose an empty or new folder for the run")
+        if (run := RunFolder.around(self.root)) and run.root != self.root.absolute():
+            raise RunFolderError(
+                f"{self.root} is inside the run {run.root}, which may delete its own folders (an unfinished "
+                "iteration's, as it resumes): choose a folder outside it"
+            )
         self._check_writable("choose another folder")
         if self.config_path.exists():
             if self.finished_iterations():
