@@ -768,6 +768,8 @@ def test_label_says_how_to_open_its_run_and_open_refuses_what_it_cannot_show(
     assert main(["open", str(run / "iter_00" / "masks")]) == 1
     said = f"{run / 'iter_00' / 'masks'} is a folder inside the run {run}: give the run folder itself"
     assert said in capsys.readouterr().err
+    assert main([*argv[:-1], str(run / "iter_00" / "masks"), "--resume"]) == 1
+    assert capsys.readouterr().err.strip().endswith(said)  # not followed by "there is nothing to resume"
     assert main([*argv[:-1], str(run / "iter_00" / "new")]) == 1  # a new run there would go with the iteration
     assert f"{run / 'iter_00' / 'new'} is inside the run {run}, which may delete" in capsys.readouterr().err
     assert not (run / "iter_00" / "new").exists()

@@ -247,17 +247,18 @@ class RunFolder:
 
     def _check_is_run(self) -> None:
         if not self.is_run():
-            raise RunFolderError(f"{self._not_a_run()}: there is nothing to resume")
+            raise RunFolderError(self._not_a_run(then=": there is nothing to resume"))
 
-    def _not_a_run(self) -> str:
-        """Why this folder holds no run, in the words for a path mistyped, a file, and a folder of other things."""
+    def _not_a_run(self, then: str = "") -> str:
+        """Why this folder holds no run, in the words for a path mistyped, a file, and a folder of other things;
+        ``then`` follows each but the folder inside a run, whose advice is the run folder itself."""
         if not self.root.exists():
-            return f"{self.root}: no such folder"
+            return f"{self.root}: no such folder{then}"
         if not self.root.is_dir():
-            return f"{self.root} is a file, not a run folder"
+            return f"{self.root} is a file, not a run folder{then}"
         if run := RunFolder.around(self.root):  # an iteration's masks, say
             return f"{self.root} is a folder inside the run {run.root}: give the run folder itself"
-        return f"{self.root} is not a napari-gfn run folder (no run.json)"
+        return f"{self.root} is not a napari-gfn run folder (no run.json){then}"
 
     def _moved_paths(self, config: RunConfig, from_run_folder: dict[str, str]) -> dict[str, str]:
         moved = {}
