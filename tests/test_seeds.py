@@ -172,7 +172,7 @@ def test_train_source_from_voc_through_the_cli(tmp_path, capsys):
     assert "2007_000404" in capsys.readouterr().err
 
 
-def test_a_model_file_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+def test_a_model_file_that_cannot_be_written_or_no_epochs_are_refused_before_training(tmp_path, capsys):
     data = write_sample_folder(tmp_path / "data", kind="flower", n=2, size=32, seed=1)
     (tmp_path / "a-file").write_text("")
     refusals = {
@@ -184,6 +184,9 @@ def test_a_model_file_that_cannot_be_written_is_refused_before_training(tmp_path
         said = capsys.readouterr().err
         assert refusal in said
         assert "source: train" not in said
+    argv = ["train-source", str(data / "images"), str(data / "masks"), "--out", str(tmp_path / "m.pt"), "--epochs"]
+    assert main([*argv, "0"]) == 1  # in train-source's words: it has no iterations
+    assert "error: training epochs (--epochs) must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_source_photos_without_a_mask_are_named_once(tmp_path):

@@ -223,6 +223,8 @@ def _train_source(args: argparse.Namespace) -> int:
         labelled = LabelledSet.from_folders(args.images, args.masks)
     else:
         raise ValueError("give IMAGES and MASKS folders, or --voc ROOT --class NAME")
+    if args.epochs < 1:  # before RunConfig's own check, which names a label run's epochs per iteration
+        raise ValueError(f"training epochs (--epochs) must be at least 1, got {args.epochs}")
     config = RunConfig(epochs=args.epochs, **{name: getattr(args, name) for name in _MODEL_SETTINGS})
     events = train_source_model_file(labelled, config, resolve_device(args.device), args.out, args.voc_class)
     path = _TerminalReport().run(events)
