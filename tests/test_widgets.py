@@ -24,6 +24,7 @@ import pytest
 import tifffile
 import torch
 from magicgui.widgets import FileEdit
+from napari.layers import Labels
 from napari.utils import progress
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QObject, QTimer
@@ -1872,6 +1873,35 @@ def _three_strokes(qtbot, layer) -> None:
     for label in (1, 0, 1):  # each a change
         layer.paint((5, 5), label)
         qtbot.wait(200)
+
+
+def test_an_undo_back_to_the_mask_trusted_drops_its_draft_with_the_dock_closed(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path
+):
+    run, stem = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"][0]
+    store, viewer = RunFolder(run), make_napari_viewer()
+    closed, layer = _trust_paint_and_close_the_dock(viewer, qtbot, run, stem)
+    qtbot.wait(50)  # Qt deletes the dock's widgets in its event loop
+    gc.collect()
+    assert closed() is None
+    assert store.draft_path(stem).exists()
+    layer.undo()
+    _wait_for_drafts(qtbot)
+    assert not store.draft_path(stem).exists()
+    np.testing.assert_array_equal(iio.imread(store.fixed_mask_path(stem)) > 0, layer.data > 0)
+
+
+def _trust_paint_and_close_the_dock(viewer, qtbot, run: Path, stem: str) -> tuple[weakref.ref, Labels]:
+    """A stroke on a mask just trusted, then the dock closed; its own function, so that no frame keeps the dock."""
+    dock = open_run_window(viewer, run)
+    _on_screen(qtbot, dock.browser)
+    layer = viewer.layers[iteration_layer_name(stem, 2)]
+    viewer.layers.selection.active = layer
+    dock.trust_selected()
+    layer.paint(tuple(np.argwhere(layer.data == 0)[0]), 1)
+    qtbot.waitUntil(RunFolder(run).draft_path(stem).exists, timeout=5000)
+    viewer.window.remove_dock_widget("all")  # what the dock's X does
+    return weakref.ref(dock), layer
 
 
 def _wait_for_drafts(qtbot) -> None:

@@ -578,8 +578,15 @@ def _trusted_again(layer) -> None:
     """A layer painted since it was trusted holds the mask trusted again: its paint needs no draft."""
     marker = layer.metadata[METADATA_KEY]
     marker.pop(PAINTED_SINCE_TRUSTED)
+    stem = marker["stem"]
     if run_layers := _shown_runs.get(_resolved(marker["run"])):
-        run_layers._redraft(marker["stem"], removed=False)
+        run_layers._redraft(stem, removed=False)
+        return
+    # The dock was closed (its X removes it): with no list of the photo's other layers, the draft goes only if
+    # it holds this layer's paint, which is now the mask trusted.
+    store = RunFolder(marker["run"])
+    if _draft_layers.get(store.draft_path(stem)) == layer.unique_id:
+        _ask_draft_change(store, stem, partial(store.drop_draft, stem))
 
 
 def _save_draft(layer) -> None:
