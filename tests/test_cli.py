@@ -875,6 +875,31 @@ def test_cutouts_are_the_photos_transparent_but_for_the_object(tiny_folder, tmp_
     assert capsys.readouterr().out == f"wrote 6 files to {tmp_path / 'found'}\n"
 
 
+def test_export_never_writes_over_a_photo(tiny_folder, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    shutil.copytree(tiny_folder / "images", photos)
+    grey, colour = sorted(photos.iterdir())[:2]
+    iio.imwrite(grey, iio.imread(grey).mean(axis=2).astype(np.uint8))  # the first a grey photo
+    run = tmp_path / "run"
+    assert main(["label", str(photos), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]) == 0
+    moved = photos.rename(tmp_path / "moved")  # PNG photos, named as their masks are
+    before = {path.name: path.read_bytes() for path in moved.iterdir()}
+    capsys.readouterr()
+    # The run's photos where they are now, as given, even grey; or colour images, when the run's are not found.
+    cutouts = ["--format", "cutout", "--photos", str(moved)]
+    for given, named in (([], colour), (["--photos", str(moved)], grey), (cutouts, grey)):
+        assert main(["export", str(run), str(moved), *given]) == 1
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            f"napari-gfn: error: {moved} holds photos named as the masks are ({named.name}): masks exported there "
+            "would overwrite them; choose another folder"
+        )
+    assert {path.name: path.read_bytes() for path in moved.iterdir()} == before
+    # Masks or cut-outs written before are written over.
+    for fmt in ("png", "cutout", "png"):
+        assert main(["export", str(run), str(tmp_path / "out"), "--format", fmt, "--photos", str(moved)]) == 0
+    assert f"wrote {len(before)} files to {tmp_path / 'out'}" in capsys.readouterr().out
+
+
 def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_folder, tmp_path, capsys):
     species = tmp_path / "species"
     photos = sorted((tiny_folder / "images").iterdir())

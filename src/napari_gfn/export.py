@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 
 from napari_gfn._atomic import atomic_write_mask_png, atomic_write_png, atomic_write_tiff
@@ -52,6 +53,7 @@ def export_labels(
     A mask the user corrected and trusted replaces the iteration's mask; paint not trusted (a draft) is named.
     A mask file that cannot be read is named in a notice and the others are written. Photos found
     neither where they were nor in their place relative to the run are looked for in ``photos_now``.
+    Files that would replace photos are refused before any is written.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
@@ -73,17 +75,19 @@ def export_labels(
     folder, photos = yield from _photos_of_masks(store, config.images, photos_now, list(masks), out_dir, cutting)
     if cutting:  # a mask whose photo is gone has nothing to cut; those were named together
         masks = {stem: path for stem, path in masks.items() if stem in photos}
+    sorted_into = {stem: photos[stem].path.parent.relative_to(folder) for stem in masks if stem in photos}
+    targets = {stem: out_dir / sorted_into.get(stem, "") / f"{stem}{_SUFFIXES[fmt]}" for stem in masks}
+    _check_no_photo_is_replaced(targets.values(), photos.values())
     written = []
     for index, (stem, path) in enumerate(masks.items()):
         cancel.check()
-        subfolder = photos[stem].path.parent.relative_to(folder) if stem in photos else Path()
         try:
             mask = read_object_mask(path)
             cutout = _cutout(photos[stem], mask, path) if cutting else None
         except ImageReadError as error:
             yield Notice(f"not exported: {error}")
         else:
-            target = out_dir / subfolder / f"{stem}{_SUFFIXES[fmt]}"
+            target = targets[stem]
             written.append(atomic_write_png(target, *cutout) if cutout is not None else _write(target, mask, fmt))
         yield Progress(f"export iteration {chosen}", index + 1, len(masks))
     return written
@@ -193,6 +197,28 @@ def _check_out_dir(store: RunFolder, config: RunConfig, out_dir: Path) -> None:
             f"{out_dir} is inside the run folder {store.root}: exported masks there would mix with the run's own "
             "files; choose a folder outside it"
         )
+
+
+def _check_no_photo_is_replaced(targets: Iterable[Path], photos: Iterable[ImageRecord]) -> None:
+    """Refuse, before anything is written, files that would replace photos: the run's own where they are now
+    (given with --photos, say), or colour images, which no export writes (the photos of a run moved away)."""
+    run_photos = {record.path.resolve() for record in photos}
+    for target in targets:
+        if target.resolve() in run_photos or _is_colour_image(target):
+            raise LabellingError(
+                f"{target.parent} holds photos named as the masks are ({target.name}): masks exported there would "
+                "overwrite them; choose another folder"
+            )
+
+
+def _is_colour_image(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        shape = iio.improps(path).shape  # the header only
+    except (OSError, ValueError):  # not an image: export may write over it, as over any file of its own
+        return False
+    return len(shape) == 3 and shape[-1] == 3
 
 
 def _write(path: Path, mask: np.ndarray, fmt: str) -> Path:
