@@ -20,7 +20,7 @@ from napari_gfn.demo import write_sample_folder
 from napari_gfn.engine import IterationResult, LabellingError, Notice, score_mask
 from napari_gfn.engine.source import LabelledSet
 from napari_gfn.engine.working import WorkingImages
-from napari_gfn.network import GFN, missing_imagenet_weights, read_model_card, save_model
+from napari_gfn.network import GFN, check_model_file_writable, missing_imagenet_weights, read_model_card, save_model
 from napari_gfn.sample_data import make_sample_set
 from napari_gfn.seeds import grabcut_mask, otsu_mask
 from napari_gfn.seeds.cam import (
@@ -172,18 +172,23 @@ def test_train_source_from_voc_through_the_cli(tmp_path, capsys):
     assert "2007_000404" in capsys.readouterr().err
 
 
-def test_a_model_file_that_cannot_be_written_or_no_epochs_are_refused_before_training(tmp_path, capsys):
+def test_a_model_file_that_cannot_be_written_or_no_epochs_are_refused_before_training(tmp_path, capsys, source_model):
     data = write_sample_folder(tmp_path / "data", kind="flower", n=2, size=32, seed=1)
     (tmp_path / "a-file").write_text("")
+    photo = data / "images" / "flower_000.png"
     refusals = {
         str(data): f"{data}: a folder, not a file: give the model file to write, such as {data / 'model.pt'}",
         str(tmp_path / "a-file" / "m.pt"): f"cannot be written ({tmp_path / 'a-file'}: Not a directory)",
+        str(photo): f"{photo}: a file that is not a napari-gfn model file: the model would replace it; give a new name",
     }
+    kept = photo.read_bytes()
     for out, refusal in refusals.items():
         assert main(["train-source", str(data / "images"), str(data / "masks"), "--out", out, *SOURCE_FAST]) == 1
         said = capsys.readouterr().err
         assert refusal in said
         assert "source: train" not in said
+    assert photo.read_bytes() == kept
+    check_model_file_writable(shutil.copy(source_model, tmp_path / "trained before.pt"))  # written over
     argv = ["train-source", str(data / "images"), str(data / "masks"), "--out", str(tmp_path / "m.pt"), "--epochs"]
     assert main([*argv, "0"]) == 1  # in train-source's words: it has no iterations
     assert "error: training epochs (--epochs) must be at least 1, got 0" in capsys.readouterr().err

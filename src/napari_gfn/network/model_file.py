@@ -70,6 +70,13 @@ def check_model_file_writable(path: os.PathLike | str) -> None:
         raise ModelFileError(path, f"a folder, not a file: give the model file to write, such as {path / 'model.pt'}")
     if reason := why_unwritable(path.parent):  # save_model makes missing folders
         raise ModelFileError(path, f"cannot be written ({reason})")
+    if path.is_file():  # a model trained before is written over; a photo given by a slip of the keyboard is not
+        try:
+            _read_payload(path)
+        except ModelFileError:
+            raise ModelFileError(
+                path, "a file that is not a napari-gfn model file: the model would replace it; give a new name"
+            ) from None
 
 
 def _read_payload(path: Path) -> dict:
