@@ -56,7 +56,7 @@ from napari_gfn.engine.source import LabelledSet, train_source_model
 from napari_gfn.engine.training import new_model
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import BACKBONES
-from quality import ground_truth, report
+from quality import dataset_folder, ground_truth, report
 
 # Runs that differ in any of these measure different things, so --summarise refuses to pool them.
 # A record written before a setting was recorded reads it as the value it ran with, where that is known
@@ -237,7 +237,7 @@ def write_per_photo(results: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", type=Path, nargs="?")
+    parser.add_argument("dataset", type=dataset_folder, nargs="?")
     parser.add_argument("--pseudo", type=Path, help="folder of 0/255 pseudo-label masks")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--random-seeds", nargs="+", type=int, default=[0])

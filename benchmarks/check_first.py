@@ -25,7 +25,7 @@ from scipy.stats import spearmanr
 
 from napari_gfn.review import MaskStats, check_first
 from napari_gfn.store import RunFolder
-from quality import ground_truth
+from quality import ground_truth, truth_folder
 
 
 def orders(stats: dict[str, MaskStats], area_min: float, area_max: float) -> dict[str, list[str]]:
@@ -51,7 +51,7 @@ def found_first(order: list[str], worst: set[str], share: float) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
-    parser.add_argument("dataset", type=Path, help="folder with masks/ and optional ignore/")
+    parser.add_argument("dataset", type=truth_folder, help="folder with masks/ and optional ignore/")
     parser.add_argument("--iteration", type=int, help="default: the last finished one")
     parser.add_argument("--worst", type=float, default=0.1, help="the share of masks that counts as the worst")
     args = parser.parse_args()

@@ -22,7 +22,7 @@ from napari_gfn.engine import ImageSet
 from napari_gfn.seeds.cam import crf_available, crf_refine
 from napari_gfn.store import RunFolder
 from paired_scores import PhotoScores, halves, mean_pair, paired_gain, score_pair
-from quality import ground_truth
+from quality import dataset_folder, ground_truth
 
 Setting = tuple[float, float, float, float]  # confidence, spatial, colour, weight
 
@@ -70,7 +70,7 @@ def report(run_scores: PhotoScores, crf_scores: dict[Setting, PhotoScores]) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=dataset_folder)
     parser.add_argument("--iteration", type=int, default=2, help="whose masks are redrawn")
     parser.add_argument("--confidence", type=float, nargs="+", default=[0.7, 0.8, 0.9], help="P(object) inside a mask")
     parser.add_argument("--spatial", type=float, nargs="+", default=[20, 50], help="appearance kernel width, pixels")

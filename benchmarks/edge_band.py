@@ -28,7 +28,7 @@ from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import load_model
 from napari_gfn.store import RunFolder
 from paired_scores import halves, mean_pair, paired_gain, score_pair
-from quality import ground_truth
+from quality import dataset_folder, ground_truth
 
 Scores = dict[int, dict[str, MaskScore]]  # band -> photo -> score
 
@@ -83,7 +83,7 @@ def write_csv(scores: Scores, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=dataset_folder)
     parser.add_argument("--iteration", type=int, default=2, help="whose model predicts (1 or later)")
     parser.add_argument("--bands", type=int, nargs="+", default=[1, 2, 3, 5], help="band widths, working pixels")
     parser.add_argument("--csv", type=Path, help="also write per-photo scores (band 0: as the run made them)")

@@ -14,9 +14,10 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from napari_gfn.engine.images import ImageRecord, find_image, read_object_mask
+from napari_gfn.engine.images import ImageRecord, image_files, read_object_mask
 from napari_gfn.engine.working import resize_image, resize_mask
 from napari_gfn.store import RunFolder
+from quality import dataset_folder
 
 _HEIGHT = 240  # every panel is scaled to this height
 
@@ -27,9 +28,10 @@ def overlay(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return tinted.astype(np.uint8)
 
 
-def row(store: RunFolder, dataset: Path, stem: str, iterations: list[int]) -> np.ndarray:
-    photo = ImageRecord(stem, path=find_image(dataset / "images", stem)).load()
-    truth = read_object_mask(find_image(dataset / "masks", stem), photo.shape[:2])
+def row(store: RunFolder, dataset: dict[str, dict[str, Path]], stem: str, iterations: list[int]) -> np.ndarray:
+    """``dataset``: the photo and true-mask files by stem, under "images" and "masks"."""
+    photo = ImageRecord(stem, path=dataset["images"][stem]).load()
+    truth = read_object_mask(dataset["masks"][stem], photo.shape[:2])
     masks = [truth] + [store.read_mask(iteration, stem) for iteration in iterations]
     shape = (_HEIGHT, round(photo.shape[1] * _HEIGHT / photo.shape[0]))
     small = resize_image(photo, shape)
@@ -41,14 +43,17 @@ def row(store: RunFolder, dataset: Path, stem: str, iterations: list[int]) -> np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=dataset_folder)
     parser.add_argument("--stems", nargs="+", required=True)
     parser.add_argument("--iterations", type=int, nargs="+", default=None, help="default: every finished one")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     store = RunFolder(args.run)
     iterations = args.iterations or store.finished_iterations()
-    rows = [row(store, args.dataset, stem, iterations) for stem in args.stems]
+    dataset = {part: image_files(args.dataset / part) for part in ("images", "masks")}
+    if unknown := [stem for stem in args.stems if any(stem not in files for files in dataset.values())]:
+        parser.error(f"{args.dataset} has no photo and true mask of {', '.join(unknown)}")
+    rows = [row(store, dataset, stem, iterations) for stem in args.stems]
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)

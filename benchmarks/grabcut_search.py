@@ -19,7 +19,7 @@ from pathlib import Path
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.predict import sharpen_seed_mask
 from napari_gfn.seeds.grabcut import GRABCUT_INSET, grabcut_mask
-from quality import ground_truth
+from quality import dataset_folder, ground_truth
 from upsample_search import mean_over, photos_at_both_sizes
 
 Setting = tuple[float, int]  # (inset, rounds)
@@ -50,7 +50,7 @@ def write_csv(path: Path, scores: dict[Setting, dict[str, tuple[float, float]]])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=dataset_folder)
     parser.add_argument("--insets", nargs="+", type=float, default=[0.02, GRABCUT_INSET, 0.1])
     parser.add_argument("--rounds", nargs="+", type=int, default=[5])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/grabcut_search"))

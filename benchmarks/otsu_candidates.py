@@ -21,7 +21,7 @@ from skimage.transform import resize
 
 from napari_gfn.config import RunConfig
 from napari_gfn.seeds.otsu import otsu_mask
-from quality import ground_truth
+from quality import dataset_folder, ground_truth
 from upsample_search import photos_at_both_sizes
 
 
@@ -48,7 +48,7 @@ def candidate_rows(dataset: Path, image_size: int) -> list[dict]:
 def main() -> None:
     defaults = RunConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=dataset_folder)
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
     parser.add_argument("--simple-threshold", type=float, default=defaults.simple_threshold)
     parser.add_argument("--simple-max-border", type=float, default=defaults.simple_max_border)

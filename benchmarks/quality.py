@@ -99,6 +99,26 @@ def _photos_and_source(dataset: Path, out: Path, args, overrides: dict) -> tuple
     return photos, {"source_model": model, "source_seconds": seconds}
 
 
+def dataset_folder(text: str) -> Path:
+    """An argparse type: a dataset folder with its photos in images/ and true masks in masks/."""
+    return _folder_holding(text, ("images", "masks"))
+
+
+def truth_folder(text: str) -> Path:
+    """An argparse type: a dataset folder with true masks in masks/ (and ignore masks in ignore/, if any)."""
+    return _folder_holding(text, ("masks",))
+
+
+def _folder_holding(text: str, parts: tuple[str, ...]) -> Path:
+    """Refused at once, not minutes into a run: a path mistyped, or the images/ folder given for the dataset."""
+    folder = Path(text)
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"{folder}: no such folder")
+    if missing := [f"{part}/" for part in parts if not (folder / part).is_dir()]:
+        raise argparse.ArgumentTypeError(f"{folder} is not a dataset folder: it has no {' or '.join(missing)}")
+    return folder
+
+
 def ground_truth(dataset: Path) -> GroundTruth:
     ignore = dataset / "ignore"
     return GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)
@@ -187,7 +207,7 @@ def run_setting(text: str) -> tuple[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("datasets", nargs="+", type=dataset_folder)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quality"))
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=RunConfig.image_size)

@@ -27,7 +27,7 @@ import numpy as np
 from napari_gfn.config import RunConfig
 from napari_gfn.engine.predict import sharpen_seed_mask
 from napari_gfn.seeds.ridge import RidgeSettings, largest_web, ridge_response, ridge_salience
-from quality import ground_truth
+from quality import dataset_folder, ground_truth
 from upsample_search import mean_over, photos_at_both_sizes
 
 Scores = dict[str, tuple[float, float]]  # {stem: (fg IoU, mIoU)}
@@ -86,7 +86,7 @@ def describe(setting: RidgeSettings) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=dataset_folder)
     parser.add_argument(
         "--sigma-sets",
         nargs="+",

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from quality import ground_truth, write_per_photo_scores
+from quality import ground_truth, truth_folder, write_per_photo_scores
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="run folder")
-    parser.add_argument("dataset", type=Path, help="folder with masks/ and optional ignore/")
+    parser.add_argument("dataset", type=truth_folder, help="folder with masks/ and optional ignore/")
     parser.add_argument("csv", type=Path, help="CSV to write")
     args = parser.parse_args()
     write_per_photo_scores(args.run, ground_truth(args.dataset), args.csv)

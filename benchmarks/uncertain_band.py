@@ -28,7 +28,7 @@ from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import load_model
 from napari_gfn.review import check_first
 from napari_gfn.store import RunFolder
-from quality import ground_truth
+from quality import ground_truth, truth_folder
 
 
 def shares_by_band(store: RunFolder, iteration: int, stems: list[str], bands: list[tuple[float, float]]):
@@ -50,7 +50,7 @@ def shares_by_band(store: RunFolder, iteration: int, stems: list[str], bands: li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
-    parser.add_argument("dataset", type=Path, help="folder with masks/ and optional ignore/")
+    parser.add_argument("dataset", type=truth_folder, help="folder with masks/ and optional ignore/")
     parser.add_argument("--iteration", type=int, help="default: the last finished one")
     parser.add_argument("--lows", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.4])
     parser.add_argument("--csv", type=Path, help="write every photo's share per band here")

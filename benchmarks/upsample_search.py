@@ -27,7 +27,7 @@ from napari_gfn.engine.predict import MaskPredictor, sharpen_to_full_resolution
 from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import load_model
 from napari_gfn.store import RunFolder
-from quality import ground_truth
+from quality import dataset_folder, ground_truth
 
 Setting = tuple[tuple[float, ...], int, float, float]  # (scales, radius, eps, threshold)
 
@@ -68,7 +68,7 @@ def mean_over(scores: dict[str, float], stems: list[str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
-    parser.add_argument("dataset", type=Path)
+    parser.add_argument("dataset", type=dataset_folder)
     parser.add_argument("--radii", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--eps", nargs="+", type=float, default=[1e-4, 1e-3, 1e-2])
     parser.add_argument(
