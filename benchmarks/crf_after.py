@@ -22,7 +22,7 @@ from napari_gfn.engine import ImageSet
 from napari_gfn.seeds.cam import crf_available, crf_refine
 from napari_gfn.store import RunFolder
 from paired_scores import PhotoScores, halves, mean_pair, paired_gain, score_pair
-from quality import dataset_folder, ground_truth
+from quality import check_finished, dataset_folder, ground_truth
 
 Setting = tuple[float, float, float, float]  # confidence, spatial, colour, weight
 
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--colour", type=float, nargs="+", default=[5, 13], help="appearance kernel width, RGB levels")
     parser.add_argument("--weight", type=float, nargs="+", default=[5, 10], help="appearance kernel strength")
     args = parser.parse_args()
+    check_finished(parser, args.run, args.iteration)
     if not crf_available():
         parser.error("needs pydensecrf: pip install 'napari-gfn[crf]'")
     settings = list(itertools.product(args.confidence, args.spatial, args.colour, args.weight))

@@ -28,7 +28,7 @@ from napari_gfn.engine.working import WorkingImages
 from napari_gfn.network import load_model
 from napari_gfn.store import RunFolder
 from paired_scores import halves, mean_pair, paired_gain, score_pair
-from quality import dataset_folder, ground_truth
+from quality import check_finished, dataset_folder, ground_truth
 
 Scores = dict[int, dict[str, MaskScore]]  # band -> photo -> score
 
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--bands", type=int, nargs="+", default=[1, 2, 3, 5], help="band widths, working pixels")
     parser.add_argument("--csv", type=Path, help="also write per-photo scores (band 0: as the run made them)")
     args = parser.parse_args()
+    check_finished(parser, args.run, args.iteration)
     scores, seconds = score_bands(args.run, args.dataset, args.iteration, args.bands)
     report(scores, seconds)
     if args.csv:

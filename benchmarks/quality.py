@@ -119,6 +119,12 @@ def _folder_holding(text: str, parts: tuple[str, ...]) -> Path:
     return folder
 
 
+def check_finished(parser: argparse.ArgumentParser, run: Path, iteration: int) -> None:
+    """A usage error, before any work, for an iteration ``run`` has not finished (a default 2 of a shorter run)."""
+    if iteration not in (finished := RunFolder(run).finished_iterations()):
+        parser.error(f"{run}: iteration {iteration} is not finished; finished: {finished}")
+
+
 def ground_truth(dataset: Path) -> GroundTruth:
     ignore = dataset / "ignore"
     return GroundTruth(dataset / "masks", ignore if ignore.is_dir() else None)

@@ -1,4 +1,4 @@
-"""The benchmark scripts stay runnable: each imports and answers --help, and refuses a dataset it cannot read."""
+"""The benchmark scripts stay runnable: each imports and answers --help, and refuses at once what it cannot use."""
 
 import json
 import subprocess
@@ -44,17 +44,22 @@ def test_every_benchmark_script_answers_help():
     assert failed == {}
 
 
-def test_a_dataset_given_to_a_benchmark_is_checked_before_any_work(tmp_path):
+def test_a_dataset_or_iteration_given_to_a_benchmark_is_checked_before_any_work(tmp_path):
     photos = tmp_path / "images"  # the photos' folder given for the dataset, a common slip
     photos.mkdir()
+    dataset = tmp_path / "dataset"
+    for part in ("images", "masks"):
+        (dataset / part).mkdir(parents=True)
     outcomes = _run_each(
         {
             "quality.py": [str(photos)],
             "figures.py": [str(tmp_path), str(photos), "--stems", "a", "--out", str(tmp_path / "a.png")],
             "score_run.py": [str(tmp_path), str(tmp_path / "nowhere")],
+            "edge_band.py": [str(tmp_path), str(dataset)],  # a dataset, but no run with the iteration asked
         }
     )
     assert {name: code for name, (code, _) in outcomes.items()} == dict.fromkeys(outcomes, 2)
     for name in ("quality.py", "figures.py"):
         assert f"{photos} is not a dataset folder: it has no images/ or masks/" in outcomes[name][1]
     assert f"{tmp_path / 'nowhere'}: no such folder" in outcomes["score_run.py"][1]
+    assert f"{tmp_path}: iteration 2 is not finished; finished: []" in outcomes["edge_band.py"][1]
