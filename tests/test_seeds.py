@@ -256,6 +256,7 @@ def test_bad_source_models_get_clear_errors(tiny_folder, tmp_path, capsys):
         return _label_error(["label", images, "--out", str(tmp_path / "run"), *extra], capsys)
 
     assert "--source-model" in label("--seed", "transfer")
+    assert f"{tmp_path}: a folder, not a model file" in label("--seed", "transfer", "--source-model", str(tmp_path))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a model at all")
     message = label("--seed", "transfer", "--source-model", str(corrupt))

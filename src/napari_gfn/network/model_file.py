@@ -80,6 +80,8 @@ def check_model_file_writable(path: os.PathLike | str) -> None:
 
 
 def _read_payload(path: Path) -> dict:
+    if path.is_dir():
+        raise ModelFileError(path, "a folder, not a model file: give the model file itself (MODEL.pt)")
     if not path.is_file():
         raise ModelFileError(path, "no such model file")
     try:
