@@ -140,6 +140,13 @@ def _seed_methods() -> dict[str, SeedMethod]:
     return {"otsu": otsu_seed, "transfer": transfer_seed, "cam": cam_seed, "grabcut": grabcut_seed, "ridge": ridge_seed}
 
 
+# What each seed does with networks, for the missing-weights warning at a run's start; a seed added above is
+# added here too. Those that train one from the backbone (the Otsu seed's GFN, the CAM seed's classifier), and
+# those that leave round 1 a GFN to fine-tune (the transfer seed's comes from its source model).
+_SEEDS_TRAINING_FROM_THE_BACKBONE = ("otsu", "cam")
+_SEEDS_LEAVING_A_NETWORK = ("otsu", "transfer")
+
+
 class _Run:
     """The state of one run between iterations: photos still usable and their latest masks' areas.
 
@@ -510,11 +517,11 @@ def _label_photos(
 
 
 def _makes_a_network_from_the_backbone(config: RunConfig, store: RunFolder, last_finished: int | None) -> bool:
-    """Whether the run will make a network from its backbone: an Otsu seed's GFN or a CAM seed's classifier, or
-    the first round's GFN after a seed that left no network to fine-tune (a transfer seed leaves its source model's;
-    GrabCut, ridge and CAM seeds none)."""
+    """Whether the run will make a network from its backbone: its seed's, or the first round's GFN after a seed
+    that left no network to fine-tune."""
     if last_finished is None:
-        return config.seed in ("otsu", "cam") or (config.seed != "transfer" and config.iterations >= 1)
+        leaves_none = config.seed not in _SEEDS_LEAVING_A_NETWORK
+        return config.seed in _SEEDS_TRAINING_FROM_THE_BACKBONE or (leaves_none and config.iterations >= 1)
     return config.iterations > last_finished and not store.model_path(last_finished).is_file()
 
 
