@@ -727,6 +727,7 @@ def test_export_refuses_the_folder_of_the_runs_photos(make_napari_viewer, qtbot,
     assert exporter.task.status == "failed"
     messages = _messages_since(seen)
     assert any(f"{photos} holds the run's photos: masks exported there could" in m for m in messages), messages
+    assert exporter.status.value.startswith(f"export stopped: {photos} holds the run's photos: masks exported there")
     assert {path.name: path.read_bytes() for path in Path(photos).iterdir()} == before
 
 
@@ -1949,6 +1950,9 @@ def test_an_error_in_the_worker_is_a_notification_not_a_crash(
     assert widget.task.status == "failed"
     messages = _messages_since(seen)
     assert any(expected in message for message in messages), messages
+    # In full in the dock too: napari's notification shows a line of it.
+    assert widget.status.value.startswith("auto-label stopped: ")
+    assert expected in widget.status.value
     assert widget.start_button.enabled  # the dock is ready for another try
 
 
@@ -2256,6 +2260,7 @@ def test_a_save_as_the_dock_cannot_write_is_refused_before_training(make_napari_
     messages = _messages_since(seen)
     assert any(f"{tmp_path}: a folder, not a file" in message for message in messages)
     assert not any("training a source model" in message for message in messages)
+    assert source.status.value.startswith(f"source model training stopped: {tmp_path}: a folder, not a file")
 
 
 def test_an_unreadable_model_file_is_named_and_the_model_chosen_before_stays(make_napari_viewer, qtbot, tmp_path):

@@ -242,6 +242,7 @@ class EngineTask:
     status_changed = Signal(str)
     # The status with the phase under way and its ETA, then the whole run's once known ("running: iter 2 of 3: train:
     # 40 of 150, 00:45 left, whole run 09:40 left"): napari's activity dock, which shows the phase's bar, starts closed.
+    # After "failed", why the job stopped.
     progress_changed = Signal(str)
 
     def __init__(self, name: str, uses_torch: bool = True) -> None:
@@ -397,8 +398,11 @@ class EngineTask:
         self._show_warnings()
         # A job's RuntimeError (a LabellingError, say) comes as JobFailed, whose message is the job's own.
         detail = str(error) if isinstance(error, JobFailed) else describe_error(error)
-        show_error(f"{self.name} stopped: {detail}")
+        stopped = f"{self.name} stopped: {detail}"
+        show_error(stopped)
         self._set_status("failed")
+        # Then why, for the dock's status line: napari's notification shows the first line of it, a path or so.
+        self.progress_changed.emit(stopped)
 
     def _on_finished(self) -> None:
         self._show_job_warnings()

@@ -102,3 +102,5 @@ class ExportWidget(Container):
     def _on_status(self, status: str) -> None:
         if status in _STATUS_LINES:  # a finished export's line comes from _on_written
             self.status.value = _STATUS_LINES[status]
+        elif self.task.status == "failed":  # why it stopped; progress lines are napari's activity dock's
+            self.status.value = status

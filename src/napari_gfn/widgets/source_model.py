@@ -7,7 +7,7 @@ from itertools import chain, count
 from pathlib import Path
 
 import napari
-from magicgui.widgets import ComboBox, Container, FileEdit, LineEdit, PushButton, SpinBox
+from magicgui.widgets import ComboBox, Container, FileEdit, PushButton, SpinBox
 from napari.qt.threading import create_worker
 
 from napari_gfn.config import BACKBONES, SETTING_HELP, VOC_CLASSES, RunConfig
@@ -76,7 +76,7 @@ class SourceModelWidget(Container):
         )
         self.train_button = PushButton(text="Train source model")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.status = LineEdit(value="idle", enabled=False)
+        self.status = message_label("idle")
         for name in ("backbone", "image_size"):
             getattr(self, name).tooltip = SETTING_HELP[name]
         super().__init__(
