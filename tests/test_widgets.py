@@ -102,6 +102,8 @@ def _assert_start_refused(widget: AutoLabelWidget, expected: str) -> None:
     widget.start()
     messages = _messages_since(seen)
     assert any(expected in message for message in messages), messages
+    assert widget.status.value.startswith("not started: ")
+    assert expected in widget.status.value  # in full: napari's notification shows one line of it
     assert widget.store is None
 
 
@@ -940,6 +942,7 @@ def test_a_run_still_working_elsewhere_shows_each_iteration_as_it_finishes(
         "shows when). If the process running it was stopped (killed, or its machine restarted), press Start "
         "again to continue the run here."
     ]
+    assert widget.status.value.startswith(f"not started: {store.root} may still be running elsewhere")
     assert widget.task.status == "idle"
     assert store.finished_iterations() == [0, 1]
     widget.start()  # again: the server's job was killed, so the round is run here

@@ -401,7 +401,7 @@ class AutoLabelWidget(Container):
                 store.check_room_for_new_run()  # before the layers' copies are written into the folder
                 photo_folder, photos = config.images, self._photos(config, inputs)
         except (ValueError, RunFolderError, ImageReadError) as error:
-            show_error(str(error))
+            self._refuse_start(str(error))
             return
         if resume and self.follower.refuses_start(store.root):
             self._say_run_followed(store)
@@ -443,9 +443,15 @@ class AutoLabelWidget(Container):
 
         self.task.start(job, on_result=self._on_result)
 
+    def _refuse_start(self, why: str) -> None:
+        """Say why Start started nothing: in a notification, and in full in the status line (napari's notification
+        shows one line of it)."""
+        show_error(why)
+        self.status.value = f"not started: {why}"
+
     def _say_run_followed(self, store: RunFolder) -> None:
         """Why Start did not continue ``store``: it may still be working elsewhere (a killed job logs no end)."""
-        show_error(
+        self._refuse_start(
             f"{store.root} may still be running elsewhere: its log shows no end, and it last wrote at "
             f"{self.follower.last_written_at}. Two processes must not write one run: wait until it ends (this "
             "dock shows when). If the process running it was stopped (killed, or its machine restarted), "
