@@ -194,6 +194,13 @@ def test_a_model_file_that_cannot_be_written_or_no_epochs_are_refused_before_tra
     assert "error: training epochs (--epochs) must be at least 1, got 0" in capsys.readouterr().err
 
 
+def test_the_photos_folder_given_for_the_masks_too_is_refused_before_anything_is_read(tmp_path):
+    data = write_sample_folder(tmp_path / "data", kind="flower", n=2, size=32, seed=1)
+    same = data / "images" / ".." / "images"  # the same folder, written another way
+    with pytest.raises(LabellingError, match=re.escape(f"{same} is the photos' folder, given for their masks too")):
+        LabelledSet.from_folders(data / "images", same)
+
+
 def test_source_photos_without_a_mask_are_named_once(tmp_path):
     data = write_sample_folder(tmp_path / "data", kind="flower", n=5, size=32, seed=1)
     for stem in ("flower_000", "flower_001", "flower_003", "flower_004"):

@@ -80,6 +80,8 @@ class LabelledSet:
         masks = Path(masks)
         if not masks.is_dir():
             raise LabellingError(f"{masks}: no such mask folder")
+        if masks.resolve() == Path(images).resolve():  # one folder chosen twice, in the dock's two fields, say
+            raise LabellingError(f"{masks} is the photos' folder, given for their masks too: give the masks' folder")
         try:
             photos = ImageSet.from_folder(images)
             mask_paths = image_files(masks)
