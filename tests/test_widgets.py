@@ -1068,6 +1068,25 @@ def test_runs_of_photos_named_alike_each_show_their_own_photos_in_one_viewer(
     assert widget.image_layers.choices == ("opened by hand",)
 
 
+def test_open_run_on_a_folder_that_is_no_run_says_why_and_shows_nothing(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path
+):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, "Auto-label")
+    inside = finished_layer_run["run"] / "iter_01" / "masks"
+    refusals = {
+        inside: f"{inside} is a folder inside the run {finished_layer_run['run']}: give the run folder itself",
+        tmp_path: f"{tmp_path} is not a napari-gfn run folder (no run.json)",
+    }
+    for folder, refusal in refusals.items():
+        seen = len(notification_manager.records)
+        widget.open_run(folder)
+        assert _messages_since(seen) == [refusal]
+        assert widget.status.value == f"not opened: {refusal}"  # in full: napari's notification shows a line
+    assert widget.store is None
+    assert len(viewer.layers) == 0
+
+
 def test_a_run_copied_away_from_its_photos_opens_and_exports_with_the_photo_folder_given(
     make_napari_viewer, qtbot, tiny_folder, tmp_path
 ):

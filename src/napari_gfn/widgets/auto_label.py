@@ -401,7 +401,7 @@ class AutoLabelWidget(Container):
                 store.check_room_for_new_run()  # before the layers' copies are written into the folder
                 photo_folder, photos = config.images, self._photos(config, inputs)
         except (ValueError, RunFolderError, ImageReadError) as error:
-            self._refuse_start(str(error))
+            self._say_not_done("not started", str(error))
             return
         if resume and self.follower.refuses_start(store.root):
             self._say_run_followed(store)
@@ -443,19 +443,20 @@ class AutoLabelWidget(Container):
 
         self.task.start(job, on_result=self._on_result)
 
-    def _refuse_start(self, why: str) -> None:
-        """Say why Start started nothing: in a notification, and in full in the status line (napari's notification
-        shows one line of it)."""
+    def _say_not_done(self, not_done: str, why: str) -> None:
+        """Say why Start or Open run did nothing: in a notification, and in full in the status line (napari's
+        notification shows one line of it)."""
         show_error(why)
-        self.status.value = f"not started: {why}"
+        self.status.value = f"{not_done}: {why}"
 
     def _say_run_followed(self, store: RunFolder) -> None:
         """Why Start did not continue ``store``: it may still be working elsewhere (a killed job logs no end)."""
-        self._refuse_start(
+        self._say_not_done(
+            "not started",
             f"{store.root} may still be running elsewhere: its log shows no end, and it last wrote at "
             f"{self.follower.last_written_at}. Two processes must not write one run: wait until it ends (this "
             "dock shows when). If the process running it was stopped (killed, or its machine restarted), "
-            "press Start again to continue the run here."
+            "press Start again to continue the run here.",
         )
 
     def _run_config(self) -> tuple[RunConfig, dict[str, dict[str, np.ndarray]], dict[str, str]]:
@@ -548,7 +549,7 @@ class AutoLabelWidget(Container):
         try:
             folder = chosen_path(self.open_run_folder, "the run folder to open")
         except ValueError as error:
-            show_error(str(error))
+            self._say_not_done("not opened", str(error))
             return
         self.open_run(folder, given_path(self.images_folder) if self.input_kind.value == FOLDER else None)
 
@@ -560,7 +561,7 @@ class AutoLabelWidget(Container):
         try:
             store, config, photos = read_run(folder, photos_now)
         except RunFolderError as error:
-            show_error(str(error))
+            self._say_not_done("not opened", str(error))
             return
         self.load_settings(config)
         self.store, self.photo_folder = store, Path(config.images)
