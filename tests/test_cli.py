@@ -638,6 +638,34 @@ def test_resume_names_the_settings_given_that_the_run_does_not_use(tiny_folder, 
     ]
 
 
+def test_a_new_run_names_the_settings_given_that_it_would_not_read(tmp_path, capsys):
+    """A source model given without --seed transfer, say, is likelier a seed forgotten than a setting meant to
+    change nothing. The warnings come before the run starts: here it stops at once, on a folder of no photos."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+
+    def warnings_given(*flags: str) -> list[str]:
+        assert main(["label", str(photos), "--out", str(tmp_path / "run"), *flags]) == 1
+        return [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+
+    assert warnings_given("--source-model", "m.pt", "--cam-epochs", "3", "--ignore", "ig") == [
+        "warning: not read by this run of the otsu seed (--seed otsu): --source-model m.pt is for the transfer "
+        "seed (--seed transfer); --cam-epochs 3 is for the cam seed (--seed cam); --ignore ig is for scoring "
+        "against true masks (--gt), and none are given"
+    ]
+    assert warnings_given("--simple", "plain", "--simple-max-border", "0.5") == [
+        "warning: not read by this run of the otsu seed (--seed otsu): --simple-max-border 0.5 is for simple "
+        "photos chosen automatically (--simple auto), not given as a folder"
+    ]
+    default = RunConfig().seed_epochs  # given at its default value, it is still a choice made
+    assert warnings_given("--seed", "grabcut", "--seed-epochs", str(default)) == [
+        f"warning: not read by this run of the grabcut seed (--seed grabcut): --seed-epochs {default} is for the "
+        "otsu seed (--seed otsu)"
+    ]
+    assert warnings_given("--seed", "transfer", "--source-model", "m.pt", "--gt", "t", "--ignore", "ig") == []
+    assert warnings_given("--simple-threshold", "0.4", "--seed-epochs", "2") == []
+
+
 def test_progress_written_to_a_log_file_reads_as_whole_lines(capsys):
     """Under nohup on a server stderr is a file: no carriage-return redraws, a line at the start and at the end,
     each with the whole run's time left."""

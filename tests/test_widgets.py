@@ -34,6 +34,8 @@ from napari_gfn.cli import main as cli_main
 from napari_gfn.config import (
     BULKY_OBJECT_SETTINGS,
     DEMO_CONFIG,
+    SEED_METHODS,
+    SEED_OWN_SETTINGS,
     SETTING_HELP,
     SETTING_LABELS,
     THIN_OBJECT_SETTINGS,
@@ -271,6 +273,15 @@ def test_the_object_shape_settings_follow_the_seed_unless_typed_in(make_napari_v
     widget.seed.value = "otsu"
     widget.load_settings(reopened)
     assert shape() == {name: getattr(reopened, name) for name in THIN_OBJECT_SETTINGS}
+
+
+def test_each_seeds_own_settings_show_with_that_seed_alone(make_napari_viewer):
+    widget = _dock(make_napari_viewer(), "Auto-label")
+    fields = {name: getattr(widget, "image_labels" if name == "labels" else name) for name in SEED_OWN_SETTINGS}
+    for seed in SEED_METHODS:
+        widget.seed.value = seed
+        shown = {name for name, field in fields.items() if not field.native.isHidden()}
+        assert shown == {name for name, own_seed in SEED_OWN_SETTINGS.items() if own_seed == seed}, seed
 
 
 def test_a_stack_layer_is_not_offered_as_a_photo_and_a_run_of_all_layers_leaves_it_out(

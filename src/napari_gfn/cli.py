@@ -29,7 +29,9 @@ from napari_gfn.config import (
     THIN_OBJECT_SETTINGS,
     VOC_CLASSES,
     RunConfig,
+    describe_seed,
     setting_flag,
+    settings_not_read,
 )
 
 __all__ = ["build_parser", "main"]
@@ -138,9 +140,12 @@ def _label(args: argparse.Namespace) -> int:
             pass
         distributed.leave_process_group()
         return 0
+    given = getattr(args, "settings_given", set())
     if args.resume:
-        _say_flags_not_used(config, getattr(args, "settings_given", set()))
+        _say_flags_not_used(config, given)
         _say_drafts_not_trained_on(config)
+    else:
+        _say_settings_not_read(config, given)
     results = _TerminalReport()(run_labelling(config, resume=args.resume))
     distributed.leave_process_group()
     print(f"Masks are in {Path(args.out).resolve()}/iter_NN/masks ({counted(len(results), 'iteration')} this run)")
@@ -169,6 +174,17 @@ def _say_flags_not_used(config: RunConfig, given: set[str]) -> None:
         print(
             f"warning: not used: {flags}: --resume continues the run with its own settings ({runs}); "
             f"a new --out uses them{_scoring_advice(config, unused)}",
+            file=sys.stderr,
+        )
+
+
+def _say_settings_not_read(config: RunConfig, given: set[str]) -> None:
+    """Warn of the settings given that the run would not read: a source model given without --seed transfer,
+    say, is more likely a seed forgotten than a setting meant to change nothing."""
+    if unread := settings_not_read(config, given):
+        flags = "; ".join(f"{_as_flag(name, getattr(config, name))} is for {what}" for name, what in unread.items())
+        print(
+            f"warning: not read by this run of {describe_seed(config.seed)}: {flags}",
             file=sys.stderr,
         )
 

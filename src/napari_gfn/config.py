@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "CAM_REFINERS",
     "DEMO_CONFIG",
     "SEED_METHODS",
+    "SEED_OWN_SETTINGS",
     "SETTING_HELP",
     "SETTING_LABELS",
     "THIN_OBJECT_SETTINGS",
@@ -21,6 +23,7 @@ __all__ = [
     "object_shape_settings",
     "setting_flag",
     "settings_in_words",
+    "settings_not_read",
     "shape_settings_for_new_seed",
 ]
 
@@ -283,6 +286,37 @@ SETTING_HELP = {
     "random_seed": "sets new weights, augmentations and batch order, so that a run repeats",
     "workers": "processes that read photos ahead of the network (0: threads of the main process)",
 }
+
+# The settings that one seed alone reads, and that seed: given for a run of another, they change nothing.
+SEED_OWN_SETTINGS = {
+    "simple": "otsu",
+    "simple_threshold": "otsu",
+    "simple_max_border": "otsu",
+    "seed_epochs": "otsu",
+    "source_model": "transfer",
+    "labels": "cam",
+    "cam_threshold": "cam",
+    "cam_refiner": "cam",
+    "cam_epochs": "cam",
+}
+
+
+def settings_not_read(config: RunConfig, given: Iterable[str]) -> dict[str, str]:
+    """The settings among ``given`` that a run of ``config`` would not read, each with what it is for."""
+    what_for = {name: describe_seed(seed) for name, seed in SEED_OWN_SETTINGS.items() if seed != config.seed}
+    if config.seed == "otsu" and config.simple != "auto":
+        for name in ("simple_threshold", "simple_max_border"):
+            what_for[name] = (
+                f"simple photos chosen automatically ({setting_flag('simple')} auto), not given as a folder"
+            )
+    if not config.gt:
+        what_for["ignore"] = f"scoring against true masks ({setting_flag('gt')}), and none are given"
+    return {
+        field.name: what_for[field.name]
+        for field in fields(RunConfig)
+        if field.name in given and field.name in what_for
+    }
+
 
 # What the Auto-label dock calls each setting it shows, as written in running text (the dock capitalises the
 # first letter). Messages name a setting by these words and its command-line flag, so both front ends find it.

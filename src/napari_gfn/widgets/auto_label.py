@@ -343,6 +343,7 @@ class AutoLabelWidget(Container):
         self.simple_threshold.visible = self.simple_max_border.visible = otsu and self.simple.value == "automatic"
         self.simple_folder.visible = otsu and self.simple.value == "folder"
         self.simple_layers.visible = otsu and self.simple.value == "chosen layers"
+        self.seed_epochs.visible = otsu
         self.source_model.visible = self.seed.value == "transfer"
         for cam_field in (self.image_labels, self.cam_epochs, self.cam_threshold, self.cam_refiner):
             cam_field.visible = self.seed.value == "cam"
