@@ -1034,3 +1034,7 @@ def test_headless_demo_labels_the_sample_photos_and_says_where_it_wrote(tmp_path
     assert main(["demo", "--headless", "--out", str(tmp_path / "project")]) == 1
     assert f"{mine} holds something other than an earlier demo run" in capsys.readouterr().err
     assert (mine / "run.json").is_file()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    assert main(["demo", "--headless", "--out", str(a_file)]) == 1
+    assert f"{a_file} is a file, not a folder: choose a folder for the demo's photos and run" in capsys.readouterr().err

@@ -58,6 +58,8 @@ def _clear_an_earlier_demo_run(run_dir: Path, photos: Path) -> None:
 
 def _demo_config(out: Path, iterations: int) -> RunConfig:
     """Write a fresh synthetic branch set under ``out``; the demo's settings for it (ground truth included)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder: choose a folder for the demo's photos and run")
     data = write_sample_folder(out / "sample")
     run_dir = out / "run"
     _clear_an_earlier_demo_run(run_dir, data / "images")
