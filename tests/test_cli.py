@@ -858,7 +858,10 @@ def test_cutouts_are_the_photos_transparent_but_for_the_object(tiny_folder, tmp_
     store = RunFolder(run)
     capsys.readouterr()
     assert main(["export", str(run), str(tmp_path / "cut"), "--format", "cutout"]) == 0
-    assert capsys.readouterr().out == f"wrote 8 files to {tmp_path / 'cut'}\n"
+    said = capsys.readouterr()
+    assert said.out == f"wrote 8 files to {tmp_path / 'cut'}\n"
+    unscored = "the last, as the run holds no scores against true masks to choose the best by"
+    assert f"info: exporting iteration 0, {unscored}\n" in said.err
     for photo in sorted(photos.iterdir()):
         cutout = iio.imread(tmp_path / "cut" / f"{photo.stem}.png")
         mask = store.read_mask(0, photo.stem)
@@ -936,7 +939,8 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
         (species / folder_of[photo.stem]).mkdir(parents=True, exist_ok=True)
         shutil.copy(photo, species / folder_of[photo.stem])
     run = species / "run"
-    assert main(["label", str(species), "--seed", "grabcut", "--iterations", "0", "--out", str(run)]) == 0
+    truth = ["--gt", str(tiny_folder / "masks")]
+    assert main(["label", str(species), "--seed", "grabcut", "--iterations", "0", "--out", str(run), *truth]) == 0
     store = RunFolder(run)
     corrected = photos[1].stem
     correction = ~store.read_mask(0, corrected)
@@ -946,7 +950,10 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
 
     assert main(["export", str(run), str(tmp_path / "png")]) == 0
     sorted_as_photos = f"wrote 8 files to {tmp_path / 'png'}, sorted into 2 subfolders as the photos are\n"
-    assert capsys.readouterr().out == sorted_as_photos
+    said = capsys.readouterr()
+    assert said.out == sorted_as_photos
+    miou = store.metrics()[0]["miou"]
+    assert f"info: exporting iteration 0, the best against the true masks (mIoU {miou:.3f})\n" in said.err
     for stem, mask in expected.items():
         written = iio.imread(tmp_path / "png" / folder_of[stem] / f"{stem}.png")
         np.testing.assert_array_equal(written, mask.astype(np.uint8) * 255)

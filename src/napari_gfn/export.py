@@ -37,6 +37,16 @@ def resolve_iteration(store: RunFolder, iteration: int | str) -> int:
     return int(iteration)
 
 
+def _why_chosen(store: RunFolder, asked: str, chosen: int) -> str:
+    """Why "best" or "last" is iteration ``chosen``: by its score against true masks, or as the last finished."""
+    score = next((entry.get("miou") for entry in store.metrics() if entry["iteration"] == chosen), None)
+    if asked == "best" and score is not None:
+        return f"the best against the true masks (mIoU {score:.3f})"
+    if asked == "best":
+        return "the last, as the run holds no scores against true masks to choose the best by"
+    return "the last"
+
+
 def export_labels(
     run_dir: os.PathLike | str,
     out_dir: os.PathLike | str,
@@ -63,6 +73,8 @@ def export_labels(
     chosen = resolve_iteration(store, iteration)
     out_dir = Path(out_dir)
     _check_out_dir(store, config, out_dir)
+    if iteration in ("best", "last"):
+        yield Notice(f"exporting iteration {chosen}, {_why_chosen(store, iteration, chosen)}", level="info")
     masks = {path.stem: path for path in store.masks_of(chosen)}
     masks.update(store.fixed_masks())
     if drafted := [stem for stem in store.drafts() if stem in masks]:
