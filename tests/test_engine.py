@@ -991,6 +991,18 @@ def test_all_masks_rejected_by_the_area_filter_stops_clearly(tiny_folder, tmp_pa
     assert RunFolder(tmp_path / "run").finished_iterations() == [0]
 
 
+def test_masks_that_stop_changing_end_the_run_early_and_it_says_so_only_with_rounds_left(tiny_folder, tmp_path):
+    """Without true masks to score rounds by, a round whose masks changed little ends the run: more would only
+    cost time. A converge IoU of 0 is met by every round, so the run ends after round 1."""
+    config = TINY.updated(images=str(tiny_folder / "images"), out=str(tmp_path / "early"), converge_iou=0.0)
+    results, notices = run_to_end(config.updated(iterations=3))
+    assert [result.iteration for result in results] == [0, 1]
+    assert any(notice.startswith("stopped after iteration 1: masks changed little") for notice in notices)
+    results, notices = run_to_end(config.updated(out=str(tmp_path / "last"), iterations=1))
+    assert [result.iteration for result in results] == [0, 1]
+    assert not any("changed little" in notice for notice in notices)  # it ended where it was asked to
+
+
 def _logged(events, error):
     """What the run's log should say of ``events`` and the ``error`` that stopped them, times left out."""
     notices = [

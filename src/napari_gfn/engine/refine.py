@@ -502,7 +502,8 @@ def _label_photos(
             round_s = result.elapsed_s
             yield result
             change = result.metrics["change_iou"]
-            if run.truth is None and change is not None and change >= config.converge_iou:
+            rounds_left = iteration < config.iterations
+            if rounds_left and run.truth is None and change is not None and change >= config.converge_iou:
                 yield Notice(
                     f"stopped after iteration {iteration}: masks changed little (mean IoU with the previous "
                     f"iteration {change:.3f} >= {config.converge_iou})",
