@@ -1472,6 +1472,7 @@ def test_a_config_given_a_new_seed_takes_its_shape_settings_unless_chosen_by_han
 
 def test_a_correction_no_longer_trusted_is_kept_aside_and_nothing_reads_it(tmp_path):
     store = RunFolder(tmp_path)
+    store.create(RunConfig())
     assert store.forget_fixed_mask("photo") is None
     assert not (tmp_path / "untrusted").exists()  # nothing was trusted: nothing to keep
     corrected = np.zeros((4, 5), dtype=bool)

@@ -1909,6 +1909,33 @@ def _three_strokes(qtbot, layer) -> None:
         qtbot.wait(200)
 
 
+def test_a_run_moved_while_open_is_not_made_again_where_it_was_by_paint_or_a_trust(
+    make_napari_viewer, qtbot, finished_layer_run, tmp_path
+):
+    run, stem = Path(shutil.copytree(finished_layer_run["run"], tmp_path / "run")), finished_layer_run["stems"][0]
+    viewer = make_napari_viewer()
+    dock = open_run_window(viewer, run)
+    _on_screen(qtbot, dock.browser)
+    run.rename(tmp_path / "run, renamed")  # in a file manager, as napari shows it
+    mask = viewer.layers[iteration_layer_name(stem, 2)]
+    viewer.layers.selection.active = mask
+    seen = len(notification_manager.records)
+    _three_strokes(qtbot, mask)  # the draft's trouble is said at the stroke after the one that met it
+    dock.trust_selected()
+    gone = (
+        f"{run} is no longer a run folder (moved or deleted since it was opened): open the run where it is now "
+        "(Open run)"
+    )
+    assert _messages_since(seen) == [
+        f"{RunFolder(run).draft_path(stem)}: cannot be written: {gone}: paint not trusted would be lost when napari "
+        "closes: save its layer elsewhere (File > Save Selected Layers...)",
+        f"{stem}: the correction cannot be trusted: {gone}; it stays in its layer (File > Save Selected Layers... "
+        "saves it elsewhere)",
+    ]
+    assert not run.exists()
+    assert not RunFolder(tmp_path / "run, renamed").fixed_masks()
+
+
 def test_an_undo_back_to_the_mask_trusted_drops_its_draft_with_the_dock_closed(
     make_napari_viewer, qtbot, finished_layer_run, tmp_path
 ):

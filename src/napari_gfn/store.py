@@ -371,7 +371,18 @@ class RunFolder:
 
     def write_fixed_mask(self, stem: str, mask: np.ndarray) -> Path:
         """Trust a corrected mask: every later iteration trains on it and writes it unchanged."""
+        self._check_still_here()
         return atomic_write_mask_png(self.fixed_mask_path(stem), mask)
+
+    def _check_still_here(self) -> None:
+        """napari writes corrections into a run opened hours ago, maybe: one moved or deleted since is not made
+        again where it was, as a folder of stray corrections beside nothing (FileNotFoundError, as the viewer
+        reports a write that fails)."""
+        if not self.is_run():
+            raise FileNotFoundError(
+                f"{self.root} is no longer a run folder (moved or deleted since it was opened): open the run "
+                "where it is now (Open run)"
+            )
 
     def forget_fixed_mask(self, stem: str) -> Path | None:
         """Stop trusting ``stem``'s correction: later iterations predict its mask again. The correction is
@@ -390,6 +401,7 @@ class RunFolder:
     def write_draft(self, stem: str, mask: np.ndarray) -> Path:
         """Keep the paint on ``stem``'s mask, not trusted yet, so that napari closing or crashing loses none of it.
         Nothing trains on a draft."""
+        self._check_still_here()
         return atomic_write_mask_png(self.draft_path(stem), mask)
 
     def drop_draft(self, stem: str) -> None:
