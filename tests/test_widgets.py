@@ -1926,11 +1926,16 @@ def test_a_run_moved_while_open_is_not_made_again_where_it_was_by_paint_or_a_tru
         f"{run} is no longer a run folder (moved or deleted since it was opened): open the run where it is now "
         "(Open run)"
     )
+    dock.browser.step(1)  # another photo: shown, without masks
+    _on_screen(qtbot, dock.browser)
+    dock.browser.step(-1)
+    _on_screen(qtbot, dock.browser)
     assert _messages_since(seen) == [
         f"{RunFolder(run).draft_path(stem)}: cannot be written: {gone}: paint not trusted would be lost when napari "
         "closes: save its layer elsewhere (File > Save Selected Layers...)",
         f"{stem}: the correction cannot be trusted: {gone}; it stays in its layer (File > Save Selected Layers... "
         "saves it elsewhere)",
+        f"masks not shown: {gone}",
     ]
     assert not run.exists()
     assert not RunFolder(tmp_path / "run, renamed").fixed_masks()

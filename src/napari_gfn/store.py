@@ -371,10 +371,10 @@ class RunFolder:
 
     def write_fixed_mask(self, stem: str, mask: np.ndarray) -> Path:
         """Trust a corrected mask: every later iteration trains on it and writes it unchanged."""
-        self._check_still_here()
+        self.check_still_here()
         return atomic_write_mask_png(self.fixed_mask_path(stem), mask)
 
-    def _check_still_here(self) -> None:
+    def check_still_here(self) -> None:
         """napari writes corrections into a run opened hours ago, maybe: one moved or deleted since is not made
         again where it was, as a folder of stray corrections beside nothing (FileNotFoundError, as the viewer
         reports a write that fails)."""
@@ -401,7 +401,7 @@ class RunFolder:
     def write_draft(self, stem: str, mask: np.ndarray) -> Path:
         """Keep the paint on ``stem``'s mask, not trusted yet, so that napari closing or crashing loses none of it.
         Nothing trains on a draft."""
-        self._check_still_here()
+        self.check_still_here()
         return atomic_write_mask_png(self.draft_path(stem), mask)
 
     def drop_draft(self, stem: str) -> None:

@@ -112,6 +112,7 @@ class RunLayers:
         self._read_ahead: tuple[str, Future[PhotoFiles]] | None = None
         self._wanted_next: str | None = None  # the photo read ahead last, its files read or already open
         self._shown_last: list[str] = []  # oldest first
+        self._on_disk: bool | None = None  # whether the run folder was there when a photo was last shown
         self._take_over_shown_layers()
         _shown_runs[_resolved(str(store.root))] = self
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -171,6 +172,17 @@ class RunLayers:
                 if not self._has_mask_layer(stem, iteration):
                     self._add_mask(stem, iteration, mask)
 
+    def _say_if_gone(self) -> None:
+        """A run moved or deleted while shown shows its photos without masks: said once, as it is first met.
+        Not before the run's folder is made (by its job, after a new run's first photos show)."""
+        try:
+            self.store.check_still_here()
+            self._on_disk = True
+        except FileNotFoundError as error:
+            if self._on_disk:
+                show_warning(f"masks not shown: {error}")
+            self._on_disk = False
+
     def add_finished_iterations(self) -> None:
         """Show the photo on screen's masks of the iterations finished since it was shown (a run followed as
         another process writes it)."""
@@ -185,6 +197,7 @@ class RunLayers:
         The layers of photos shown long ago stay until :meth:`close_a_photo_shown_long_ago` closes them.
         """
         self.current = stem
+        self._say_if_gone()
         files = self._files_read_ahead(stem)
         photo = self._photo_layer(stem, files)
         self._add_finished_masks(stem, files)
