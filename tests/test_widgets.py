@@ -339,6 +339,21 @@ def test_settings_that_contradict_each_other_are_named_in_the_docks_words(make_n
     )
 
 
+def test_a_labels_layer_as_ground_truth_of_a_folder_run_is_refused_saying_what_scores_a_folder(
+    make_napari_viewer, tiny_folder, tmp_path
+):
+    viewer = make_napari_viewer()
+    widget = _folder_form(viewer, tiny_folder / "images")
+    widget.run_folder.value = tmp_path / "run"
+    viewer.add_labels(np.zeros((64, 64), np.uint8), name="drawn truth")
+    widget.truth.value = "drawn truth"
+    _assert_start_refused(
+        widget,
+        "the ground-truth layer 'drawn truth' scores a run of Image layers, matched to its photo by size; a run of "
+        "a photo folder is scored against a folder of true masks named as the photos (Ground truth: folder)",
+    )
+
+
 def test_a_path_typed_or_pasted_into_a_field_is_read_as_meant(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     field = FileEdit(mode="d")

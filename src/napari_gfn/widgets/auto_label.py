@@ -508,6 +508,12 @@ class AutoLabelWidget(Container):
             return None
         if self.truth.value == TRUTH_FOLDER:
             return str(chosen_path(self.truth_folder, "the ground-truth folder"))
+        if "photos" not in inputs:  # a drawn mask has no name, so only a photo layer of its size can be its photo
+            raise ValueError(
+                f"the ground-truth layer {self.truth.value!r} scores a run of Image layers, matched to its photo by "
+                "size; a run of a photo folder is scored against a folder of true masks named as the photos "
+                "(Ground truth: folder)"
+            )
         truth = np.asarray(self._pixels(self.truth.value))
         inputs["gt"] = truth_mask_for_photo(self.truth.value, truth, inputs.get("photos", {}))
         return str(RunFolder(run_dir).input_dir("gt"))
