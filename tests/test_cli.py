@@ -30,7 +30,7 @@ from napari_gfn import cli
 from napari_gfn._atomic import stops_held
 from napari_gfn.cli import _HungUp, _label_config, _TerminalReport, _Terminated, build_parser, main
 from napari_gfn.config import SETTING_HELP, SETTING_LABELS, RunConfig
-from napari_gfn.demo import _demo_config
+from napari_gfn.demo import _demo_config, show_demo
 from napari_gfn.network import missing_imagenet_weights, read_model_card
 from napari_gfn.run_lock import RunLock
 from napari_gfn.run_window import read_run
@@ -1020,7 +1020,7 @@ def test_export_writes_the_masks_sorted_as_the_photos_are_with_corrections(tiny_
 
 
 @pytest.mark.slow
-def test_headless_demo_labels_the_sample_photos_and_says_where_it_wrote(tmp_path, capsys):
+def test_headless_demo_labels_the_sample_photos_and_says_where_it_wrote(tmp_path, capsys, monkeypatch):
     # The seed alone: each refinement round would add as long again, and rounds are tested in test_engine.
     command = ["demo", "--headless", "--iterations", "0", "--out", str(tmp_path / "demo")]
     result = subprocess.run([sys.executable, "-m", "napari_gfn", *command], capture_output=True, text=True, timeout=900)
@@ -1045,3 +1045,8 @@ def test_headless_demo_labels_the_sample_photos_and_says_where_it_wrote(tmp_path
     a_file.write_text("mine")
     assert main(["demo", "--headless", "--out", str(a_file)]) == 1
     assert f"{a_file} is a file, not a folder: choose a folder for the demo's photos and run" in capsys.readouterr().err
+    windows = []
+    monkeypatch.setattr("napari.Viewer", lambda **options: windows.append(options))
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        show_demo(a_file)  # the demo with a window: refused before one opens
+    assert windows == []

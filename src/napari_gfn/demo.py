@@ -78,7 +78,10 @@ def run_demo(out: Path, report: Callable[[Iterable], object] = list, iterations:
 
 def open_demo(viewer: napari.Viewer, out: Path, iterations: int = DEMO_CONFIG.iterations) -> AutoLabelWidget:
     """Open the sample photos as Image layers and the Auto-label dock, set up for them and ready to start."""
-    config = _demo_config(out, iterations)
+    return _open_sample(viewer, _demo_config(out, iterations))
+
+
+def _open_sample(viewer: napari.Viewer, config: RunConfig) -> AutoLabelWidget:
     for path in sorted(Path(config.images).glob("*.png")):
         viewer.add_image(iio.imread(path), name=path.stem, rgb=True)
     _, dock = viewer.window.add_plugin_dock_widget("napari-gfn", "Auto-label")
@@ -90,5 +93,6 @@ def show_demo(out: Path, iterations: int = DEMO_CONFIG.iterations) -> None:
     """The demo in a window: napari with the sample photos and the Auto-label dock (blocks until closed)."""
     import napari
 
-    open_demo(napari.Viewer(title="napari-gfn demo"), out, iterations)
+    config = _demo_config(out, iterations)  # first: an --out it refuses opens no window
+    _open_sample(napari.Viewer(title="napari-gfn demo"), config)
     napari.run()
