@@ -284,6 +284,19 @@ def test_each_seeds_own_settings_show_with_that_seed_alone(make_napari_viewer):
         assert shown == {name for name, own_seed in SEED_OWN_SETTINGS.items() if own_seed == seed}, seed
 
 
+def test_a_hidden_field_of_another_seed_neither_stops_a_start_nor_is_recorded(make_napari_viewer, tmp_path):
+    widget = _folder_form(make_napari_viewer(), tmp_path)
+    widget.seed.value = "transfer"
+    widget.source_model.value = tmp_path / "source.pt"
+    widget.seed.value = "otsu"
+    for simple in ("folder", "chosen layers"):  # each asks for what it names, none given
+        widget.simple.value = simple
+        widget.seed.value = "grabcut"  # which reads no simple photos: the field hides
+        config, _, _ = widget._run_config()
+        assert (config.simple, config.source_model) == (RunConfig().simple, None)
+        widget.seed.value = "otsu"
+
+
 def test_a_stack_layer_is_not_offered_as_a_photo_and_a_run_of_all_layers_leaves_it_out(
     make_napari_viewer, qtbot, tiny_folder, tmp_path
 ):

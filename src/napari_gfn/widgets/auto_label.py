@@ -473,15 +473,6 @@ class AutoLabelWidget(Container):
             images = RunFolder(run_dir).input_dir("photos")
         else:
             images = chosen_path(self.images_folder, "the folder of photos to label")
-        simple = SIMPLE_CHOICES[self.simple.value]
-        if simple == "folder":
-            simple = str(chosen_path(self.simple_folder, "the folder of simple (plain-background) photos"))
-        elif simple == "layers":
-            if not self.simple_layers.value:
-                raise ValueError("choose the simple (plain-background) photo layers, or pick another option")
-            simple_layers = photo_stems(self.simple_layers.value)
-            inputs["simple"] = {stem: self._pixels(name) for stem, name in simple_layers.items()}
-            simple = str(RunFolder(run_dir).input_dir("simple"))
         seed_files = {}
         if self.seed.value == "transfer":
             what = "a source model file: open or train one in the Source model dock"
@@ -493,7 +484,7 @@ class AutoLabelWidget(Container):
             images=str(images),
             out=str(run_dir),
             seed=self.seed.value,
-            simple=simple,
+            simple=self._simple_photos(run_dir, inputs) if self.seed.value == "otsu" else RunConfig.simple,
             source_model=seed_files.get("source_model"),
             labels=seed_files.get("labels"),
             gt=self._truth_folder(run_dir, inputs),
@@ -501,6 +492,19 @@ class AutoLabelWidget(Container):
             **{name: getattr(self, name).value for name in _FORM_SETTINGS},
         )
         return config, inputs, photo_layers
+
+    def _simple_photos(self, run_dir: Path, inputs: dict) -> str:
+        """The Otsu seed's simple photos: "auto", a folder, or the layers chosen (copied into the run)."""
+        simple = SIMPLE_CHOICES[self.simple.value]
+        if simple == "folder":
+            return str(chosen_path(self.simple_folder, "the folder of simple (plain-background) photos"))
+        if simple == "layers":
+            if not self.simple_layers.value:
+                raise ValueError("choose the simple (plain-background) photo layers, or pick another option")
+            simple_layers = photo_stems(self.simple_layers.value)
+            inputs["simple"] = {stem: self._pixels(name) for stem, name in simple_layers.items()}
+            return str(RunFolder(run_dir).input_dir("simple"))
+        return simple
 
     def _truth_folder(self, run_dir: Path, inputs: dict) -> str | None:
         """Ground truth from a folder, or from a Labels layer matched to the one photo of its size."""
