@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import ExifTags, Image
 from scipy import ndimage
 
+import napari_gfn
 from napari_gfn import _atomic
 from napari_gfn._atomic import atomic_write_mask_png
 from napari_gfn.config import BULKY_OBJECT_SETTINGS, SEED_METHODS, THIN_OBJECT_SETTINGS, RunConfig
@@ -1413,6 +1414,29 @@ def test_arrays_work_like_a_folder(tmp_path):
     images = ImageSet.from_arrays(sample.images, [f"a{i}" for i in range(6)])
     results, _ = run_to_end(TINY.updated(out=str(tmp_path / "run"), iterations=0), images=images)
     assert sorted(results[0].mask_paths) == [f"a{i}" for i in range(6)]
+
+
+def test_a_run_another_version_made_with_settings_this_one_lacks_names_both_versions(tmp_path):
+    """A run from a GPU server's newer napari-gfn, opened on a laptop with an older one, say."""
+    store = RunFolder(tmp_path / "run")
+    store.create(RunConfig())
+    record = json.loads(store.config_path.read_text())
+    record["config"]["a_later_setting"] = 1
+    store.config_path.write_text(json.dumps(record))
+    with pytest.raises(RunFolderError) as same_version:
+        store.read_config()
+    assert str(same_version.value).endswith("unreadable run configuration: unknown run settings: a_later_setting")
+    record["versions"]["napari_gfn"] = "9.0"
+    store.config_path.write_text(json.dumps(record))
+    with pytest.raises(RunFolderError) as later_version:
+        store.read_config()
+    assert str(later_version.value).endswith(
+        f"unknown run settings: a_later_setting (the run was made by napari-gfn 9.0, and this is "
+        f"{napari_gfn.__version__}: read it with napari-gfn 9.0)"
+    )
+    store.config_path.write_text(json.dumps(record)[:40])  # cut short: no version to name
+    with pytest.raises(RunFolderError, match="unreadable run configuration: Expecting value: line 1 column 41"):
+        store.read_config()
 
 
 def test_run_config_round_trips_through_json_and_rejects_nonsense():

@@ -51,6 +51,17 @@ _CACHE_FORMAT = "2"
 _LAYOUT_DEPTH = 4
 
 
+def _made_by_another_version(record: dict) -> str:
+    """A run made by another napari-gfn (a newer one on a GPU server, say) may hold settings this one lacks."""
+    from napari_gfn import __version__
+
+    versions = record.get("versions")
+    made_by = versions.get("napari_gfn") if isinstance(versions, dict) else None
+    if not made_by or made_by == __version__:
+        return ""
+    return f" (the run was made by napari-gfn {made_by}, and this is {__version__}: read it with napari-gfn {made_by})"
+
+
 def _settings_before_they_existed(saved: dict) -> dict:
     """The values a run folder written before a setting existed ran with; a resumed run keeps them."""
     return {
@@ -211,13 +222,15 @@ class RunFolder:
         """
         if not self.is_run():
             raise RunFolderError(self._not_a_run())
+        record = None  # until read: a file cut short names no version
         try:
             record = json.loads(self.config_path.read_text())
             saved = record["config"]
             config = RunConfig.from_dict({**_settings_before_they_existed(saved), **saved})
             moved = self._moved_paths(config, record.get("paths_from_run_folder", {}))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}") from None
+            made_by = _made_by_another_version(record) if isinstance(record, dict) else ""
+            raise RunFolderError(f"{self.config_path}: unreadable run configuration: {error}{made_by}") from None
         return config.updated(out=str(self.root.absolute()), **moved)
 
     def check_room_for_new_run(self) -> None:
