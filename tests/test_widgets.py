@@ -297,6 +297,24 @@ def test_a_hidden_field_of_another_seed_neither_stops_a_start_nor_is_recorded(ma
         widget.seed.value = "otsu"
 
 
+def test_a_layer_chosen_and_then_renamed_stays_chosen(make_napari_viewer):
+    """napari resets a dock's choices as a layer is renamed; a photo chosen alone would become "none = all"."""
+    viewer = make_napari_viewer()
+    for name in ("orchid", "other", "plain"):
+        viewer.add_image(np.zeros((20, 30, 3), np.uint8), name=name, rgb=True)
+    viewer.add_labels(np.zeros((20, 30), np.uint8), name="truth")
+    widget = _dock(viewer, "Auto-label")
+    widget.image_layers.value = ["orchid"]
+    widget.simple_layers.value = ["plain"]
+    widget.truth.value = "truth"
+    for layer, name in (("orchid", "Orchid 1"), ("plain", "plain 1"), ("truth", "truth of Orchid 1")):
+        viewer.layers[layer].name = name
+    assert (widget.image_layers.value, widget.simple_layers.value) == (["Orchid 1"], ["plain 1"])
+    assert widget.truth.value == "truth of Orchid 1"
+    viewer.layers.remove("Orchid 1")  # removed, it is no longer chosen
+    assert widget.image_layers.value == []
+
+
 def test_a_stack_layer_is_not_offered_as_a_photo_and_a_run_of_all_layers_leaves_it_out(
     make_napari_viewer, qtbot, tiny_folder, tmp_path
 ):

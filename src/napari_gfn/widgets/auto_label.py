@@ -123,6 +123,10 @@ def _label(setting: str) -> str:
     return words[0].upper() + words[1:]
 
 
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
 def _default_run_folder() -> Path:
     return Path.home() / "napari-gfn-runs" / datetime.now().strftime("run-%Y%m%d-%H%M%S")
 
@@ -140,6 +144,7 @@ class AutoLabelWidget(Container):
         self._base_config = RunConfig()  # settings without a field in the form (kept from load_settings)
         defaults = RunConfig()
         self._seed_of_settings = defaults.seed  # whose own values the object-shape settings were given
+        self._layers_chosen: dict[ValueWidget, list] = {}  # by layer field, kept through renames
         self._build_input()
         self._build_seed(defaults)
         self._build_settings(defaults)
@@ -275,6 +280,9 @@ class AutoLabelWidget(Container):
             widget.changed.connect(self._show_relevant_fields)
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(self._refresh_layer_choices)
+        for widget in (self.image_layers, self.simple_layers, self.truth):
+            widget.changed.connect(self._remember_layers_chosen)
+        self._remember_layers_chosen()
         self.shared.source_model_changed.connect(self._use_source_model)
         if self.shared.source_model is not None:
             self._use_source_model(self.shared.source_model)
@@ -333,6 +341,24 @@ class AutoLabelWidget(Container):
     def _refresh_layer_choices(self, *_) -> None:
         for widget in (self.image_layers, self.simple_layers, self.truth):
             widget.reset_choices()
+
+    def _remember_layers_chosen(self, *_) -> None:
+        """The layers each layer field holds, as layers: napari renames a layer before it resets the choices."""
+        by_name = {layer.name: layer for layer in self.viewer.layers}
+        self._layers_chosen = {
+            widget: [by_name[name] for name in _as_list(widget.value) if name in by_name]
+            for widget in (self.image_layers, self.simple_layers, self.truth)
+        }
+
+    def reset_choices(self, *_) -> None:
+        """napari resets the choices as a layer is renamed: a layer chosen stays chosen, by its new name."""
+        chosen = self._layers_chosen
+        super().reset_choices()
+        for widget, layers in chosen.items():
+            names = [layer.name for layer in layers if layer in self.viewer.layers]
+            if names and names != _as_list(widget.value):
+                widget.value = names if isinstance(widget, Select) else names[0]
+        self._remember_layers_chosen()
 
     def _show_relevant_fields(self, *_) -> None:
         from_layers = self.input_kind.value == IMAGE_LAYERS
