@@ -32,6 +32,7 @@ from napari_gfn.config import (
     BACKBONES,
     CAM_REFINERS,
     SEED_METHODS,
+    SEED_OWN_SETTINGS,
     SETTING_HELP,
     SETTING_LABELS,
     RunConfig,
@@ -364,16 +365,19 @@ class AutoLabelWidget(Container):
         from_layers = self.input_kind.value == IMAGE_LAYERS
         self.image_layers.visible = from_layers
         self.images_folder.visible = not from_layers
-        otsu = self.seed.value == "otsu"
-        self.simple.visible = otsu
-        self.simple_threshold.visible = self.simple_max_border.visible = otsu and self.simple.value == "automatic"
-        self.simple_folder.visible = otsu and self.simple.value == "folder"
-        self.simple_layers.visible = otsu and self.simple.value == "chosen layers"
-        self.seed_epochs.visible = otsu
-        self.source_model.visible = self.seed.value == "transfer"
-        for cam_field in (self.image_labels, self.cam_epochs, self.cam_threshold, self.cam_refiner):
-            cam_field.visible = self.seed.value == "cam"
+        for name in ("seed_epochs", "source_model", "cam_epochs", "cam_threshold", "cam_refiner"):
+            getattr(self, name).visible = self._seed_reads(name)
+        self.image_labels.visible = self._seed_reads("labels")
+        simple = self.simple.value if self._seed_reads("simple") else None
+        self.simple.visible = simple is not None
+        self.simple_threshold.visible = self.simple_max_border.visible = simple == "automatic"
+        self.simple_folder.visible = simple == "folder"
+        self.simple_layers.visible = simple == "chosen layers"
         self.truth_folder.visible = self.truth.value == TRUTH_FOLDER
+
+    def _seed_reads(self, setting: str) -> bool:
+        """Whether the seed chosen reads ``setting``: another seed's own settings are hidden, and not read."""
+        return SEED_OWN_SETTINGS.get(setting, self.seed.value) == self.seed.value
 
     def _use_source_model(self, path: Path | None) -> None:
         if path is not None:
@@ -500,17 +504,17 @@ class AutoLabelWidget(Container):
         else:
             images = chosen_path(self.images_folder, "the folder of photos to label")
         seed_files = {}
-        if self.seed.value == "transfer":
+        if self._seed_reads("source_model"):
             what = "a source model file: open or train one in the Source model dock"
             seed_files["source_model"] = str(chosen_path(self.source_model, what))
-        if self.seed.value == "cam" and self.image_labels.line_edit.value.strip():
+        if self._seed_reads("labels") and self.image_labels.line_edit.value.strip():
             # Empty: the engine labels photos sorted into class folders by their folders, or asks for labels.
             seed_files["labels"] = str(chosen_path(self.image_labels, "the image-level labels"))
         config = self._base_config.updated(
             images=str(images),
             out=str(run_dir),
             seed=self.seed.value,
-            simple=self._simple_photos(run_dir, inputs) if self.seed.value == "otsu" else RunConfig.simple,
+            simple=self._simple_photos(run_dir, inputs) if self._seed_reads("simple") else RunConfig.simple,
             source_model=seed_files.get("source_model"),
             labels=seed_files.get("labels"),
             gt=self._truth_folder(run_dir, inputs),
